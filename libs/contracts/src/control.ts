@@ -1,0 +1,139 @@
+import { z } from 'zod';
+import { DomainSchema } from './events';
+
+const EpochMs = z.number().int().min(0);
+
+/** Operator or policy asks the trainer to run or cancel a round. */
+export const RoundCommandSchema = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('trigger'),
+    command_id: z.string().min(1),
+    requested_by: z.string().min(1),
+    reason: z.string().default(''),
+    target_domains: z.array(DomainSchema).optional(),
+    ts: EpochMs,
+  }),
+  z.strictObject({
+    kind: z.literal('cancel'),
+    command_id: z.string().min(1),
+    round_id: z.string().min(1),
+    requested_by: z.string().min(1),
+    ts: EpochMs,
+  }),
+]);
+export type RoundCommand = z.infer<typeof RoundCommandSchema>;
+
+export const ROUND_STATES = [
+  'queued',
+  'warmup',
+  'stable',
+  'annealing',
+  'fine_tuning',
+  'published',
+  'failed',
+  'cancelled',
+] as const;
+export type RoundState = (typeof ROUND_STATES)[number];
+
+/** Progress of a round, published by the trainer on every state change and periodically. */
+export const RoundEventSchema = z.strictObject({
+  round_id: z.string().min(1),
+  state: z.enum(ROUND_STATES),
+  step: z.number().int().min(0),
+  total_steps: z.number().int().min(0),
+  loss: z.number().nullable(),
+  lr: z.number().nullable(),
+  message: z.string().default(''),
+  ts: EpochMs,
+});
+export type RoundEvent = z.infer<typeof RoundEventSchema>;
+
+/** Per-domain growth since the last round watermark, published by the sequencer. */
+export const CorpusStatsSchema = z.strictObject({
+  watermark: z.number().int().min(0),
+  previous_watermark: z.number().int().min(0),
+  domains: z.array(
+    z.strictObject({
+      domain: DomainSchema,
+      new_interactions: z.number().int().min(0),
+      new_users: z.number().int().min(0),
+      total_interactions: z.number().int().min(0),
+    }),
+  ),
+  ts: EpochMs,
+});
+export type CorpusStats = z.infer<typeof CorpusStatsSchema>;
+
+export const AdapterLineageSchema = z.strictObject({
+  base_model: z.string(),
+  base_model_sha256: z.string(),
+  round_id: z.string(),
+  trunk_id: z.string().nullable(),
+  cpt_adapter_id: z.string().nullable(),
+  data_watermark: z.number().int().min(0),
+});
+export type AdapterLineage = z.infer<typeof AdapterLineageSchema>;
+
+export const AdapterEventSchema = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('published'),
+    adapter_id: z.string().min(1),
+    adapter_kind: z.enum(['cpt', 'sft']),
+    target_domains: z.array(DomainSchema),
+    uri: z.string().min(1),
+    sha256: z.string().regex(/^[0-9a-f]{64}$/),
+    lineage: AdapterLineageSchema,
+    ts: EpochMs,
+  }),
+  z.strictObject({
+    kind: z.literal('promoted'),
+    adapter_id: z.string().min(1),
+    uri: z.string().min(1),
+    sha256: z.string().regex(/^[0-9a-f]{64}$/),
+    target_domains: z.array(DomainSchema),
+    hr1: z.record(z.string(), z.number()),
+    reasons: z.array(z.string()),
+    ts: EpochMs,
+  }),
+  z.strictObject({
+    kind: z.literal('rejected'),
+    adapter_id: z.string().min(1),
+    reasons: z.array(z.string()),
+    ts: EpochMs,
+  }),
+]);
+export type AdapterEvent = z.infer<typeof AdapterEventSchema>;
+
+export const ServingCommandSchema = z.strictObject({
+  kind: z.literal('rollback'),
+  command_id: z.string().min(1),
+  to_adapter_id: z.string().min(1).optional(),
+  requested_by: z.string().min(1),
+  ts: EpochMs,
+});
+export type ServingCommand = z.infer<typeof ServingCommandSchema>;
+
+export const DriftEventSchema = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('observation'),
+    adapter_id: z.string(),
+    domain: DomainSchema,
+    window_start: EpochMs,
+    window_end: EpochMs,
+    hr1: z.number(),
+    samples: z.number().int().min(0),
+    ts: EpochMs,
+  }),
+  z.strictObject({
+    kind: z.literal('alert'),
+    adapter_id: z.string(),
+    domain: DomainSchema,
+    hr1: z.number(),
+    baseline_hr1: z.number(),
+    relative_drop: z.number(),
+    samples: z.number().int().min(0),
+    refresh_requested: z.boolean(),
+    ts: EpochMs,
+  }),
+]);
+export type DriftEvent = z.infer<typeof DriftEventSchema>;

@@ -1,0 +1,6 @@
+export * from './topics';
+export * from './result';
+export * from './limits';
+export * from './events';
+export * from './control';
+export * from './parse';
