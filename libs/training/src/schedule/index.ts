@@ -1,0 +1,2 @@
+export * from './wsa';
+export * from './data-plan';

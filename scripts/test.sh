@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The test command of the README and of CI: sets up everything (npm packages, OS packages,
+# Kafka, ClickHouse, native kernels), runs lint and type checks, then every test tier.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+bash scripts/bootstrap.sh
+bash infra/local/up
+
+echo "==> typecheck"
+npx tsc -p tsconfig.json --noEmit
+echo "==> lint"
+npx eslint . --max-warnings=0
+npx prettier --check . > /dev/null || { npx prettier --list-different .; echo "prettier: files above need formatting (npm run format)"; exit 1; }
+
+mkdir -p .cprec/test-results
+status=0
+echo "==> unit tests"
+npx jest --ci --selectProjects unit --json --outputFile=.cprec/test-results/unit.json || status=1
+echo "==> integration and end-to-end tests (real Kafka + ClickHouse)"
+npx jest --ci --selectProjects integration --runInBand --json --outputFile=.cprec/test-results/integration.json || status=1
+
+# Jest's own summary is per run; print one closing line over both tiers.
+node -e '
+const fs = require("fs");
+let passed = 0, failed = 0, skipped = 0;
+for (const f of ["unit", "integration"]) {
+  const p = `.cprec/test-results/${f}.json`;
+  if (!fs.existsSync(p)) { failed += 1; continue; }
+  const r = JSON.parse(fs.readFileSync(p, "utf8"));
+  passed += r.numPassedTests; failed += r.numFailedTests + (r.numRuntimeErrorTestSuites || 0);
+  skipped += r.numPendingTests + r.numTodoTests;
+}
+console.log(`tests: ${passed} passed, ${failed} failed, ${skipped} skipped`);
+if (passed === 0) process.exit(1);
+'
+exit $status
