@@ -1,6 +1,8 @@
 // Two tiers: unit specs live beside the code and need no servers; integration and e2e
 // tests live in test/ and run against the real Kafka and ClickHouse started by infra/local/up.
 const moduleNameMapper = {
+  '^@cprec/service-common$': '<rootDir>/services/common/src',
+  '^@cprec/service-common/(.*)$': '<rootDir>/services/common/src/$1',
   '^@cprec/contracts$': '<rootDir>/libs/contracts/src',
   '^@cprec/contracts/(.*)$': '<rootDir>/libs/contracts/src/$1',
   '^@cprec/clickhouse$': '<rootDir>/libs/clickhouse/src',

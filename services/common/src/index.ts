@@ -1,0 +1,3 @@
+export * from './config';
+export * from './observability.module';
+export * from './bootstrap';

@@ -1,0 +1,173 @@
+import { DEFAULT_LIMITS, DeadLetter, InteractionEvent, ItemEvent, TOPICS } from '@cprec/contracts';
+import { IngestPipeline, IngestPipelineOptions, reasonKind } from './ingest-pipeline';
+import { IngestMetrics, PartitionOffset, RawMessage } from './ports';
+
+class FakeStore {
+  interactions: InteractionEvent[] = [];
+  items: ItemEvent[] = [];
+  failuresLeft = 0;
+  log: string[];
+  constructor(log: string[]) {
+    this.log = log;
+  }
+  async insertInteractions(rows: readonly InteractionEvent[]) {
+    if (this.failuresLeft > 0) {
+      this.failuresLeft--;
+      this.log.push('store-failed');
+      throw new Error('connection refused');
+    }
+    this.log.push(`store:${rows.length}`);
+    this.interactions.push(...rows);
+  }
+  async insertItems(rows: readonly ItemEvent[]) {
+    this.items.push(...rows);
+  }
+}
+
+function setup(overrides: Partial<IngestPipelineOptions> = {}) {
+  const log: string[] = [];
+  const store = new FakeStore(log);
+  const dead: DeadLetter[] = [];
+  const commits: PartitionOffset[][] = [];
+  const counts: Record<string, number> = {};
+  const bump = (k: string, n: number) => (counts[k] = (counts[k] ?? 0) + n);
+  const metrics: IngestMetrics = {
+    consumed: (_t, n) => bump('consumed', n),
+    inserted: (k, n) => bump(`inserted_${k}`, n),
+    deduplicated: (n) => bump('dedup', n),
+    deadLettered: (_r, n) => bump('dead', n),
+    batchSeconds: () => undefined,
+    storeRetry: () => bump('retry', 1),
+  };
+  const pipeline = new IngestPipeline(
+    store,
+    {
+      send: async (r) => {
+        log.push(`dlq:${r.length}`);
+        dead.push(...r);
+      },
+    },
+    {
+      commit: async (o) => {
+        log.push('commit');
+        commits.push([...o]);
+      },
+    },
+    metrics,
+    {
+      maxBatchRows: 3,
+      flushIntervalMs: 60_000,
+      retryInitialMs: 1,
+      retryMaxMs: 4,
+      recentIdsCapacity: 100,
+      limits: { ...DEFAULT_LIMITS, now: () => 2_000_000_000_000 },
+      ...overrides,
+    },
+  );
+  return { pipeline, store, dead, commits, counts, log };
+}
+
+let offset = 0;
+function msg(value: unknown, partition = 0, topic: string = TOPICS.interactions): RawMessage {
+  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  return { topic, partition, offset: String(offset++), key: null, value: Buffer.from(text) };
+}
+const event = (id: string): InteractionEvent => ({
+  event_id: id,
+  user_id: 'u',
+  item_id: 'i',
+  domain: 'games',
+  ts: 1_000,
+});
+
+beforeEach(() => (offset = 0));
+
+describe('IngestPipeline', () => {
+  it('signals a flush when the size threshold is reached', () => {
+    const { pipeline } = setup();
+    expect(pipeline.accept([msg(event('a')), msg(event('b'))])).toBe(false);
+    expect(pipeline.accept([msg(event('c'))])).toBe(true);
+  });
+
+  it('commits offsets only after the store succeeded, past the last message of each partition', async () => {
+    const { pipeline, store, commits, log } = setup();
+    pipeline.accept([msg(event('a'), 0), msg(event('b'), 1), msg(event('c'), 0)]);
+    await pipeline.flush();
+    expect(store.interactions.map((e) => e.event_id)).toEqual(['a', 'b', 'c']);
+    expect(log).toEqual(['store:3', 'commit']);
+    expect(commits[0]).toEqual(
+      expect.arrayContaining([
+        { topic: TOPICS.interactions, partition: 0, offset: '3' },
+        { topic: TOPICS.interactions, partition: 1, offset: '2' },
+      ]),
+    );
+  });
+
+  it('retries a failing store with backoff and commits nothing until it succeeds', async () => {
+    const { pipeline, store, log, counts } = setup();
+    store.failuresLeft = 3;
+    pipeline.accept([msg(event('a'))]);
+    let keepAlives = 0;
+    await pipeline.flush(async () => {
+      keepAlives++;
+    });
+    expect(log).toEqual(['store-failed', 'store-failed', 'store-failed', 'store:1', 'commit']);
+    expect(counts.retry).toBe(3);
+    expect(keepAlives).toBeGreaterThan(0);
+  });
+
+  it('abandons the batch without committing when stopped while the store is down', async () => {
+    const { pipeline, store, commits } = setup();
+    store.failuresLeft = 1_000_000;
+    pipeline.accept([msg(event('a'))]);
+    const flushing = pipeline.flush();
+    setTimeout(() => pipeline.stop(), 20);
+    await expect(flushing).rejects.toThrow(/stopped while the store was failing/);
+    expect(commits).toEqual([]);
+  });
+
+  it('sends each bad message to the dead-letter sink with its reason and original bytes, keeping good ones', async () => {
+    const { pipeline, store, dead, counts } = setup({ maxBatchRows: 100 });
+    const bad = [
+      msg('{not json'),
+      msg({ ...event('x'), ts: 'yesterday' }),
+      msg({ ...event('y'), title: 'z'.repeat(5000) }),
+      msg({ ...event('w'), ts: 9_000_000_000_000 }),
+    ];
+    pipeline.accept([msg(event('a')), ...bad, msg(event('b'))]);
+    await pipeline.flush();
+    expect(store.interactions.map((e) => e.event_id)).toEqual(['a', 'b']);
+    expect(dead.map((d) => reasonKind(d.reason))).toEqual(['malformed JSON', 'ts', 'title', 'ts']);
+    expect(Buffer.from(dead[0]!.original_base64, 'base64').toString()).toBe('{not json');
+    expect(dead[1]).toMatchObject({ source_topic: TOPICS.interactions, partition: 0, offset: '1' });
+    expect(counts.dead).toBe(4);
+  });
+
+  it('drops re-sent events already seen and counts them as deduplicated', async () => {
+    const { pipeline, store, counts } = setup({ maxBatchRows: 100 });
+    pipeline.accept([msg(event('a')), msg(event('a')), msg(event('b'))]);
+    await pipeline.flush();
+    pipeline.accept([msg(event('b'))]);
+    await pipeline.flush();
+    expect(store.interactions.map((e) => e.event_id)).toEqual(['a', 'b']);
+    expect(counts.dedup).toBe(2);
+  });
+
+  it('routes item catalogue messages to the item table', async () => {
+    const { pipeline, store } = setup();
+    pipeline.accept([msg({ item_id: 'i1', domain: 'games', title: 'Doom &amp; Quake' }, 0, TOPICS.items)]);
+    await pipeline.flush();
+    expect(store.items).toEqual([{ item_id: 'i1', domain: 'games', title: 'Doom &amp; Quake' }]);
+  });
+
+  it('serialises concurrent flushes so no batch is committed twice or lost', async () => {
+    const { pipeline, store, commits } = setup({ maxBatchRows: 100 });
+    pipeline.accept([msg(event('a'))]);
+    const first = pipeline.flush();
+    pipeline.accept([msg(event('b'))]);
+    const second = pipeline.flush();
+    await Promise.all([first, second]);
+    expect(store.interactions.map((e) => e.event_id).sort()).toEqual(['a', 'b']);
+    expect(commits.flat().map((c) => c.offset)).toEqual(['2']);
+  });
+});

@@ -1,0 +1,183 @@
+import {
+  ContractLimits,
+  DeadLetter,
+  InteractionEvent,
+  ItemEvent,
+  parseInteraction,
+  parseItem,
+  TOPICS,
+} from '@cprec/contracts';
+import {
+  DeadLetterSink,
+  IngestMetrics,
+  IngestStore,
+  OffsetCommitter,
+  PartitionOffset,
+  RawMessage,
+} from './ports';
+import { RecentIds } from './recent-ids';
+
+export interface IngestPipelineOptions {
+  /** Flush once this many accepted rows are buffered. */
+  maxBatchRows: number;
+  /** Flush when the oldest buffered message is this old (ms). */
+  flushIntervalMs: number;
+  /** First and maximum delay between store retries while ClickHouse is unavailable. */
+  retryInitialMs: number;
+  retryMaxMs: number;
+  recentIdsCapacity: number;
+  limits: ContractLimits;
+}
+
+/** Short label for metrics: the text before the first colon of a reason ("title", "malformed JSON"). */
+export function reasonKind(reason: string): string {
+  const head = reason.split(':')[0]?.trim() ?? 'unknown';
+  return head.length > 40 ? head.slice(0, 40) : head;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * The ingest core, free of Kafka and NestJS so its delivery guarantees can be tested directly:
+ *
+ * 1. messages are parsed; rejects become dead letters, accepted events are buffered;
+ * 2. `flush()` stores the buffered rows (retrying with backoff for as long as the store is down —
+ *    the caller keeps heartbeating and does not fetch more, which is the backpressure), then sends
+ *    the dead letters, and only then commits the offsets of every message that was in the buffer.
+ *
+ * A crash between store and commit re-delivers messages; storage dedups on event_id, so the
+ * outcome is exactly-once in what queries read. Offsets never run ahead of stored data.
+ */
+export class IngestPipeline {
+  private interactions: InteractionEvent[] = [];
+  private items: ItemEvent[] = [];
+  private deadLetters: DeadLetter[] = [];
+  private pendingOffsets = new Map<string, PartitionOffset>();
+  private oldestBufferedAt: number | null = null;
+  private readonly recent: RecentIds;
+  private flushing: Promise<void> = Promise.resolve();
+  private stopped = false;
+
+  constructor(
+    private readonly store: IngestStore,
+    private readonly dlq: DeadLetterSink,
+    private readonly committer: OffsetCommitter,
+    private readonly metrics: IngestMetrics,
+    private readonly options: IngestPipelineOptions,
+  ) {
+    this.recent = new RecentIds(options.recentIdsCapacity);
+  }
+
+  /** Number of buffered rows (accepted + dead letters). */
+  get buffered(): number {
+    return this.interactions.length + this.items.length + this.deadLetters.length;
+  }
+
+  /** Parses and buffers messages; returns true when the buffer should be flushed now. */
+  accept(messages: readonly RawMessage[]): boolean {
+    let duplicates = 0;
+    for (const m of messages) {
+      if (this.oldestBufferedAt === null) this.oldestBufferedAt = Date.now();
+      if (m.topic === TOPICS.items) {
+        const parsed = parseItem(m.value, this.options.limits);
+        if (parsed.ok) this.items.push(parsed.value);
+        else this.reject(m, parsed.reason);
+      } else {
+        const parsed = parseInteraction(m.value, this.options.limits);
+        if (!parsed.ok) this.reject(m, parsed.reason);
+        else if (this.recent.has(parsed.value.event_id)) duplicates++;
+        else {
+          this.recent.add(parsed.value.event_id);
+          this.interactions.push(parsed.value);
+        }
+      }
+      this.pendingOffsets.set(`${m.topic}\u0000${m.partition}`, {
+        topic: m.topic,
+        partition: m.partition,
+        offset: (BigInt(m.offset) + 1n).toString(),
+      });
+    }
+    if (messages.length > 0) this.metrics.consumed(messages[0]!.topic, messages.length);
+    if (duplicates > 0) this.metrics.deduplicated(duplicates);
+    return this.shouldFlush();
+  }
+
+  shouldFlush(): boolean {
+    if (this.pendingOffsets.size === 0) return false;
+    if (this.interactions.length + this.items.length >= this.options.maxBatchRows) return true;
+    return this.oldestBufferedAt !== null && Date.now() - this.oldestBufferedAt >= this.options.flushIntervalMs;
+  }
+
+  /**
+   * Stores, dead-letters and commits everything buffered. Flushes are serialised: a timer flush
+   * and a size flush never interleave. `keepAlive` is called while waiting on a down store.
+   */
+  flush(keepAlive?: () => Promise<void>): Promise<void> {
+    const next = this.flushing.then(() => this.flushNow(keepAlive));
+    this.flushing = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Stops retry loops (shutdown); buffered but unstored rows are abandoned, their offsets uncommitted. */
+  stop(): void {
+    this.stopped = true;
+  }
+
+  private reject(m: RawMessage, reason: string): void {
+    this.deadLetters.push({
+      source_topic: m.topic,
+      partition: m.partition,
+      offset: m.offset,
+      reason,
+      original_base64: m.value ? m.value.toString('base64') : '',
+      key: m.key ? m.key.toString('utf8') : null,
+      ts: Date.now(),
+    });
+  }
+
+  private async flushNow(keepAlive?: () => Promise<void>): Promise<void> {
+    if (this.pendingOffsets.size === 0) return;
+    const started = process.hrtime.bigint();
+    const interactions = this.interactions;
+    const items = this.items;
+    const deadLetters = this.deadLetters;
+    const offsets = [...this.pendingOffsets.values()];
+
+    if (interactions.length > 0) await this.withRetry(() => this.store.insertInteractions(interactions), keepAlive);
+    if (items.length > 0) await this.withRetry(() => this.store.insertItems(items), keepAlive);
+    if (deadLetters.length > 0) await this.withRetry(() => this.dlq.send(deadLetters), keepAlive);
+
+    // Everything up to these offsets is stored; only now may the group move past them.
+    this.interactions = [];
+    this.items = [];
+    this.deadLetters = [];
+    this.pendingOffsets = new Map();
+    this.oldestBufferedAt = null;
+    await this.committer.commit(offsets);
+
+    if (interactions.length > 0) this.metrics.inserted('interactions', interactions.length);
+    if (items.length > 0) this.metrics.inserted('items', items.length);
+    for (const d of deadLetters) this.metrics.deadLettered(reasonKind(d.reason), 1);
+    this.metrics.batchSeconds(Number(process.hrtime.bigint() - started) / 1e9);
+  }
+
+  private async withRetry(action: () => Promise<void>, keepAlive?: () => Promise<void>): Promise<void> {
+    let delay = this.options.retryInitialMs;
+    for (;;) {
+      try {
+        await action();
+        return;
+      } catch (err) {
+        if (this.stopped) throw new Error(`ingest stopped while the store was failing: ${(err as Error).message}`);
+        this.metrics.storeRetry();
+        // Sleep in slices so the consumer keeps heartbeating and is not thrown out of the group.
+        const until = Date.now() + delay;
+        while (Date.now() < until && !this.stopped) {
+          await sleep(Math.min(500, until - Date.now()));
+          if (keepAlive) await keepAlive().catch(() => undefined);
+        }
+        delay = Math.min(this.options.retryMaxMs, delay * 2);
+      }
+    }
+  }
+}
