@@ -1,0 +1,377 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { embeddingLookup, injectRows } from './embedding';
+import { LlamaConfig, LoraConfig, LoraTarget, validateConfig } from './types';
+import { LAYER_TENSORS, LayerWeights, LlamaWeights } from './weights';
+
+/** Base weights of one block as tf.Variables (non-trainable unless full fine-tuning is asked for). */
+export type LayerParams = Record<keyof LayerWeights, tf.Variable>;
+
+/** The weight each LoRA target adapts. */
+export const LORA_TARGET_WEIGHT: Record<LoraTarget, keyof LayerWeights> = { q: 'wq', k: 'wk', v: 'wv', o: 'wo', w1: 'w1', w2: 'w2', w3: 'w3' };
+
+/** One adapter: ΔW = (alpha/rank)·B·A with A [rank, in] and B [out, rank]. */
+export interface LoraPair {
+  a: tf.Variable;
+  b: tf.Variable;
+}
+
+/** Adapters attached to a model, keyed `layers.<l>.<target>`. */
+export interface LoraState {
+  config: LoraConfig;
+  scale: number;
+  adapters: Map<string, LoraPair>;
+  /** When merged, W already includes ΔW and the adapter path is skipped; `originals` restores W. */
+  merged: boolean;
+  originals: Map<string, tf.Tensor>;
+}
+
+export function loraKey(layer: number, target: LoraTarget): string {
+  return `layers.${layer}.${target}`;
+}
+
+/** Token embeddings supplied from outside (LLaRA hybrid prompts): row k replaces position positions[k] = [batch, t]. */
+export interface InjectedEmbeddings {
+  positions: ReadonlyArray<readonly [number, number]>;
+  /** [K, dim], one row per entry of `positions`. */
+  vectors: tf.Tensor2D;
+}
+
+export interface ForwardOptions {
+  /**
+   * [B, T] with 1 for real tokens and 0 for padding. Either side may be padded: positions are the
+   * running count of real tokens (cumsum − 1), and padded keys are masked out. Batched generation
+   * uses LEFT padding so every row's next token lands in the same column.
+   */
+  attentionMask?: tf.Tensor2D | number[][];
+  /** Incremental decoding: keys/values of earlier columns; appended to in place. */
+  cache?: KVCache;
+  inject?: InjectedEmbeddings;
+  /** Enables LoRA dropout. */
+  training?: boolean;
+  /** Only compute logits for the last column (generation), returning [B, 1, vocab]. */
+  lastOnly?: boolean;
+}
+
+/**
+ * Per-layer keys/values (after RoPE) of the columns processed so far, [B, nKvHeads, Tc, headSize],
+ * grown by concatenation. `mask` [B, Tc] is kept only once padding has been seen.
+ */
+export class KVCache {
+  keys: (tf.Tensor4D | null)[];
+  values: (tf.Tensor4D | null)[];
+  mask: tf.Tensor2D | null = null;
+  length = 0;
+  constructor(
+    readonly nLayers: number,
+    public batch: number,
+  ) {
+    this.keys = new Array<tf.Tensor4D | null>(nLayers).fill(null);
+    this.values = new Array<tf.Tensor4D | null>(nLayers).fill(null);
+  }
+
+  /** A new cache whose single row is repeated `n` times (shared prompt prefix for batched candidates). */
+  repeatBatch(n: number): KVCache {
+    if (this.batch !== 1) throw new Error('repeatBatch needs a batch-1 cache');
+    const out = new KVCache(this.nLayers, n);
+    out.length = this.length;
+    for (let l = 0; l < this.nLayers; l++) {
+      const k = this.keys[l];
+      const v = this.values[l];
+      out.keys[l] = k ? tf.keep(tf.tile(k, [n, 1, 1, 1])) : null;
+      out.values[l] = v ? tf.keep(tf.tile(v, [n, 1, 1, 1])) : null;
+    }
+    out.mask = this.mask ? tf.keep(tf.tile(this.mask, [n, 1])) : null;
+    return out;
+  }
+
+  dispose(): void {
+    for (const t of [...this.keys, ...this.values, this.mask]) t?.dispose();
+    this.keys.fill(null);
+    this.values.fill(null);
+    this.mask = null;
+    this.length = 0;
+  }
+}
+
+let dropoutSeed = 1;
+
+/**
+ * LLaMA-architecture decoder (llama2.c `forward`, batched): token embedding, per block
+ * RMSNorm → GQA attention with interleaved RoPE → residual, RMSNorm → SwiGLU → residual; final
+ * RMSNorm and a tied or separate classifier. Pure tfjs ops, so any backend runs it.
+ */
+export class LlamaModel {
+  readonly config: LlamaConfig;
+  readonly tokEmbedding: tf.Variable;
+  readonly layers: LayerParams[];
+  readonly finalNorm: tf.Variable;
+  readonly classifier: tf.Variable | null;
+  lora: LoraState | null = null;
+  private readonly ropeCos: tf.Tensor2D;
+  private readonly ropeSin: tf.Tensor2D;
+  /** x·R swaps each adjacent pair with a sign: (x0, x1) → (−x1, x0). */
+  private readonly ropeRot: tf.Tensor2D;
+  private disposed = false;
+
+  constructor(weights: LlamaWeights) {
+    const c = { ...weights.config };
+    validateConfig(c);
+    this.config = c;
+    const hs = c.dim / c.nHeads;
+    const kv = c.nKvHeads * hs;
+    const shapes: Record<keyof LayerWeights, [number] | [number, number]> = {
+      attnNorm: [c.dim],
+      wq: [c.dim, c.dim],
+      wk: [kv, c.dim],
+      wv: [kv, c.dim],
+      wo: [c.dim, c.dim],
+      ffnNorm: [c.dim],
+      w1: [c.hiddenDim, c.dim],
+      w2: [c.dim, c.hiddenDim],
+      w3: [c.hiddenDim, c.dim],
+    };
+    const variable = (data: Float32Array, shape: number[], what: string): tf.Variable => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      if (data.length !== n) throw new Error(`weight ${what} has ${data.length} values, expected ${n} for shape [${shape.join(', ')}]`);
+      return tf.variable(tf.tensor(data, shape, 'float32'), false);
+    };
+    this.tokEmbedding = variable(weights.tokEmbedding, [c.vocabSize, c.dim], 'tokEmbedding');
+    if (weights.layers.length !== c.nLayers) throw new Error(`checkpoint has ${weights.layers.length} layers, config says ${c.nLayers}`);
+    this.layers = weights.layers.map((lw, l) => {
+      const p = {} as LayerParams;
+      for (const k of LAYER_TENSORS) p[k] = variable(lw[k], shapes[k], `layers.${l}.${k}`);
+      return p;
+    });
+    this.finalNorm = variable(weights.finalNorm, [c.dim], 'finalNorm');
+    if (c.tiedClassifier) this.classifier = null;
+    else {
+      if (!weights.classifier) throw new Error('config has an untied classifier but the checkpoint has none');
+      this.classifier = variable(weights.classifier, [c.vocabSize, c.dim], 'classifier');
+    }
+    // RoPE tables in float32 arithmetic, as run.c computes them (powf/cosf on floats).
+    const cos = new Float32Array(c.maxSeqLen * hs);
+    const sin = new Float32Array(c.maxSeqLen * hs);
+    for (let p = 0; p < c.maxSeqLen; p++) {
+      for (let i = 0; i < hs; i += 2) {
+        const freq = Math.fround(1 / Math.fround(Math.pow(c.ropeTheta, Math.fround(i / hs))));
+        const val = Math.fround(p * freq);
+        cos[p * hs + i] = cos[p * hs + i + 1] = Math.cos(val);
+        sin[p * hs + i] = sin[p * hs + i + 1] = Math.sin(val);
+      }
+    }
+    const rot = new Float32Array(hs * hs);
+    for (let i = 0; i < hs; i += 2) {
+      rot[(i + 1) * hs + i] = -1;
+      rot[i * hs + i + 1] = 1;
+    }
+    this.ropeCos = tf.keep(tf.tensor2d(cos, [c.maxSeqLen, hs]));
+    this.ropeSin = tf.keep(tf.tensor2d(sin, [c.maxSeqLen, hs]));
+    this.ropeRot = tf.keep(tf.tensor2d(rot, [hs, hs]));
+  }
+
+  get headSize(): number {
+    return this.config.dim / this.config.nHeads;
+  }
+
+  /** Base weights by stable name (`tokEmbedding`, `layers.<l>.<tensor>`, `finalNorm`, `classifier`). */
+  baseVariables(): Map<string, tf.Variable> {
+    const m = new Map<string, tf.Variable>();
+    m.set('tokEmbedding', this.tokEmbedding);
+    this.layers.forEach((p, l) => {
+      for (const k of LAYER_TENSORS) m.set(`layers.${l}.${k}`, p[k]);
+    });
+    m.set('finalNorm', this.finalNorm);
+    if (this.classifier) m.set('classifier', this.classifier);
+    return m;
+  }
+
+  /** Adapter variables by name (`layers.<l>.<target>.lora_A` / `.lora_B`). */
+  loraVariables(): Map<string, tf.Variable> {
+    const m = new Map<string, tf.Variable>();
+    if (!this.lora) return m;
+    for (const [key, pair] of this.lora.adapters) {
+      m.set(`${key}.lora_A`, pair.a);
+      m.set(`${key}.lora_B`, pair.b);
+    }
+    return m;
+  }
+
+  /** Every variable the optimiser should update: trainable adapters, plus base weights if unfrozen. */
+  trainableVariables(): Map<string, tf.Variable> {
+    const m = new Map<string, tf.Variable>();
+    for (const [k, v] of this.baseVariables()) if (v.trainable) m.set(k, v);
+    for (const [k, v] of this.loraVariables()) if (v.trainable) m.set(k, v);
+    return m;
+  }
+
+  /** Full fine-tuning switch: base weights are frozen by default (LoRA training). */
+  setBaseTrainable(trainable: boolean): void {
+    for (const v of this.baseVariables().values()) v.trainable = trainable;
+  }
+
+  /** Reads the base weights back to host arrays (for writing checkpoints). */
+  toWeights(): LlamaWeights {
+    const read = (v: tf.Variable): Float32Array => v.dataSync() as Float32Array;
+    return {
+      config: { ...this.config },
+      tokEmbedding: read(this.tokEmbedding).slice(),
+      layers: this.layers.map((p) => {
+        const lw = {} as LayerWeights;
+        for (const k of LAYER_TENSORS) lw[k] = read(p[k]).slice();
+        return lw;
+      }),
+      finalNorm: read(this.finalNorm).slice(),
+      classifier: this.classifier ? read(this.classifier).slice() : undefined,
+    };
+  }
+
+  private rmsNorm(x: tf.Tensor, w: tf.Tensor): tf.Tensor {
+    const ms = tf.mean(tf.square(x), -1, true);
+    return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, this.config.normEps))), w);
+  }
+
+  /** y = x·Wᵀ (+ LoRA path), x is [N, in]. */
+  private linear(x: tf.Tensor2D, layer: number, target: LoraTarget, training: boolean): tf.Tensor2D {
+    const w = this.layers[layer][LORA_TARGET_WEIGHT[target]];
+    let y: tf.Tensor2D = tf.matMul(x, w as tf.Tensor2D, false, true);
+    const lora = this.lora;
+    const pair = lora && !lora.merged ? lora.adapters.get(loraKey(layer, target)) : undefined;
+    if (lora && pair) {
+      const xin = training && lora.config.dropout > 0 ? tf.dropout(x, lora.config.dropout, undefined, dropoutSeed++) : x;
+      const low = tf.matMul(tf.matMul(xin, pair.a as tf.Tensor2D, false, true), pair.b as tf.Tensor2D, false, true);
+      y = tf.add(y, tf.mul(low, lora.scale)) as tf.Tensor2D;
+    }
+    return y;
+  }
+
+  /** x [B,T,nh,hs] rotated by the per-token angles cos/sin [B|1, T, 1, hs]. */
+  private rope(x: tf.Tensor4D, cos: tf.Tensor, sin: tf.Tensor): tf.Tensor4D {
+    const [b, t, nh, hs] = x.shape;
+    const rotated = tf.reshape(tf.matMul(tf.reshape(x, [b * t * nh, hs]), this.ropeRot), [b, t, nh, hs]);
+    return tf.add(tf.mul(x, cos), tf.mul(rotated, sin)) as tf.Tensor4D;
+  }
+
+  /**
+   * Logits [B, T, vocab] (or [B, 1, vocab] with `lastOnly`) for int token ids [B, T].
+   * With a cache, the ids are the next columns after the cached ones and the cache is extended.
+   */
+  forward(inputIds: tf.Tensor2D | number[][], opts: ForwardOptions = {}): tf.Tensor3D {
+    if (this.disposed) throw new Error('model was disposed');
+    const c = this.config;
+    const hs = this.headSize;
+    const kvMul = c.nHeads / c.nKvHeads;
+    const cache = opts.cache;
+    const past = cache ? cache.length : 0;
+    const oldCache: tf.Tensor[] = [];
+    const newColumns = Array.isArray(inputIds) ? (inputIds[0]?.length ?? 0) : inputIds.shape[1];
+    const out = tf.tidy(() => {
+      const ids = Array.isArray(inputIds) ? tf.tensor2d(inputIds.flat(), [inputIds.length, inputIds[0]?.length ?? 0], 'int32') : tf.cast(inputIds, 'int32');
+      const [B, T] = ids.shape as [number, number];
+      if (T === 0) throw new Error('forward needs at least one column');
+      if (cache && cache.batch !== B) throw new Error(`cache batch ${cache.batch} differs from input batch ${B}`);
+      if (past + T > c.maxSeqLen) throw new Error(`sequence of ${past + T} tokens exceeds maxSeqLen ${c.maxSeqLen}`);
+      const newMask = opts.attentionMask === undefined ? null : Array.isArray(opts.attentionMask) ? tf.tensor2d(opts.attentionMask.flat(), [B, T], 'float32') : tf.cast(opts.attentionMask, 'float32');
+      if (newMask && (newMask.shape[0] !== B || newMask.shape[1] !== T)) throw new Error(`attentionMask shape [${newMask.shape.join(', ')}] differs from ids [${B}, ${T}]`);
+
+      // Positions: running count of real tokens when padding is present, else column index.
+      const anyMask = newMask !== null || (cache?.mask ?? null) !== null;
+      let fullMask: tf.Tensor2D | null = null;
+      let positions: tf.Tensor;
+      if (anyMask) {
+        const cur = newMask ?? tf.ones([B, T]);
+        const prevMask = past > 0 ? (cache?.mask ?? tf.ones([B, past])) : null;
+        fullMask = (prevMask ? tf.concat([prevMask, cur], 1) : cur) as tf.Tensor2D;
+        positions = tf.cast(tf.slice(tf.relu(tf.sub(tf.cumsum(fullMask, 1), 1)), [0, past], [B, T]), 'int32');
+      } else {
+        positions = tf.reshape(tf.range(past, past + T, 1, 'int32'), [1, T]);
+      }
+      const pb = positions.shape[0] as number;
+      const cos = tf.reshape(tf.gather(this.ropeCos, tf.reshape(positions, [-1])), [pb, T, 1, hs]);
+      const sin = tf.reshape(tf.gather(this.ropeSin, tf.reshape(positions, [-1])), [pb, T, 1, hs]);
+
+      // Attention bias [B|1, 1, 1, T, Tk]: causal by column, plus padded keys.
+      const Tk = past + T;
+      let bias: tf.Tensor | null = null;
+      if (T > 1 || fullMask) {
+        const causal = new Float32Array(T * Tk);
+        for (let i = 0; i < T; i++) for (let j = past + i + 1; j < Tk; j++) causal[i * Tk + j] = -1e9;
+        bias = tf.tensor(causal, [1, 1, 1, T, Tk]);
+        if (fullMask) bias = tf.add(bias, tf.reshape(tf.mul(tf.sub(1, fullMask), -1e9), [B, 1, 1, 1, Tk]));
+      }
+
+      let x: tf.Tensor2D = embeddingLookup(this.tokEmbedding as tf.Tensor2D, tf.reshape(ids, [-1]) as tf.Tensor1D);
+      if (opts.inject && opts.inject.positions.length > 0) {
+        const rows = opts.inject.positions.map(([b, t]) => {
+          if (b < 0 || b >= B || t < 0 || t >= T) throw new Error(`injected position [${b}, ${t}] outside batch [${B}, ${T}]`);
+          return b * T + t;
+        });
+        x = injectRows(x, rows, opts.inject.vectors);
+      }
+      const training = opts.training ?? false;
+      const scale = 1 / Math.sqrt(hs);
+      for (let l = 0; l < c.nLayers; l++) {
+        const p = this.layers[l];
+        const xb = this.rmsNorm(x, p.attnNorm) as tf.Tensor2D;
+        const q = this.rope(tf.reshape(this.linear(xb, l, 'q', training), [B, T, c.nHeads, hs]), cos, sin);
+        let k = this.rope(tf.reshape(this.linear(xb, l, 'k', training), [B, T, c.nKvHeads, hs]), cos, sin);
+        let v = tf.reshape(this.linear(xb, l, 'v', training), [B, T, c.nKvHeads, hs]) as tf.Tensor4D;
+        k = tf.transpose(k, [0, 2, 1, 3]);
+        v = tf.transpose(v, [0, 2, 1, 3]);
+        if (cache) {
+          const pk = cache.keys[l];
+          const pv = cache.values[l];
+          if (pk && pv) {
+            k = tf.concat([pk, k], 2);
+            v = tf.concat([pv, v], 2);
+            oldCache.push(pk, pv);
+          }
+          cache.keys[l] = tf.keep(k);
+          cache.values[l] = tf.keep(v);
+        }
+        // Group query heads by their kv head: [B, nKv, kvMul*T, hs] so no k/v repetition is needed.
+        const qg = tf.reshape(tf.transpose(q, [0, 2, 1, 3]), [B, c.nKvHeads, kvMul * T, hs]);
+        let scores: tf.Tensor = tf.mul(tf.matMul(qg, k, false, true), scale);
+        if (bias) scores = tf.reshape(tf.add(tf.reshape(scores, [B, c.nKvHeads, kvMul, T, Tk]), bias), [B, c.nKvHeads, kvMul * T, Tk]);
+        const att = tf.matMul(tf.softmax(scores), v); // [B, nKv, kvMul*T, hs]
+        const merged = tf.reshape(tf.transpose(tf.reshape(att, [B, c.nHeads, T, hs]), [0, 2, 1, 3]), [B * T, c.dim]) as tf.Tensor2D;
+        x = tf.add(x, this.linear(merged, l, 'o', training));
+        const hb = this.rmsNorm(x, p.ffnNorm) as tf.Tensor2D;
+        const gate = this.linear(hb, l, 'w1', training);
+        const up = this.linear(hb, l, 'w3', training);
+        const act = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up) as tf.Tensor2D;
+        x = tf.add(x, this.linear(act, l, 'w2', training));
+      }
+      if (cache) {
+        if (fullMask) {
+          if (cache.mask) oldCache.push(cache.mask);
+          cache.mask = tf.keep(fullMask);
+        }
+      }
+      let h = x;
+      let rowsT = T;
+      if (opts.lastOnly) {
+        h = tf.reshape(tf.slice(tf.reshape(x, [B, T, c.dim]), [0, T - 1, 0], [B, 1, c.dim]), [B, c.dim]);
+        rowsT = 1;
+      }
+      h = this.rmsNorm(h, this.finalNorm) as tf.Tensor2D;
+      const logits = tf.matMul(h, (this.classifier ?? this.tokEmbedding) as tf.Tensor2D, false, true);
+      return tf.reshape(logits, [B, rowsT, c.vocabSize]) as tf.Tensor3D;
+    });
+    if (cache) {
+      cache.length = past + newColumns;
+      for (const t of oldCache) t.dispose();
+    }
+    return out;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const v of this.baseVariables().values()) v.dispose();
+    for (const v of this.loraVariables().values()) v.dispose();
+    if (this.lora) for (const t of this.lora.originals.values()) t.dispose();
+    this.ropeCos.dispose();
+    this.ropeSin.dispose();
+    this.ropeRot.dispose();
+  }
+}
