@@ -9,3 +9,5 @@ export * from './loaders/seqrec-jsonl';
 export * from './loaders/amazon2014-linked';
 export * from './loaders/recbole';
 export * from './loaders/amazon-raw';
+export * from './synthetic/vocabulary';
+export * from './synthetic/generator';
