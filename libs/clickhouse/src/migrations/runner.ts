@@ -1,0 +1,135 @@
+import { hostname } from 'node:os';
+import { ClickHouse, createClickHouse, ensureDatabase } from '../client';
+import { ClickHouseSettings } from '../settings';
+import { ident, rawSql, sql, SqlFragment } from '../sql';
+import { DEFAULT_MIGRATIONS_DIR, loadMigrations, MigrationFile } from './files';
+import { BakeryLock, lockTableDdl, LockOptions } from './lock';
+
+export const MIGRATIONS_TABLE = 'schema_migrations';
+export const MIGRATIONS_LOCK_TABLE = 'schema_migrations_lock';
+
+export interface AppliedMigration {
+  version: number;
+  name: string;
+  checksum: string;
+  applied_at: string;
+  applied_by: string;
+}
+
+export interface MigrateOptions {
+  /** Directory of NNNN_name.sql files; defaults to libs/clickhouse/migrations. */
+  directory?: string;
+  /** Already-loaded migrations (takes precedence over directory). */
+  migrations?: MigrationFile[];
+  lock?: LockOptions;
+  /** Progress lines (defaults to silence). */
+  log?: (line: string) => void;
+}
+
+export interface MigrateResult {
+  applied: MigrationFile[];
+  alreadyApplied: number;
+}
+
+export class MigrationChecksumError extends Error {
+  override readonly name = 'MigrationChecksumError';
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Bootstrap DDL may race with another runner doing the same (18.16 refuses a CREATE while a
+ * concurrent CREATE of the same name is in flight, even with IF NOT EXISTS); retry it briefly.
+ */
+async function idempotentDdl(run: () => Promise<void>): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await run();
+      return;
+    } catch (err) {
+      const message = (err as Error).message ?? '';
+      const raced = /already exists|right now|is being (created|dropped)/i.test(message);
+      if (!raced || attempt >= 10) throw err;
+      await sleep(50 * (attempt + 1));
+    }
+  }
+}
+
+export function migrationsTableDdl(database: string): SqlFragment {
+  return sql`CREATE TABLE IF NOT EXISTS ${ident(database, MIGRATIONS_TABLE)} (
+  version UInt32,
+  name String,
+  checksum String,
+  applied_at DateTime,
+  applied_by String,
+  duration_ms UInt64
+) ENGINE = ReplacingMergeTree
+ORDER BY version`;
+}
+
+export async function listAppliedMigrations(ch: ClickHouse, database = ch.database): Promise<AppliedMigration[]> {
+  const rows = await ch.query<AppliedMigration>(
+    sql`SELECT version, name, checksum, toString(applied_at) AS applied_at, applied_by
+FROM ${ident(database, MIGRATIONS_TABLE)} FINAL ORDER BY version`,
+  );
+  return rows.map((r) => ({ ...r, version: Number(r.version) }));
+}
+
+/**
+ * Applies every migration not yet recorded in schema_migrations, in version order, each exactly
+ * once even when several processes run this at the same time: the whole check-and-apply runs
+ * under a BakeryLock (see lock.ts). Refuses to continue when an applied file has changed.
+ */
+export async function runMigrations(settings: ClickHouseSettings, options: MigrateOptions = {}): Promise<MigrateResult> {
+  const log = options.log ?? (() => undefined);
+  const migrations = options.migrations ?? (await loadMigrations(options.directory ?? DEFAULT_MIGRATIONS_DIR));
+  await idempotentDdl(() => ensureDatabase(settings));
+  const ch = createClickHouse(settings);
+  const database = settings.database;
+  try {
+    await idempotentDdl(() => ch.command(migrationsTableDdl(database)));
+    await idempotentDdl(() => ch.command(lockTableDdl(database, MIGRATIONS_LOCK_TABLE)));
+    const lock = new BakeryLock(ch, database, MIGRATIONS_LOCK_TABLE, options.lock);
+    await lock.acquire();
+    try {
+      const applied = new Map((await listAppliedMigrations(ch, database)).map((m) => [m.version, m]));
+      for (const migration of migrations) {
+        const previous = applied.get(migration.version);
+        if (previous && previous.checksum !== migration.checksum) {
+          throw new MigrationChecksumError(
+            `migration ${migration.fileName} changed after it was applied to ${database} ` +
+              `(recorded checksum ${previous.checksum.slice(0, 12)}…, file ${migration.checksum.slice(0, 12)}…); ` +
+              'add a new migration instead of editing an applied one',
+          );
+        }
+      }
+      const pending = migrations.filter((m) => !applied.has(m.version));
+      for (const migration of pending) {
+        const started = Date.now();
+        log(`applying ${migration.fileName} to ${database}`);
+        for (const statement of migration.statements) {
+          await ch.command(rawSql(statement));
+        }
+        await ch.insertJsonEachRow(
+          MIGRATIONS_TABLE,
+          [
+            {
+              version: migration.version,
+              name: migration.name,
+              checksum: migration.checksum,
+              applied_at: Math.floor(Date.now() / 1000),
+              applied_by: `${hostname()}:${process.pid}`,
+              duration_ms: Date.now() - started,
+            },
+          ],
+          database,
+        );
+      }
+      return { applied: pending, alreadyApplied: migrations.length - pending.length };
+    } finally {
+      await lock.release();
+    }
+  } finally {
+    await ch.close();
+  }
+}
