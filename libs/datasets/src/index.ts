@@ -11,3 +11,4 @@ export * from './loaders/recbole';
 export * from './loaders/amazon-raw';
 export * from './synthetic/vocabulary';
 export * from './synthetic/generator';
+export * from './replay';

@@ -1,0 +1,5 @@
+export * from './model';
+export * from './runner';
+export * from './source';
+export * from './progress-file';
+export * from './kafka-sink';
