@@ -1,0 +1,4 @@
+export * from './ranking';
+export * from './matching';
+export * from './iterative';
+export * from './report';
