@@ -100,8 +100,9 @@ export function createClickHouse(settings: ClickHouseSettings): ClickHouse {
     password: settings.password,
     request_timeout: settings.requestTimeoutMs,
     application: 'cprec',
-    // 18.16 rejects unknown settings; send none by default.
-    clickhouse_settings: {},
+    // Only settings 18.16 knows (it rejects unknown ones). Progress headers keep long queries'
+    // HTTP connections from idling out behind proxies.
+    clickhouse_settings: { send_progress_in_http_headers: 1, http_headers_progress_interval_ms: '10000' },
   });
   return new ClickHouse(client, settings);
 }
