@@ -1,8 +1,7 @@
-import { Controller, DynamicModule, Get, Header, HttpException, HttpStatus, Inject, Module } from '@nestjs/common';
+import { Controller, DynamicModule, Get, Header, HttpException, HttpStatus, Inject, Injectable, Module } from '@nestjs/common';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 
 export const METRICS_REGISTRY = Symbol('METRICS_REGISTRY');
-export const HEALTH_CHECKS = Symbol('HEALTH_CHECKS');
 
 /** A named readiness probe; returns a problem description, or null when healthy. */
 export interface HealthCheck {
@@ -10,11 +9,23 @@ export interface HealthCheck {
   check(): Promise<string | null>;
 }
 
+/** Health checks of a service; providers register themselves at construction. */
+@Injectable()
+export class HealthRegistry {
+  private readonly checks: HealthCheck[] = [];
+  register(check: HealthCheck): void {
+    this.checks.push(check);
+  }
+  all(): readonly HealthCheck[] {
+    return this.checks;
+  }
+}
+
 @Controller()
 class ObservabilityController {
   constructor(
     @Inject(METRICS_REGISTRY) private readonly registry: Registry,
-    @Inject(HEALTH_CHECKS) private readonly checks: HealthCheck[],
+    private readonly health: HealthRegistry,
   ) {}
 
   @Get('metrics')
@@ -24,9 +35,9 @@ class ObservabilityController {
   }
 
   @Get('health')
-  async health(): Promise<{ status: 'ok'; checks: Record<string, string> }> {
+  async healthStatus(): Promise<{ status: 'ok'; checks: Record<string, string> }> {
     const results = await Promise.all(
-      this.checks.map(async (c) => {
+      this.health.all().map(async (c) => {
         try {
           return [c.name, (await c.check()) ?? 'ok'] as const;
         } catch (err) {
@@ -48,7 +59,7 @@ class ObservabilityController {
  */
 @Module({})
 export class ObservabilityModule {
-  static forService(service: string, healthCheckToken?: symbol | string): DynamicModule {
+  static forService(service: string): DynamicModule {
     return {
       module: ObservabilityModule,
       global: true,
@@ -63,11 +74,9 @@ export class ObservabilityModule {
             return registry;
           },
         },
-        healthCheckToken
-          ? { provide: HEALTH_CHECKS, useFactory: (c: HealthCheck[]) => c, inject: [healthCheckToken] }
-          : { provide: HEALTH_CHECKS, useValue: [] },
+        HealthRegistry,
       ],
-      exports: [METRICS_REGISTRY],
+      exports: [METRICS_REGISTRY, HealthRegistry],
     };
   }
 }
