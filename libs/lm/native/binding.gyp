@@ -1,0 +1,14 @@
+{
+  "targets": [
+    {
+      "target_name": "cprec_kernels",
+      "sources": ["src/kernels.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "/usr/include/x86_64-linux-gnu"],
+      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "cflags_cc": ["-std=c++17", "-O3", "-march=x86-64-v2", "-fopenmp"],
+      "ldflags": ["-fopenmp"],
+      "libraries": ["-lopenblas"]
+    }
+  ]
+}

@@ -1,0 +1,89 @@
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+
+/** The functions exported by libs/lm/native/src/kernels.cc (all write into caller-owned arrays). */
+export interface NativeKernelAddon {
+  matmul(
+    a: Float32Array,
+    b: Float32Array,
+    out: Float32Array,
+    batch: number,
+    batchA: number,
+    batchB: number,
+    m: number,
+    n: number,
+    k: number,
+    transposeA: boolean,
+    transposeB: boolean,
+  ): void;
+  binary(
+    op: number,
+    a: Float32Array,
+    aStrides: Int32Array,
+    b: Float32Array,
+    bStrides: Int32Array,
+    out: Float32Array,
+    outShape: Int32Array,
+  ): void;
+  unary(op: number, x: Float32Array, out: Float32Array): void;
+  softmax(x: Float32Array, out: Float32Array, rows: number, cols: number): void;
+  reduce(op: number, x: Float32Array, out: Float32Array, outer: number, inner: number): void;
+  copyStrided(
+    src: Float32Array,
+    srcOffset: number,
+    srcStrides: Int32Array,
+    dst: Float32Array,
+    dstOffset: number,
+    dstStrides: Int32Array,
+    shape: Int32Array,
+  ): void;
+  fill(dst: Float32Array, value: number): void;
+  gather(x: Float32Array, indices: Int32Array, out: Float32Array, outer: number, dimSize: number, inner: number): void;
+  unsortedSegmentSum(x: Float32Array, segmentIds: Int32Array, out: Float32Array, numSegments: number, inner: number): void;
+  describe(): { blasThreads: number; ompThreads: number; blasConfig: string };
+  setThreads(n: number): void;
+}
+
+const ADDON_RELATIVE_PATH = join('libs', 'lm', 'native', 'build', 'Release', 'cprec_kernels.node');
+
+/** Where the addon is expected: $CPREC_NATIVE_ADDON, else the repo root found above this file or cwd. */
+export function nativeAddonCandidates(): string[] {
+  const fromEnv = process.env.CPREC_NATIVE_ADDON;
+  if (fromEnv) return [resolve(fromEnv)];
+  const candidates: string[] = [];
+  for (const start of [__dirname, process.cwd()]) {
+    let dir = resolve(start);
+    for (;;) {
+      candidates.push(join(dir, ADDON_RELATIVE_PATH));
+      const parent = dirname(dir);
+      if (parent === dir) break;
+      dir = parent;
+    }
+  }
+  return [...new Set(candidates)];
+}
+
+export type AddonLoadResult = { addon: NativeKernelAddon; path: string } | { addon: null; reason: string };
+
+let cached: AddonLoadResult | undefined;
+
+export function loadNativeAddon(): AddonLoadResult {
+  if (cached) return cached;
+  const path = nativeAddonCandidates().find((p) => existsSync(p));
+  if (!path) {
+    cached = { addon: null, reason: 'native addon not built (run `npm run build:native`)' };
+    return cached;
+  }
+  // libgomp reads its wait policy when it is loaded; the default (spin) would burn the core that
+  // OpenBLAS and the JS thread need between parallel regions on a 2-core machine.
+  process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- native addons load only via require
+    const addon = require(path) as NativeKernelAddon;
+    if (typeof addon.matmul !== 'function') throw new Error('addon has no matmul export');
+    cached = { addon, path };
+  } catch (error) {
+    cached = { addon: null, reason: `failed to load ${path}: ${error instanceof Error ? error.message : String(error)}` };
+  }
+  return cached;
+}
