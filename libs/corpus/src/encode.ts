@@ -80,11 +80,13 @@ export function encodeSample(
   budget: TokenBudget,
   options: EncodeOptions = {},
 ): EncodedSample {
-  if (!Number.isInteger(budget.maxTokens) || budget.maxTokens < 1) throw new RangeError('maxTokens must be a positive integer');
+  if (!Number.isInteger(budget.maxTokens) || budget.maxTokens < 1)
+    throw new RangeError('maxTokens must be a positive integer');
   if (!Number.isInteger(budget.maxTitleTokens) || budget.maxTitleTokens < 1)
     throw new RangeError('maxTitleTokens must be a positive integer');
   const hybrid = sample.style === 'hybrid';
-  if (hybrid && options.placeholderId === undefined) throw new Error('hybrid samples need options.placeholderId');
+  if (hybrid && options.placeholderId === undefined)
+    throw new Error('hybrid samples need options.placeholderId');
   const includeAnswer = options.includeAnswer ?? true;
 
   const parts = phrasingParts(sample.phrasing).map((part) =>
@@ -132,7 +134,9 @@ export function encodeSample(
 
   const shown = (item: PromptItem): { text: string; ids: number[] } => {
     const { text, ids } = titleOf(item);
-    return ids.length <= cap ? { text, ids } : { text: tokenizer.decode(ids.slice(0, cap)), ids: ids.slice(0, cap) };
+    return ids.length <= cap
+      ? { text, ids }
+      : { text: tokenizer.decode(ids.slice(0, cap)), ids: ids.slice(0, cap) };
   };
 
   const ids: number[] = [tokenizer.bosId];

@@ -33,15 +33,23 @@ describe('sampleNegatives', () => {
 
   it('takes exactly the eligible items when there are just enough', () => {
     const pool = new ItemPool('d', range(22));
-    const negatives = sampleNegatives({ target: 'i0', userItems: ['i1', 'i2'], domainItems: pool, rng: createRng(1) });
+    const negatives = sampleNegatives({
+      target: 'i0',
+      userItems: ['i1', 'i2'],
+      domainItems: pool,
+      rng: createRng(1),
+    });
     expect([...negatives].sort()).toEqual(range(22).slice(3).sort());
   });
 
   it('fails clearly when the domain has too few eligible items', () => {
     const pool = new ItemPool('tiny', range(21));
     // 21 items - target - 1 user item = 19 eligible: exactly enough.
-    expect(sampleNegatives({ target: 'i0', userItems: ['i1'], domainItems: pool, rng: createRng(1) })).toHaveLength(19);
-    const run = () => sampleNegatives({ target: 'i0', userItems: ['i1', 'i2'], domainItems: pool, rng: createRng(1) });
+    expect(
+      sampleNegatives({ target: 'i0', userItems: ['i1'], domainItems: pool, rng: createRng(1) }),
+    ).toHaveLength(19);
+    const run = () =>
+      sampleNegatives({ target: 'i0', userItems: ['i1', 'i2'], domainItems: pool, rng: createRng(1) });
     expect(run).toThrow(NotEnoughItemsError);
     expect(run).toThrow('domain "tiny" has only 18 item(s) the user never interacted with');
   });
@@ -72,8 +80,18 @@ describe('sampleNegatives', () => {
 
   it('candidates are the target plus the negatives in a seeded order', () => {
     const pool = new ItemPool('d', range(100));
-    const a = sampleCandidates({ target: 'i5', userItems: ['i5', 'i6'], domainItems: pool, rng: createRng(7) });
-    const b = sampleCandidates({ target: 'i5', userItems: ['i5', 'i6'], domainItems: pool, rng: createRng(7) });
+    const a = sampleCandidates({
+      target: 'i5',
+      userItems: ['i5', 'i6'],
+      domainItems: pool,
+      rng: createRng(7),
+    });
+    const b = sampleCandidates({
+      target: 'i5',
+      userItems: ['i5', 'i6'],
+      domainItems: pool,
+      rng: createRng(7),
+    });
     expect(a).toEqual(b);
     expect(a.candidates).toHaveLength(20);
     expect([...a.candidates].sort()).toEqual(['i5', ...a.negatives].sort());
@@ -81,7 +99,12 @@ describe('sampleNegatives', () => {
     const positions = new Set<number>();
     for (let s = 0; s < 50; s++)
       positions.add(
-        sampleCandidates({ target: 'i5', userItems: [], domainItems: pool, rng: createRng(s) }).candidates.indexOf('i5'),
+        sampleCandidates({
+          target: 'i5',
+          userItems: [],
+          domainItems: pool,
+          rng: createRng(s),
+        }).candidates.indexOf('i5'),
       );
     expect(positions.size).toBeGreaterThan(5);
   });

@@ -64,7 +64,8 @@ export interface NegativeSamplingInput {
  */
 export function sampleNegatives(input: NegativeSamplingInput): string[] {
   const count = input.count ?? DEFAULT_NEGATIVES;
-  if (!Number.isInteger(count) || count < 0) throw new RangeError(`count must be a non-negative integer, got ${count}`);
+  if (!Number.isInteger(count) || count < 0)
+    throw new RangeError(`count must be a non-negative integer, got ${count}`);
   const pool = input.domainItems;
   const excluded = new Set<string>();
   for (const id of input.userItems) if (pool.has(id)) excluded.add(id);
@@ -100,7 +101,10 @@ export function shuffleCandidates(target: string, negatives: readonly string[], 
 }
 
 /** Negatives then shuffled candidates, both from the same generator. */
-export function sampleCandidates(input: NegativeSamplingInput): { negatives: string[]; candidates: string[] } {
+export function sampleCandidates(input: NegativeSamplingInput): {
+  negatives: string[];
+  candidates: string[];
+} {
   const negatives = sampleNegatives(input);
   return { negatives, candidates: shuffleCandidates(input.target, negatives, input.rng) };
 }

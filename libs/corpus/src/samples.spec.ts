@@ -49,7 +49,9 @@ describe('mixedSamples', () => {
   it('cuts the window to the last N items and judges the cut window', () => {
     const seq = { userId: 'u', items: seqOf('GBBBB') };
     // N=3: target B4 window B2 B3 B4 is single-domain → dropped, although the full history has G0.
-    const got = [...mixedSamples(seq, { windowSize: 3 })].map((s) => `${items(s.history)} -> ${s.target.itemId}`);
+    const got = [...mixedSamples(seq, { windowSize: 3 })].map(
+      (s) => `${items(s.history)} -> ${s.target.itemId}`,
+    );
     expect(got).toEqual(['G0 B1 -> B2']);
     const full = [...mixedSamples(seq)].map((s) => s.target.itemId);
     expect(full).toEqual(['B2', 'B3', 'B4']);
@@ -81,12 +83,9 @@ describe('mixedSamples', () => {
 describe('domainSamples', () => {
   it('slides targets with a history cap and minimum history', () => {
     const seq = { userId: 'u', domain: 'books', items: seqOf('BBBBB') };
-    expect([...domainSamples(seq, { historyCap: 2 })].map((s) => `${items(s.history)} -> ${s.target.itemId}`)).toEqual([
-      'B0 -> B1',
-      'B0 B1 -> B2',
-      'B1 B2 -> B3',
-      'B2 B3 -> B4',
-    ]);
+    expect(
+      [...domainSamples(seq, { historyCap: 2 })].map((s) => `${items(s.history)} -> ${s.target.itemId}`),
+    ).toEqual(['B0 -> B1', 'B0 B1 -> B2', 'B1 B2 -> B3', 'B2 B3 -> B4']);
     expect([...domainSamples(seq, { minHistory: 3 })].map((s) => s.target.itemId)).toEqual(['B3', 'B4']);
     expect([...domainSamples({ ...seq, items: seqOf('B') })]).toEqual([]);
   });
@@ -94,6 +93,10 @@ describe('domainSamples', () => {
   it('default cap is 10', () => {
     const seq = { userId: 'u', domain: 'books', items: seqOf('B'.repeat(14)) };
     const last = [...domainSamples(seq)].pop();
-    expect(last?.history.map((i) => i.itemId)).toEqual(seqOf('B'.repeat(14)).slice(3, 13).map((i) => i.itemId));
+    expect(last?.history.map((i) => i.itemId)).toEqual(
+      seqOf('B'.repeat(14))
+        .slice(3, 13)
+        .map((i) => i.itemId),
+    );
   });
 });

@@ -29,7 +29,8 @@ export interface DomainSampleOptions {
 }
 
 function positiveInt(name: string, value: number): number {
-  if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer, got ${value}`);
+  if (!Number.isInteger(value) || value < 1)
+    throw new RangeError(`${name} must be a positive integer, got ${value}`);
   return value;
 }
 
@@ -62,7 +63,10 @@ export function isValidMixedWindow(window: readonly Interaction[]): boolean {
  * towards each user's most recent domain). Sliding windows are the standard next-item
  * augmentation (SASRec, LLaRA's training split) and every window obeys the same guideline.
  */
-export function* mixedSamples(sequence: MixedSequence, options: MixedSampleOptions = {}): Generator<SequenceSample> {
+export function* mixedSamples(
+  sequence: MixedSequence,
+  options: MixedSampleOptions = {},
+): Generator<SequenceSample> {
   const windowSize = positiveInt('windowSize', options.windowSize ?? DEFAULT_MIXED_WINDOW);
   const items = sequence.items;
   for (let t = 1; t < items.length; t++) {

@@ -2,7 +2,14 @@ import { compareInteractions, type Interaction } from './interaction';
 import { createRng, randomInt, shuffleInPlace } from './rng';
 import { DomainSequenceBuilder, MixedSequenceBuilder } from './sequences';
 
-function ev(eventId: string, userId: string, itemId: string, domain: string, tsMs: number, seq = 0): Interaction {
+function ev(
+  eventId: string,
+  userId: string,
+  itemId: string,
+  domain: string,
+  tsMs: number,
+  seq = 0,
+): Interaction {
   return { eventId, userId, itemId, domain, tsMs, seq };
 }
 const ids = (items: readonly Interaction[]): string[] => items.map((i) => i.eventId);
@@ -37,7 +44,11 @@ describe('DomainSequenceBuilder', () => {
     ]);
     expect(ids(b.sequence('u1', 'books').items)).toEqual(['e1', 'e5', 'e3']);
     expect(ids(b.sequence('u1', 'games').items)).toEqual(['e2']);
-    expect([...b.sequences()].map((s) => `${s.userId}/${s.domain}`)).toEqual(['u1/books', 'u1/games', 'u2/books']);
+    expect([...b.sequences()].map((s) => `${s.userId}/${s.domain}`)).toEqual([
+      'u1/books',
+      'u1/games',
+      'u2/books',
+    ]);
   });
 
   it('drops exact duplicates (same user, item, timestamp) keeping the earliest-ordered copy', () => {
@@ -46,7 +57,11 @@ describe('DomainSequenceBuilder', () => {
     expect(first).toEqual({ added: 2, duplicates: 0 });
     expect(ids(b.sequence('u', 'd').items)).toEqual(['e8', 'e7']);
     // A copy of item a with an earlier source position replaces e7 and moves before e8.
-    const second = b.add([ev('e1', 'u', 'a', 'd', 100, 1), ev('e9', 'u', 'a', 'd', 100, 9), ev('e8', 'u', 'b', 'd', 100, 3)]);
+    const second = b.add([
+      ev('e1', 'u', 'a', 'd', 100, 1),
+      ev('e9', 'u', 'a', 'd', 100, 9),
+      ev('e8', 'u', 'b', 'd', 100, 3),
+    ]);
     expect(second).toEqual({ added: 1, duplicates: 2 });
     expect(ids(b.sequence('u', 'd').items)).toEqual(['e1', 'e8']);
     // Same item at another time is a repeat purchase, not a duplicate.
@@ -123,39 +138,42 @@ function snapshotMixed(b: MixedSequenceBuilder): string[][] {
 }
 
 describe('incremental build equals a full build', () => {
-  it.each([1, 2, 3, 4, 5, 6, 7, 8])('seed %i: adding in batches (shuffled) gives the full-build sequences', (seed) => {
-    const stream = randomStream(seed, 400);
-    const fullDomain = new DomainSequenceBuilder();
-    const fullMixed = new MixedSequenceBuilder();
-    fullDomain.add(stream);
-    fullMixed.add(stream);
+  it.each([1, 2, 3, 4, 5, 6, 7, 8])(
+    'seed %i: adding in batches (shuffled) gives the full-build sequences',
+    (seed) => {
+      const stream = randomStream(seed, 400);
+      const fullDomain = new DomainSequenceBuilder();
+      const fullMixed = new MixedSequenceBuilder();
+      fullDomain.add(stream);
+      fullMixed.add(stream);
 
-    const rng = createRng(seed * 31);
-    const incDomain = new DomainSequenceBuilder();
-    const incMixed = new MixedSequenceBuilder();
-    let at = 0;
-    while (at < stream.length) {
-      const size = randomInt(rng, 1, 60);
-      const batch = shuffleInPlace(stream.slice(at, at + size), rng);
-      incDomain.add(batch);
-      incMixed.add(batch);
-      at += size;
-      // Reading between batches must not disturb later updates.
-      snapshotDomain(incDomain);
-    }
-    expect(snapshotDomain(incDomain)).toEqual(snapshotDomain(fullDomain));
-    expect(snapshotMixed(incMixed)).toEqual(snapshotMixed(fullMixed));
+      const rng = createRng(seed * 31);
+      const incDomain = new DomainSequenceBuilder();
+      const incMixed = new MixedSequenceBuilder();
+      let at = 0;
+      while (at < stream.length) {
+        const size = randomInt(rng, 1, 60);
+        const batch = shuffleInPlace(stream.slice(at, at + size), rng);
+        incDomain.add(batch);
+        incMixed.add(batch);
+        at += size;
+        // Reading between batches must not disturb later updates.
+        snapshotDomain(incDomain);
+      }
+      expect(snapshotDomain(incDomain)).toEqual(snapshotDomain(fullDomain));
+      expect(snapshotMixed(incMixed)).toEqual(snapshotMixed(fullMixed));
 
-    // And both are the sorted, de-duplicated stream computed directly.
-    const byKey = new Map<string, Interaction>();
-    for (const e of stream) {
-      const key = `${e.userId}|${e.domain}|${e.itemId}|${e.tsMs}`;
-      const kept = byKey.get(key);
-      if (kept === undefined || compareInteractions(e, kept) < 0) byKey.set(key, e);
-    }
-    for (const s of fullMixed.sequences()) {
-      const direct = [...byKey.values()].filter((e) => e.userId === s.userId).sort(compareInteractions);
-      expect(ids(s.items)).toEqual(ids(direct));
-    }
-  });
+      // And both are the sorted, de-duplicated stream computed directly.
+      const byKey = new Map<string, Interaction>();
+      for (const e of stream) {
+        const key = `${e.userId}|${e.domain}|${e.itemId}|${e.tsMs}`;
+        const kept = byKey.get(key);
+        if (kept === undefined || compareInteractions(e, kept) < 0) byKey.set(key, e);
+      }
+      for (const s of fullMixed.sequences()) {
+        const direct = [...byKey.values()].filter((e) => e.userId === s.userId).sort(compareInteractions);
+        expect(ids(s.items)).toEqual(ids(direct));
+      }
+    },
+  );
 });

@@ -5,7 +5,10 @@ import type { DomainSequence } from './sequences';
 import { DomainSequenceBuilder } from './sequences';
 import { leaveOneOut, timeWindowExample, type EvaluationExample } from './splits';
 
-const pool = new ItemPool('books', Array.from({ length: 300 }, (_, k) => `b${k}`));
+const pool = new ItemPool(
+  'books',
+  Array.from({ length: 300 }, (_, k) => `b${k}`),
+);
 const options = { splitId: 'loo-1', splitSeed: 42, domainItems: pool };
 
 function seq(userId: string, itemIds: string[], tsStep = 1000): DomainSequence {
@@ -31,8 +34,10 @@ describe('leaveOneOut', () => {
     expect(split.test?.targetTsMs).toBe(5000);
     expect(split.test?.candidates).toHaveLength(20);
     expect(split.test?.candidates).toContain('b5');
-    for (const c of split.test?.candidates ?? []) if (c !== 'b5') expect(['b1', 'b2', 'b3', 'b4']).not.toContain(c);
-    for (const c of split.validation?.candidates ?? []) if (c !== 'b4') expect(['b1', 'b2', 'b3', 'b5']).not.toContain(c);
+    for (const c of split.test?.candidates ?? [])
+      if (c !== 'b5') expect(['b1', 'b2', 'b3', 'b4']).not.toContain(c);
+    for (const c of split.validation?.candidates ?? [])
+      if (c !== 'b4') expect(['b1', 'b2', 'b3', 'b5']).not.toContain(c);
     expect(split.test?.seed).not.toBe(split.validation?.seed);
   });
 
@@ -44,19 +49,29 @@ describe('leaveOneOut', () => {
   });
 
   it('rejects a pool of another domain', () => {
-    expect(() => leaveOneOut(seq('u', ['b1', 'b2', 'b3']), { ...options, domainItems: new ItemPool('games', ['g']) })).toThrow(
-      /pool is for domain "games"/,
-    );
+    expect(() =>
+      leaveOneOut(seq('u', ['b1', 'b2', 'b3']), { ...options, domainItems: new ItemPool('games', ['g']) }),
+    ).toThrow(/pool is for domain "games"/);
   });
 
   it('frozen candidates are identical across two computations in different orders', () => {
-    const users = Array.from({ length: 40 }, (_, u) => seq(`u${u}`, Array.from({ length: 3 + (u % 5) }, (_, k) => `b${(u * 7 + k * 13) % 300}`)));
+    const users = Array.from({ length: 40 }, (_, u) =>
+      seq(
+        `u${u}`,
+        Array.from({ length: 3 + (u % 5) }, (_, k) => `b${(u * 7 + k * 13) % 300}`),
+      ),
+    );
     const compute = (order: DomainSequence[], p: ItemPool): Map<string, EvaluationExample | undefined> =>
       new Map(order.map((s) => [s.userId, leaveOneOut(s, { ...options, domainItems: p }).test]));
     const first = compute(users, pool);
     // Second read: other user order, pool loaded in another order, built through the builder.
     const builder = new DomainSequenceBuilder();
-    builder.add(shuffleInPlace(users.flatMap((s) => [...s.items]), createRng(3)));
+    builder.add(
+      shuffleInPlace(
+        users.flatMap((s) => [...s.items]),
+        createRng(3),
+      ),
+    );
     const reversedPool = new ItemPool('books', [...pool.items].reverse());
     const second = compute([...builder.sequences()].reverse(), reversedPool);
     expect(second.size).toBe(first.size);

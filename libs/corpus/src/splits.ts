@@ -42,7 +42,13 @@ export const MIN_ITEMS_FOR_EVALUATION = 3;
  * which examples were computed before it: two computations in different orders (or on different
  * machines) draw the same candidates.
  */
-export function exampleSeed(splitSeed: number, kind: EvaluationKind, domain: string, userId: string, ...extra: number[]): number {
+export function exampleSeed(
+  splitSeed: number,
+  kind: EvaluationKind,
+  domain: string,
+  userId: string,
+  ...extra: number[]
+): number {
   return deriveSeed(splitSeed, kind, domain, userId, ...extra);
 }
 
@@ -54,7 +60,9 @@ function example(
   seed: number,
 ): EvaluationExample {
   if (options.domainItems.domain !== sequence.domain) {
-    throw new Error(`item pool is for domain "${options.domainItems.domain}", sequence is "${sequence.domain}"`);
+    throw new Error(
+      `item pool is for domain "${options.domainItems.domain}", sequence is "${sequence.domain}"`,
+    );
   }
   const target: Interaction = sequence.items[targetIndex];
   const { candidates } = sampleCandidates({
@@ -105,7 +113,13 @@ export function leaveOneOut(sequence: DomainSequence, options: SplitOptions): Le
       n - 2,
       exampleSeed(options.splitSeed, 'validation', sequence.domain, sequence.userId),
     ),
-    test: example(options, 'test', sequence, n - 1, exampleSeed(options.splitSeed, 'test', sequence.domain, sequence.userId)),
+    test: example(
+      options,
+      'test',
+      sequence,
+      n - 1,
+      exampleSeed(options.splitSeed, 'test', sequence.domain, sequence.userId),
+    ),
   };
 }
 
@@ -124,11 +138,22 @@ export interface TimeWindowOptions extends SplitOptions {
  * before it is the history. Undefined when the user is not active in the window or has too short
  * a history.
  */
-export function timeWindowExample(sequence: DomainSequence, options: TimeWindowOptions): EvaluationExample | undefined {
-  if (!(options.t0 < options.t1)) throw new RangeError(`time window needs t0 < t1, got [${options.t0}, ${options.t1})`);
+export function timeWindowExample(
+  sequence: DomainSequence,
+  options: TimeWindowOptions,
+): EvaluationExample | undefined {
+  if (!(options.t0 < options.t1))
+    throw new RangeError(`time window needs t0 < t1, got [${options.t0}, ${options.t1})`);
   const minHistory = options.minHistory ?? 1;
   const index = sequence.items.findIndex((i) => i.tsMs >= options.t0 && i.tsMs < options.t1);
   if (index < 0 || index < minHistory) return undefined;
-  const seed = exampleSeed(options.splitSeed, 'window', sequence.domain, sequence.userId, options.t0, options.t1);
+  const seed = exampleSeed(
+    options.splitSeed,
+    'window',
+    sequence.domain,
+    sequence.userId,
+    options.t0,
+    options.t1,
+  );
   return example(options, 'window', sequence, index, seed);
 }

@@ -56,16 +56,21 @@ describe('renderPrompt', () => {
     expect(renderPrompt(sample).prompt).toContain(
       'bought Red Lipstick [HistoryEmb], Face & Body Cream [HistoryEmb] in the previous',
     );
-    expect(renderPrompt(sample).prompt).toContain('are Blue Mascara [CansEmb], Nail Polish [CansEmb], Hair Gel [CansEmb].');
+    expect(renderPrompt(sample).prompt).toContain(
+      'are Blue Mascara [CansEmb], Nail Polish [CansEmb], Hair Gel [CansEmb].',
+    );
   });
 
   it('rejects a target that is not a candidate and malformed phrasings', () => {
-    expect(() => cptSample({ history, candidates, target: item('zz', 'Other') })).toThrow(/"zz" is not among the 3/);
+    expect(() => cptSample({ history, candidates, target: item('zz', 'Other') })).toThrow(
+      /"zz" is not among the 3/,
+    );
     expect(() => phrasingParts({ id: 'bad', text: '{history} only' })).toThrow(/exactly one/);
   });
 
   it('chooses phrasings at random per sample, reproducibly by seed', () => {
-    const pick = (seed: number): string => llaraSample({ history, candidates, target }, 'text', createRng(seed)).phrasing.id;
+    const pick = (seed: number): string =>
+      llaraSample({ history, candidates, target }, 'text', createRng(seed)).phrasing.id;
     expect(pick(5)).toBe(pick(5));
     const seen = new Set(Array.from({ length: 40 }, (_, s) => pick(s)));
     expect(seen.size).toBe(LLARA_PHRASINGS.length);
@@ -120,8 +125,18 @@ describe('encodeSample', () => {
 
   it('generation mode gives exactly the training prompt', () => {
     const sample = llaraSample({ history, candidates, target }, 'hybrid', createRng(2));
-    const train = encodeSample(sample, byteTokenizer, { maxTokens: 330, maxTitleTokens: 6 }, { placeholderId: 3 });
-    const gen = encodeSample(sample, byteTokenizer, { maxTokens: 330, maxTitleTokens: 6 }, { placeholderId: 3, includeAnswer: false });
+    const train = encodeSample(
+      sample,
+      byteTokenizer,
+      { maxTokens: 330, maxTitleTokens: 6 },
+      { placeholderId: 3 },
+    );
+    const gen = encodeSample(
+      sample,
+      byteTokenizer,
+      { maxTokens: 330, maxTitleTokens: 6 },
+      { placeholderId: 3, includeAnswer: false },
+    );
     expect([...gen.inputIds]).toEqual([...train.inputIds.slice(0, train.promptLength)]);
     expect(gen.answerText).toBe(train.answerText);
   });
@@ -139,7 +154,10 @@ describe('encodeSample', () => {
     const sample = cptSample({ history: long, candidates, target });
     const full = encodeSample(sample, byteTokenizer, roomy);
     // Each history entry costs 23 tokens ("History item number k" + ", "): 30 tokens less drops two.
-    const tight = encodeSample(sample, byteTokenizer, { maxTokens: full.inputIds.length - 30, maxTitleTokens: 64 });
+    const tight = encodeSample(sample, byteTokenizer, {
+      maxTokens: full.inputIds.length - 30,
+      maxTitleTokens: 64,
+    });
     expect(tight.historyItemIds).toEqual(['h2', 'h3', 'h4', 'h5', 'h6', 'h7', 'h8', 'h9']);
     expect(tight.inputIds.length).toBeLessThanOrEqual(full.inputIds.length - 30);
     expect(tight.titleTokens).toBe(64);
@@ -147,14 +165,33 @@ describe('encodeSample', () => {
 
   it('fails clearly when even one-token titles cannot fit', () => {
     const sample = cptSample({ history, candidates, target });
-    expect(() => encodeSample(sample, byteTokenizer, { maxTokens: 100, maxTitleTokens: 8 })).toThrow(TokenBudgetError);
-    expect(() => encodeSample(sample, byteTokenizer, { maxTokens: 100, maxTitleTokens: 8 })).toThrow(/over the budget of 100/);
+    expect(() => encodeSample(sample, byteTokenizer, { maxTokens: 100, maxTitleTokens: 8 })).toThrow(
+      TokenBudgetError,
+    );
+    expect(() => encodeSample(sample, byteTokenizer, { maxTokens: 100, maxTitleTokens: 8 })).toThrow(
+      /over the budget of 100/,
+    );
   });
 
   it('property: a sample never exceeds the budget, and its answer is the target candidate as shown', () => {
-    const words = ['Deluxe', '&amp;', 'Édition', '日本語', 'Ultra', 'Pack', '  ', '\n', 'x'.repeat(40), '🎮', 'of', 'the'];
+    const words = [
+      'Deluxe',
+      '&amp;',
+      'Édition',
+      '日本語',
+      'Ultra',
+      'Pack',
+      '  ',
+      '\n',
+      'x'.repeat(40),
+      '🎮',
+      'of',
+      'the',
+    ];
     const randomTitle = (rng: ReturnType<typeof createRng>): string =>
-      Array.from({ length: randomInt(rng, 0, 60) }, () => words[randomInt(rng, 0, words.length - 1)]).join(' ');
+      Array.from({ length: randomInt(rng, 0, 60) }, () => words[randomInt(rng, 0, words.length - 1)]).join(
+        ' ',
+      );
     let fitted = 0;
     let shrunk = 0;
     for (let seed = 0; seed < 200; seed++) {
@@ -171,8 +208,14 @@ describe('encodeSample', () => {
       } catch (e) {
         expect(e).toBeInstanceOf(TokenBudgetError);
         // Only when even the smallest rendering (one history item, one-token titles) is over budget.
-        const minimal = encodeSample(sample, byteTokenizer, { maxTokens: 1e9, maxTitleTokens: 1 }, { placeholderId: 3 });
-        const minimalLength = minimal.inputIds.length - Math.max(0, hist.length - 1) * (3 + (style === 'hybrid' ? 1 : 0));
+        const minimal = encodeSample(
+          sample,
+          byteTokenizer,
+          { maxTokens: 1e9, maxTitleTokens: 1 },
+          { placeholderId: 3 },
+        );
+        const minimalLength =
+          minimal.inputIds.length - Math.max(0, hist.length - 1) * (3 + (style === 'hybrid' ? 1 : 0));
         expect(minimalLength).toBeGreaterThan(budget.maxTokens);
         continue;
       }
@@ -183,7 +226,9 @@ describe('encodeSample', () => {
       const at = cands.indexOf(tgt);
       expect(enc.answerText).toBe(enc.candidateTitles[at]);
       expect(text(enc.inputIds.slice(enc.promptLength))).toBe(enc.answerText);
-      expect(hist.slice(hist.length - enc.historyItemIds.length).map((h) => h.itemId)).toEqual(enc.historyItemIds);
+      expect(hist.slice(hist.length - enc.historyItemIds.length).map((h) => h.itemId)).toEqual(
+        enc.historyItemIds,
+      );
       if (hist.length > 0) expect(enc.historyItemIds.length).toBeGreaterThanOrEqual(1);
       expect(enc.lossMask.length).toBe(enc.inputIds.length);
     }

@@ -86,8 +86,13 @@ export type PhrasingPart = { kind: 'text'; text: string } | { kind: 'history' } 
 export function phrasingParts(phrasing: Phrasing): PhrasingPart[] {
   const pieces = phrasing.text.split(/(\{history\}|\{candidates\})/u);
   const slots = pieces.filter((p) => p === HISTORY_SLOT || p === CANDIDATES_SLOT);
-  if (slots.filter((s) => s === HISTORY_SLOT).length !== 1 || slots.filter((s) => s === CANDIDATES_SLOT).length !== 1) {
-    throw new Error(`phrasing "${phrasing.id}" must contain exactly one ${HISTORY_SLOT} and one ${CANDIDATES_SLOT}`);
+  if (
+    slots.filter((s) => s === HISTORY_SLOT).length !== 1 ||
+    slots.filter((s) => s === CANDIDATES_SLOT).length !== 1
+  ) {
+    throw new Error(
+      `phrasing "${phrasing.id}" must contain exactly one ${HISTORY_SLOT} and one ${CANDIDATES_SLOT}`,
+    );
   }
   const parts: PhrasingPart[] = [];
   pieces.forEach((piece, i) => {

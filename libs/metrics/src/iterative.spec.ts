@@ -3,7 +3,10 @@ import { generateAndRemove, type RemainingCandidate } from './iterative';
 const titles = ['Alpha Game', 'Beta Game', 'Gamma Game', 'Delta Game', 'Epsilon Game', 'Zeta Game'];
 
 /** A scripted "model": answers with the first title of its preference order still on the list. */
-function prefers(order: string[]): { calls: string[][]; generate: (c: readonly RemainingCandidate[]) => Promise<string> } {
+function prefers(order: string[]): {
+  calls: string[][];
+  generate: (c: readonly RemainingCandidate[]) => Promise<string>;
+} {
   const calls: string[][] = [];
   return {
     calls,
@@ -26,7 +29,12 @@ describe('generateAndRemove', () => {
 
   it('removes each wrongly generated candidate and ranks the target by round', async () => {
     const model = prefers(['Beta Game', 'Zeta Game', 'Delta Game', 'Alpha Game']);
-    const r = await generateAndRemove({ candidateTitles: titles, targetIndex: 3, generate: model.generate, k: 5 });
+    const r = await generateAndRemove({
+      candidateTitles: titles,
+      targetIndex: 3,
+      generate: model.generate,
+      k: 5,
+    });
     expect(r.rank).toBe(3);
     expect(r.attempts.map((a) => a.matchedIndex)).toEqual([1, 5, 3]);
     // The model saw the list shrink: 6, then without Beta, then without Zeta.
@@ -37,7 +45,12 @@ describe('generateAndRemove', () => {
 
   it('target beyond k → null rank', async () => {
     const model = prefers(['Beta Game', 'Zeta Game', 'Delta Game', 'Alpha Game']);
-    const r = await generateAndRemove({ candidateTitles: titles, targetIndex: 0, generate: model.generate, k: 3 });
+    const r = await generateAndRemove({
+      candidateTitles: titles,
+      targetIndex: 0,
+      generate: model.generate,
+      k: 3,
+    });
     expect(r.rank).toBeNull();
     expect(model.calls).toHaveLength(3);
   });
@@ -59,11 +72,17 @@ describe('generateAndRemove', () => {
   it('with a deterministic decoder an invalid generation ends the procedure', async () => {
     const model = prefers([]);
     const r = await generateAndRemove({ candidateTitles: titles, targetIndex: 0, generate: model.generate });
-    expect(r).toEqual({ rank: null, firstValid: false, attempts: [{ text: 'no idea', match: { valid: false, reason: 'no-match' } }] });
+    expect(r).toEqual({
+      rank: null,
+      firstValid: false,
+      attempts: [{ text: 'no idea', match: { valid: false, reason: 'no-match' } }],
+    });
     expect(model.calls).toHaveLength(1);
   });
 
   it('validates arguments', async () => {
-    await expect(generateAndRemove({ candidateTitles: titles, targetIndex: 6, generate: async () => '' })).rejects.toThrow(/outside/);
+    await expect(
+      generateAndRemove({ candidateTitles: titles, targetIndex: 6, generate: async () => '' }),
+    ).rejects.toThrow(/outside/);
   });
 });

@@ -70,7 +70,8 @@ export async function generateAndRemove(input: GenerateAndRemoveInput): Promise<
     }
     const matchedIndex = remaining[match.index].index;
     attempts.push({ text, match, matchedIndex });
-    if (matchedIndex === input.targetIndex) return { rank: round, attempts, firstValid: attempts[0].match.valid };
+    if (matchedIndex === input.targetIndex)
+      return { rank: round, attempts, firstValid: attempts[0].match.valid };
     remaining = remaining.filter((c) => c.index !== matchedIndex);
   }
   return { rank: null, attempts, firstValid: attempts.length > 0 && attempts[0].match.valid };

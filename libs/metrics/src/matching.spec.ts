@@ -53,8 +53,14 @@ describe('matchGeneration', () => {
 
   it('prefix rule needs a minimum length and a unique candidate', () => {
     expect(matchGeneration('The Legend', titles)).toEqual({ valid: true, index: 2, rule: 'prefix' });
-    expect(matchGeneration('The Legend', titles, { minPrefixChars: 20 })).toEqual({ valid: false, reason: 'no-match' });
-    expect(matchGeneration('Halo 3: OD', ['Halo 3: ODST', 'Halo 3: ODST Deluxe'])).toEqual({ valid: false, reason: 'ambiguous' });
+    expect(matchGeneration('The Legend', titles, { minPrefixChars: 20 })).toEqual({
+      valid: false,
+      reason: 'no-match',
+    });
+    expect(matchGeneration('Halo 3: OD', ['Halo 3: ODST', 'Halo 3: ODST Deluxe'])).toEqual({
+      valid: false,
+      reason: 'ambiguous',
+    });
   });
 
   it('duplicate candidate titles make an exact match ambiguous', () => {
@@ -71,7 +77,21 @@ describe('tallyGenerations', () => {
       { match: matchGeneration('nothing', cands), targetIndex: 1 }, // invalid
       { match: matchGeneration('C title', cands), targetIndex: 2 }, // correct
     ]);
-    expect(tally).toEqual({ total: 4, valid: 3, correct: 2, validRatio: 0.75, hr1: 0.5, hr1OverValid: 2 / 3 });
-    expect(tallyGenerations([])).toEqual({ total: 0, valid: 0, correct: 0, validRatio: 0, hr1: 0, hr1OverValid: 0 });
+    expect(tally).toEqual({
+      total: 4,
+      valid: 3,
+      correct: 2,
+      validRatio: 0.75,
+      hr1: 0.5,
+      hr1OverValid: 2 / 3,
+    });
+    expect(tallyGenerations([])).toEqual({
+      total: 0,
+      valid: 0,
+      correct: 0,
+      validRatio: 0,
+      hr1: 0,
+      hr1OverValid: 0,
+    });
   });
 });

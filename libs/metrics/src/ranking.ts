@@ -11,7 +11,8 @@ function checkK(k: number): void {
   if (!Number.isInteger(k) || k < 1) throw new RangeError(`k must be a positive integer, got ${k}`);
 }
 function checkRank(rank: Rank): void {
-  if (rank !== null && (!Number.isInteger(rank) || rank < 1)) throw new RangeError(`rank must be a 1-based integer or null, got ${rank}`);
+  if (rank !== null && (!Number.isInteger(rank) || rank < 1))
+    throw new RangeError(`rank must be a 1-based integer or null, got ${rank}`);
 }
 
 /** HR@k: 1 if the target is within the top k. */

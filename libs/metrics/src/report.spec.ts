@@ -50,7 +50,9 @@ describe('buildReport', () => {
   });
 
   it('rejects an inconsistent outcome', () => {
-    expect(() => buildReport([{ domain: 'd', historyLength: 1, firstValid: false, generatedRank: 1 }])).toThrow(/valid first/);
+    expect(() =>
+      buildReport([{ domain: 'd', historyLength: 1, firstValid: false, generatedRank: 1 }]),
+    ).toThrow(/valid first/);
   });
 
   it('formats an aligned table with every group', () => {

@@ -5,7 +5,8 @@ export type SparsityBucket = '<5' | '5-8' | '>=9';
 export const SPARSITY_BUCKETS: readonly SparsityBucket[] = ['<5', '5-8', '>=9'];
 
 export function sparsityBucket(historyLength: number): SparsityBucket {
-  if (!Number.isInteger(historyLength) || historyLength < 0) throw new RangeError(`history length must be a non-negative integer, got ${historyLength}`);
+  if (!Number.isInteger(historyLength) || historyLength < 0)
+    throw new RangeError(`history length must be a non-negative integer, got ${historyLength}`);
   return historyLength < 5 ? '<5' : historyLength <= 8 ? '5-8' : '>=9';
 }
 
@@ -51,7 +52,10 @@ export interface EvaluationReport {
   readonly byDomain: Readonly<Record<string, DomainReport>>;
 }
 
-export function metricGroup(outcomes: readonly ExampleOutcome[], ks: readonly number[] = DEFAULT_KS): MetricGroup {
+export function metricGroup(
+  outcomes: readonly ExampleOutcome[],
+  ks: readonly number[] = DEFAULT_KS,
+): MetricGroup {
   const count = outcomes.length;
   const valid = outcomes.filter((o) => o.firstValid).length;
   const correct = outcomes.filter((o) => o.generatedRank === 1).length;
@@ -60,7 +64,8 @@ export function metricGroup(outcomes: readonly ExampleOutcome[], ks: readonly nu
     ks,
   );
   const likelihoodRanks = outcomes.map((o) => o.likelihoodRank).filter((r): r is number => r !== undefined);
-  const likelihood = count > 0 && likelihoodRanks.length === count ? summariseRanks(likelihoodRanks, ks) : undefined;
+  const likelihood =
+    count > 0 && likelihoodRanks.length === count ? summariseRanks(likelihoodRanks, ks) : undefined;
   return {
     count,
     valid,
@@ -73,16 +78,24 @@ export function metricGroup(outcomes: readonly ExampleOutcome[], ks: readonly nu
   };
 }
 
-export function buildReport(outcomes: readonly ExampleOutcome[], ks: readonly number[] = DEFAULT_KS): EvaluationReport {
+export function buildReport(
+  outcomes: readonly ExampleOutcome[],
+  ks: readonly number[] = DEFAULT_KS,
+): EvaluationReport {
   for (const o of outcomes) {
-    if (o.generatedRank === 1 && !o.firstValid) throw new Error('an example with generated rank 1 must have a valid first generation');
+    if (o.generatedRank === 1 && !o.firstValid)
+      throw new Error('an example with generated rank 1 must have a valid first generation');
   }
   const domains = [...new Set(outcomes.map((o) => o.domain))].sort();
   const byDomain: Record<string, DomainReport> = {};
   for (const domain of domains) {
     const mine = outcomes.filter((o) => o.domain === domain);
     const buckets = {} as Record<SparsityBucket, MetricGroup>;
-    for (const b of SPARSITY_BUCKETS) buckets[b] = metricGroup(mine.filter((o) => sparsityBucket(o.historyLength) === b), ks);
+    for (const b of SPARSITY_BUCKETS)
+      buckets[b] = metricGroup(
+        mine.filter((o) => sparsityBucket(o.historyLength) === b),
+        ks,
+      );
     byDomain[domain] = { all: metricGroup(mine, ks), buckets };
   }
   return { ks, overall: metricGroup(outcomes, ks), byDomain };
