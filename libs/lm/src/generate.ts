@@ -119,3 +119,115 @@ export function runLikeLlama2c(model: LlamaModel, tok: Tokenizer, opts: RunOptio
   }
   return out;
 }
+
+/** Prefix trie over candidate token-id sequences (constrained decoding). */
+export class TokenTrie {
+  readonly children = new Map<number, TokenTrie>();
+  /** Index of the candidate ending here, or −1. */
+  candidate = -1;
+
+  static build(candidates: readonly (readonly number[])[]): TokenTrie {
+    const root = new TokenTrie();
+    candidates.forEach((ids, i) => {
+      if (ids.length === 0) throw new Error(`candidate ${i} has no tokens`);
+      let node = root;
+      for (const id of ids) {
+        let next = node.children.get(id);
+        if (!next) node.children.set(id, (next = new TokenTrie()));
+        node = next;
+      }
+      if (node.candidate < 0) node.candidate = i;
+    });
+    return root;
+  }
+}
+
+export interface ConstrainedOptions extends SampleOptions {
+  /**
+   * Token that ends a candidate (e.g. the newline or EOS id). When a complete candidate is also a
+   * prefix of a longer one, the model chooses between continuing and this token; without it the
+   * shorter candidate wins.
+   */
+  endToken?: number;
+}
+
+/**
+ * Decodes only continuations allowed by the candidates' prefix trie, so the result is always one of
+ * the candidates (Valid Ratio 1). Returns the candidate index and its ids.
+ */
+export function constrainedGenerate(model: LlamaModel, promptIds: readonly number[], candidates: readonly (readonly number[])[], opts: ConstrainedOptions = {}): { candidate: number; ids: number[] } {
+  if (candidates.length === 0) throw new Error('constrained decoding needs at least one candidate');
+  const root = TokenTrie.build(candidates);
+  const sampler = new TokenSampler(opts);
+  const cache = new KVCache(model.config.nLayers, 1);
+  try {
+    let row = lastRow(model.forward([[...promptIds]], { cache, lastOnly: true }));
+    let node = root;
+    for (;;) {
+      const terminal = node.candidate >= 0;
+      if (terminal && (node.children.size === 0 || opts.endToken === undefined)) break;
+      const allowed = [...node.children.keys()];
+      if (terminal && opts.endToken !== undefined && !node.children.has(opts.endToken)) allowed.push(opts.endToken);
+      const next = sampler.sample(row, allowed);
+      if (terminal && next === opts.endToken && !node.children.has(next)) break;
+      node = node.children.get(next) as TokenTrie;
+      const needMore = node.candidate < 0 || (node.children.size > 0 && opts.endToken !== undefined);
+      if (needMore) row = lastRow(model.forward([[next]], { cache, lastOnly: true }));
+    }
+    return { candidate: node.candidate, ids: [...candidates[node.candidate]] };
+  } finally {
+    cache.dispose();
+  }
+}
+
+/**
+ * Summed log-likelihood log p(candidate | prompt) for every candidate, for exact rankings.
+ * The prompt is run once (batch 1, KV cache); its cache is tiled to the candidate batch and all
+ * candidates (right-padded, so causality alone keeps pads out of real tokens) run in one forward
+ * per chunk of `batchSize`. This costs prompt + Σ|candidate| token-forwards instead of
+ * N·(prompt + candidate) for a full batched forward.
+ */
+export function scoreCandidates(model: LlamaModel, promptIds: readonly number[], candidates: readonly (readonly number[])[], opts: { batchSize?: number } = {}): number[] {
+  if (promptIds.length === 0) throw new Error('scoring needs a non-empty prompt (start with BOS)');
+  candidates.forEach((c, i) => {
+    if (c.length === 0) throw new Error(`candidate ${i} has no tokens`);
+  });
+  const V = model.config.vocabSize;
+  const prefix = new KVCache(model.config.nLayers, 1);
+  try {
+    const firstLogits = model.forward([[...promptIds]], { cache: prefix, lastOnly: true });
+    const first = tf.tidy(() => tf.logSoftmax(tf.reshape(firstLogits, [V])).dataSync() as Float32Array);
+    firstLogits.dispose();
+    const scores = candidates.map((c) => first[c[0]]);
+    const batchSize = opts.batchSize ?? candidates.length;
+    for (let start = 0; start < candidates.length; start += batchSize) {
+      const chunk = candidates.slice(start, start + batchSize);
+      const width = Math.max(...chunk.map((c) => c.length)) - 1;
+      if (width === 0) continue;
+      const inputs = chunk.map((c) => Array.from({ length: width }, (_, j) => (j < c.length - 1 ? c[j] : 0)));
+      const targets = chunk.map((c) => Array.from({ length: width }, (_, j) => (j + 1 < c.length ? c[j + 1] : 0)));
+      const mask = chunk.map((c) => Array.from({ length: width }, (_, j) => (j + 1 < c.length ? 1 : 0)));
+      const cache = prefix.repeatBatch(chunk.length);
+      try {
+        const logits = model.forward(inputs, { cache });
+        const sums = tf.tidy(() => {
+          const logp = tf.logSoftmax(logits);
+          const picked = tf.sum(tf.mul(logp, tf.oneHot(tf.tensor2d(targets, undefined, 'int32'), V)), -1);
+          return tf.sum(tf.mul(picked, tf.tensor2d(mask)), 1).dataSync() as Float32Array;
+        });
+        logits.dispose();
+        chunk.forEach((_, i) => (scores[start + i] += sums[i]));
+      } finally {
+        cache.dispose();
+      }
+    }
+    return scores;
+  } finally {
+    prefix.dispose();
+  }
+}
+
+/** Candidate indices sorted by descending score (ties by index), for HR@k / NDCG@k. */
+export function rankCandidates(scores: readonly number[]): number[] {
+  return scores.map((_, i) => i).sort((a, b) => scores[b] - scores[a] || a - b);
+}
