@@ -1,0 +1,84 @@
+import { randomBytes } from 'node:crypto';
+import { Kafka, logLevel } from 'kafkajs';
+import { ClickHouseSettings, clickHouseSettingsFromEnv, createClickHouse } from '@cprec/clickhouse';
+import { createKafka, kafkaSettingsFromEnv } from '@cprec/messaging';
+
+/**
+ * Shared set-up for integration tests: they run against the real servers started by
+ * `bash infra/local/up` (endpoints from CPREC_KAFKA_BROKERS / CPREC_CLICKHOUSE_URL, defaulting to
+ * the local ports) and isolate themselves with unique database and topic names.
+ */
+
+const START_HINT = 'Start the local servers with `bash infra/local/up` (or `npm run infra:up`) and check `bash infra/local/status`.';
+
+/** A name unique to this test run, valid as a ClickHouse identifier and as a Kafka topic. */
+export function uniqueName(prefix: string): string {
+  return `${prefix}_${Date.now().toString(36)}_${randomBytes(4).toString('hex')}`;
+}
+
+/** Settings for a database of its own (created by runMigrations or ensureDatabase). */
+export function testClickHouseSettings(database: string): ClickHouseSettings {
+  return { ...clickHouseSettingsFromEnv(), database };
+}
+
+export function testKafka(clientId: string): Kafka {
+  return createKafka({ ...kafkaSettingsFromEnv(clientId), logLevel: logLevel.ERROR });
+}
+
+/**
+ * Fails fast with a clear message when ClickHouse or Kafka is not reachable, instead of letting
+ * each test time out on its own.
+ */
+export async function requireInfra(what: { clickhouse?: boolean; kafka?: boolean } = { clickhouse: true, kafka: true }): Promise<void> {
+  if (what.clickhouse) {
+    const settings = clickHouseSettingsFromEnv();
+    const ch = createClickHouse({ ...settings, database: 'default', requestTimeoutMs: 5_000 });
+    try {
+      if (!(await ch.ping())) throw new Error('ping failed');
+    } catch (err) {
+      throw new Error(`ClickHouse is not reachable at ${settings.url} (${(err as Error).message}). ${START_HINT}`);
+    } finally {
+      await ch.close();
+    }
+  }
+  if (what.kafka) {
+    const settings = kafkaSettingsFromEnv('cprec-test-probe');
+    const kafka = createKafka({ ...settings, logLevel: logLevel.NOTHING });
+    const admin = kafka.admin({ retry: { retries: 1, initialRetryTime: 200 } });
+    try {
+      await admin.connect();
+      await admin.describeCluster();
+    } catch (err) {
+      throw new Error(`Kafka is not reachable at ${settings.brokers} (${(err as Error).message}). ${START_HINT}`);
+    } finally {
+      await admin.disconnect().catch(() => undefined);
+    }
+  }
+}
+
+/** Resolves once `done()` holds, checking after every `notify()`; rejects after timeoutMs. */
+export class Waiter {
+  private pending: Array<{ check: () => boolean; resolve: () => void }> = [];
+
+  notify(): void {
+    this.pending = this.pending.filter((p) => {
+      if (!p.check()) return true;
+      p.resolve();
+      return false;
+    });
+  }
+
+  until(check: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
+    if (check()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
+      this.pending.push({
+        check,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      });
+    });
+  }
+}
