@@ -109,3 +109,36 @@ describe('sampleNegatives', () => {
     expect(positions.size).toBeGreaterThan(5);
   });
 });
+
+describe('sampleNegatives with an extra exclusion', () => {
+  it('never returns excluded items, in both strategies', () => {
+    for (const size of [40, 3000]) {
+      const pool = new ItemPool('d', range(size));
+      const exclude = (id: string): boolean => Number(id.slice(1)) % 3 === 0; // e.g. same title as the target
+      for (let seed = 0; seed < 30; seed++) {
+        const negatives = sampleNegatives({
+          target: 'i1',
+          userItems: ['i2'],
+          domainItems: pool,
+          rng: createRng(seed),
+          exclude,
+        });
+        expect(negatives).toHaveLength(19);
+        for (const n of negatives) expect(exclude(n)).toBe(false);
+      }
+    }
+  });
+
+  it('reports a shortage caused by the exclusion', () => {
+    const pool = new ItemPool('big', range(5000));
+    const run = () =>
+      sampleNegatives({
+        target: 'i1',
+        userItems: [],
+        domainItems: pool,
+        rng: createRng(1),
+        exclude: (id) => id !== 'i7',
+      });
+    expect(run).toThrow('domain "big" has only 1 item(s)');
+  });
+});

@@ -50,6 +50,12 @@ export interface NegativeSamplingInput {
   readonly count?: number;
   /** Advanced in place. */
   readonly rng: Rng;
+  /**
+   * Extra exclusion, e.g. items whose normalised title equals the target's (catalogues reuse
+   * titles across item ids, and a negative titled like the target makes a correct answer
+   * indistinguishable from a wrong one).
+   */
+  readonly exclude?: (itemId: string) => boolean;
 }
 
 /**
@@ -73,19 +79,25 @@ export function sampleNegatives(input: NegativeSamplingInput): string[] {
   const available = pool.size - excluded.size;
   if (available < count) throw new NotEnoughItemsError(pool.domain, available, count);
 
+  const eligibleId = (id: string): boolean => !excluded.has(id) && !(input.exclude?.(id) ?? false);
+
   if (available * 2 >= pool.size && available >= count * 2) {
     const chosen = new Set<string>();
     const out: string[] = [];
-    while (out.length < count) {
+    // Bounded so that an `exclude` predicate rejecting most of the domain cannot loop forever:
+    // past the bound the explicit pool below decides (and reports a shortage precisely).
+    const maxDraws = 64 * count + 1024;
+    for (let draws = 0; out.length < count && draws < maxDraws; draws++) {
       const id = pool.items[randomInt(input.rng, 0, pool.size - 1)];
-      if (excluded.has(id) || chosen.has(id)) continue;
+      if (chosen.has(id) || !eligibleId(id)) continue;
       chosen.add(id);
       out.push(id);
     }
-    return out;
+    if (out.length === count) return out;
   }
 
-  const eligible = pool.items.filter((id) => !excluded.has(id));
+  const eligible = pool.items.filter(eligibleId);
+  if (eligible.length < count) throw new NotEnoughItemsError(pool.domain, eligible.length, count);
   for (let i = 0; i < count; i++) {
     const j = randomInt(input.rng, i, eligible.length - 1);
     const tmp = eligible[i];

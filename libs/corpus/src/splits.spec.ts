@@ -103,3 +103,21 @@ describe('timeWindowExample', () => {
     expect(() => timeWindowExample(s, { ...options, t0: 5, t1: 5 })).toThrow(/t0 < t1/);
   });
 });
+
+describe('same-title negatives', () => {
+  it('excludes negatives titled like the target when titles are given', () => {
+    // Items b0..b299; every item whose number ends in 7 shares the target's title.
+    const titleOf = (id: string): string => (id.endsWith('7') ? 'Shared &amp; Title' : `Title ${id}`);
+    const target = 'b7';
+    let sawSameTitleWithout = false;
+    for (let u = 0; u < 30; u++) {
+      const s = seq(`u${u}`, ['b1', 'b2', target]);
+      const withTitles = leaveOneOut(s, { ...options, titleOf }).test;
+      for (const c of withTitles?.candidates ?? [])
+        if (c !== target) expect(titleOf(c)).not.toBe('Shared &amp; Title');
+      const without = leaveOneOut(s, options).test;
+      if (without?.candidates.some((c) => c !== target && c.endsWith('7'))) sawSameTitleWithout = true;
+    }
+    expect(sawSameTitleWithout).toBe(true); // without titles such negatives do occur
+  });
+});

@@ -2,6 +2,7 @@ import type { Interaction } from './interaction';
 import { sampleCandidates, DEFAULT_NEGATIVES, type ItemPool } from './negatives';
 import { createRng, deriveSeed } from './rng';
 import type { DomainSequence } from './sequences';
+import { normaliseTitle } from './titles';
 
 export type EvaluationKind = 'validation' | 'test' | 'window';
 
@@ -32,6 +33,11 @@ export interface SplitOptions {
   readonly domainItems: ItemPool;
   /** Default 19. */
   readonly negatives?: number;
+  /**
+   * Item titles, when known: negatives whose normalised, lower-cased title equals the target's
+   * are excluded, so a correct generation can always be told apart from a wrong one.
+   */
+  readonly titleOf?: (itemId: string) => string | undefined;
 }
 
 /** Users need at least this many items in a domain to be evaluated by leave-one-out. */
@@ -50,6 +56,20 @@ export function exampleSeed(
   ...extra: number[]
 ): number {
   return deriveSeed(splitSeed, kind, domain, userId, ...extra);
+}
+
+function sameTitleAs(
+  target: string,
+  titleOf: SplitOptions['titleOf'],
+): ((itemId: string) => boolean) | undefined {
+  if (titleOf === undefined) return undefined;
+  const key = (id: string): string | undefined => {
+    const t = titleOf(id);
+    return t === undefined ? undefined : normaliseTitle(t).toLowerCase();
+  };
+  const targetKey = key(target);
+  if (targetKey === undefined || targetKey.length === 0) return undefined;
+  return (id) => key(id) === targetKey;
 }
 
 function example(
@@ -73,6 +93,7 @@ function example(
     domainItems: options.domainItems,
     count: options.negatives ?? DEFAULT_NEGATIVES,
     rng: createRng(seed),
+    exclude: sameTitleAs(target.itemId, options.titleOf),
   });
   return {
     splitId: options.splitId,
