@@ -5,6 +5,16 @@ import type { Kafka } from 'kafkajs';
 import type { InteractionEvent, ItemEvent } from '@cprec/contracts';
 import { datasetReplaySource, KafkaReplaySink, ReplayRunner, replayProgressPath, syntheticDataset, ProgressStore, ReplayProgress } from '@cprec/datasets';
 import { createKafka, createReliableProducer, ensureTopics, kafkaSettingsFromEnv } from '@cprec/messaging';
+import { planReplay, replayCommand, ReplayCommandOptions, SYNTHETIC_START_MS } from '../../cli/src/commands/replay.command';
+
+/** The options `cprec replay` parses from these arguments, without running it. */
+async function replayArgs(args: string[]): Promise<ReplayCommandOptions> {
+  let parsed: ReplayCommandOptions | null = null;
+  await replayCommand(async (options) => {
+    parsed = options;
+  }).parseAsync(args, { from: 'user' });
+  return parsed!;
+}
 
 /**
  * Replays synthetic streams into real Kafka (unique topics per run, so parallel runs and old data
@@ -118,10 +128,9 @@ describe('replay into Kafka', () => {
   it('cprec replay: SIGINT mid-stream, then --resume, delivers the stream with no duplicates and no gaps', async () => {
     const topics = { interactions: `test.replay-cli.${runId}.interactions`, items: `test.replay-cli.${runId}.items` };
     const args = ['--synthetic', '--users', '300', '--seed', '5', '--interactions-topic', topics.interactions, '--items-topic', topics.items, '--brokers', settings.brokers, '--batch-size', '100', '--rate-cap', '1500', '--no-progress'];
-    // The same key the command derives (see replay.command.ts), to find its progress file.
-    const startMs = Date.UTC(2023, 0, 1);
-    const syntheticConfig = { seed: 5, users: 300, domains: ['games', 'beauty', 'books'], eventsPerUser: 20, startMs, driftAtMs: null };
-    const key = JSON.stringify({ datasets: [], synthetic: syntheticConfig, brokers: settings.brokers, topics: [topics.interactions, topics.items] });
+    // The key the command derives from these arguments names its progress file.
+    const startMs = SYNTHETIC_START_MS;
+    const { key } = planReplay(await replayArgs(args), { CPREC_KAFKA_BROKERS: settings.brokers });
     const progressFile = replayProgressPath(key, ROOT);
     const readProgress = (): ReplayProgress | null => (existsSync(progressFile) ? (JSON.parse(readFileSync(progressFile, 'utf8')) as ReplayProgress) : null);
 

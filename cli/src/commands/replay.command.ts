@@ -16,7 +16,10 @@ import {
 } from '@cprec/datasets';
 import { createKafka, createReliableProducer, defaultTopicSpecs, ensureTopics, kafkaSettingsFromEnv } from '@cprec/messaging';
 
-interface ReplayCommandOptions {
+/** Synthetic replays start on this date so a given seed always yields the same stream. */
+export const SYNTHETIC_START_MS = Date.UTC(2023, 0, 1);
+
+export interface ReplayCommandOptions {
   dataset: string[];
   synthetic?: boolean;
   users: number;
@@ -72,9 +75,8 @@ function describeSummary(summary: ReplaySummary, progressFile: string): string {
 }
 
 /** `cprec replay`: streams datasets or the synthetic generator into Kafka in event-time order. */
-export function register(program: Command): void {
-  program
-    .command('replay')
+export function replayCommand(action: (options: ReplayCommandOptions) => Promise<void> = replay): Command {
+  return new Command('replay')
     .description('stream a dataset (or the synthetic generator) into Kafka in event-time order')
     .option('--dataset <path>', 'dataset folder, repeatable (format detected from its files)', collect, [])
     .option('--synthetic', 'replay the seeded synthetic generator (the default when no --dataset is given)')
@@ -94,14 +96,26 @@ export function register(program: Command): void {
     .option('--items-topic <topic>', 'topic for item events', TOPICS.items)
     .option('--no-progress', 'no progress bar (log lines instead)')
     .action(async (options: ReplayCommandOptions) => {
-      await replay(options);
+      await action(options);
     });
 }
 
-async function replay(options: ReplayCommandOptions): Promise<void> {
+export function register(program: Command): void {
+  program.addCommand(replayCommand());
+}
+
+export interface ReplayPlan {
+  datasets: Dataset[];
+  brokers: string;
+  /** Everything that defines the record stream and its destination (pacing and limit do not, so a resume may change them). */
+  key: string;
+}
+
+/** Resolves the options into datasets and the replay key that names the progress file. */
+export function planReplay(options: ReplayCommandOptions, env: NodeJS.ProcessEnv = process.env): ReplayPlan {
   const datasets: Dataset[] = options.dataset.map((path) => openDataset({ path }));
   const useSynthetic = options.synthetic === true || datasets.length === 0;
-  const startMs = Date.UTC(2023, 0, 1);
+  const startMs = SYNTHETIC_START_MS;
   const syntheticConfig = {
     seed: options.seed,
     users: options.users,
@@ -111,17 +125,19 @@ async function replay(options: ReplayCommandOptions): Promise<void> {
     driftAtMs: options.driftAfterDays === undefined ? null : startMs + Math.round(options.driftAfterDays * 86_400_000),
   };
   if (useSynthetic) datasets.push(syntheticDataset(syntheticConfig));
-
-  const settings = kafkaSettingsFromEnv('cprec-replay');
-  if (options.brokers) settings.brokers = options.brokers;
-  // Everything that defines the record stream and its destination; pacing and limit do not, so
-  // a resume may change them.
+  const brokers = options.brokers ?? kafkaSettingsFromEnv('cprec-replay', env).brokers;
   const key = JSON.stringify({
     datasets: options.dataset.map((p) => resolve(p)),
     synthetic: useSynthetic ? syntheticConfig : null,
-    brokers: settings.brokers,
+    brokers,
     topics: [options.interactionsTopic, options.itemsTopic],
   });
+  return { datasets, brokers, key };
+}
+
+async function replay(options: ReplayCommandOptions): Promise<void> {
+  const { datasets, brokers, key } = planReplay(options);
+  const settings = { ...kafkaSettingsFromEnv('cprec-replay'), brokers };
   const progressFile = replayProgressPath(key);
   const kafka = createKafka(settings);
   const admin = kafka.admin();
