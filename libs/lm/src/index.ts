@@ -7,3 +7,6 @@ export * from './model';
 export * from './sampling';
 export * from './generate';
 export * from './backend';
+export * from './safetensors';
+export * from './lora';
+export * from './train';
