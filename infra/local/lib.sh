@@ -128,3 +128,14 @@ stop_pid() {
     sleep 0.1; waited=$((waited + 1))
   done
 }
+
+# Serialises up/down (e.g. a test restarting ClickHouse while someone runs up) so two scripts never
+# start a second copy of a server or stop one that another is waiting on. Released on exit.
+hold_infra_lock() {
+  mkdir -p "$CPREC_STATE_DIR"
+  exec 9>"$CPREC_STATE_DIR/infra.lock"
+  if ! flock -n 9; then
+    log "another infra/local script is running; waiting for it"
+    flock -w 300 9 || die "timed out waiting for $CPREC_STATE_DIR/infra.lock"
+  fi
+}

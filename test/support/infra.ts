@@ -34,7 +34,8 @@ export async function requireInfra(what: { clickhouse?: boolean; kafka?: boolean
     const settings = clickHouseSettingsFromEnv();
     const ch = createClickHouse({ ...settings, database: 'default', requestTimeoutMs: 5_000 });
     try {
-      if (!(await ch.ping())) throw new Error('ping failed');
+      const result = await ch.client.ping();
+      if (!result.success) throw result.error;
     } catch (err) {
       throw new Error(`ClickHouse is not reachable at ${settings.url} (${(err as Error).message}). ${START_HINT}`);
     } finally {
@@ -80,5 +81,16 @@ export class Waiter {
         },
       });
     });
+  }
+}
+
+/** Polls `probe` every 200 ms until `accept` holds; rejects with the last value after timeoutMs. */
+export async function pollUntil<T>(probe: () => Promise<T>, accept: (value: T) => boolean, what: string, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (accept(value)) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last value ${JSON.stringify(value)}`);
+    await new Promise((r) => setTimeout(r, 200));
   }
 }
