@@ -1,4 +1,9 @@
-import { compareIds, compareInteractions, duplicateKey, type Interaction } from './interaction';
+import { compareIds, compareInteractions, type Interaction } from './interaction';
+
+/** The duplicate rule's key within one user's group: (domain, item, timestamp). */
+function itemTimeKey(i: Interaction): string {
+  return `${i.domain}\u0000${i.itemId}\u0000${i.tsMs}`;
+}
 
 /** Items of one user in one domain, in the documented order. */
 export interface DomainSequence {
@@ -43,42 +48,41 @@ function upperBound(items: readonly Interaction[], x: Interaction): number {
  * search plus splice for late events.
  */
 class OrderedGroups {
-  private readonly groups = new Map<string, Interaction[]>();
-  private readonly kept = new Map<string, { group: string; interaction: Interaction }>();
+  /**
+   * Per group: the ordered items and, for the duplicate rule, the kept copy by (domain, item,
+   * timestamp). Both builders group by user (and domain), so a duplicate always falls in the same
+   * group as its original and the per-group map needs no user in its key — smaller keys and maps
+   * than one global map keyed by `duplicateKey`.
+   */
+  private readonly groups = new Map<string, { items: Interaction[]; kept: Map<string, Interaction> }>();
   private readonly changed = new Set<string>();
 
   constructor(private readonly groupOf: (i: Interaction) => string) {}
 
   add(interaction: Interaction): boolean {
-    const dupKey = duplicateKey(interaction);
-    const group = this.groupOf(interaction);
-    const previous = this.kept.get(dupKey);
+    const groupKey = this.groupOf(interaction);
+    let group = this.groups.get(groupKey);
+    if (group === undefined) {
+      group = { items: [], kept: new Map() };
+      this.groups.set(groupKey, group);
+    }
+    const dupKey = itemTimeKey(interaction);
+    const previous = group.kept.get(dupKey);
     if (previous !== undefined) {
-      if (compareInteractions(interaction, previous.interaction) >= 0) return false;
-      this.remove(previous.group, previous.interaction);
+      if (compareInteractions(interaction, previous) >= 0) return false;
+      group.items.splice(group.items.indexOf(previous), 1);
     }
-    this.kept.set(dupKey, { group, interaction });
-    let items = this.groups.get(group);
-    if (items === undefined) {
-      items = [];
-      this.groups.set(group, items);
-    }
+    group.kept.set(dupKey, interaction);
+    const items = group.items;
     const last = items[items.length - 1];
     if (last === undefined || compareInteractions(last, interaction) <= 0) items.push(interaction);
     else items.splice(upperBound(items, interaction), 0, interaction);
-    this.changed.add(group);
+    this.changed.add(groupKey);
     return true;
   }
 
-  private remove(group: string, interaction: Interaction): void {
-    const items = this.groups.get(group);
-    if (items === undefined) return;
-    const at = items.indexOf(interaction);
-    if (at >= 0) items.splice(at, 1);
-  }
-
   get(group: string): readonly Interaction[] {
-    return this.groups.get(group) ?? [];
+    return this.groups.get(group)?.items ?? [];
   }
 
   /** Group keys in code-unit order, so iteration never depends on arrival order. */
