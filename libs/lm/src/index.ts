@@ -10,3 +10,5 @@ export * from './backend';
 export * from './safetensors';
 export * from './lora';
 export * from './train';
+export * from './hf';
+export * from './hf-tokenizer';

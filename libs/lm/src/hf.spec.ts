@@ -1,0 +1,106 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import { loadHfCheckpoint, saveHfCheckpoint } from './hf';
+import { HfBpeTokenizer, HfTokenizerJson } from './hf-tokenizer';
+import { LlamaModel } from './model';
+import { parseSafetensors } from './safetensors';
+import { maxAbsDiff, tinyConfig } from './testing/tiny';
+import { randomWeights } from './weights';
+
+describe('Hugging Face LLaMA checkpoints (config.json + safetensors)', () => {
+  let dir: string;
+  beforeAll(async () => {
+    await tf.setBackend('cpu');
+    dir = mkdtempSync(join(tmpdir(), 'cprec-hf-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('a checkpoint written in HF layout loads to the same logits as the native weights', () => {
+    const weights = randomWeights(tinyConfig({ tiedClassifier: false }), 31);
+    saveHfCheckpoint(weights, join(dir, 'f32'));
+    const file = parseSafetensors(readFileSync(join(dir, 'f32', 'model.safetensors')));
+    const q = file.tensors.get('model.layers.0.self_attn.q_proj.weight');
+    expect(q?.shape).toEqual([16, 16]);
+    // HF stores q rows in split-half RoPE order, so the raw tensor differs from llama2.c order.
+    expect(maxAbsDiff(q?.data ?? [], weights.layers[0].wq)).toBeGreaterThan(0);
+    const loaded = loadHfCheckpoint(join(dir, 'f32'));
+    expect(loaded.config).toEqual(weights.config);
+    const ids = [[1, 3, 5, 7, 9, 11]];
+    const native = new LlamaModel(weights);
+    const hf = new LlamaModel(loaded);
+    const a = tf.tidy(() => native.forward(ids).dataSync() as Float32Array);
+    const b = tf.tidy(() => hf.forward(ids).dataSync() as Float32Array);
+    expect(maxAbsDiff(a, b)).toBeLessThan(1e-6);
+    native.dispose();
+    hf.dispose();
+  });
+
+  it('reads F16 checkpoints and tied embeddings', () => {
+    const weights = randomWeights(tinyConfig({ tiedClassifier: true }), 32);
+    saveHfCheckpoint(weights, join(dir, 'f16'), { dtype: 'F16' });
+    const loaded = loadHfCheckpoint(join(dir, 'f16'));
+    expect(loaded.classifier).toBeUndefined();
+    expect(maxAbsDiff(loaded.layers[1].wk, weights.layers[1].wk)).toBeLessThan(1e-4);
+  });
+});
+
+function spTokenizerJson(): HfTokenizerJson {
+  const vocab: Record<string, number> = { '<unk>': 0, '<s>': 1, '</s>': 2 };
+  for (let b = 0; b < 256; b++) vocab[`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`] = 3 + b;
+  let id = 259;
+  for (const p of ['▁', 'h', 'e', 'l', 'o', 'w', 'r', 'd', 'é', '▁h', 'el', 'lo', '▁hel', '▁hello', 'or']) vocab[p] = id++;
+  return {
+    model: { type: 'BPE', vocab, merges: ['▁ h', 'e l', 'l o', '▁h el', '▁hel lo', 'o r'], byte_fallback: true, unk_token: '<unk>' },
+    added_tokens: [
+      { id: 0, content: '<unk>', special: true },
+      { id: 1, content: '<s>', special: true },
+      { id: 2, content: '</s>', special: true },
+    ],
+    normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '▁' }, { type: 'Replace', pattern: { String: ' ' }, content: '▁' }] },
+    pre_tokenizer: null,
+  };
+}
+
+function byteLevelTokenizerJson(): HfTokenizerJson {
+  const bs: number[] = [];
+  for (let b = 33; b <= 126; b++) bs.push(b);
+  for (let b = 161; b <= 172; b++) bs.push(b);
+  for (let b = 174; b <= 255; b++) bs.push(b);
+  const vocab: Record<string, number> = {};
+  let n = 0;
+  for (let b = 0; b < 256; b++) vocab[bs.includes(b) ? String.fromCharCode(b) : String.fromCharCode(256 + n++)] = b;
+  let id = 256;
+  for (const p of ['Ġt', 'he', 'Ġthe', 'in', 'Ġin']) vocab[p] = id++;
+  vocab['<|endoftext|>'] = id;
+  return {
+    model: { type: 'BPE', vocab, merges: [['Ġ', 't'], ['h', 'e'], ['Ġt', 'he'], ['i', 'n'], ['Ġ', 'in']] },
+    added_tokens: [{ id, content: '<|endoftext|>', special: true }],
+    pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false },
+  };
+}
+
+const texts = ['hello world', 'héllo wörld 😀 你好', ' two  spaces ', 'Tom & Jerry\'s "Hits" — Vol. 2\n'];
+
+describe('HF tokenizer.json BPE', () => {
+  it('sentencepiece flavour: prefix space, rank-ordered merges, byte fallback, round trip', () => {
+    const tok = new HfBpeTokenizer(spTokenizerJson());
+    expect(tok.flavour).toBe('sentencepiece');
+    expect(tok.bosId).toBe(1);
+    const v = spTokenizerJson().model.vocab;
+    expect(tok.encode('hello', { bos: true })).toEqual([1, v['▁hello']]);
+    expect(tok.encode('world')).toEqual([v['▁'], v.w, v.or, v.l, v.d]);
+    expect(tok.encode('你')).toEqual([v['▁'], 3 + 0xe4, 3 + 0xbd, 3 + 0xa0]);
+    for (const s of texts) expect(tok.decode(tok.encode(s, { bos: true }))).toBe(s);
+  });
+
+  it('byte-level flavour: GPT-2 pre-split and byte mapping, round trip, special tokens kept whole', () => {
+    const tok = new HfBpeTokenizer(byteLevelTokenizerJson());
+    expect(tok.flavour).toBe('byte-level');
+    expect(tok.encode(' the in')).toEqual([258, 260]);
+    expect(tok.encode('a<|endoftext|>b')).toEqual([97, tok.eosId, 98]);
+    for (const s of texts) expect(tok.decode(tok.encode(s))).toBe(s);
+  });
+});
