@@ -59,7 +59,9 @@ async function main(): Promise<void> {
     case 'up': {
       const settings = clickHouseSettingsFromEnv();
       const result = await runMigrations(settings, { log });
-      log(`ClickHouse database ${settings.database}: ${result.applied.length} migration(s) applied, ${result.alreadyApplied} already applied`);
+      log(
+        `ClickHouse database ${settings.database}: ${result.applied.length} migration(s) applied, ${result.alreadyApplied} already applied`,
+      );
       log(`Kafka healthy: ${await waitForKafka(timeoutMs)}`);
       log(`Kafka topics: ${(await createTopics()).join(', ')}`);
       return;
@@ -71,7 +73,12 @@ async function main(): Promise<void> {
       const base = clickHouseSettingsFromEnv();
       const settings = { ...base, database: option(args, '--database') ?? base.database };
       const result = await runMigrations(settings, { directory: option(args, '--dir'), log });
-      console.log(JSON.stringify({ applied: result.applied.map((m) => m.version), alreadyApplied: result.alreadyApplied }));
+      console.log(
+        JSON.stringify({
+          applied: result.applied.map((m) => m.version),
+          alreadyApplied: result.alreadyApplied,
+        }),
+      );
       return;
     }
     default:

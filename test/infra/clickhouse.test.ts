@@ -35,17 +35,37 @@ function freshDatabase(label: string): ClickHouseSettings {
 }
 
 async function tableNames(ch: ClickHouse, database: string): Promise<string[]> {
-  const rows = await ch.query<{ name: string }>(sql`SELECT name FROM system.tables WHERE database = ${database} ORDER BY name`);
+  const rows = await ch.query<{ name: string }>(
+    sql`SELECT name FROM system.tables WHERE database = ${database} ORDER BY name`,
+  );
   return rows.map((r) => r.name);
 }
 
 /** Runs `infra/local/bootstrap.ts migrate` as a separate OS process; resolves with its JSON result. */
-function migrateInChildProcess(settings: ClickHouseSettings, directory: string): Promise<{ applied: number[] }> {
+function migrateInChildProcess(
+  settings: ClickHouseSettings,
+  directory: string,
+): Promise<{ applied: number[] }> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(
       process.execPath,
-      ['-r', 'ts-node/register/transpile-only', '-r', 'tsconfig-paths/register', join(REPO_ROOT, 'infra/local/bootstrap.ts'), 'migrate', '--database', settings.database, '--dir', directory],
-      { cwd: REPO_ROOT, env: { ...process.env, CPREC_CLICKHOUSE_URL: settings.url }, stdio: ['ignore', 'pipe', 'pipe'] },
+      [
+        '-r',
+        'ts-node/register/transpile-only',
+        '-r',
+        'tsconfig-paths/register',
+        join(REPO_ROOT, 'infra/local/bootstrap.ts'),
+        'migrate',
+        '--database',
+        settings.database,
+        '--dir',
+        directory,
+      ],
+      {
+        cwd: REPO_ROOT,
+        env: { ...process.env, CPREC_CLICKHOUSE_URL: settings.url },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
     );
     let stdout = '';
     let stderr = '';
@@ -92,7 +112,9 @@ describe('migrations (real ClickHouse)', () => {
     const ch = createClickHouse(settings);
     try {
       const recorded = await listAppliedMigrations(ch);
-      expect(recorded.map((m) => [m.version, m.name, m.checksum])).toEqual(shipped.map((m) => [m.version, m.name, m.checksum]));
+      expect(recorded.map((m) => [m.version, m.name, m.checksum])).toEqual(
+        shipped.map((m) => [m.version, m.name, m.checksum]),
+      );
     } finally {
       await ch.close();
     }
@@ -108,7 +130,10 @@ describe('migrations (real ClickHouse)', () => {
         join(dir, '0001_create_log.sql'),
         'CREATE TABLE applied_log (migration UInt32) ENGINE = MergeTree ORDER BY migration;\nINSERT INTO applied_log VALUES (1);\n',
       );
-      await writeFile(join(dir, '0002_slow_insert.sql'), 'SELECT sleep(1);\nINSERT INTO applied_log VALUES (2);\n');
+      await writeFile(
+        join(dir, '0002_slow_insert.sql'),
+        'SELECT sleep(1);\nINSERT INTO applied_log VALUES (2);\n',
+      );
       await writeFile(join(dir, '0003_another.sql'), 'INSERT INTO applied_log VALUES (3);\n');
 
       // The test takes the migrations lock itself first, so all three runners are provably
@@ -121,10 +146,15 @@ describe('migrations (real ClickHouse)', () => {
       const runners = Promise.all([
         migrateInChildProcess(settings, dir),
         migrateInChildProcess(settings, dir),
-        runMigrations(settings, { directory: dir }).then((r) => ({ applied: r.applied.map((m) => m.version) })),
+        runMigrations(settings, { directory: dir }).then((r) => ({
+          applied: r.applied.map((m) => m.version),
+        })),
       ]);
       const waiting = await pollUntil(
-        () => ch.query<{ n: string }>(sql`SELECT count() AS n FROM ${ident(MIGRATIONS_LOCK_TABLE)} FINAL WHERE ticket > 0 AND token != ${gate.token}`),
+        () =>
+          ch.query<{ n: string }>(
+            sql`SELECT count() AS n FROM ${ident(MIGRATIONS_LOCK_TABLE)} FINAL WHERE ticket > 0 AND token != ${gate.token}`,
+          ),
         (rows) => Number(rows[0]?.n) === 3,
         'three runners queued on the lock',
         120_000,
@@ -185,7 +215,7 @@ describe('client, literals and repositories (real ClickHouse)', () => {
     '',
     "it's",
     "'; DROP TABLE interactions; --",
-    'back\\slash \\\' \\\\',
+    "back\\slash \\' \\\\",
     'line\nbreak\r\ttab',
     'nul\0byte',
     'ctrl\u0001\u001f\u007f',
@@ -214,7 +244,9 @@ describe('client, literals and repositories (real ClickHouse)', () => {
     expect(Number(diff.v)).toBe(15);
     const [arr] = await ch.query<{ v: string[] }>(sql`SELECT ${adversarialStrings} AS v`);
     expect(arr.v).toEqual(adversarialStrings);
-    const [date] = await ch.query<{ v: string }>(sql`SELECT toString(${new Date(Date.UTC(2024, 1, 29, 12, 30, 5))}) AS v`);
+    const [date] = await ch.query<{ v: string }>(
+      sql`SELECT toString(${new Date(Date.UTC(2024, 1, 29, 12, 30, 5))}) AS v`,
+    );
     expect(date.v).toBe('2024-02-29 12:30:05');
   });
 
@@ -243,21 +275,41 @@ describe('client, literals and repositories (real ClickHouse)', () => {
     }
     expect(byId.get('e0')?.ingested_at_ms).toBe(1_700_000_200_000);
     expect(byId.get('e9')?.ingested_at_ms).toBe(1_700_000_100_000);
-    expect(await repo.readDeduplicated({ domain: 'games', userIds: ["user'a"], fromTsMs: 1_700_000_002_123 }, 2)).toEqual(
-      stored.filter((s) => s.user_id === "user'a" && s.ts_ms >= 1_700_000_002_123).slice(0, 2),
-    );
+    expect(
+      await repo.readDeduplicated({ domain: 'games', userIds: ["user'a"], fromTsMs: 1_700_000_002_123 }, 2),
+    ).toEqual(stored.filter((s) => s.user_id === "user'a" && s.ts_ms >= 1_700_000_002_123).slice(0, 2));
     expect(await repo.countDistinct({ userIds: [] })).toBe(0);
   });
 
   it('keeps the newest version of an item', async () => {
     const items = new ItemRepository(ch);
     await items.upsertBatch([
-      { item_id: 'i1', domain: 'books', title: 'Old "title"', attributes: { year: 1999 }, updated_at_ms: 1000 },
+      {
+        item_id: 'i1',
+        domain: 'books',
+        title: 'Old "title"',
+        attributes: { year: 1999 },
+        updated_at_ms: 1000,
+      },
       { item_id: 'i2', domain: 'books', title: 'Other', updated_at_ms: 1000 },
     ]);
-    await items.upsertBatch([{ item_id: 'i1', domain: 'books', title: "New 'title'\n", attributes: { year: 2001, hardcover: true }, updated_at_ms: 2000 }]);
+    await items.upsertBatch([
+      {
+        item_id: 'i1',
+        domain: 'books',
+        title: "New 'title'\n",
+        attributes: { year: 2001, hardcover: true },
+        updated_at_ms: 2000,
+      },
+    ]);
     expect(await items.get('books', ['i1'])).toEqual([
-      { item_id: 'i1', domain: 'books', title: "New 'title'\n", attributes: { year: 2001, hardcover: true }, updated_at_ms: 2000 },
+      {
+        item_id: 'i1',
+        domain: 'books',
+        title: "New 'title'\n",
+        attributes: { year: 2001, hardcover: true },
+        updated_at_ms: 2000,
+      },
     ]);
     expect(await items.count('books')).toBe(2);
     expect((await items.get('books')).map((i) => i.item_id)).toEqual(['i1', 'i2']);
@@ -266,7 +318,9 @@ describe('client, literals and repositories (real ClickHouse)', () => {
   it('creates a database idempotently', async () => {
     await ensureDatabase(settings);
     await ensureDatabase(settings);
-    const rows = await admin.query<{ name: string }>(sql`SELECT name FROM system.databases WHERE name = ${settings.database}`);
+    const rows = await admin.query<{ name: string }>(
+      sql`SELECT name FROM system.databases WHERE name = ${settings.database}`,
+    );
     expect(rows).toHaveLength(1);
   });
 });

@@ -19,7 +19,10 @@ describe('Kafka (real broker)', () => {
     kafka = testKafka('it-kafka');
     admin = kafka.admin();
     await admin.connect();
-    await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 2, replicationFactor: 1 }] });
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: [{ topic, numPartitions: 2, replicationFactor: 1 }],
+    });
     producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
     await producer.connect();
   });
@@ -53,7 +56,10 @@ describe('Kafka (real broker)', () => {
           waiter.notify();
         },
       });
-      await waiter.until(() => expected.every((v) => received.includes(v)), `${expected.length} messages on ${topic}`);
+      await waiter.until(
+        () => expected.every((v) => received.includes(v)),
+        `${expected.length} messages on ${topic}`,
+      );
     } finally {
       await consumer.disconnect();
     }

@@ -9,7 +9,8 @@ import { createKafka, kafkaSettingsFromEnv } from '@cprec/messaging';
  * the local ports) and isolate themselves with unique database and topic names.
  */
 
-const START_HINT = 'Start the local servers with `bash infra/local/up` (or `npm run infra:up`) and check `bash infra/local/status`.';
+const START_HINT =
+  'Start the local servers with `bash infra/local/up` (or `npm run infra:up`) and check `bash infra/local/status`.';
 
 /** A name unique to this test run, valid as a ClickHouse identifier and as a Kafka topic. */
 export function uniqueName(prefix: string): string {
@@ -29,7 +30,9 @@ export function testKafka(clientId: string): Kafka {
  * Fails fast with a clear message when ClickHouse or Kafka is not reachable, instead of letting
  * each test time out on its own.
  */
-export async function requireInfra(what: { clickhouse?: boolean; kafka?: boolean } = { clickhouse: true, kafka: true }): Promise<void> {
+export async function requireInfra(
+  what: { clickhouse?: boolean; kafka?: boolean } = { clickhouse: true, kafka: true },
+): Promise<void> {
   if (what.clickhouse) {
     const settings = clickHouseSettingsFromEnv();
     const ch = createClickHouse({ ...settings, database: 'default', requestTimeoutMs: 5_000 });
@@ -37,7 +40,9 @@ export async function requireInfra(what: { clickhouse?: boolean; kafka?: boolean
       const result = await ch.client.ping();
       if (!result.success) throw result.error;
     } catch (err) {
-      throw new Error(`ClickHouse is not reachable at ${settings.url} (${(err as Error).message}). ${START_HINT}`);
+      throw new Error(
+        `ClickHouse is not reachable at ${settings.url} (${(err as Error).message}). ${START_HINT}`,
+      );
     } finally {
       await ch.close();
     }
@@ -50,7 +55,9 @@ export async function requireInfra(what: { clickhouse?: boolean; kafka?: boolean
       await admin.connect();
       await admin.describeCluster();
     } catch (err) {
-      throw new Error(`Kafka is not reachable at ${settings.brokers} (${(err as Error).message}). ${START_HINT}`);
+      throw new Error(
+        `Kafka is not reachable at ${settings.brokers} (${(err as Error).message}). ${START_HINT}`,
+      );
     } finally {
       await admin.disconnect().catch(() => undefined);
     }
@@ -72,7 +79,10 @@ export class Waiter {
   until(check: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
     if (check()) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)),
+        timeoutMs,
+      );
       this.pending.push({
         check,
         resolve: () => {
@@ -85,12 +95,20 @@ export class Waiter {
 }
 
 /** Polls `probe` every 200 ms until `accept` holds; rejects with the last value after timeoutMs. */
-export async function pollUntil<T>(probe: () => Promise<T>, accept: (value: T) => boolean, what: string, timeoutMs = 60_000): Promise<T> {
+export async function pollUntil<T>(
+  probe: () => Promise<T>,
+  accept: (value: T) => boolean,
+  what: string,
+  timeoutMs = 60_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
     if (accept(value)) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last value ${JSON.stringify(value)}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}; last value ${JSON.stringify(value)}`,
+      );
     await new Promise((r) => setTimeout(r, 200));
   }
 }

@@ -71,7 +71,11 @@ export class ClickHouse {
    * Inserts rows as JSONEachRow into `table` of this handle's database (or `database`). Values
    * travel as JSON, not SQL, so no literal escaping is involved; names are validated.
    */
-  async insertJsonEachRow<Row extends object>(table: string, rows: readonly Row[], database?: string): Promise<void> {
+  async insertJsonEachRow<Row extends object>(
+    table: string,
+    rows: readonly Row[],
+    database?: string,
+  ): Promise<void> {
     if (rows.length === 0) return;
     await this.client.insert({
       table: sqlIdentifier(database ?? this.database, table),

@@ -17,7 +17,7 @@ describe('sqlLiteral strings', () => {
     ['esc\u001b[0m', "'esc\\x1b[0m'"],
     ['del\u007f', "'del\\x7f'"],
     ['\b\f', "'\\b\\f'"],
-    ['double "quotes" stay', "'double \"quotes\" stay'"],
+    ['double "quotes" stay', '\'double "quotes" stay\''],
     ['`backticks` stay', "'`backticks` stay'"],
     ['-- not a comment', "'-- not a comment'"],
     ['/* nor this */', "'/* nor this */'"],
@@ -30,7 +30,7 @@ describe('sqlLiteral strings', () => {
   });
 
   it('never lets a quote end the literal early, whatever surrounds it', () => {
-    const attacks = ["'; DROP TABLE interactions; --", "\\'; DROP TABLE x; --", "\\\\'", "'\\", "a\\"];
+    const attacks = ["'; DROP TABLE interactions; --", "\\'; DROP TABLE x; --", "\\\\'", "'\\", 'a\\'];
     for (const attack of attacks) {
       const literal = sqlLiteral(attack);
       // Walk the literal as ClickHouse's lexer does: after the opening quote, a backslash
@@ -121,23 +121,13 @@ describe('sqlIdentifier', () => {
     expect(sqlIdentifier('a'.repeat(128))).toBe('`' + 'a'.repeat(128) + '`');
   });
 
-  it.each([
-    '',
-    '1abc',
-    'a-b',
-    'a b',
-    'a.b',
-    'a`b',
-    "a'b",
-    'a;DROP',
-    'tablé',
-    'a\0',
-    '`x`',
-    'a'.repeat(129),
-  ])('rejects %j', (name) => {
-    expect(isValidIdentifier(name)).toBe(false);
-    expect(() => sqlIdentifier(name)).toThrow(SqlLiteralError);
-  });
+  it.each(['', '1abc', 'a-b', 'a b', 'a.b', 'a`b', "a'b", 'a;DROP', 'tablé', 'a\0', '`x`', 'a'.repeat(129)])(
+    'rejects %j',
+    (name) => {
+      expect(isValidIdentifier(name)).toBe(false);
+      expect(() => sqlIdentifier(name)).toThrow(SqlLiteralError);
+    },
+  );
 
   it('rejects an empty name list', () => {
     expect(() => sqlIdentifier()).toThrow(SqlLiteralError);

@@ -75,7 +75,9 @@ function sqlDate(value: Date): string {
   if (Number.isNaN(ms)) throw new SqlLiteralError('Invalid Date has no SQL literal');
   const seconds = Math.floor(ms / 1000);
   if (seconds < 0 || seconds > MAX_DATETIME_SECONDS) {
-    throw new SqlLiteralError(`date ${value.toISOString()} is outside the DateTime range 1970-01-01..2106-02-07`);
+    throw new SqlLiteralError(
+      `date ${value.toISOString()} is outside the DateTime range 1970-01-01..2106-02-07`,
+    );
   }
   return `toDateTime(${seconds})`;
 }
@@ -110,7 +112,8 @@ export function sqlLiteral(value: SqlValue): string {
 
 function describe(value: unknown): string {
   if (value === undefined) return 'undefined';
-  if (typeof value === 'object' && value !== null) return `an object (${value.constructor?.name ?? 'null prototype'})`;
+  if (typeof value === 'object' && value !== null)
+    return `an object (${value.constructor?.name ?? 'null prototype'})`;
   return `a ${typeof value}`;
 }
 

@@ -24,7 +24,11 @@ export function clickHouseSettingsFromEnv(env: NodeJS.ProcessEnv = process.env):
     database: env.CPREC_CLICKHOUSE_DB ?? DEFAULT_CLICKHOUSE_DATABASE,
     username: env.CPREC_CLICKHOUSE_USER ?? 'default',
     password: env.CPREC_CLICKHOUSE_PASSWORD ?? '',
-    requestTimeoutMs: parsePositiveInt(env.CPREC_CLICKHOUSE_TIMEOUT_MS, 'CPREC_CLICKHOUSE_TIMEOUT_MS', 300_000),
+    requestTimeoutMs: parsePositiveInt(
+      env.CPREC_CLICKHOUSE_TIMEOUT_MS,
+      'CPREC_CLICKHOUSE_TIMEOUT_MS',
+      300_000,
+    ),
     valueMode: env.CPREC_CLICKHOUSE_VALUE_MODE === 'inline' ? 'inline' : 'auto',
   };
   validateSettings(settings);
@@ -42,13 +46,16 @@ export function validateSettings(settings: ClickHouseSettings): void {
     throw new Error(`ClickHouse URL ${JSON.stringify(settings.url)} must use http or https`);
   }
   if (!isValidIdentifier(settings.database)) {
-    throw new Error(`ClickHouse database ${JSON.stringify(settings.database)} must match [A-Za-z_][A-Za-z0-9_]*`);
+    throw new Error(
+      `ClickHouse database ${JSON.stringify(settings.database)} must match [A-Za-z_][A-Za-z0-9_]*`,
+    );
   }
 }
 
 function parsePositiveInt(raw: string | undefined, name: string, fallback: number): number {
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
-  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
+  if (!Number.isInteger(value) || value <= 0)
+    throw new Error(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
   return value;
 }

@@ -79,7 +79,11 @@ export function renderSql(fragment: SqlFragment, mode: ValueMode = 'inline'): Re
         params[name] = value;
         return `{${name}:String}`;
       }
-      if (Array.isArray(value) && value.length > 0 && value.every((v): v is string => typeof v === 'string')) {
+      if (
+        Array.isArray(value) &&
+        value.length > 0 &&
+        value.every((v): v is string => typeof v === 'string')
+      ) {
         sqlLiteral(value);
         const name = `p${counter++}`;
         params[name] = [...value];

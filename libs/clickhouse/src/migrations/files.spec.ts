@@ -18,12 +18,17 @@ describe('parseMigrationFileName', () => {
     expect(parseMigrationFileName('12345_big.sql')).toEqual({ version: 12345, name: 'big' });
   });
 
-  it.each(['1_short.sql', '0001-dash.sql', '0001_Upper.sql', '0001_x.SQL', 'abcd_x.sql', '0000_zero.sql', '0001_.sql'])(
-    'rejects %s',
-    (fileName) => {
-      expect(() => parseMigrationFileName(fileName)).toThrow(MigrationFileError);
-    },
-  );
+  it.each([
+    '1_short.sql',
+    '0001-dash.sql',
+    '0001_Upper.sql',
+    '0001_x.SQL',
+    'abcd_x.sql',
+    '0000_zero.sql',
+    '0001_.sql',
+  ])('rejects %s', (fileName) => {
+    expect(() => parseMigrationFileName(fileName)).toThrow(MigrationFileError);
+  });
 });
 
 describe('splitSqlStatements', () => {
@@ -40,7 +45,7 @@ describe('splitSqlStatements', () => {
       "INSERT INTO t VALUES ('a;b', 'it\\'s;', 'back\\\\');",
       'SELECT `weird;name`, "other;name" FROM t; -- trailing; comment',
       '/* block; comment */ SELECT 2;',
-      "-- only a comment; here",
+      '-- only a comment; here',
     ].join('\n');
     expect(splitSqlStatements(text)).toEqual([
       "INSERT INTO t VALUES ('a;b', 'it\\'s;', 'back\\\\')",
@@ -93,6 +98,9 @@ describe('parseMigration and loadMigrations', () => {
   it('parses the shipped migrations', async () => {
     const shipped = await loadMigrations(DEFAULT_MIGRATIONS_DIR);
     expect(shipped[0]).toMatchObject({ version: 1, name: 'raw_interactions_and_items' });
-    expect(shipped[0].statements.map((s) => /CREATE TABLE IF NOT EXISTS (\w+)/.exec(s)?.[1])).toEqual(['interactions', 'items']);
+    expect(shipped[0].statements.map((s) => /CREATE TABLE IF NOT EXISTS (\w+)/.exec(s)?.[1])).toEqual([
+      'interactions',
+      'items',
+    ]);
   });
 });

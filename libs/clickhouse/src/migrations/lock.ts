@@ -100,9 +100,12 @@ WHERE heartbeat_ms > ${cutoff} AND (choosing = 1 OR ticket > 0)`);
 
   async acquire(): Promise<void> {
     const deadline = Date.now() + this.timeoutMs;
-    this.heartbeat = setInterval(() => {
-      this.write().catch(() => undefined); // a missed beat only matters after a whole lease
-    }, Math.max(50, Math.floor(this.leaseMs / 4)));
+    this.heartbeat = setInterval(
+      () => {
+        this.write().catch(() => undefined); // a missed beat only matters after a whole lease
+      },
+      Math.max(50, Math.floor(this.leaseMs / 4)),
+    );
     this.heartbeat.unref();
     try {
       this.choosing = 1;

@@ -67,7 +67,10 @@ export function migrationsTableDdl(database: string): SqlFragment {
 ORDER BY version`;
 }
 
-export async function listAppliedMigrations(ch: ClickHouse, database = ch.database): Promise<AppliedMigration[]> {
+export async function listAppliedMigrations(
+  ch: ClickHouse,
+  database = ch.database,
+): Promise<AppliedMigration[]> {
   const rows = await ch.query<AppliedMigration>(
     sql`SELECT version, name, checksum, toString(applied_at) AS applied_at, applied_by
 FROM ${ident(database, MIGRATIONS_TABLE)} FINAL ORDER BY version`,
@@ -80,9 +83,13 @@ FROM ${ident(database, MIGRATIONS_TABLE)} FINAL ORDER BY version`,
  * once even when several processes run this at the same time: the whole check-and-apply runs
  * under a BakeryLock (see lock.ts). Refuses to continue when an applied file has changed.
  */
-export async function runMigrations(settings: ClickHouseSettings, options: MigrateOptions = {}): Promise<MigrateResult> {
+export async function runMigrations(
+  settings: ClickHouseSettings,
+  options: MigrateOptions = {},
+): Promise<MigrateResult> {
   const log = options.log ?? (() => undefined);
-  const migrations = options.migrations ?? (await loadMigrations(options.directory ?? DEFAULT_MIGRATIONS_DIR));
+  const migrations =
+    options.migrations ?? (await loadMigrations(options.directory ?? DEFAULT_MIGRATIONS_DIR));
   await idempotentDdl(() => ensureDatabase(settings));
   const ch = createClickHouse(settings);
   const database = settings.database;

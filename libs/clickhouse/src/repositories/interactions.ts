@@ -34,7 +34,11 @@ function whereClause(filter: InteractionFilter): SqlFragment {
   const conditions: SqlFragment[] = [];
   if (filter.domain !== undefined) conditions.push(sql`domain = ${filter.domain}`);
   if (filter.userIds !== undefined) {
-    conditions.push(filter.userIds.length === 0 ? rawSql('0') : sql`user_id IN (${joinSql(filter.userIds.map((id) => sql`${id}`))})`);
+    conditions.push(
+      filter.userIds.length === 0
+        ? rawSql('0')
+        : sql`user_id IN (${joinSql(filter.userIds.map((id) => sql`${id}`))})`,
+    );
   }
   if (filter.fromTsMs !== undefined) conditions.push(sql`ts_ms >= ${filter.fromTsMs}`);
   if (filter.toTsMs !== undefined) conditions.push(sql`ts_ms < ${filter.toTsMs}`);
@@ -51,7 +55,11 @@ export class InteractionRepository {
    */
   async insertBatch(records: readonly InteractionRecord[], ingestedAtMs: number = Date.now()): Promise<void> {
     const rows = records.map((r) => {
-      if (!Number.isSafeInteger(r.ts_ms) || r.ts_ms < 0 || Math.floor(r.ts_ms / 1000) > MAX_DATETIME_SECONDS) {
+      if (
+        !Number.isSafeInteger(r.ts_ms) ||
+        r.ts_ms < 0 ||
+        Math.floor(r.ts_ms / 1000) > MAX_DATETIME_SECONDS
+      ) {
         throw new RangeError(`event ${r.event_id}: ts ${r.ts_ms} is outside the storable range 1970..2106`);
       }
       return {
@@ -82,7 +90,9 @@ export class InteractionRepository {
   /** Deduplicated rows (FINAL) in (domain, user, time, seq) order. */
   async readDeduplicated(filter: InteractionFilter = {}, limit?: number): Promise<StoredInteraction[]> {
     const limitClause = limit === undefined ? rawSql('') : sql`LIMIT ${limit}`;
-    const rows = await this.ch.query<Record<string, string | number>>(sql`SELECT event_id, user_id, item_id, domain,
+    const rows = await this.ch.query<
+      Record<string, string | number>
+    >(sql`SELECT event_id, user_id, item_id, domain,
   ts_ms, seq, platform, title, ingest_version
 FROM ${ident(INTERACTIONS_TABLE)} FINAL
 ${whereClause(filter)}

@@ -21,7 +21,9 @@ export class ItemRepository {
   async upsertBatch(items: readonly ItemRecord[]): Promise<void> {
     const rows = items.map((item) => {
       if (!Number.isSafeInteger(item.updated_at_ms) || item.updated_at_ms < 0) {
-        throw new RangeError(`item ${item.item_id}: updated_at_ms ${item.updated_at_ms} must be a non-negative integer`);
+        throw new RangeError(
+          `item ${item.item_id}: updated_at_ms ${item.updated_at_ms} must be a non-negative integer`,
+        );
       }
       return {
         item_id: item.item_id,
@@ -38,8 +40,15 @@ export class ItemRepository {
   /** Latest version of each requested item of a domain (all items of the domain if omitted). */
   async get(domain: string, itemIds?: readonly string[]): Promise<StoredItem[]> {
     if (itemIds !== undefined && itemIds.length === 0) return [];
-    const idFilter = itemIds === undefined ? rawSql('') : sql`AND item_id IN (${joinSql(itemIds.map((id) => sql`${id}`))})`;
-    const rows = await this.ch.query<{ item_id: string; domain: string; title: string; attributes: string; version: string }>(
+    const idFilter =
+      itemIds === undefined ? rawSql('') : sql`AND item_id IN (${joinSql(itemIds.map((id) => sql`${id}`))})`;
+    const rows = await this.ch.query<{
+      item_id: string;
+      domain: string;
+      title: string;
+      attributes: string;
+      version: string;
+    }>(
       sql`SELECT item_id, domain, title, attributes, version FROM ${ident(ITEMS_TABLE)} FINAL
 WHERE domain = ${domain} ${idFilter}
 ORDER BY item_id`,
@@ -55,7 +64,9 @@ ORDER BY item_id`,
 
   async count(domain?: string): Promise<number> {
     const where = domain === undefined ? rawSql('') : sql`WHERE domain = ${domain}`;
-    const rows = await this.ch.query<{ n: string }>(sql`SELECT uniqExact(domain, item_id) AS n FROM ${ident(ITEMS_TABLE)} ${where}`);
+    const rows = await this.ch.query<{ n: string }>(
+      sql`SELECT uniqExact(domain, item_id) AS n FROM ${ident(ITEMS_TABLE)} ${where}`,
+    );
     return Number(rows[0]?.n ?? 0);
   }
 }
