@@ -33,7 +33,11 @@ async function kafkaCheck(brokers: string): Promise<Check> {
     }),
   );
   const failures = results.filter((r): r is string => r !== null);
-  return { name: 'kafka', ok: failures.length === 0, detail: failures.length === 0 ? `reachable: ${brokers}` : failures.join('; ') };
+  return {
+    name: 'kafka',
+    ok: failures.length === 0,
+    detail: failures.length === 0 ? `reachable: ${brokers}` : failures.join('; '),
+  };
 }
 
 async function clickhouseCheck(url: string): Promise<Check> {
@@ -47,35 +51,71 @@ async function clickhouseCheck(url: string): Promise<Check> {
 }
 
 function openblasCheck(): Check {
-  const candidates = ['/usr/lib/x86_64-linux-gnu/libopenblas.so', '/usr/lib/x86_64-linux-gnu/libopenblas.so.0', '/usr/lib/aarch64-linux-gnu/libopenblas.so', '/usr/lib/aarch64-linux-gnu/libopenblas.so.0', '/usr/lib/libopenblas.so', '/usr/local/lib/libopenblas.so'];
+  const candidates = [
+    '/usr/lib/x86_64-linux-gnu/libopenblas.so',
+    '/usr/lib/x86_64-linux-gnu/libopenblas.so.0',
+    '/usr/lib/aarch64-linux-gnu/libopenblas.so',
+    '/usr/lib/aarch64-linux-gnu/libopenblas.so.0',
+    '/usr/lib/libopenblas.so',
+    '/usr/local/lib/libopenblas.so',
+  ];
   const found = candidates.find((p) => existsSync(p));
-  return { name: 'openblas', ok: found !== undefined, detail: found ?? 'libopenblas not found (apt-get install libopenblas-dev)' };
+  return {
+    name: 'openblas',
+    ok: found !== undefined,
+    detail: found ?? 'libopenblas not found (apt-get install libopenblas-dev)',
+  };
 }
 
 /** `cprec doctor`: what this machine offers to cprec (runtime, tfjs backend, native kernels, servers). */
 export function register(program: Command): void {
   program
     .command('doctor')
-    .description('report node, tfjs backend, native kernels, tfjs-node, openblas, Kafka and ClickHouse reachability')
+    .description(
+      'report node, tfjs backend, native kernels, tfjs-node, openblas, Kafka and ClickHouse reachability',
+    )
     .option('--json', 'print a JSON report')
     .option('--backend <name>', 'backend preference to test (auto | cpu | wasm | tensorflow)', 'auto')
     .action(async (flags: { json?: boolean; backend: BackendPreference }) => {
       const brokers = process.env.CPREC_KAFKA_BROKERS ?? '127.0.0.1:19092';
       const chUrl = process.env.CPREC_CLICKHOUSE_URL ?? 'http://127.0.0.1:18123';
-      const backend = await selectBackend(flags.backend).catch((e: unknown) => e instanceof Error ? e : new Error(String(e)));
+      const backend = await selectBackend(flags.backend).catch((e: unknown) =>
+        e instanceof Error ? e : new Error(String(e)),
+      );
       const checks: Check[] = [
         { name: 'node', ok: Number(process.versions.node.split('.')[0]) >= 20, detail: process.version },
-        backend instanceof Error ? { name: 'tfjs-backend', ok: false, detail: backend.message } : { name: 'tfjs-backend', ok: true, detail: `${backend.backend} (${backend.source})` },
-        { name: 'native-kernels', ok: !(backend instanceof Error) && backend.nativeKernels, detail: backend instanceof Error ? 'backend failed' : backend.nativeKernels ? 'registered' : backend.notes.join('; ') || 'not registered' },
-        { name: 'tfjs-node', ok: true, detail: backend instanceof Error ? 'unknown' : `tfjs-node ${backend.tfjsNode ? 'installed' : 'absent'}, tfjs-node-gpu ${backend.tfjsNodeGpu ? 'installed' : 'absent'} (optional)` },
+        backend instanceof Error
+          ? { name: 'tfjs-backend', ok: false, detail: backend.message }
+          : { name: 'tfjs-backend', ok: true, detail: `${backend.backend} (${backend.source})` },
+        {
+          name: 'native-kernels',
+          ok: !(backend instanceof Error) && backend.nativeKernels,
+          detail:
+            backend instanceof Error
+              ? 'backend failed'
+              : backend.nativeKernels
+                ? 'registered'
+                : backend.notes.join('; ') || 'not registered',
+        },
+        {
+          name: 'tfjs-node',
+          ok: true,
+          detail:
+            backend instanceof Error
+              ? 'unknown'
+              : `tfjs-node ${backend.tfjsNode ? 'installed' : 'absent'}, tfjs-node-gpu ${backend.tfjsNodeGpu ? 'installed' : 'absent'} (optional)`,
+        },
         openblasCheck(),
         await kafkaCheck(brokers),
         await clickhouseCheck(chUrl),
       ];
       if (flags.json) {
-        process.stdout.write(JSON.stringify({ checks, backend: backend instanceof Error ? null : backend }, null, 2) + '\n');
+        process.stdout.write(
+          JSON.stringify({ checks, backend: backend instanceof Error ? null : backend }, null, 2) + '\n',
+        );
         return;
       }
-      for (const c of checks) process.stdout.write(`${c.ok ? 'ok  ' : 'FAIL'}  ${c.name.padEnd(15)} ${c.detail}\n`);
+      for (const c of checks)
+        process.stdout.write(`${c.ok ? 'ok  ' : 'FAIL'}  ${c.name.padEnd(15)} ${c.detail}\n`);
     });
 }

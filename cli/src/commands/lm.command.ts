@@ -1,10 +1,17 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { LlamaModel, Llama2cTokenizer, loadLlama2cCheckpoint, runLikeLlama2c, selectBackend } from '@cprec/lm';
+import {
+  LlamaModel,
+  Llama2cTokenizer,
+  loadLlama2cCheckpoint,
+  runLikeLlama2c,
+  selectBackend,
+} from '@cprec/lm';
 
 function num(name: string, integer: boolean) {
   return (v: string): number => {
     const n = Number(v);
-    if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new InvalidArgumentError(`${name} must be ${integer ? 'an integer' : 'a number'}`);
+    if (!Number.isFinite(n) || (integer && !Number.isInteger(n)))
+      throw new InvalidArgumentError(`${name} must be ${integer ? 'an integer' : 'a number'}`);
     return n;
   };
 }
@@ -44,7 +51,13 @@ export function register(program: Command): void {
       const tok = Llama2cTokenizer.fromFile(flags.tokenizer, weights.config.vocabSize);
       const model = new LlamaModel(weights);
       try {
-        const bytes = runLikeLlama2c(model, tok, { prompt: flags.prompt, steps: flags.steps, temperature: flags.temperature, topP: flags.topp, seed: flags.seed });
+        const bytes = runLikeLlama2c(model, tok, {
+          prompt: flags.prompt,
+          steps: flags.steps,
+          temperature: flags.temperature,
+          topP: flags.topp,
+          seed: flags.seed,
+        });
         process.stdout.write(bytes);
         if (process.stdout.isTTY) process.stdout.write('\n');
       } finally {

@@ -53,9 +53,13 @@ function loadNativeKernels(notes: string[]): boolean {
   try {
     // Returns { loaded, reason?, kernels } (NativeKernelStatus); a bare boolean is accepted too.
     const res: unknown = (reg as () => unknown)();
-    const loaded = typeof res === 'boolean' ? res : typeof res === 'object' && res !== null && (res as { loaded?: unknown }).loaded === true;
+    const loaded =
+      typeof res === 'boolean'
+        ? res
+        : typeof res === 'object' && res !== null && (res as { loaded?: unknown }).loaded === true;
     if (!loaded) {
-      const reason = typeof res === 'object' && res !== null ? (res as { reason?: unknown }).reason : undefined;
+      const reason =
+        typeof res === 'object' && res !== null ? (res as { reason?: unknown }).reason : undefined;
       notes.push(`native kernels not registered${typeof reason === 'string' ? `: ${reason}` : ''}`);
     }
     return loaded;
@@ -72,11 +76,24 @@ let lastReport: BackendReport | null = null;
  * cpu backend with native kernels when present, else wasm. A specific preference is tried first and
  * falls back along the same chain. Returns what is in use (also kept for `backendReport()`).
  */
-export async function selectBackend(preference: BackendPreference = 'auto'): Promise<BackendReport> {
+export async function selectBackend(
+  preference: BackendPreference = 'auto',
+  opts: { nativeKernels?: boolean } = {},
+): Promise<BackendReport> {
   const notes: string[] = [];
+  // CPREC_NATIVE_KERNELS=0 keeps the plain JS cpu kernels (for comparisons and debugging).
+  const wantNative = opts.nativeKernels ?? process.env.CPREC_NATIVE_KERNELS !== '0';
   const tfjsNodeGpu = canResolve('@tensorflow/tfjs-node-gpu');
   const tfjsNode = canResolve('@tensorflow/tfjs-node');
-  const chain: BackendPreference[] = preference === 'auto' ? ['tensorflow-gpu', 'tensorflow', 'cpu', 'wasm'] : [preference, ...(['tensorflow-gpu', 'tensorflow', 'cpu', 'wasm'] as BackendPreference[]).filter((p) => p !== preference)];
+  const chain: BackendPreference[] =
+    preference === 'auto'
+      ? ['tensorflow-gpu', 'tensorflow', 'cpu', 'wasm']
+      : [
+          preference,
+          ...(['tensorflow-gpu', 'tensorflow', 'cpu', 'wasm'] as BackendPreference[]).filter(
+            (p) => p !== preference,
+          ),
+        ];
   for (const choice of chain) {
     if (choice === 'tensorflow-gpu' || choice === 'tensorflow') {
       const pkg = choice === 'tensorflow-gpu' ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node';
@@ -91,17 +108,36 @@ export async function selectBackend(preference: BackendPreference = 'auto'): Pro
       }
       // tfjs-node registers into its own copy of tfjs-core unless versions dedupe to ours.
       if (tf.findBackend('tensorflow') && (await tf.setBackend('tensorflow'))) {
-        lastReport = { backend: 'tensorflow', source: pkg, nativeKernels: false, tfjsNode, tfjsNodeGpu, notes };
+        lastReport = {
+          backend: 'tensorflow',
+          source: pkg,
+          nativeKernels: false,
+          tfjsNode,
+          tfjsNodeGpu,
+          notes,
+        };
         return lastReport;
       }
-      notes.push(`${pkg} loaded but its backend is not registered with this @tensorflow/tfjs-core (version mismatch?)`);
+      notes.push(
+        `${pkg} loaded but its backend is not registered with this @tensorflow/tfjs-core (version mismatch?)`,
+      );
       continue;
     }
     if (choice === 'cpu') {
       await import('@tensorflow/tfjs-backend-cpu');
       if (await tf.setBackend('cpu')) {
-        const nativeKernels = loadNativeKernels(notes);
-        lastReport = { backend: 'cpu', source: nativeKernels ? '@tensorflow/tfjs-backend-cpu + cprec native kernels' : '@tensorflow/tfjs-backend-cpu', nativeKernels, tfjsNode, tfjsNodeGpu, notes };
+        const nativeKernels = wantNative ? loadNativeKernels(notes) : false;
+        if (!wantNative) notes.push('native kernels disabled by request');
+        lastReport = {
+          backend: 'cpu',
+          source: nativeKernels
+            ? '@tensorflow/tfjs-backend-cpu + cprec native kernels'
+            : '@tensorflow/tfjs-backend-cpu',
+          nativeKernels,
+          tfjsNode,
+          tfjsNodeGpu,
+          notes,
+        };
         return lastReport;
       }
     }
@@ -109,7 +145,14 @@ export async function selectBackend(preference: BackendPreference = 'auto'): Pro
       try {
         await import('@tensorflow/tfjs-backend-wasm');
         if (await tf.setBackend('wasm')) {
-          lastReport = { backend: 'wasm', source: '@tensorflow/tfjs-backend-wasm', nativeKernels: false, tfjsNode, tfjsNodeGpu, notes };
+          lastReport = {
+            backend: 'wasm',
+            source: '@tensorflow/tfjs-backend-wasm',
+            nativeKernels: false,
+            tfjsNode,
+            tfjsNodeGpu,
+            notes,
+          };
           return lastReport;
         }
       } catch (e) {
@@ -122,5 +165,14 @@ export async function selectBackend(preference: BackendPreference = 'auto'): Pro
 
 /** The last `selectBackend` result, or a description of whatever tfjs is using now. */
 export function backendReport(): BackendReport {
-  return lastReport ?? { backend: tf.getBackend(), source: 'not selected through selectBackend', nativeKernels: false, tfjsNode: canResolve('@tensorflow/tfjs-node'), tfjsNodeGpu: canResolve('@tensorflow/tfjs-node-gpu'), notes: [] };
+  return (
+    lastReport ?? {
+      backend: tf.getBackend(),
+      source: 'not selected through selectBackend',
+      nativeKernels: false,
+      tfjsNode: canResolve('@tensorflow/tfjs-node'),
+      tfjsNodeGpu: canResolve('@tensorflow/tfjs-node-gpu'),
+      notes: [],
+    }
+  );
 }

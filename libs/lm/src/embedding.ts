@@ -20,18 +20,27 @@ export function embeddingLookup(table: tf.Tensor2D, ids: tf.Tensor1D): tf.Tensor
  * `keep ⊙ embedded + S·vectors` with a one-hot selection matrix S [N, K]: differentiable in
  * `vectors` through matMul only (no Gather/UnsortedSegmentSum gradient).
  */
-export function injectRows(embedded: tf.Tensor2D, rows: readonly number[], vectors: tf.Tensor2D): tf.Tensor2D {
+export function injectRows(
+  embedded: tf.Tensor2D,
+  rows: readonly number[],
+  vectors: tf.Tensor2D,
+): tf.Tensor2D {
   const n = embedded.shape[0];
   const k = rows.length;
-  if (vectors.shape[0] !== k) throw new Error(`injected vectors have ${vectors.shape[0]} rows but ${k} positions were given`);
-  if (vectors.shape[1] !== embedded.shape[1]) throw new Error(`injected vectors have width ${vectors.shape[1]}, model dim is ${embedded.shape[1]}`);
+  if (vectors.shape[0] !== k)
+    throw new Error(`injected vectors have ${vectors.shape[0]} rows but ${k} positions were given`);
+  if (vectors.shape[1] !== embedded.shape[1])
+    throw new Error(`injected vectors have width ${vectors.shape[1]}, model dim is ${embedded.shape[1]}`);
   const sel = new Float32Array(n * k);
   const keep = new Float32Array(n).fill(1);
   rows.forEach((r, i) => {
-    if (!Number.isInteger(r) || r < 0 || r >= n) throw new Error(`injected position ${r} out of range [0, ${n})`);
+    if (!Number.isInteger(r) || r < 0 || r >= n)
+      throw new Error(`injected position ${r} out of range [0, ${n})`);
     if (keep[r] === 0) throw new Error(`injected position ${r} given twice`);
     sel[r * k + i] = 1;
     keep[r] = 0;
   });
-  return tf.tidy(() => tf.add(tf.mul(embedded, tf.tensor2d(keep, [n, 1])), tf.matMul(tf.tensor2d(sel, [n, k]), vectors)));
+  return tf.tidy(() =>
+    tf.add(tf.mul(embedded, tf.tensor2d(keep, [n, 1])), tf.matMul(tf.tensor2d(sel, [n, k]), vectors)),
+  );
 }

@@ -155,7 +155,12 @@ export interface ConstrainedOptions extends SampleOptions {
  * Decodes only continuations allowed by the candidates' prefix trie, so the result is always one of
  * the candidates (Valid Ratio 1). Returns the candidate index and its ids.
  */
-export function constrainedGenerate(model: LlamaModel, promptIds: readonly number[], candidates: readonly (readonly number[])[], opts: ConstrainedOptions = {}): { candidate: number; ids: number[] } {
+export function constrainedGenerate(
+  model: LlamaModel,
+  promptIds: readonly number[],
+  candidates: readonly (readonly number[])[],
+  opts: ConstrainedOptions = {},
+): { candidate: number; ids: number[] } {
   if (candidates.length === 0) throw new Error('constrained decoding needs at least one candidate');
   const root = TokenTrie.build(candidates);
   const sampler = new TokenSampler(opts);
@@ -167,7 +172,8 @@ export function constrainedGenerate(model: LlamaModel, promptIds: readonly numbe
       const terminal = node.candidate >= 0;
       if (terminal && (node.children.size === 0 || opts.endToken === undefined)) break;
       const allowed = [...node.children.keys()];
-      if (terminal && opts.endToken !== undefined && !node.children.has(opts.endToken)) allowed.push(opts.endToken);
+      if (terminal && opts.endToken !== undefined && !node.children.has(opts.endToken))
+        allowed.push(opts.endToken);
       const next = sampler.sample(row, allowed);
       if (terminal && next === opts.endToken && !node.children.has(next)) break;
       node = node.children.get(next) as TokenTrie;
@@ -187,7 +193,12 @@ export function constrainedGenerate(model: LlamaModel, promptIds: readonly numbe
  * per chunk of `batchSize`. This costs prompt + Σ|candidate| token-forwards instead of
  * N·(prompt + candidate) for a full batched forward.
  */
-export function scoreCandidates(model: LlamaModel, promptIds: readonly number[], candidates: readonly (readonly number[])[], opts: { batchSize?: number } = {}): number[] {
+export function scoreCandidates(
+  model: LlamaModel,
+  promptIds: readonly number[],
+  candidates: readonly (readonly number[])[],
+  opts: { batchSize?: number } = {},
+): number[] {
   if (promptIds.length === 0) throw new Error('scoring needs a non-empty prompt (start with BOS)');
   candidates.forEach((c, i) => {
     if (c.length === 0) throw new Error(`candidate ${i} has no tokens`);
@@ -205,7 +216,9 @@ export function scoreCandidates(model: LlamaModel, promptIds: readonly number[],
       const width = Math.max(...chunk.map((c) => c.length)) - 1;
       if (width === 0) continue;
       const inputs = chunk.map((c) => Array.from({ length: width }, (_, j) => (j < c.length - 1 ? c[j] : 0)));
-      const targets = chunk.map((c) => Array.from({ length: width }, (_, j) => (j + 1 < c.length ? c[j + 1] : 0)));
+      const targets = chunk.map((c) =>
+        Array.from({ length: width }, (_, j) => (j + 1 < c.length ? c[j + 1] : 0)),
+      );
       const mask = chunk.map((c) => Array.from({ length: width }, (_, j) => (j + 1 < c.length ? 1 : 0)));
       const cache = prefix.repeatBatch(chunk.length);
       try {

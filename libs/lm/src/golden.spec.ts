@@ -5,13 +5,19 @@ import { runLikeLlama2c } from './generate';
 import { loadLlama2cCheckpoint } from './llama2c';
 import { LlamaModel } from './model';
 import { ReferenceLlama } from './testing/reference-forward';
-import { GOLDEN_FIRST_40, GOLDEN_TEXT, STORIES260K_CHECKPOINT, STORIES260K_MISSING, STORIES260K_TOKENIZER, stories260kAvailable } from './testing/stories260k';
+import {
+  GOLDEN_FIRST_40,
+  GOLDEN_TEXT,
+  STORIES260K_CHECKPOINT,
+  STORIES260K_MISSING,
+  STORIES260K_TOKENIZER,
+  stories260kAvailable,
+} from './testing/stories260k';
 import { Llama2cTokenizer } from './tokenizer';
 import { LlamaWeights } from './weights';
 
 const available = stories260kAvailable();
 if (!available) {
-  // eslint-disable-next-line no-console
   console.warn(STORIES260K_MISSING);
 }
 const describeIfModel = available ? describe : describe.skip;
@@ -30,7 +36,16 @@ describeIfModel('stories260K golden (llama2.c run.c semantics)', () => {
   afterAll(() => model.dispose());
 
   it('reads the header recorded in SOURCE.md', () => {
-    expect(weights.config).toMatchObject({ dim: 64, hiddenDim: 172, nLayers: 5, nHeads: 8, nKvHeads: 4, vocabSize: 512, maxSeqLen: 512, tiedClassifier: true });
+    expect(weights.config).toMatchObject({
+      dim: 64,
+      hiddenDim: 172,
+      nLayers: 5,
+      nHeads: 8,
+      nKvHeads: 4,
+      vocabSize: 512,
+      maxSeqLen: 512,
+      tiedClassifier: true,
+    });
     expect(tok.maxTokenLength).toBe(7);
   });
 

@@ -10,7 +10,13 @@ import { scoreRankedMerge, Tokenizer } from './tokenizer';
  * score-ranked merge (score = −rank).
  */
 export interface HfTokenizerJson {
-  model: { type?: string; vocab: Record<string, number>; merges: (string | [string, string])[]; byte_fallback?: boolean; unk_token?: string | null };
+  model: {
+    type?: string;
+    vocab: Record<string, number>;
+    merges: (string | [string, string])[];
+    byte_fallback?: boolean;
+    unk_token?: string | null;
+  };
   added_tokens?: { id: number; content: string; special?: boolean }[];
   normalizer?: unknown;
   pre_tokenizer?: unknown;
@@ -57,7 +63,8 @@ export class HfBpeTokenizer implements Tokenizer {
   private readonly prefixSpace: boolean;
 
   constructor(json: HfTokenizerJson, opts: { bos?: string; eos?: string } = {}) {
-    if (json.model.type && json.model.type !== 'BPE') throw new Error(`tokenizer.json model type ${json.model.type} is not BPE`);
+    if (json.model.type && json.model.type !== 'BPE')
+      throw new Error(`tokenizer.json model type ${json.model.type} is not BPE`);
     this.vocab = new Map(Object.entries(json.model.vocab));
     for (const t of json.added_tokens ?? []) this.vocab.set(t.content, t.id);
     this.vocabSize = Math.max(...this.vocab.values()) + 1;
@@ -73,7 +80,9 @@ export class HfBpeTokenizer implements Tokenizer {
     }
     this.byteEncoder.forEach((ch, b) => this.byteDecoder.set(ch, b));
     this.flavour = mentions(json.pre_tokenizer, 'ByteLevel') ? 'byte-level' : 'sentencepiece';
-    this.prefixSpace = this.flavour === 'sentencepiece' && (mentions(json.normalizer, 'Prepend') || mentions(json.pre_tokenizer, 'Metaspace'));
+    this.prefixSpace =
+      this.flavour === 'sentencepiece' &&
+      (mentions(json.normalizer, 'Prepend') || mentions(json.pre_tokenizer, 'Metaspace'));
     const find = (names: string[]): number => {
       for (const n of names) {
         const id = this.vocab.get(n);
@@ -102,7 +111,9 @@ export class HfBpeTokenizer implements Tokenizer {
       }
       // Unknown symbol: sentencepiece byte fallback, else <unk>.
       const bytes = new TextEncoder().encode(s);
-      const fallback = Array.from(bytes, (b) => this.vocab.get(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`));
+      const fallback = Array.from(bytes, (b) =>
+        this.vocab.get(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`),
+      );
       if (this.flavour === 'sentencepiece' && fallback.every((x) => x !== undefined)) {
         for (const id2 of fallback as number[]) {
           ids.push(id2);
@@ -111,7 +122,10 @@ export class HfBpeTokenizer implements Tokenizer {
       } else if (this.unkId >= 0) {
         ids.push(this.unkId);
         keys.push('\u0000unk');
-      } else throw new Error(`cannot encode symbol ${JSON.stringify(s)}: not in vocabulary and no byte fallback/unk token`);
+      } else
+        throw new Error(
+          `cannot encode symbol ${JSON.stringify(s)}: not in vocabulary and no byte fallback/unk token`,
+        );
     }
     return scoreRankedMerge(ids, keys, (a, b) => {
       const rank = this.ranks.get(`${a} ${b}`);

@@ -51,15 +51,28 @@ function spTokenizerJson(): HfTokenizerJson {
   const vocab: Record<string, number> = { '<unk>': 0, '<s>': 1, '</s>': 2 };
   for (let b = 0; b < 256; b++) vocab[`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`] = 3 + b;
   let id = 259;
-  for (const p of ['▁', 'h', 'e', 'l', 'o', 'w', 'r', 'd', 'é', '▁h', 'el', 'lo', '▁hel', '▁hello', 'or']) vocab[p] = id++;
+  for (const p of ['▁', 'h', 'e', 'l', 'o', 'w', 'r', 'd', 'é', '▁h', 'el', 'lo', '▁hel', '▁hello', 'or'])
+    vocab[p] = id++;
   return {
-    model: { type: 'BPE', vocab, merges: ['▁ h', 'e l', 'l o', '▁h el', '▁hel lo', 'o r'], byte_fallback: true, unk_token: '<unk>' },
+    model: {
+      type: 'BPE',
+      vocab,
+      merges: ['▁ h', 'e l', 'l o', '▁h el', '▁hel lo', 'o r'],
+      byte_fallback: true,
+      unk_token: '<unk>',
+    },
     added_tokens: [
       { id: 0, content: '<unk>', special: true },
       { id: 1, content: '<s>', special: true },
       { id: 2, content: '</s>', special: true },
     ],
-    normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '▁' }, { type: 'Replace', pattern: { String: ' ' }, content: '▁' }] },
+    normalizer: {
+      type: 'Sequence',
+      normalizers: [
+        { type: 'Prepend', prepend: '▁' },
+        { type: 'Replace', pattern: { String: ' ' }, content: '▁' },
+      ],
+    },
     pre_tokenizer: null,
   };
 }
@@ -71,12 +84,23 @@ function byteLevelTokenizerJson(): HfTokenizerJson {
   for (let b = 174; b <= 255; b++) bs.push(b);
   const vocab: Record<string, number> = {};
   let n = 0;
-  for (let b = 0; b < 256; b++) vocab[bs.includes(b) ? String.fromCharCode(b) : String.fromCharCode(256 + n++)] = b;
+  for (let b = 0; b < 256; b++)
+    vocab[bs.includes(b) ? String.fromCharCode(b) : String.fromCharCode(256 + n++)] = b;
   let id = 256;
   for (const p of ['Ġt', 'he', 'Ġthe', 'in', 'Ġin']) vocab[p] = id++;
   vocab['<|endoftext|>'] = id;
   return {
-    model: { type: 'BPE', vocab, merges: [['Ġ', 't'], ['h', 'e'], ['Ġt', 'he'], ['i', 'n'], ['Ġ', 'in']] },
+    model: {
+      type: 'BPE',
+      vocab,
+      merges: [
+        ['Ġ', 't'],
+        ['h', 'e'],
+        ['Ġt', 'he'],
+        ['i', 'n'],
+        ['Ġ', 'in'],
+      ],
+    },
     added_tokens: [{ id, content: '<|endoftext|>', special: true }],
     pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false },
   };

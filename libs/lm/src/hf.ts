@@ -24,10 +24,13 @@ export interface HfLlamaConfigJson {
 }
 
 export function configFromHf(j: HfLlamaConfigJson): LlamaConfig {
-  if (j.model_type && !['llama', 'mistral', 'qwen2'].includes(j.model_type)) throw new Error(`config.json model_type "${j.model_type}" is not a LLaMA-family decoder`);
-  if (j.hidden_act && j.hidden_act !== 'silu') throw new Error(`config.json hidden_act "${j.hidden_act}" is not supported (SwiGLU needs silu)`);
+  if (j.model_type && !['llama', 'mistral', 'qwen2'].includes(j.model_type))
+    throw new Error(`config.json model_type "${j.model_type}" is not a LLaMA-family decoder`);
+  if (j.hidden_act && j.hidden_act !== 'silu')
+    throw new Error(`config.json hidden_act "${j.hidden_act}" is not supported (SwiGLU needs silu)`);
   if (j.rope_scaling) throw new Error('config.json rope_scaling is not supported (plain RoPE only)');
-  if (j.head_dim !== undefined && j.head_dim !== j.hidden_size / j.num_attention_heads) throw new Error(`config.json head_dim ${j.head_dim} differs from hidden_size/num_attention_heads`);
+  if (j.head_dim !== undefined && j.head_dim !== j.hidden_size / j.num_attention_heads)
+    throw new Error(`config.json head_dim ${j.head_dim} differs from hidden_size/num_attention_heads`);
   const c: LlamaConfig = {
     dim: j.hidden_size,
     hiddenDim: j.intermediate_size,
@@ -79,7 +82,8 @@ function readHfTensors(dir: string): Map<string, SafetensorsTensor> {
   const single = join(dir, 'model.safetensors');
   if (existsSync(single)) return parseSafetensors(readFileSync(single)).tensors;
   const indexPath = join(dir, 'model.safetensors.index.json');
-  if (!existsSync(indexPath)) throw new Error(`${dir}: neither model.safetensors nor model.safetensors.index.json found`);
+  if (!existsSync(indexPath))
+    throw new Error(`${dir}: neither model.safetensors nor model.safetensors.index.json found`);
   const index = JSON.parse(readFileSync(indexPath, 'utf8')) as { weight_map: Record<string, string> };
   const out = new Map<string, SafetensorsTensor>();
   for (const shard of new Set(Object.values(index.weight_map))) {
@@ -94,12 +98,17 @@ function readHfTensors(dir: string): Map<string, SafetensorsTensor> {
  * the same model code (adjacent-pair RoPE) computes identical attention.
  */
 export function loadHfCheckpoint(dir: string): LlamaWeights {
-  const config = configFromHf(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as HfLlamaConfigJson);
+  const config = configFromHf(
+    JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as HfLlamaConfigJson,
+  );
   const tensors = readHfTensors(dir);
   const get = (name: string, shape: number[]): Float32Array => {
     const t = tensors.get(name);
     if (!t) throw new Error(`${dir}: tensor ${name} missing`);
-    if (t.shape.join(',') !== shape.join(',')) throw new Error(`${dir}: tensor ${name} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
+    if (t.shape.join(',') !== shape.join(','))
+      throw new Error(
+        `${dir}: tensor ${name} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`,
+      );
     return t.data;
   };
   const hs = config.dim / config.nHeads;
@@ -109,7 +118,13 @@ export function loadHfCheckpoint(dir: string): LlamaWeights {
     const p = (k: keyof LayerWeights): string => `model.layers.${l}.${HF_LAYER_NAMES[k]}`;
     layers.push({
       attnNorm: get(p('attnNorm'), [config.dim]),
-      wq: permuteRopeRows(get(p('wq'), [config.dim, config.dim]), config.nHeads, hs, config.dim, 'hfToInterleaved'),
+      wq: permuteRopeRows(
+        get(p('wq'), [config.dim, config.dim]),
+        config.nHeads,
+        hs,
+        config.dim,
+        'hfToInterleaved',
+      ),
       wk: permuteRopeRows(get(p('wk'), [kv, config.dim]), config.nKvHeads, hs, config.dim, 'hfToInterleaved'),
       wv: get(p('wv'), [kv, config.dim]),
       wo: get(p('wo'), [config.dim, config.dim]),
@@ -122,19 +137,26 @@ export function loadHfCheckpoint(dir: string): LlamaWeights {
   const tokEmbedding = get('model.embed_tokens.weight', [config.vocabSize, config.dim]);
   let classifier: Float32Array | undefined;
   if (!config.tiedClassifier) {
-    classifier = tensors.has('lm_head.weight') ? get('lm_head.weight', [config.vocabSize, config.dim]) : undefined;
+    classifier = tensors.has('lm_head.weight')
+      ? get('lm_head.weight', [config.vocabSize, config.dim])
+      : undefined;
     if (!classifier) throw new Error(`${dir}: lm_head.weight missing and tie_word_embeddings is false`);
   }
   return { config, tokEmbedding, layers, finalNorm: get('model.norm.weight', [config.dim]), classifier };
 }
 
 /** Writes `config.json` + `model.safetensors` in HF LlamaForCausalLM naming (q/k rows in HF split-half order). */
-export function saveHfCheckpoint(w: LlamaWeights, dir: string, opts: { dtype?: 'F32' | 'F16' | 'BF16' } = {}): void {
+export function saveHfCheckpoint(
+  w: LlamaWeights,
+  dir: string,
+  opts: { dtype?: 'F32' | 'F16' | 'BF16' } = {},
+): void {
   const c = w.config;
   const hs = c.dim / c.nHeads;
   const kv = c.nKvHeads * hs;
   const t = new Map<string, TensorToWrite>();
-  const add = (name: string, shape: number[], data: Float32Array): void => void t.set(name, { shape, data, dtype: opts.dtype });
+  const add = (name: string, shape: number[], data: Float32Array): void =>
+    void t.set(name, { shape, data, dtype: opts.dtype });
   add('model.embed_tokens.weight', [c.vocabSize, c.dim], w.tokEmbedding);
   w.layers.forEach((lw, l) => {
     const p = (k: keyof LayerWeights): string => `model.layers.${l}.${HF_LAYER_NAMES[k]}`;

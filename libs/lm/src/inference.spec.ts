@@ -39,14 +39,21 @@ describe('inference', () => {
     expect(withCache).toHaveLength(30);
     expect(generate(model, prompt, { maxNewTokens: 30, temperature: 0, useCache: false })).toEqual(withCache);
     const sampled = generate(model, prompt, { maxNewTokens: 25, temperature: 0.9, topK: 10, seed: 42 });
-    expect(generate(model, prompt, { maxNewTokens: 25, temperature: 0.9, topK: 10, seed: 42, useCache: false })).toEqual(sampled);
+    expect(
+      generate(model, prompt, { maxNewTokens: 25, temperature: 0.9, topK: 10, seed: 42, useCache: false }),
+    ).toEqual(sampled);
   });
 
-  (stories260kAvailable() ? it : it.skip)('stories260K: cached and uncached greedy decoding agree for 20 tokens', () => {
-    const m = new LlamaModel(loadLlama2cCheckpoint(STORIES260K_CHECKPOINT));
-    expect(generate(m, [1, 317], { maxNewTokens: 20, useCache: false })).toEqual(generate(m, [1, 317], { maxNewTokens: 20 }));
-    m.dispose();
-  });
+  (stories260kAvailable() ? it : it.skip)(
+    'stories260K: cached and uncached greedy decoding agree for 20 tokens',
+    () => {
+      const m = new LlamaModel(loadLlama2cCheckpoint(STORIES260K_CHECKPOINT));
+      expect(generate(m, [1, 317], { maxNewTokens: 20, useCache: false })).toEqual(
+        generate(m, [1, 317], { maxNewTokens: 20 }),
+      );
+      m.dispose();
+    },
+  );
 
   it('stops on a stop token and does not leak tensors', () => {
     const prompt = [1, 5];
@@ -63,19 +70,48 @@ describe('inference', () => {
     const V = model.config.vocabSize;
     const la = logits(model, [a]);
     const lb = logits(model, [b]);
-    const left = logits(model, [a, [0, 0, ...b]], [[1, 1, 1, 1, 1], [0, 0, 1, 1, 1]]);
+    const left = logits(
+      model,
+      [a, [0, 0, ...b]],
+      [
+        [1, 1, 1, 1, 1],
+        [0, 0, 1, 1, 1],
+      ],
+    );
     expect(maxAbsDiff(left.subarray(0, 5 * V), la)).toBeLessThan(1e-5);
     expect(maxAbsDiff(left.subarray(5 * V + 2 * V), lb)).toBeLessThan(1e-5);
-    const right = logits(model, [a, [...b, 0, 0]], [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]);
+    const right = logits(
+      model,
+      [a, [...b, 0, 0]],
+      [
+        [1, 1, 1, 1, 1],
+        [1, 1, 1, 0, 0],
+      ],
+    );
     expect(maxAbsDiff(right.subarray(5 * V, 5 * V + 3 * V), lb)).toBeLessThan(1e-5);
   });
 
   it('incremental decoding over a left-padded batch matches per-row full forwards', () => {
     const cache = new KVCache(model.config.nLayers, 2);
     const V = model.config.vocabSize;
-    const first = model.forward([[0, 1, 6], [1, 2, 3]], { cache, attentionMask: [[0, 1, 1], [1, 1, 1]], lastOnly: true });
+    const first = model.forward(
+      [
+        [0, 1, 6],
+        [1, 2, 3],
+      ],
+      {
+        cache,
+        attentionMask: [
+          [0, 1, 1],
+          [1, 1, 1],
+        ],
+        lastOnly: true,
+      },
+    );
     first.dispose();
-    const step = tf.tidy(() => model.forward([[11], [12]], { cache, lastOnly: true }).dataSync() as Float32Array);
+    const step = tf.tidy(
+      () => model.forward([[11], [12]], { cache, lastOnly: true }).dataSync() as Float32Array,
+    );
     cache.dispose();
     expect(maxAbsDiff(step.subarray(0, V), logits(model, [[1, 6, 11]]).subarray(2 * V))).toBeLessThan(1e-5);
     expect(maxAbsDiff(step.subarray(V), logits(model, [[1, 2, 3, 12]]).subarray(3 * V))).toBeLessThan(1e-5);
@@ -88,7 +124,17 @@ describe('inference', () => {
     const plain = logits(model, [[1, 30, 6, 31]]);
     const injected = tf.tidy(() => {
       const vectors = tf.tensor2d([...emb.slice(30 * d, 31 * d), ...emb.slice(31 * d, 32 * d)], [2, d]);
-      return model.forward(ids, { inject: { positions: [[0, 1], [0, 3]], vectors } }).dataSync() as Float32Array;
+      return model
+        .forward(ids, {
+          inject: {
+            positions: [
+              [0, 1],
+              [0, 3],
+            ],
+            vectors,
+          },
+        })
+        .dataSync() as Float32Array;
     });
     expect(maxAbsDiff(injected, plain)).toBeLessThan(1e-6);
     expect(maxAbsDiff(injected, logits(model, ids))).toBeGreaterThan(1e-3);
@@ -100,7 +146,11 @@ describe('inference', () => {
       const prompt = [1, 2 + p, 3 + ((p * 7) % 40)];
       const greedy = constrainedGenerate(model, prompt, candidates);
       expect(candidates[greedy.candidate]).toEqual(greedy.ids);
-      const sampled = constrainedGenerate(model, prompt, candidates, { temperature: 1.5, seed: p, endToken: 2 });
+      const sampled = constrainedGenerate(model, prompt, candidates, {
+        temperature: 1.5,
+        seed: p,
+        endToken: 2,
+      });
       expect(candidates[sampled.candidate]).toEqual(sampled.ids);
     }
   });

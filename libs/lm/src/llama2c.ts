@@ -21,11 +21,16 @@ export function toAlignedArrayBuffer(buf: Uint8Array): ArrayBuffer {
  * tensors each stacked over all layers, then the legacy RoPE tables (skipped), then `wcls` when the
  * header's vocab_size is negative (untied classifier).
  */
-export function parseLlama2cCheckpoint(bytes: Uint8Array, opts: { normEps?: number; ropeTheta?: number } = {}): LlamaWeights {
-  if (bytes.byteLength < HEADER_BYTES) throw new Error(`llama2.c checkpoint too small: ${bytes.byteLength} bytes`);
+export function parseLlama2cCheckpoint(
+  bytes: Uint8Array,
+  opts: { normEps?: number; ropeTheta?: number } = {},
+): LlamaWeights {
+  if (bytes.byteLength < HEADER_BYTES)
+    throw new Error(`llama2.c checkpoint too small: ${bytes.byteLength} bytes`);
   const ab = toAlignedArrayBuffer(bytes);
   const hdr = new Int32Array(ab, 0, HEADER_INTS);
-  if (hdr[0] === VERSIONED_MAGIC) throw new Error('llama2.c checkpoint uses the versioned "ak42" format; only legacy v0 is supported');
+  if (hdr[0] === VERSIONED_MAGIC)
+    throw new Error('llama2.c checkpoint uses the versioned "ak42" format; only legacy v0 is supported');
   const [dim, hiddenDim, nLayers, nHeads, nKvHeads, rawVocab, seqLen] = Array.from(hdr);
   const config: LlamaConfig = {
     dim,
@@ -45,7 +50,10 @@ export function parseLlama2cCheckpoint(bytes: Uint8Array, opts: { normEps?: numb
   const floats = (bytes.byteLength - HEADER_BYTES) / 4;
   let off = 0;
   const take = (n: number, what: string): Float32Array => {
-    if (off + n > floats) throw new Error(`llama2.c checkpoint truncated while reading ${what} (need ${off + n} floats, file has ${floats})`);
+    if (off + n > floats)
+      throw new Error(
+        `llama2.c checkpoint truncated while reading ${what} (need ${off + n} floats, file has ${floats})`,
+      );
     // slice() copies, so the model owns compact arrays independent of the file buffer.
     const a = new Float32Array(ab, HEADER_BYTES + off * 4, n).slice();
     off += n;
@@ -72,12 +80,25 @@ export function parseLlama2cCheckpoint(bytes: Uint8Array, opts: { normEps?: numb
   const classifier = config.tiedClassifier ? undefined : take(prod(sh.classifier), 'wcls');
   const layers: LayerWeights[] = [];
   for (let l = 0; l < nLayers; l++) {
-    layers.push({ attnNorm: attnNorm[l], wq: wq[l], wk: wk[l], wv: wv[l], wo: wo[l], ffnNorm: ffnNorm[l], w1: w1[l], w2: w2[l], w3: w3[l] });
+    layers.push({
+      attnNorm: attnNorm[l],
+      wq: wq[l],
+      wk: wk[l],
+      wv: wv[l],
+      wo: wo[l],
+      ffnNorm: ffnNorm[l],
+      w1: w1[l],
+      w2: w2[l],
+      w3: w3[l],
+    });
   }
   return { config, tokEmbedding, layers, finalNorm, classifier };
 }
 
-export function loadLlama2cCheckpoint(path: string, opts: { normEps?: number; ropeTheta?: number } = {}): LlamaWeights {
+export function loadLlama2cCheckpoint(
+  path: string,
+  opts: { normEps?: number; ropeTheta?: number } = {},
+): LlamaWeights {
   return parseLlama2cCheckpoint(readFileSync(path), opts);
 }
 
@@ -106,7 +127,15 @@ export function serializeLlama2cCheckpoint(w: LlamaWeights): Uint8Array {
   const total = parts.reduce((a, p) => a + p.length, 0);
   const out = new Uint8Array(HEADER_BYTES + total * 4);
   const hdr = new Int32Array(out.buffer, 0, HEADER_INTS);
-  hdr.set([c.dim, c.hiddenDim, c.nLayers, c.nHeads, c.nKvHeads, c.tiedClassifier ? c.vocabSize : -c.vocabSize, c.maxSeqLen]);
+  hdr.set([
+    c.dim,
+    c.hiddenDim,
+    c.nLayers,
+    c.nHeads,
+    c.nKvHeads,
+    c.tiedClassifier ? c.vocabSize : -c.vocabSize,
+    c.maxSeqLen,
+  ]);
   const body = new Float32Array(out.buffer, HEADER_BYTES, total);
   let o = 0;
   for (const p of parts) {

@@ -3,7 +3,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { attachLora, detachLora, loadLoraAdapter, mergeLora, readLoraManifest, saveLoraAdapter, sha256File, unmergeLora } from './lora';
+import {
+  attachLora,
+  detachLora,
+  loadLoraAdapter,
+  mergeLora,
+  readLoraManifest,
+  saveLoraAdapter,
+  sha256File,
+  unmergeLora,
+} from './lora';
 import { LlamaModel } from './model';
 import { maxAbsDiff, tinyConfig } from './testing/tiny';
 import { randomWeights } from './weights';
@@ -16,7 +25,8 @@ function logitsOf(model: LlamaModel): Float32Array {
 
 /** Puts non-zero values into every B so the adapters change the outputs. */
 function perturbB(model: LlamaModel): void {
-  for (const pair of model.lora?.adapters.values() ?? []) tf.tidy(() => pair.b.assign(tf.randomNormal(pair.b.shape, 0, 0.2, 'float32', 7)));
+  for (const pair of model.lora?.adapters.values() ?? [])
+    tf.tidy(() => pair.b.assign(tf.randomNormal(pair.b.shape, 0, 0.2, 'float32', 7)));
 }
 
 describe('LoRA adapters', () => {
@@ -69,13 +79,26 @@ describe('LoRA adapters', () => {
     perturbB(model);
     const adapted = logitsOf(model);
     const created = new Date('2024-05-01T12:00:00Z');
-    saveLoraAdapter(model, join(dir, 'a1'), { baseModelId: 'tiny-random', baseChecksum: checksum, lineage: { round: 3, parent: null }, createdAt: created });
+    saveLoraAdapter(model, join(dir, 'a1'), {
+      baseModelId: 'tiny-random',
+      baseChecksum: checksum,
+      lineage: { round: 3, parent: null },
+      createdAt: created,
+    });
     const manifest = readLoraManifest(join(dir, 'a1'));
-    expect(manifest).toMatchObject({ baseModelId: 'tiny-random', baseChecksum: checksum, createdAt: created.toISOString(), lineage: { round: 3, parent: null }, lora: { rank: 3, alpha: 6, dropout: 0.1, targets: ['k', 'o', 'w1'] } });
+    expect(manifest).toMatchObject({
+      baseModelId: 'tiny-random',
+      baseChecksum: checksum,
+      createdAt: created.toISOString(),
+      lineage: { round: 3, parent: null },
+      lora: { rank: 3, alpha: 6, dropout: 0.1, targets: ['k', 'o', 'w1'] },
+    });
     expect(manifest.tensors).toContain('layers.1.w1.lora_B');
 
     const fresh = new LlamaModel(weights);
-    expect(() => loadLoraAdapter(fresh, join(dir, 'a1'), { expectedBaseChecksum: '0'.repeat(64) })).toThrow(/trained on base tiny-random/);
+    expect(() => loadLoraAdapter(fresh, join(dir, 'a1'), { expectedBaseChecksum: '0'.repeat(64) })).toThrow(
+      /trained on base tiny-random/,
+    );
     loadLoraAdapter(fresh, join(dir, 'a1'), { expectedBaseChecksum: checksum });
     expect(maxAbsDiff(logitsOf(fresh), adapted)).toBe(0);
     model.dispose();

@@ -49,9 +49,13 @@ function targetShape(model: LlamaModel, target: LoraTarget): { out: number; in: 
  */
 export function attachLora(model: LlamaModel, config: Partial<LoraConfig> = {}, seed = 1): LoraConfig {
   const cfg = defaultLoraConfig(config);
-  for (const t of cfg.targets) if (!ALL_LORA_TARGETS.includes(t)) throw new Error(`unknown LoRA target "${t}" (expected one of ${ALL_LORA_TARGETS.join(', ')})`);
-  if (!Number.isInteger(cfg.rank) || cfg.rank <= 0) throw new Error(`LoRA rank must be a positive integer, got ${cfg.rank}`);
-  if (cfg.dropout < 0 || cfg.dropout >= 1) throw new Error(`LoRA dropout must be in [0, 1), got ${cfg.dropout}`);
+  for (const t of cfg.targets)
+    if (!ALL_LORA_TARGETS.includes(t))
+      throw new Error(`unknown LoRA target "${t}" (expected one of ${ALL_LORA_TARGETS.join(', ')})`);
+  if (!Number.isInteger(cfg.rank) || cfg.rank <= 0)
+    throw new Error(`LoRA rank must be a positive integer, got ${cfg.rank}`);
+  if (cfg.dropout < 0 || cfg.dropout >= 1)
+    throw new Error(`LoRA dropout must be in [0, 1), got ${cfg.dropout}`);
   detachLora(model);
   const rand = mulberry32(seed);
   const adapters = new Map<string, LoraPair>();
@@ -123,7 +127,8 @@ export function saveLoraAdapter(model: LlamaModel, dir: string, opts: SaveAdapte
   const lora = model.lora;
   if (!lora) throw new Error('model has no LoRA adapters to save');
   const tensors = new Map<string, TensorToWrite>();
-  for (const [name, v] of model.loraVariables()) tensors.set(name, { shape: v.shape, data: (v.dataSync() as Float32Array).slice() });
+  for (const [name, v] of model.loraVariables())
+    tensors.set(name, { shape: v.shape, data: (v.dataSync() as Float32Array).slice() });
   const manifest: LoraManifest = {
     format: 'cprec-lora/1',
     baseModelId: opts.baseModelId,
@@ -134,7 +139,14 @@ export function saveLoraAdapter(model: LlamaModel, dir: string, opts: SaveAdapte
     tensors: [...tensors.keys()].sort(),
   };
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, ADAPTER_WEIGHTS_FILE), serializeSafetensors(tensors, { format: 'pt', base_model: opts.baseModelId, base_sha256: opts.baseChecksum }));
+  writeFileSync(
+    join(dir, ADAPTER_WEIGHTS_FILE),
+    serializeSafetensors(tensors, {
+      format: 'pt',
+      base_model: opts.baseModelId,
+      base_sha256: opts.baseChecksum,
+    }),
+  );
   writeFileSync(join(dir, ADAPTER_MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
   return manifest;
 }
@@ -149,17 +161,26 @@ export function readLoraManifest(dir: string): LoraManifest {
  * Loads an adapter directory onto `model` (replacing current adapters). When `expectedBaseChecksum`
  * is given and differs from the manifest, refuses: the adapter was trained on other weights.
  */
-export function loadLoraAdapter(model: LlamaModel, dir: string, opts: { expectedBaseChecksum?: string } = {}): LoraManifest {
+export function loadLoraAdapter(
+  model: LlamaModel,
+  dir: string,
+  opts: { expectedBaseChecksum?: string } = {},
+): LoraManifest {
   const manifest = readLoraManifest(dir);
   if (opts.expectedBaseChecksum && opts.expectedBaseChecksum !== manifest.baseChecksum) {
-    throw new Error(`adapter in ${dir} was trained on base ${manifest.baseModelId} (sha256 ${manifest.baseChecksum}), not on the loaded checkpoint (sha256 ${opts.expectedBaseChecksum})`);
+    throw new Error(
+      `adapter in ${dir} was trained on base ${manifest.baseModelId} (sha256 ${manifest.baseChecksum}), not on the loaded checkpoint (sha256 ${opts.expectedBaseChecksum})`,
+    );
   }
   const file = parseSafetensors(readFileSync(join(dir, ADAPTER_WEIGHTS_FILE)));
   attachLora(model, manifest.lora);
   for (const [name, v] of model.loraVariables()) {
     const t = file.tensors.get(name);
     if (!t) throw new Error(`${dir}: adapter tensor ${name} missing`);
-    if (t.shape.join(',') !== v.shape.join(',')) throw new Error(`${dir}: adapter tensor ${name} has shape [${t.shape.join(', ')}], model expects [${v.shape.join(', ')}]`);
+    if (t.shape.join(',') !== v.shape.join(','))
+      throw new Error(
+        `${dir}: adapter tensor ${name} has shape [${t.shape.join(', ')}], model expects [${v.shape.join(', ')}]`,
+      );
     tf.tidy(() => v.assign(tf.tensor(t.data, t.shape)));
   }
   return manifest;

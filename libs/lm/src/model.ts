@@ -7,7 +7,15 @@ import { LAYER_TENSORS, LayerWeights, LlamaWeights } from './weights';
 export type LayerParams = Record<keyof LayerWeights, tf.Variable>;
 
 /** The weight each LoRA target adapts. */
-export const LORA_TARGET_WEIGHT: Record<LoraTarget, keyof LayerWeights> = { q: 'wq', k: 'wk', v: 'wv', o: 'wo', w1: 'w1', w2: 'w2', w3: 'w3' };
+export const LORA_TARGET_WEIGHT: Record<LoraTarget, keyof LayerWeights> = {
+  q: 'wq',
+  k: 'wk',
+  v: 'wv',
+  o: 'wo',
+  w1: 'w1',
+  w2: 'w2',
+  w3: 'w3',
+};
 
 /** One adapter: ΔW = (alpha/rank)·B·A with A [rank, in] and B [out, rank]. */
 export interface LoraPair {
@@ -132,11 +140,15 @@ export class LlamaModel {
     };
     const variable = (data: Float32Array, shape: number[], what: string): tf.Variable => {
       const n = shape.reduce((a, b) => a * b, 1);
-      if (data.length !== n) throw new Error(`weight ${what} has ${data.length} values, expected ${n} for shape [${shape.join(', ')}]`);
+      if (data.length !== n)
+        throw new Error(
+          `weight ${what} has ${data.length} values, expected ${n} for shape [${shape.join(', ')}]`,
+        );
       return tf.variable(tf.tensor(data, shape, 'float32'), false);
     };
     this.tokEmbedding = variable(weights.tokEmbedding, [c.vocabSize, c.dim], 'tokEmbedding');
-    if (weights.layers.length !== c.nLayers) throw new Error(`checkpoint has ${weights.layers.length} layers, config says ${c.nLayers}`);
+    if (weights.layers.length !== c.nLayers)
+      throw new Error(`checkpoint has ${weights.layers.length} layers, config says ${c.nLayers}`);
     this.layers = weights.layers.map((lw, l) => {
       const p = {} as LayerParams;
       for (const k of LAYER_TENSORS) p[k] = variable(lw[k], shapes[k], `layers.${l}.${k}`);
@@ -237,8 +249,16 @@ export class LlamaModel {
     const lora = this.lora;
     const pair = lora && !lora.merged ? lora.adapters.get(loraKey(layer, target)) : undefined;
     if (lora && pair) {
-      const xin = training && lora.config.dropout > 0 ? tf.dropout(x, lora.config.dropout, undefined, dropoutSeed++) : x;
-      const low = tf.matMul(tf.matMul(xin, pair.a as tf.Tensor2D, false, true), pair.b as tf.Tensor2D, false, true);
+      const xin =
+        training && lora.config.dropout > 0
+          ? tf.dropout(x, lora.config.dropout, undefined, dropoutSeed++)
+          : x;
+      const low = tf.matMul(
+        tf.matMul(xin, pair.a as tf.Tensor2D, false, true),
+        pair.b as tf.Tensor2D,
+        false,
+        true,
+      );
       y = tf.add(y, tf.mul(low, lora.scale)) as tf.Tensor2D;
     }
     return y;
@@ -265,13 +285,23 @@ export class LlamaModel {
     const oldCache: tf.Tensor[] = [];
     const newColumns = Array.isArray(inputIds) ? (inputIds[0]?.length ?? 0) : inputIds.shape[1];
     const out = tf.tidy(() => {
-      const ids = Array.isArray(inputIds) ? tf.tensor2d(inputIds.flat(), [inputIds.length, inputIds[0]?.length ?? 0], 'int32') : tf.cast(inputIds, 'int32');
+      const ids = Array.isArray(inputIds)
+        ? tf.tensor2d(inputIds.flat(), [inputIds.length, inputIds[0]?.length ?? 0], 'int32')
+        : tf.cast(inputIds, 'int32');
       const [B, T] = ids.shape as [number, number];
       if (T === 0) throw new Error('forward needs at least one column');
-      if (cache && cache.batch !== B) throw new Error(`cache batch ${cache.batch} differs from input batch ${B}`);
-      if (past + T > c.maxSeqLen) throw new Error(`sequence of ${past + T} tokens exceeds maxSeqLen ${c.maxSeqLen}`);
-      const newMask = opts.attentionMask === undefined ? null : Array.isArray(opts.attentionMask) ? tf.tensor2d(opts.attentionMask.flat(), [B, T], 'float32') : tf.cast(opts.attentionMask, 'float32');
-      if (newMask && (newMask.shape[0] !== B || newMask.shape[1] !== T)) throw new Error(`attentionMask shape [${newMask.shape.join(', ')}] differs from ids [${B}, ${T}]`);
+      if (cache && cache.batch !== B)
+        throw new Error(`cache batch ${cache.batch} differs from input batch ${B}`);
+      if (past + T > c.maxSeqLen)
+        throw new Error(`sequence of ${past + T} tokens exceeds maxSeqLen ${c.maxSeqLen}`);
+      const newMask =
+        opts.attentionMask === undefined
+          ? null
+          : Array.isArray(opts.attentionMask)
+            ? tf.tensor2d(opts.attentionMask.flat(), [B, T], 'float32')
+            : tf.cast(opts.attentionMask, 'float32');
+      if (newMask && (newMask.shape[0] !== B || newMask.shape[1] !== T))
+        throw new Error(`attentionMask shape [${newMask.shape.join(', ')}] differs from ids [${B}, ${T}]`);
 
       // Positions: running count of real tokens when padding is present, else column index.
       const anyMask = newMask !== null || (cache?.mask ?? null) !== null;
@@ -299,10 +329,14 @@ export class LlamaModel {
         if (fullMask) bias = tf.add(bias, tf.reshape(tf.mul(tf.sub(1, fullMask), -1e9), [B, 1, 1, 1, Tk]));
       }
 
-      let x: tf.Tensor2D = embeddingLookup(this.tokEmbedding as tf.Tensor2D, tf.reshape(ids, [-1]) as tf.Tensor1D);
+      let x: tf.Tensor2D = embeddingLookup(
+        this.tokEmbedding as tf.Tensor2D,
+        tf.reshape(ids, [-1]) as tf.Tensor1D,
+      );
       if (opts.inject && opts.inject.positions.length > 0) {
         const rows = opts.inject.positions.map(([b, t]) => {
-          if (b < 0 || b >= B || t < 0 || t >= T) throw new Error(`injected position [${b}, ${t}] outside batch [${B}, ${T}]`);
+          if (b < 0 || b >= B || t < 0 || t >= T)
+            throw new Error(`injected position [${b}, ${t}] outside batch [${B}, ${T}]`);
           return b * T + t;
         });
         x = injectRows(x, rows, opts.inject.vectors);
@@ -331,9 +365,18 @@ export class LlamaModel {
         // Group query heads by their kv head: [B, nKv, kvMul*T, hs] so no k/v repetition is needed.
         const qg = tf.reshape(tf.transpose(q, [0, 2, 1, 3]), [B, c.nKvHeads, kvMul * T, hs]);
         let scores: tf.Tensor = tf.mul(tf.matMul(qg, k, false, true), scale);
-        if (bias) scores = tf.reshape(tf.add(tf.reshape(scores, [B, c.nKvHeads, kvMul, T, Tk]), bias), [B, c.nKvHeads, kvMul * T, Tk]);
+        if (bias)
+          scores = tf.reshape(tf.add(tf.reshape(scores, [B, c.nKvHeads, kvMul, T, Tk]), bias), [
+            B,
+            c.nKvHeads,
+            kvMul * T,
+            Tk,
+          ]);
         const att = tf.matMul(tf.softmax(scores), v); // [B, nKv, kvMul*T, hs]
-        const merged = tf.reshape(tf.transpose(tf.reshape(att, [B, c.nHeads, T, hs]), [0, 2, 1, 3]), [B * T, c.dim]) as tf.Tensor2D;
+        const merged = tf.reshape(tf.transpose(tf.reshape(att, [B, c.nHeads, T, hs]), [0, 2, 1, 3]), [
+          B * T,
+          c.dim,
+        ]) as tf.Tensor2D;
         x = tf.add(x, this.linear(merged, l, 'o', training));
         const hb = this.rmsNorm(x, p.ffnNorm) as tf.Tensor2D;
         const gate = this.linear(hb, l, 'w1', training);

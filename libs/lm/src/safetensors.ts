@@ -65,7 +65,8 @@ export function parseSafetensors(bytes: Uint8Array): SafetensorsFile {
   if (bytes.byteLength < 8) throw new Error('safetensors: file shorter than its 8-byte header length');
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLen = Number(dv.getBigUint64(0, true));
-  if (headerLen > bytes.byteLength - 8) throw new Error(`safetensors: header length ${headerLen} exceeds file size ${bytes.byteLength}`);
+  if (headerLen > bytes.byteLength - 8)
+    throw new Error(`safetensors: header length ${headerLen} exceeds file size ${bytes.byteLength}`);
   const headerText = new TextDecoder().decode(bytes.subarray(8, 8 + headerLen));
   let header: Record<string, unknown>;
   try {
@@ -83,12 +84,17 @@ export function parseSafetensors(bytes: Uint8Array): SafetensorsFile {
     }
     const info = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     const dtype = info.dtype as SafetensorsDtype;
-    if (!(dtype in BYTES)) throw new Error(`safetensors: tensor ${name} has unsupported dtype ${String(info.dtype)}`);
+    if (!(dtype in BYTES))
+      throw new Error(`safetensors: tensor ${name} has unsupported dtype ${String(info.dtype)}`);
     const shape = info.shape as number[];
     const [begin, end] = info.data_offsets as [number, number];
     const count = shape.reduce((a, b) => a * b, 1);
-    if (end - begin !== count * BYTES[dtype]) throw new Error(`safetensors: tensor ${name} byte range ${begin}..${end} does not match shape [${shape.join(', ')}] ${dtype}`);
-    if (base + end > bytes.byteLength) throw new Error(`safetensors: tensor ${name} extends past the end of the file`);
+    if (end - begin !== count * BYTES[dtype])
+      throw new Error(
+        `safetensors: tensor ${name} byte range ${begin}..${end} does not match shape [${shape.join(', ')}] ${dtype}`,
+      );
+    if (base + end > bytes.byteLength)
+      throw new Error(`safetensors: tensor ${name} extends past the end of the file`);
     const data = new Float32Array(count);
     const o = base + begin;
     switch (dtype) {
@@ -132,15 +138,23 @@ export interface TensorToWrite {
 }
 
 /** Serialises tensors (sorted by name, as the reference implementation does) with optional string metadata. */
-export function serializeSafetensors(tensors: Map<string, TensorToWrite> | Record<string, TensorToWrite>, metadata: Record<string, string> = {}): Uint8Array {
-  const entries = [...(tensors instanceof Map ? tensors.entries() : Object.entries(tensors))].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+export function serializeSafetensors(
+  tensors: Map<string, TensorToWrite> | Record<string, TensorToWrite>,
+  metadata: Record<string, string> = {},
+): Uint8Array {
+  const entries = [...(tensors instanceof Map ? tensors.entries() : Object.entries(tensors))].sort(
+    ([a], [b]) => (a < b ? -1 : a > b ? 1 : 0),
+  );
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
   let offset = 0;
   for (const [name, t] of entries) {
     const dtype = t.dtype ?? 'F32';
     const count = t.shape.reduce((a, b) => a * b, 1);
-    if (count !== t.data.length) throw new Error(`safetensors: tensor ${name} has ${t.data.length} values for shape [${t.shape.join(', ')}]`);
+    if (count !== t.data.length)
+      throw new Error(
+        `safetensors: tensor ${name} has ${t.data.length} values for shape [${t.shape.join(', ')}]`,
+      );
     const size = count * BYTES[dtype];
     header[name] = { dtype, shape: t.shape, data_offsets: [offset, offset + size] };
     offset += size;
@@ -174,6 +188,10 @@ export function serializeSafetensors(tensors: Map<string, TensorToWrite> | Recor
   return out;
 }
 
-export function writeSafetensors(path: string, tensors: Map<string, TensorToWrite> | Record<string, TensorToWrite>, metadata: Record<string, string> = {}): void {
+export function writeSafetensors(
+  path: string,
+  tensors: Map<string, TensorToWrite> | Record<string, TensorToWrite>,
+  metadata: Record<string, string> = {},
+): void {
   writeFileSync(path, serializeSafetensors(tensors, metadata));
 }

@@ -15,10 +15,20 @@ export function argmax(x: ArrayLike<number>, allowed?: readonly number[]): numbe
   let best = -1;
   let bestV = -Infinity;
   if (allowed) {
-    for (const i of allowed) if (x[i] > bestV || best < 0) (bestV = x[i]), (best = i);
+    for (const i of allowed) {
+      if (x[i] > bestV || best < 0) {
+        bestV = x[i];
+        best = i;
+      }
+    }
     return best;
   }
-  for (let i = 0; i < x.length; i++) if (x[i] > bestV) (bestV = x[i]), (best = i);
+  for (let i = 0; i < x.length; i++) {
+    if (x[i] > bestV) {
+      bestV = x[i];
+      best = i;
+    }
+  }
   return best;
 }
 

@@ -8,7 +8,8 @@ const enc = new TextEncoder();
 /** A tokenizer.bin-style vocabulary built in the test: specials, 256 byte pieces, a few merges. */
 function syntheticTokenizer(): Llama2cTokenizer {
   const pieces: Uint8Array[] = [enc.encode('<unk>'), enc.encode('\n<s>\n'), enc.encode('\n</s>\n')];
-  for (let b = 0; b < 256; b++) pieces.push(enc.encode(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`));
+  for (let b = 0; b < 256; b++)
+    pieces.push(enc.encode(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`));
   const merges = [' ', 'e', 'h', 't', 'th', ' th', 'he', ' the', 'é', 'll', 'o'];
   for (const m of merges) pieces.push(enc.encode(m));
   const scores = Float32Array.from(pieces, (_, i) => (i < 259 ? 0 : -(i - 259)));
@@ -38,7 +39,6 @@ function randomUnicode(seed: number, n: number): string {
   return s;
 }
 
-// eslint-disable-next-line no-console
 if (!stories260kAvailable()) console.warn(STORIES260K_MISSING);
 
 describe('Llama2cTokenizer', () => {
@@ -54,7 +54,9 @@ describe('Llama2cTokenizer', () => {
 
   it('heap-based merging equals the quadratic run.c loop', () => {
     const tok = syntheticTokenizer();
-    const byKey = new Map(tok.pieces.map((p, id) => [Buffer.from(p).toString('latin1'), { id, score: tok.scores[id] }]));
+    const byKey = new Map(
+      tok.pieces.map((p, id) => [Buffer.from(p).toString('latin1'), { id, score: tok.scores[id] }]),
+    );
     const lookup = (a: string, b: string): { id: number; score: number } | undefined => byKey.get(a + b);
     const quadratic = (ids: number[], keys: string[]): number[] => {
       ids = ids.slice();
@@ -75,7 +77,10 @@ describe('Llama2cTokenizer', () => {
     const r = mulberry32(9);
     for (let trial = 0; trial < 30; trial++) {
       const alphabet = [' ', 't', 'h', 'e', 'l', 'o'];
-      const text = Array.from({ length: 5 + Math.floor(r() * 40) }, () => alphabet[Math.floor(r() * alphabet.length)]).join('');
+      const text = Array.from(
+        { length: 5 + Math.floor(r() * 40) },
+        () => alphabet[Math.floor(r() * alphabet.length)],
+      ).join('');
       const keys = [...text];
       const ids = keys.map((k) => lookup('', k)?.id ?? 3 + k.charCodeAt(0));
       expect(scoreRankedMerge(ids, keys, lookup)).toEqual(quadratic(ids, keys));
@@ -84,7 +89,8 @@ describe('Llama2cTokenizer', () => {
 
   (stories260kAvailable() ? it : it.skip)('round-trips arbitrary UTF-8 with tok512.bin', () => {
     const tok = Llama2cTokenizer.fromFile(STORIES260K_TOKENIZER, 512);
-    for (const s of [...samples, randomUnicode(3, 300)]) expect(tok.decode(tok.encode(s, { bos: true }))).toBe(s);
+    for (const s of [...samples, randomUnicode(3, 300)])
+      expect(tok.decode(tok.encode(s, { bos: true }))).toBe(s);
     expect(tok.encode('', { bos: true, eos: true })).toEqual([1, 2]);
   });
 });

@@ -82,7 +82,11 @@ class MergeHeap {
  * concatenation is in the vocabulary with the highest score (leftmost on ties), as run.c `encode`.
  * `keys` are the pieces' strings; `lookup(left, right)` says whether that pair merges, into which id, with which score.
  */
-export function scoreRankedMerge(ids: number[], keys: string[], lookup: (left: string, right: string) => { id: number; score: number } | undefined): number[] {
+export function scoreRankedMerge(
+  ids: number[],
+  keys: string[],
+  lookup: (left: string, right: string) => { id: number; score: number } | undefined,
+): number[] {
   const n = ids.length;
   if (n < 2) return ids.slice();
   const next = new Int32Array(n);
@@ -101,13 +105,21 @@ export function scoreRankedMerge(ids: number[], keys: string[], lookup: (left: s
     const right = next[left];
     if (right < 0) return;
     const hit = lookup(key[left], key[right]);
-    if (hit) heap.push({ score: hit.score, left, right, leftVersion: version[left], rightVersion: version[right] });
+    if (hit)
+      heap.push({ score: hit.score, left, right, leftVersion: version[left], rightVersion: version[right] });
   };
   for (let i = 0; i < n - 1; i++) push(i);
   while (heap.size > 0) {
     const top = heap.pop() as MergeCandidate;
     const { left, right } = top;
-    if (!alive[left] || !alive[right] || next[left] !== right || version[left] !== top.leftVersion || version[right] !== top.rightVersion) continue;
+    if (
+      !alive[left] ||
+      !alive[right] ||
+      next[left] !== right ||
+      version[left] !== top.leftVersion ||
+      version[right] !== top.rightVersion
+    )
+      continue;
     const merged = key[left] + key[right];
     const hit = lookup(key[left], key[right]);
     if (!hit) continue;
@@ -158,7 +170,8 @@ export class Llama2cTokenizer implements Tokenizer {
     const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     let off = 0;
     const need = (n: number): void => {
-      if (off + n > buf.byteLength) throw new Error(`tokenizer.bin truncated at byte ${off} (need ${n} more, vocab ${vocabSize})`);
+      if (off + n > buf.byteLength)
+        throw new Error(`tokenizer.bin truncated at byte ${off} (need ${n} more, vocab ${vocabSize})`);
     };
     need(4);
     const maxTokenLength = dv.getInt32(off, true);

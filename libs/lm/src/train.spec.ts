@@ -23,7 +23,10 @@ describe('training utilities', () => {
       const V = 5;
       const logitsArr = Array.from({ length: 2 * 3 * V }, (_, i) => Math.sin(i * 1.7) * 2);
       const logits = tf.tensor3d(logitsArr, [2, 3, V]);
-      const ids = [[1, 2, 3], [4, 0, 2]];
+      const ids = [
+        [1, 2, 3],
+        [4, 0, 2],
+      ];
       const manual = (mask: number[][]): number => {
         let s = 0;
         let n = 0;
@@ -38,8 +41,21 @@ describe('training utilities', () => {
         }
         return s / n;
       };
-      for (const mask of [[[1, 1, 1], [1, 1, 1]], [[0, 0, 1], [0, 1, 0]]]) {
-        const got = causalLmLoss(logits, tf.tensor2d(ids, undefined, 'int32'), tf.tensor2d(mask)).dataSync()[0];
+      for (const mask of [
+        [
+          [1, 1, 1],
+          [1, 1, 1],
+        ],
+        [
+          [0, 0, 1],
+          [0, 1, 0],
+        ],
+      ]) {
+        const got = causalLmLoss(
+          logits,
+          tf.tensor2d(ids, undefined, 'int32'),
+          tf.tensor2d(mask),
+        ).dataSync()[0];
         expect(Math.abs(got - manual(mask))).toBeLessThan(1e-5);
       }
     });
@@ -78,7 +94,16 @@ describe('training utilities', () => {
     const trainer = new Trainer(model, { weightDecay: 0.01 });
     const base = snapshot(model.baseVariables());
     const lora = snapshot(model.loraVariables());
-    const batch = { inputIds: [[1, 4, 5, 6, 7], [1, 9, 8, 7, 6]], lossMask: [[0, 0, 1, 1, 1], [0, 1, 1, 1, 1]] };
+    const batch = {
+      inputIds: [
+        [1, 4, 5, 6, 7],
+        [1, 9, 8, 7, 6],
+      ],
+      lossMask: [
+        [0, 0, 1, 1, 1],
+        [0, 1, 1, 1, 1],
+      ],
+    };
     trainer.trainStep(batch, 1e-2); // creates the optimizer moments (kept for later steps)
     const before = tf.memory().numTensors;
     const loss = trainer.trainStep(batch, 1e-2);
@@ -87,7 +112,8 @@ describe('training utilities', () => {
     expect(trainer.lastInfo?.applied).toBe(true);
     for (const [k, v] of model.baseVariables()) expect(maxAbsDiff(v.dataSync(), base.get(k) ?? [])).toBe(0);
     let changed = 0;
-    for (const [k, v] of model.loraVariables()) if (maxAbsDiff(v.dataSync(), lora.get(k) ?? []) > 0) changed++;
+    for (const [k, v] of model.loraVariables())
+      if (maxAbsDiff(v.dataSync(), lora.get(k) ?? []) > 0) changed++;
     expect(changed).toBe(model.loraVariables().size);
     trainer.dispose();
     model.dispose();
@@ -95,7 +121,10 @@ describe('training utilities', () => {
 
   it('gradient accumulation over two micro-batches equals one step on the whole batch', () => {
     const weights = randomWeights(tinyConfig(), 22);
-    const rows = [[1, 4, 5, 6, 7], [1, 9, 8, 7, 6]];
+    const rows = [
+      [1, 4, 5, 6, 7],
+      [1, 9, 8, 7, 6],
+    ];
     const run = (micro: boolean): Map<string, Float32Array> => {
       const model = new LlamaModel(weights);
       attachLora(model, { rank: 2, alpha: 2, dropout: 0 }, 5);
@@ -104,7 +133,17 @@ describe('training utilities', () => {
         t.trainStep({ inputIds: [rows[0]], lossMask: [[1, 1, 1, 1, 1]] }, 1e-2);
         expect(t.lastInfo?.applied).toBe(false);
         t.trainStep({ inputIds: [rows[1]], lossMask: [[1, 1, 1, 1, 1]] }, 1e-2);
-      } else t.trainStep({ inputIds: rows, lossMask: [[1, 1, 1, 1, 1], [1, 1, 1, 1, 1]] }, 1e-2);
+      } else
+        t.trainStep(
+          {
+            inputIds: rows,
+            lossMask: [
+              [1, 1, 1, 1, 1],
+              [1, 1, 1, 1, 1],
+            ],
+          },
+          1e-2,
+        );
       const out = snapshot(model.loraVariables());
       t.dispose();
       model.dispose();

@@ -17,7 +17,10 @@ export function ensureGradientsRegistered(): void {
   } catch (e) {
     reason = e instanceof Error ? e.message : String(e);
   }
-  if (!tf.getGradient('RealDiv')) throw new Error(`tfjs gradients are not registered, training is impossible${reason ? `: ${reason}` : ''}`);
+  if (!tf.getGradient('RealDiv'))
+    throw new Error(
+      `tfjs gradients are not registered, training is impossible${reason ? `: ${reason}` : ''}`,
+    );
 }
 
 /**
@@ -33,14 +36,20 @@ export function causalLmLoss(logits: tf.Tensor3D, ids: tf.Tensor2D, lossMask: tf
     const targets = tf.cast(tf.slice(ids, [0, 1], [B, T - 1]), 'int32');
     const mask = tf.cast(tf.slice(lossMask, [0, 1], [B, T - 1]), 'float32');
     // One-hot pick instead of gather: its gradient is a dense multiply, not UnsortedSegmentSum.
-    const picked = tf.sum(tf.mul(tf.logSoftmax(pred), tf.reshape(tf.oneHot(tf.reshape(targets, [-1]), V), [B, T - 1, V])), -1);
+    const picked = tf.sum(
+      tf.mul(tf.logSoftmax(pred), tf.reshape(tf.oneHot(tf.reshape(targets, [-1]), V), [B, T - 1, V])),
+      -1,
+    );
     const count = tf.maximum(tf.sum(mask), 1);
     return tf.div(tf.neg(tf.sum(tf.mul(picked, mask))), count) as tf.Scalar;
   });
 }
 
 /** Scales gradients so their global L2 norm is at most `maxNorm`; returns the norm before clipping. */
-export function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number): { grads: Map<string, tf.Tensor>; norm: number } {
+export function clipByGlobalNorm(
+  grads: Map<string, tf.Tensor>,
+  maxNorm: number,
+): { grads: Map<string, tf.Tensor>; norm: number } {
   const norm = tf.tidy(() => {
     const sq = [...grads.values()].map((g) => tf.sum(tf.square(g)));
     return sq.length === 0 ? 0 : Math.sqrt(tf.addN(sq).dataSync()[0]);
@@ -112,15 +121,20 @@ export class AdamW {
   }
 
   getState(): AdamWState {
-    const dump = (s: Map<string, tf.Variable>): AdamWState['m'] => Object.fromEntries([...s].map(([k, t]) => [k, { shape: t.shape, data: (t.dataSync() as Float32Array).slice() }]));
+    const dump = (s: Map<string, tf.Variable>): AdamWState['m'] =>
+      Object.fromEntries(
+        [...s].map(([k, t]) => [k, { shape: t.shape, data: (t.dataSync() as Float32Array).slice() }]),
+      );
     return { step: this.step, m: dump(this.m), v: dump(this.v) };
   }
 
   setState(state: AdamWState): void {
     this.dispose();
     this.step = state.step;
-    for (const [k, t] of Object.entries(state.m)) this.m.set(k, tf.variable(tf.tensor(t.data, t.shape), false));
-    for (const [k, t] of Object.entries(state.v)) this.v.set(k, tf.variable(tf.tensor(t.data, t.shape), false));
+    for (const [k, t] of Object.entries(state.m))
+      this.m.set(k, tf.variable(tf.tensor(t.data, t.shape), false));
+    for (const [k, t] of Object.entries(state.v))
+      this.v.set(k, tf.variable(tf.tensor(t.data, t.shape), false));
   }
 
   /** State as safetensors entries (`m.<var>`, `v.<var>`) plus the step for the metadata. */
@@ -194,7 +208,8 @@ export class Trainer {
   variables(): Map<string, tf.Variable> {
     const vars = this.model.trainableVariables();
     for (const [k, v] of this.opts.extraVariables ?? []) vars.set(`extra.${k}`, v);
-    if (vars.size === 0) throw new Error('nothing to train: attach LoRA adapters or call model.setBaseTrainable(true)');
+    if (vars.size === 0)
+      throw new Error('nothing to train: attach LoRA adapters or call model.setBaseTrainable(true)');
     return vars;
   }
 
@@ -204,9 +219,15 @@ export class Trainer {
   }
 
   private loss(batch: TrainBatch, training: boolean): tf.Scalar {
-    const ids = Array.isArray(batch.inputIds) ? tf.tensor2d(batch.inputIds, undefined, 'int32') : batch.inputIds;
+    const ids = Array.isArray(batch.inputIds)
+      ? tf.tensor2d(batch.inputIds, undefined, 'int32')
+      : batch.inputIds;
     const lossMask = Array.isArray(batch.lossMask) ? tf.tensor2d(batch.lossMask) : batch.lossMask;
-    const logits = this.model.forward(ids, { attentionMask: batch.attentionMask, inject: batch.inject, training });
+    const logits = this.model.forward(ids, {
+      attentionMask: batch.attentionMask,
+      inject: batch.inject,
+      training,
+    });
     return causalLmLoss(logits, ids, lossMask);
   }
 
@@ -227,13 +248,17 @@ export class Trainer {
       const g = grads[list[i].name];
       if (!g) continue;
       const prev = this.accumulated.get(name);
-      this.accumulated.set(name, tf.tidy(() => (prev ? tf.add(prev, tf.mul(g, scale)) : tf.mul(g, scale))));
+      this.accumulated.set(
+        name,
+        tf.tidy(() => (prev ? tf.add(prev, tf.mul(g, scale)) : tf.mul(g, scale))),
+      );
       prev?.dispose();
     }
     tf.dispose(grads);
     this.micro++;
     let info: TrainStepInfo = { loss, applied: false };
-    if (this.micro >= this.accumulationSteps) info = { loss, applied: true, gradNorm: this.applyAccumulated(vars, lr) };
+    if (this.micro >= this.accumulationSteps)
+      info = { loss, applied: true, gradNorm: this.applyAccumulated(vars, lr) };
     this.lastInfo = info;
     return loss;
   }

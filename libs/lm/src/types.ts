@@ -54,12 +54,23 @@ export function headSize(c: LlamaConfig): number {
 
 /** Throws a readable error if the config cannot describe a working model. */
 export function validateConfig(c: LlamaConfig): void {
-  const ints: (keyof LlamaConfig)[] = ['dim', 'hiddenDim', 'nLayers', 'nHeads', 'nKvHeads', 'vocabSize', 'maxSeqLen'];
+  const ints: (keyof LlamaConfig)[] = [
+    'dim',
+    'hiddenDim',
+    'nLayers',
+    'nHeads',
+    'nKvHeads',
+    'vocabSize',
+    'maxSeqLen',
+  ];
   for (const k of ints) {
     const v = c[k];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new Error(`LlamaConfig.${k} must be a positive integer, got ${String(v)}`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0)
+      throw new Error(`LlamaConfig.${k} must be a positive integer, got ${String(v)}`);
   }
-  if (c.dim % c.nHeads !== 0) throw new Error(`LlamaConfig.dim (${c.dim}) must be divisible by nHeads (${c.nHeads})`);
-  if (c.nHeads % c.nKvHeads !== 0) throw new Error(`LlamaConfig.nHeads (${c.nHeads}) must be divisible by nKvHeads (${c.nKvHeads})`);
+  if (c.dim % c.nHeads !== 0)
+    throw new Error(`LlamaConfig.dim (${c.dim}) must be divisible by nHeads (${c.nHeads})`);
+  if (c.nHeads % c.nKvHeads !== 0)
+    throw new Error(`LlamaConfig.nHeads (${c.nHeads}) must be divisible by nKvHeads (${c.nKvHeads})`);
   if ((c.dim / c.nHeads) % 2 !== 0) throw new Error(`head size ${c.dim / c.nHeads} must be even for RoPE`);
 }

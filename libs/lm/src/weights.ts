@@ -35,7 +35,9 @@ export interface LlamaWeights {
 }
 
 /** Expected element count of every tensor, for validation and for loaders. */
-export function weightShapes(c: LlamaConfig): Record<keyof LayerWeights | 'tokEmbedding' | 'finalNorm' | 'classifier', number[]> {
+export function weightShapes(
+  c: LlamaConfig,
+): Record<keyof LayerWeights | 'tokEmbedding' | 'finalNorm' | 'classifier', number[]> {
   const hs = c.dim / c.nHeads;
   const kv = c.nKvHeads * hs;
   return {
@@ -54,7 +56,17 @@ export function weightShapes(c: LlamaConfig): Record<keyof LayerWeights | 'tokEm
   };
 }
 
-export const LAYER_TENSORS: readonly (keyof LayerWeights)[] = ['attnNorm', 'wq', 'wk', 'wv', 'wo', 'ffnNorm', 'w1', 'w2', 'w3'];
+export const LAYER_TENSORS: readonly (keyof LayerWeights)[] = [
+  'attnNorm',
+  'wq',
+  'wk',
+  'wv',
+  'wo',
+  'ffnNorm',
+  'w1',
+  'w2',
+  'w3',
+];
 
 /** Deterministic PRNG (mulberry32) so random models are reproducible from a seed. */
 export function mulberry32(seed: number): () => number {
@@ -118,7 +130,13 @@ export function randomWeights(config: LlamaConfig, seed = 1): LlamaWeights {
  * q/k rows accordingly. `hfToInterleaved` undoes that permutation so one RoPE kernel serves both.
  * Row r_hf = h*hs + j*(hs/2) + i  ↔  row r_meta = h*hs + 2i + j.
  */
-export function permuteRopeRows(w: Float32Array, nHeads: number, headSize: number, inDim: number, direction: 'hfToInterleaved' | 'interleavedToHf'): Float32Array {
+export function permuteRopeRows(
+  w: Float32Array,
+  nHeads: number,
+  headSize: number,
+  inDim: number,
+  direction: 'hfToInterleaved' | 'interleavedToHf',
+): Float32Array {
   const out = new Float32Array(w.length);
   const half = headSize / 2;
   for (let h = 0; h < nHeads; h++) {

@@ -74,7 +74,10 @@ export class ReferenceLlama {
         const kvh = Math.floor(h / kvMul);
         for (let t = 0; t <= pos; t++) {
           let score = 0;
-          for (let i = 0; i < hs; i++) score = Math.fround(score + Math.fround(q[h * hs + i] * this.keyCache[loff + t * kvDim + kvh * hs + i]));
+          for (let i = 0; i < hs; i++)
+            score = Math.fround(
+              score + Math.fround(q[h * hs + i] * this.keyCache[loff + t * kvDim + kvh * hs + i]),
+            );
           att[t] = Math.fround(score / Math.sqrt(hs));
         }
         let max = att[0];
@@ -86,7 +89,10 @@ export class ReferenceLlama {
         }
         for (let t = 0; t <= pos; t++) att[t] = Math.fround(att[t] / sum);
         for (let t = 0; t <= pos; t++) {
-          for (let i = 0; i < hs; i++) xb[h * hs + i] = Math.fround(xb[h * hs + i] + Math.fround(att[t] * this.valueCache[loff + t * kvDim + kvh * hs + i]));
+          for (let i = 0; i < hs; i++)
+            xb[h * hs + i] = Math.fround(
+              xb[h * hs + i] + Math.fround(att[t] * this.valueCache[loff + t * kvDim + kvh * hs + i]),
+            );
         }
       }
       ReferenceLlama.matmul(xb2, xb, lw.wo, dim, dim);
