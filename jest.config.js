@@ -30,6 +30,6 @@ const common = { testEnvironment: 'node', moduleFileExtensions: ['ts', 'js', 'js
 module.exports = {
   projects: [
     { ...common, displayName: 'unit', roots: ['<rootDir>/libs', '<rootDir>/services', '<rootDir>/cli', '<rootDir>/bench', '<rootDir>/scripts'], testMatch: ['**/*.spec.ts'] },
-    { ...common, displayName: 'integration', roots: ['<rootDir>/test'], testMatch: ['**/*.test.ts'], testTimeout: 120000 },
+    { ...common, displayName: 'integration', roots: ['<rootDir>/test'], testMatch: ['**/*.test.ts'], setupFilesAfterEnv: ['<rootDir>/test/support/jest.setup.ts'] },
   ],
 };

@@ -86,7 +86,12 @@ describe('control events', () => {
       ts: 1,
     });
     expect(trigger.ok && trigger.value.kind === 'trigger' && trigger.value.reason).toBe('');
-    const cancel = parseWith(RoundCommandSchema, { kind: 'cancel', command_id: 'c2', requested_by: 'op', ts: 1 });
+    const cancel = parseWith(RoundCommandSchema, {
+      kind: 'cancel',
+      command_id: 'c2',
+      requested_by: 'op',
+      ts: 1,
+    });
     expect(cancel.ok).toBe(false);
     expect(!cancel.ok && cancel.reason).toMatch(/round_id/);
   });

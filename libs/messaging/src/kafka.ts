@@ -19,7 +19,10 @@ export function kafkaSettingsFromEnv(clientId: string, env: NodeJS.ProcessEnv = 
 export function createKafka(settings: KafkaSettings): Kafka {
   return new Kafka({
     clientId: settings.clientId,
-    brokers: settings.brokers.split(',').map((b) => b.trim()).filter(Boolean),
+    brokers: settings.brokers
+      .split(',')
+      .map((b) => b.trim())
+      .filter(Boolean),
     logLevel: settings.logLevel ?? logLevel.WARN,
     retry: { initialRetryTime: 200, retries: 10 },
   });
@@ -40,7 +43,11 @@ export async function ensureTopics(admin: Admin, specs: readonly TopicSpec[]): P
   if (missing.length === 0) return;
   await admin.createTopics({
     waitForLeaders: true,
-    topics: missing.map((s) => ({ topic: s.topic, numPartitions: s.numPartitions ?? 1, replicationFactor: 1 })),
+    topics: missing.map((s) => ({
+      topic: s.topic,
+      numPartitions: s.numPartitions ?? 1,
+      replicationFactor: 1,
+    })),
   });
 }
 

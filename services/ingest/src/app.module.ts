@@ -37,9 +37,16 @@ const CLICKHOUSE = Symbol('CLICKHOUSE');
     {
       provide: 'INGEST_HEALTH_REGISTRATION',
       inject: [HealthRegistry, IngestConsumerService, CLICKHOUSE],
-      useFactory: (health: HealthRegistry, consumer: IngestConsumerService, ch: ReturnType<typeof createClickHouse>) => {
+      useFactory: (
+        health: HealthRegistry,
+        consumer: IngestConsumerService,
+        ch: ReturnType<typeof createClickHouse>,
+      ) => {
         health.register(consumer);
-        health.register({ name: 'clickhouse', check: async () => ((await ch.ping()) ? null : 'ping failed') });
+        health.register({
+          name: 'clickhouse',
+          check: async () => ((await ch.ping()) ? null : 'ping failed'),
+        });
         return true;
       },
     },

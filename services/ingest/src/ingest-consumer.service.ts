@@ -117,7 +117,10 @@ export class IngestConsumerService implements OnApplicationBootstrap, OnApplicat
         // Resolving moves the in-memory fetch position only; commits wait for the store.
         const last = batch.messages[batch.messages.length - 1];
         if (last) resolveOffset(last.offset);
-        metrics.lag.set({ topic: batch.topic, partition: String(batch.partition) }, Number(batch.offsetLag()));
+        metrics.lag.set(
+          { topic: batch.topic, partition: String(batch.partition) },
+          Number(batch.offsetLag()),
+        );
         if (flushNow) await pipeline.flush(heartbeat);
         await heartbeat();
       },
@@ -125,16 +128,21 @@ export class IngestConsumerService implements OnApplicationBootstrap, OnApplicat
     this.running = true;
     // Time-based flush for trickling streams; serialised with size flushes inside the pipeline.
     // Pausing while a timer flush waits on a down store keeps fetches from piling up in memory.
-    this.timer = setInterval(() => {
-      if (!pipeline.shouldFlush()) return;
-      const topics = [{ topic: TOPICS.interactions }, { topic: TOPICS.items }];
-      consumer.pause(topics);
-      pipeline
-        .flush()
-        .catch((err: Error) => this.logger.error(`flush failed: ${err.message}`))
-        .finally(() => consumer.resume(topics));
-    }, Math.max(50, Math.floor(this.config.INGEST_FLUSH_INTERVAL_MS / 4)));
-    this.logger.log(`consuming ${TOPICS.interactions}, ${TOPICS.items} as group ${this.config.INGEST_GROUP_ID}`);
+    this.timer = setInterval(
+      () => {
+        if (!pipeline.shouldFlush()) return;
+        const topics = [{ topic: TOPICS.interactions }, { topic: TOPICS.items }];
+        consumer.pause(topics);
+        pipeline
+          .flush()
+          .catch((err: Error) => this.logger.error(`flush failed: ${err.message}`))
+          .finally(() => consumer.resume(topics));
+      },
+      Math.max(50, Math.floor(this.config.INGEST_FLUSH_INTERVAL_MS / 4)),
+    );
+    this.logger.log(
+      `consuming ${TOPICS.interactions}, ${TOPICS.items} as group ${this.config.INGEST_GROUP_ID}`,
+    );
   }
 
   private async sendDeadLetters(records: readonly DeadLetter[]): Promise<void> {

@@ -1,7 +1,14 @@
 import { dataPoolAt, dataPoolFor } from './data-plan';
 import { learningRateAt, phaseAt, planWsa, validateSchedule, WsaSchedule } from './wsa';
 
-const s: WsaSchedule = { kind: 'wsa', etaLow: 5e-6, etaHigh: 5e-4, warmupSteps: 10, stableEnd: 100, annealEnd: 120 };
+const s: WsaSchedule = {
+  kind: 'wsa',
+  etaLow: 5e-6,
+  etaHigh: 5e-4,
+  warmupSteps: 10,
+  stableEnd: 100,
+  annealEnd: 120,
+};
 
 describe('WSA schedule (paper Eq. 2-3)', () => {
   it('starts at eta_l and rises linearly to eta_h at W', () => {
@@ -43,7 +50,14 @@ describe('WSA schedule (paper Eq. 2-3)', () => {
 
   it('plans W as 5% of the domain-specific steps and A = S + annealing steps', () => {
     const plan = planWsa({ domainSpecificSteps: 400, annealSteps: 40 });
-    expect(plan).toEqual({ kind: 'wsa', etaLow: 5e-6, etaHigh: 5e-4, warmupSteps: 20, stableEnd: 400, annealEnd: 440 });
+    expect(plan).toEqual({
+      kind: 'wsa',
+      etaLow: 5e-6,
+      etaHigh: 5e-4,
+      warmupSteps: 20,
+      stableEnd: 400,
+      annealEnd: 440,
+    });
   });
 
   it('rejects inconsistent boundaries', () => {

@@ -63,8 +63,10 @@ export function validateSchedule(s: LrSchedule): void {
     if (!(s.eta > 0)) bad('eta must be positive');
     return;
   }
-  if (!(s.etaLow >= 0) || !(s.etaHigh > 0) || s.etaLow > s.etaHigh) bad('need 0 ≤ etaLow ≤ etaHigh, etaHigh > 0');
-  if (!Number.isInteger(s.warmupSteps) || s.warmupSteps < 0) bad('warmupSteps must be a non-negative integer');
+  if (!(s.etaLow >= 0) || !(s.etaHigh > 0) || s.etaLow > s.etaHigh)
+    bad('need 0 ≤ etaLow ≤ etaHigh, etaHigh > 0');
+  if (!Number.isInteger(s.warmupSteps) || s.warmupSteps < 0)
+    bad('warmupSteps must be a non-negative integer');
   if (s.kind === 'wsa') {
     if (s.stableEnd < s.warmupSteps) bad('stableEnd (S) must be ≥ warmupSteps (W)');
     if (s.annealEnd < s.stableEnd) bad('annealEnd (A) must be ≥ stableEnd (S)');

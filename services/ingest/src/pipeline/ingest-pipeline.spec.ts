@@ -153,6 +153,21 @@ describe('IngestPipeline', () => {
     expect(counts.dedup).toBe(2);
   });
 
+  it('keeps messages accepted while a flush waits on the store, and commits them only once stored', async () => {
+    const { pipeline, store, commits } = setup({ maxBatchRows: 100 });
+    store.failuresLeft = 2;
+    pipeline.accept([msg(event('a'))]);
+    const first = pipeline.flush(async () => {
+      // a fetch arriving while the store is down
+      if (pipeline.buffered === 0) pipeline.accept([msg(event('b'))]);
+    });
+    await first;
+    expect(commits).toEqual([[{ topic: TOPICS.interactions, partition: 0, offset: '1' }]]);
+    await pipeline.flush();
+    expect(store.interactions.map((e) => e.event_id)).toEqual(['a', 'b']);
+    expect(commits[1]).toEqual([{ topic: TOPICS.interactions, partition: 0, offset: '2' }]);
+  });
+
   it('routes item catalogue messages to the item table', async () => {
     const { pipeline, store } = setup();
     pipeline.accept([msg({ item_id: 'i1', domain: 'games', title: 'Doom &amp; Quake' }, 0, TOPICS.items)]);

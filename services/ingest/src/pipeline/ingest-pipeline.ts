@@ -105,7 +105,9 @@ export class IngestPipeline {
   shouldFlush(): boolean {
     if (this.pendingOffsets.size === 0) return false;
     if (this.interactions.length + this.items.length >= this.options.maxBatchRows) return true;
-    return this.oldestBufferedAt !== null && Date.now() - this.oldestBufferedAt >= this.options.flushIntervalMs;
+    return (
+      this.oldestBufferedAt !== null && Date.now() - this.oldestBufferedAt >= this.options.flushIntervalMs
+    );
   }
 
   /**
@@ -138,22 +140,36 @@ export class IngestPipeline {
   private async flushNow(keepAlive?: () => Promise<void>): Promise<void> {
     if (this.pendingOffsets.size === 0) return;
     const started = process.hrtime.bigint();
+    // Take the buffer: messages accepted while this flush awaits the store go to a fresh one,
+    // and their offsets are committed by a later flush, never by this one.
     const interactions = this.interactions;
     const items = this.items;
     const deadLetters = this.deadLetters;
-    const offsets = [...this.pendingOffsets.values()];
-
-    if (interactions.length > 0) await this.withRetry(() => this.store.insertInteractions(interactions), keepAlive);
-    if (items.length > 0) await this.withRetry(() => this.store.insertItems(items), keepAlive);
-    if (deadLetters.length > 0) await this.withRetry(() => this.dlq.send(deadLetters), keepAlive);
-
-    // Everything up to these offsets is stored; only now may the group move past them.
+    const pending = this.pendingOffsets;
     this.interactions = [];
     this.items = [];
     this.deadLetters = [];
     this.pendingOffsets = new Map();
     this.oldestBufferedAt = null;
-    await this.committer.commit(offsets);
+
+    try {
+      if (interactions.length > 0)
+        await this.withRetry(() => this.store.insertInteractions(interactions), keepAlive);
+      if (items.length > 0) await this.withRetry(() => this.store.insertItems(items), keepAlive);
+      if (deadLetters.length > 0) await this.withRetry(() => this.dlq.send(deadLetters), keepAlive);
+    } catch (err) {
+      // Put the batch back in front so no later flush can commit past it.
+      this.interactions = interactions.concat(this.interactions);
+      this.items = items.concat(this.items);
+      this.deadLetters = deadLetters.concat(this.deadLetters);
+      for (const [key, offset] of this.pendingOffsets) pending.set(key, offset);
+      this.pendingOffsets = pending;
+      this.oldestBufferedAt ??= Date.now();
+      throw err;
+    }
+
+    // Everything up to these offsets is stored; only now may the group move past them.
+    await this.committer.commit([...pending.values()]);
 
     if (interactions.length > 0) this.metrics.inserted('interactions', interactions.length);
     if (items.length > 0) this.metrics.inserted('items', items.length);
@@ -168,7 +184,8 @@ export class IngestPipeline {
         await action();
         return;
       } catch (err) {
-        if (this.stopped) throw new Error(`ingest stopped while the store was failing: ${(err as Error).message}`);
+        if (this.stopped)
+          throw new Error(`ingest stopped while the store was failing: ${(err as Error).message}`);
         this.metrics.storeRetry();
         // Sleep in slices so the consumer keeps heartbeating and is not thrown out of the group.
         const until = Date.now() + delay;

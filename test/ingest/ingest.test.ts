@@ -1,0 +1,256 @@
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { Kafka, logLevel, Producer } from 'kafkajs';
+import { DeadLetter, InteractionEvent, TOPICS } from '@cprec/contracts';
+import {
+  clickHouseSettingsFromEnv,
+  createClickHouse,
+  ClickHouse,
+  ensureDatabase,
+  ident,
+  sql,
+} from '@cprec/clickhouse';
+import { createKafka, defaultTopicSpecs, ensureTopics } from '@cprec/messaging';
+import { eventually, randomPort, REPO_ROOT, RunningService, startService } from '../support/service-process';
+
+const run = randomBytes(4).toString('hex');
+const database = `cprec_it_ingest_${run}`;
+const settings = { ...clickHouseSettingsFromEnv(), database };
+const env = {
+  CPREC_CLICKHOUSE_DB: database,
+  INGEST_GROUP_ID: `it-ingest-${run}`,
+  INGEST_FLUSH_INTERVAL_MS: '200',
+  INGEST_MAX_BATCH_ROWS: '500',
+  INGEST_RETRY_MAX_MS: '1000',
+  INGEST_MAX_TITLE_LENGTH: '300',
+  INGEST_MAX_MESSAGE_BYTES: '4096',
+  INGEST_DOMAIN_ALLOW_LIST: 'games,beauty',
+  KAFKAJS_NO_PARTITIONER_WARNING: '1',
+};
+
+let kafka: Kafka;
+let producer: Producer;
+let ch: ClickHouse;
+let ingest: RunningService | null = null;
+let port = randomPort();
+
+const event = (id: string, i: number): InteractionEvent => ({
+  event_id: `${run}-${id}`,
+  user_id: `u${i % 37}`,
+  item_id: `i${i % 101}`,
+  domain: i % 2 === 0 ? 'games' : 'beauty',
+  ts: 1_600_000_000_000 + i * 1000,
+  seq: i,
+});
+
+async function send(events: readonly InteractionEvent[]): Promise<void> {
+  for (let i = 0; i < events.length; i += 1000) {
+    await producer.send({
+      topic: TOPICS.interactions,
+      acks: -1,
+      messages: events.slice(i, i + 1000).map((e) => ({ key: e.user_id, value: JSON.stringify(e) })),
+    });
+  }
+}
+
+async function counts(prefix: string): Promise<{ rows: number; distinct: number }> {
+  const like = `${run}-${prefix}%`;
+  const [r] = await ch.query<{ rows: string; distinct: string }>(
+    sql`SELECT count() AS rows, uniqExact(event_id) AS distinct FROM interactions FINAL WHERE event_id LIKE ${like}`,
+  );
+  return { rows: Number(r?.rows ?? 0), distinct: Number(r?.distinct ?? 0) };
+}
+
+async function startIngest(): Promise<void> {
+  port = randomPort();
+  ingest = await startService('ingest', port, env, 'INGEST_PORT');
+}
+
+async function metric(name: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith(name))
+    .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
+}
+
+function infra(script: 'up' | 'status'): void {
+  execFileSync('bash', [join(REPO_ROOT, 'infra', 'local', script)], { stdio: 'ignore' });
+}
+
+function clickHousePid(): number {
+  const out = execFileSync('bash', ['-c', `source ${join(REPO_ROOT, 'infra/local/lib.sh')}; clickhouse_pid`]);
+  return Number(out.toString().trim());
+}
+
+beforeAll(async () => {
+  try {
+    infra('status');
+  } catch {
+    throw new Error('Kafka/ClickHouse are not running: run `npm run infra:up` first');
+  }
+  kafka = createKafka({
+    brokers: process.env.CPREC_KAFKA_BROKERS ?? '127.0.0.1:19092',
+    clientId: `it-${run}`,
+    logLevel: logLevel.NOTHING,
+  });
+  const admin = kafka.admin();
+  await admin.connect();
+  await ensureTopics(admin, defaultTopicSpecs());
+  await admin.disconnect();
+  producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  await producer.connect();
+  await ensureDatabase(settings);
+  ch = createClickHouse(settings);
+  await startIngest();
+}, 180_000);
+
+afterAll(async () => {
+  await ingest?.stop();
+  await producer?.disconnect();
+  await ch?.command(sql`DROP DATABASE IF EXISTS ${ident(database)}`).catch(() => undefined);
+  await ch?.close();
+});
+
+describe('ingest service against real Kafka and ClickHouse', () => {
+  it('stores exactly the N distinct events when some are re-sent', async () => {
+    const events = Array.from({ length: 3000 }, (_, i) => event(`dup-${i}`, i));
+    await send(events);
+    await send(events.slice(0, 700)); // a platform retrying part of its stream
+    const c = await eventually(
+      () => counts('dup-'),
+      (v) => v.distinct >= 3000,
+      'all 3000 events stored',
+    );
+    expect(c).toEqual({ rows: 3000, distinct: 3000 });
+  });
+
+  it('loses and duplicates nothing when the process is SIGKILLed mid-stream and restarted', async () => {
+    const events = Array.from({ length: 20_000 }, (_, i) => event(`crash-${i}`, i));
+    const sending = send(events);
+    await eventually(
+      () => counts('crash-'),
+      (v) => v.distinct > 1000,
+      'ingestion under way',
+      60_000,
+    );
+    await ingest!.kill();
+    await sending;
+    await startIngest();
+    const c = await eventually(
+      () => counts('crash-'),
+      (v) => v.distinct >= 20_000,
+      'all events after restart',
+      120_000,
+    );
+    expect(c).toEqual({ rows: 20_000, distinct: 20_000 });
+  });
+
+  it('loses nothing while ClickHouse is down and resumes when it is back', async () => {
+    const pid = clickHousePid();
+    process.kill(pid, 'SIGKILL');
+    await eventually(
+      async () => {
+        try {
+          process.kill(pid, 0);
+          return false;
+        } catch {
+          return true;
+        }
+      },
+      Boolean,
+      'ClickHouse to stop',
+      30_000,
+    );
+    const events = Array.from({ length: 2000 }, (_, i) => event(`chdown-${i}`, i));
+    try {
+      await send(events);
+      await eventually(
+        () => metric('cprec_ingest_store_retries_total'),
+        (n) => n > 0,
+        'ingest to retry against the down store',
+        30_000,
+      );
+    } finally {
+      infra('up'); // never leave the shared server down for the tests after this one
+    }
+    const c = await eventually(
+      () => counts('chdown-'),
+      (v) => v.distinct >= 2000,
+      'events after ClickHouse restart',
+      120_000,
+    );
+    expect(c).toEqual({ rows: 2000, distinct: 2000 });
+  });
+
+  it('dead-letters every kind of bad input with its reason and stores the good events around it', async () => {
+    const good = (n: number) => JSON.stringify(event(`dlq-good-${n}`, n));
+    const bad: Record<string, string> = {
+      malformed: '{"event_id": "x", ',
+      missing: JSON.stringify({ ...event('dlq-missing', 1), user_id: undefined }),
+      wrongType: JSON.stringify({ ...event('dlq-type', 1), ts: 'last tuesday' }),
+      domain: JSON.stringify({ ...event('dlq-domain', 1), domain: 'books' }),
+      future: JSON.stringify({ ...event('dlq-future', 1), ts: Date.now() + 30 * 24 * 3600 * 1000 }),
+      longTitle: JSON.stringify({ ...event('dlq-title', 1), title: 'x'.repeat(400) }),
+      oversized: JSON.stringify({
+        ...event('dlq-big', 1),
+        platform: 'p',
+        title: 'y'.repeat(100),
+        pad: 'z'.repeat(5000),
+      }),
+    };
+    const expected: Record<string, RegExp> = {
+      malformed: /malformed JSON/,
+      missing: /user_id/,
+      wrongType: /ts: must be a number/,
+      domain: /not in the allow-list/,
+      future: /in the future/,
+      longTitle: /title: 400 characters/,
+      oversized: /larger than the limit of 4096/,
+    };
+    await producer.send({
+      topic: TOPICS.interactions,
+      acks: -1,
+      messages: [
+        { key: `${run}-good`, value: good(1) },
+        ...Object.entries(bad).map(([kind, value]) => ({ key: `${run}-${kind}`, value })),
+        { key: `${run}-good`, value: good(2) },
+      ],
+    });
+    const seen = new Map<string, DeadLetter>();
+    const consumer = kafka.consumer({ groupId: `it-dlq-reader-${run}` });
+    await consumer.connect();
+    await consumer.subscribe({ topic: TOPICS.deadLetter, fromBeginning: true });
+    await consumer.run({
+      eachMessage: async ({ message }) => {
+        const dl = JSON.parse(message.value!.toString()) as DeadLetter;
+        if (dl.key?.startsWith(`${run}-`)) seen.set(dl.key.slice(run.length + 1), dl);
+      },
+    });
+    try {
+      await eventually(
+        async () => seen.size,
+        (n) => n >= Object.keys(bad).length,
+        'all dead letters',
+        60_000,
+      );
+    } finally {
+      await consumer.disconnect();
+    }
+    for (const [kind, value] of Object.entries(bad)) {
+      const dl = seen.get(kind)!;
+      expect(dl.reason).toMatch(expected[kind]!);
+      expect(Buffer.from(dl.original_base64, 'base64').toString()).toBe(value);
+      expect(dl.source_topic).toBe(TOPICS.interactions);
+      expect(Number(dl.offset)).toBeGreaterThanOrEqual(0);
+    }
+    const c = await eventually(
+      () => counts('dlq-good-'),
+      (v) => v.distinct >= 2,
+      'good events stored',
+    );
+    expect(c.distinct).toBe(2);
+    expect(await metric('cprec_ingest_dead_lettered_total')).toBeGreaterThanOrEqual(Object.keys(bad).length);
+  });
+});
