@@ -104,6 +104,17 @@ export const AdapterEventSchema = z.discriminatedUnion('kind', [
 ]);
 export type AdapterEvent = z.infer<typeof AdapterEventSchema>;
 
+/** Operator asks the evaluator to promote an adapter, bypassing (but recording) the gate. */
+export const EvaluatorCommandSchema = z.strictObject({
+  kind: z.literal('promote'),
+  command_id: z.string().min(1),
+  adapter_id: z.string().min(1),
+  requested_by: z.string().min(1),
+  reason: z.string().default(''),
+  ts: EpochMs,
+});
+export type EvaluatorCommand = z.infer<typeof EvaluatorCommandSchema>;
+
 export const ServingCommandSchema = z.strictObject({
   kind: z.literal('rollback'),
   command_id: z.string().min(1),

@@ -18,6 +18,8 @@ export const TOPICS = {
   roundEvents: 'cprec.round-events.v1',
   /** Adapter lifecycle: published by the trainer, promoted/rejected by the evaluator. */
   adapters: 'cprec.adapters.v1',
+  /** Evaluator control: manual promotion requests from the operator. */
+  evaluatorCommands: 'cprec.evaluator-commands.v1',
   /** Serving control: rollback requests from the operator. */
   servingCommands: 'cprec.serving-commands.v1',
   /** Drift alerts and HR@1 observations from the evaluator. */
