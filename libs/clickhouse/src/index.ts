@@ -7,3 +7,4 @@ export * from './migrations/lock';
 export * from './migrations/runner';
 export * from './repositories/interactions';
 export * from './repositories/items';
+export * from './repositories/control-plane';
