@@ -1,0 +1,443 @@
+/**
+ * Ingest benchmark (issue 3): sustained events/s from Kafka into ClickHouse through the real
+ * ingest service, against the practical ceiling of a direct bulk insert of the same rows.
+ *
+ *   npx ts-node -r tsconfig-paths/register --transpile-only bench/ingest/ingest.bench.ts \
+ *     [--events 1000000] [--batch-rows 20000] [--cpu-prof] [--keep] [--out bench/results/ingest.json]
+ *
+ * INGEST_* variables in the environment are passed to the ingest process (e.g.
+ * INGEST_MAX_BATCH_ROWS=50000), so the service's knobs can be tuned per run.
+ *
+ * Isolation: the ingest service always reads TOPICS.interactions (there is no topic override),
+ * so the run uses a fresh consumer group whose offsets are set to the topic's high watermarks
+ * taken just before producing, a fresh ClickHouse database, and event ids with a run prefix;
+ * only this run's ids are counted.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { cpus } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { Command } from 'commander';
+import { Kafka, logLevel, Message, Producer } from 'kafkajs';
+import { DEFAULT_LIMITS, InteractionEvent, parseInteraction, TOPICS } from '@cprec/contracts';
+import {
+  clickHouseSettingsFromEnv,
+  ClickHouse,
+  createClickHouse,
+  ident,
+  InteractionRecord,
+  InteractionRepository,
+  runMigrations,
+  sql,
+} from '@cprec/clickhouse';
+import { createKafka, defaultTopicSpecs, ensureTopics, kafkaSettingsFromEnv } from '@cprec/messaging';
+import { syntheticDataset } from '@cprec/datasets';
+import {
+  counterTotal,
+  readCpuSeconds,
+  readRssBytes,
+  REPO_ROOT,
+  scrapeMetrics,
+  startIngestProcess,
+  waitForHealth,
+} from './ingest-process';
+
+const log = (line: string): void => void process.stderr.write(`[bench:ingest] ${line}\n`);
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const round = (x: number, digits = 0): number => Number(x.toFixed(digits));
+const MB = 1024 * 1024;
+
+interface Options {
+  events: number;
+  batchRows: number;
+  produceChunk: number;
+  produceInFlight: number;
+  parseSample: number;
+  cpuProf: boolean;
+  keep: boolean;
+  out: string;
+  timeoutS: number;
+}
+
+function parseOptions(argv: string[]): Options {
+  const positive = (v: string): number => {
+    const n = Number(v.replace(/_/g, ''));
+    if (!Number.isInteger(n) || n <= 0) throw new Error(`expected a positive integer, got ${v}`);
+    return n;
+  };
+  const program = new Command()
+    .name('bench:ingest')
+    .option('--events <n>', 'synthetic interaction events to produce and ingest', positive, 1_000_000)
+    .option(
+      '--batch-rows <n>',
+      'rows per direct insert (defaults to the ingest batch size INGEST_MAX_BATCH_ROWS or 20000)',
+      positive,
+    )
+    .option('--produce-chunk <n>', 'messages per producer request', positive, 10_000)
+    .option('--produce-in-flight <n>', 'concurrent producer requests', positive, 4)
+    .option('--parse-sample <n>', 'messages for the in-process parse micro-benchmark', positive, 200_000)
+    .option('--cpu-prof', 'run the ingest process with --cpu-prof (profile in .cprec/profiles)', false)
+    .option('--keep', 'keep the bench databases (dropped by default)', false)
+    .option('--timeout-s <n>', 'give up when ingest has not stored everything after this long', positive, 1800)
+    .option('--out <file>', 'result file', resolve(REPO_ROOT, 'bench/results/ingest.json'))
+    .parse(argv);
+  const o = program.opts<{
+    events: number;
+    batchRows?: number;
+    produceChunk: number;
+    produceInFlight: number;
+    parseSample: number;
+    cpuProf: boolean;
+    keep: boolean;
+    out: string;
+    timeoutS: number;
+  }>();
+  const envBatch = Number(process.env.INGEST_MAX_BATCH_ROWS);
+  return {
+    ...o,
+    batchRows: o.batchRows ?? (Number.isInteger(envBatch) && envBatch > 0 ? envBatch : 20_000),
+    out: resolve(o.out),
+  };
+}
+
+/** N synthetic events (about 20 per user over 3 domains) with run-prefixed ids. */
+function generateEvents(n: number, runTag: string): Promise<InteractionEvent[]> {
+  const dataset = syntheticDataset({ seed: 7, users: Math.ceil(n / 20) + 100, dataset: `bench-${runTag}` });
+  return (async () => {
+    const events: InteractionEvent[] = [];
+    for await (const e of dataset.interactions()) {
+      // Same length as a real id (ev- + 32 hex), with the run tag replacing the `ev` prefix.
+      events.push({ ...e, event_id: `${runTag}-${e.event_id.slice(3)}` });
+      if (events.length >= n) break;
+    }
+    if (events.length < n) throw new Error(`generator produced only ${events.length} of ${n} events`);
+    return events;
+  })();
+}
+
+type Watermarks = Map<string, { partition: number; offset: string }[]>;
+
+async function highWatermarks(kafka: Kafka, topics: readonly string[]): Promise<Watermarks> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await ensureTopics(admin, defaultTopicSpecs());
+    const result: Watermarks = new Map();
+    for (const topic of topics) {
+      const offsets = await admin.fetchTopicOffsets(topic);
+      result.set(
+        topic,
+        offsets.map((o) => ({ partition: o.partition, offset: o.high })),
+      );
+    }
+    return result;
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** Starts the fresh group at the watermarks so it skips every earlier run's messages. */
+async function positionGroup(kafka: Kafka, groupId: string, marks: Watermarks): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    for (const [topic, partitions] of marks) await admin.setOffsets({ groupId, topic, partitions });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+async function produceAll(producer: Producer, events: readonly InteractionEvent[], o: Options): Promise<number> {
+  const started = performance.now();
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < events.length) {
+      const from = next;
+      next = Math.min(events.length, next + o.produceChunk);
+      const messages: Message[] = [];
+      for (let i = from; i < next; i++) {
+        const e = events[i]!;
+        messages.push({ key: e.user_id, value: JSON.stringify(e) });
+      }
+      await producer.send({ topic: TOPICS.interactions, acks: -1, messages });
+    }
+  };
+  await Promise.all(Array.from({ length: o.produceInFlight }, worker));
+  return (performance.now() - started) / 1000;
+}
+
+async function countRun(ch: ClickHouse, prefix: string): Promise<number> {
+  const rows = await ch.query<{ n: string }>(
+    sql`SELECT count() AS n FROM interactions WHERE event_id LIKE ${`${prefix}-%`}`,
+  );
+  return Number(rows[0]?.n ?? 0);
+}
+
+async function distinctRun(ch: ClickHouse, prefix: string): Promise<number> {
+  const rows = await ch.query<{ n: string }>(
+    sql`SELECT uniqExact(event_id) AS n FROM interactions WHERE event_id LIKE ${`${prefix}-%`}`,
+  );
+  return Number(rows[0]?.n ?? 0);
+}
+
+/** Pids of the local ClickHouse and Kafka servers (from infra/local/status), for CPU accounting. */
+function serverPids(): { clickhouse: number | null; kafka: number | null } {
+  try {
+    const out = execFileSync('bash', [join(REPO_ROOT, 'infra/local/status')], { encoding: 'utf8' });
+    const pid = (name: string): number | null => {
+      const m = new RegExp(`^${name}.*pid (\\d+)`, 'm').exec(out);
+      return m ? Number(m[1]) : null;
+    };
+    return { clickhouse: pid('ClickHouse'), kafka: pid('Kafka') };
+  } catch {
+    return { clickhouse: null, kafka: null };
+  }
+}
+
+/** CPU seconds used by each process between two moments, as a share of one core. */
+class CpuMeter {
+  private readonly start = new Map<string, number | null>();
+  private t0 = performance.now();
+  constructor(private readonly pids: Record<string, number | null>) {}
+  begin(): void {
+    this.t0 = performance.now();
+    for (const [name, pid] of Object.entries(this.pids)) this.start.set(name, pid ? readCpuSeconds(pid) : null);
+  }
+  end(): Record<string, number | null> {
+    const wall = (performance.now() - this.t0) / 1000;
+    const result: Record<string, number | null> = {};
+    for (const [name, pid] of Object.entries(this.pids)) {
+      const before = this.start.get(name);
+      const after = pid ? readCpuSeconds(pid) : null;
+      result[name] = before != null && after != null ? round((after - before) / wall, 2) : null;
+    }
+    return result;
+  }
+}
+
+interface Sample {
+  t_s: number;
+  stored: number;
+  rss_mb: number | null;
+}
+
+async function main(): Promise<void> {
+  const o = parseOptions(process.argv);
+  const runTag = `bi${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
+  const database = `bench_ingest_${runTag}`;
+  const directDatabase = `${database}_direct`;
+  const groupId = `bench-ingest-${runTag}`;
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const chSettings = { ...clickHouseSettingsFromEnv(), database };
+  const kafka = createKafka({ ...kafkaSettingsFromEnv('cprec-bench-ingest'), logLevel: logLevel.ERROR });
+  const servers = serverPids();
+  log(`run ${runTag}: ${o.events} events, database ${database}, group ${groupId}`);
+
+  // 1. Generate, then produce everything before ingest starts (producer rate measured alone).
+  let t = performance.now();
+  const events = await generateEvents(o.events, runTag);
+  log(`generated ${events.length} events in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  const marks = await highWatermarks(kafka, [TOPICS.interactions, TOPICS.items]);
+  const producer = kafka.producer({ allowAutoTopicCreation: false });
+  await producer.connect();
+  const produceCpu = new CpuMeter({ kafka: servers.kafka });
+  produceCpu.begin();
+  const produceSeconds = await produceAll(producer, events, o);
+  const produceCores = produceCpu.end();
+  await producer.disconnect();
+  const producerRate = events.length / produceSeconds;
+  log(`produced in ${produceSeconds.toFixed(1)} s → ${Math.round(producerRate)} events/s`);
+  await positionGroup(kafka, groupId, marks);
+
+  // 2. Ingest service as its own process; time from its first consumed message to all N stored.
+  const profileDir = join(REPO_ROOT, '.cprec', 'profiles');
+  if (o.cpuProf) mkdirSync(profileDir, { recursive: true });
+  const ingestEnv: Record<string, string> = { CPREC_CLICKHOUSE_DB: database, INGEST_GROUP_ID: groupId };
+  const proc = startIngestProcess({
+    port,
+    env: ingestEnv,
+    logName: `bench-ingest-${runTag}`,
+    nodeArgs: o.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+  });
+  const pid = proc.child.pid;
+  if (pid === undefined) throw new Error('ingest process did not start');
+  const ch = createClickHouse(chSettings);
+  const samples: Sample[] = [];
+  let peakRss = 0;
+  let ingestSeconds = 0;
+  let ingestCores: Record<string, number | null> = {};
+  let metricsText: string | null = null;
+  try {
+    const spawnedAt = performance.now();
+    // RSS is sampled from spawn on, so start-up (ts-node, Nest) counts towards the peak too.
+    const rssTimer = setInterval(() => {
+      const rss = readRssBytes(pid);
+      if (rss !== null) peakRss = Math.max(peakRss, rss);
+    }, 50);
+    try {
+      await waitForHealth(proc);
+      const healthyAt = performance.now();
+      log(`ingest healthy after ${((healthyAt - spawnedAt) / 1000).toFixed(1)} s (pid ${pid})`);
+      // Consumption starts when the consumer reports its first consumed message.
+      let consumedAt = healthyAt;
+      for (;;) {
+        const text = await scrapeMetrics(port);
+        if (text && counterTotal(text, 'cprec_ingest_consumed_total') > 0) {
+          consumedAt = performance.now();
+          break;
+        }
+        if (performance.now() - healthyAt > 60_000) throw new Error('ingest consumed nothing in 60 s');
+        await sleep(20);
+      }
+      const cpu = new CpuMeter({ ingest: pid, clickhouse: servers.clickhouse, kafka: servers.kafka });
+      cpu.begin();
+      const deadline = performance.now() + o.timeoutS * 1000;
+      let lastLog = 0;
+      for (;;) {
+        const stored = await countRun(ch, runTag);
+        const now = performance.now();
+        const rss = readRssBytes(pid);
+        samples.push({ t_s: round((now - consumedAt) / 1000, 2), stored, rss_mb: rss === null ? null : round(rss / MB, 1) });
+        if (stored >= o.events) {
+          ingestSeconds = (now - consumedAt) / 1000;
+          break;
+        }
+        if (proc.child.exitCode !== null) throw new Error(`ingest exited early; see ${proc.logFile}`);
+        if (now > deadline) throw new Error(`ingest stored ${stored} of ${o.events} within ${o.timeoutS} s`);
+        if (now - lastLog > 5_000) {
+          lastLog = now;
+          log(`stored ${stored}/${o.events}, rss ${rss === null ? '?' : Math.round(rss / MB)} MB`);
+        }
+        await sleep(200);
+      }
+      ingestCores = cpu.end();
+      metricsText = await scrapeMetrics(port);
+    } finally {
+      clearInterval(rssTimer);
+    }
+  } finally {
+    const code = await proc.stop();
+    log(`ingest stopped (exit ${code ?? proc.child.signalCode}); log ${proc.logFile}`);
+  }
+  const ingestRate = o.events / ingestSeconds;
+  const distinct = await distinctRun(ch, runTag);
+  const storedRows = await countRun(ch, runTag);
+  log(`ingest: ${o.events} in ${ingestSeconds.toFixed(1)} s → ${Math.round(ingestRate)} events/s; distinct ${distinct}, rows ${storedRows}`);
+  if (distinct !== o.events) throw new Error(`expected ${o.events} distinct events, found ${distinct}`);
+
+  // Steady state: rate between 10 % and 90 % stored, excluding warm-up (JIT) and the tail.
+  const at = (fraction: number): Sample | undefined => samples.find((s) => s.stored >= fraction * o.events);
+  const s10 = at(0.1);
+  const s90 = at(0.9);
+  const steadyRate =
+    s10 && s90 && s90.t_s > s10.t_s ? (s90.stored - s10.stored) / (s90.t_s - s10.t_s) : null;
+
+  // 3. Direct bulk insert of the same rows through InteractionRepository.insertBatch (the ceiling).
+  await runMigrations({ ...chSettings, database: directDatabase });
+  const directCh = createClickHouse({ ...chSettings, database: directDatabase });
+  const repository = new InteractionRepository(directCh);
+  const records: InteractionRecord[] = events.map((e) => ({
+    event_id: e.event_id,
+    user_id: e.user_id,
+    item_id: e.item_id,
+    domain: e.domain,
+    ts_ms: e.ts,
+    seq: e.seq ?? 0,
+    platform: e.platform ?? '',
+    title: e.title ?? '',
+  }));
+  const directCpu = new CpuMeter({ bench: process.pid, clickhouse: servers.clickhouse });
+  directCpu.begin();
+  t = performance.now();
+  for (let i = 0; i < records.length; i += o.batchRows) {
+    await repository.insertBatch(records.slice(i, i + o.batchRows));
+  }
+  const directSeconds = (performance.now() - t) / 1000;
+  const directCores = directCpu.end();
+  const directRate = records.length / directSeconds;
+  const directDistinct = await distinctRun(directCh, runTag);
+  log(`direct insert: ${directSeconds.toFixed(1)} s → ${Math.round(directRate)} events/s (distinct ${directDistinct})`);
+
+  // 4. In-process cost of the ingest parse (JSON.parse + zod + limits) on the same messages, to
+  //    tell validation time from insert time when the target is missed.
+  const sample = events.slice(0, Math.min(o.parseSample, events.length)).map((e) => Buffer.from(JSON.stringify(e)));
+  t = performance.now();
+  for (const b of sample) JSON.parse(b.toString('utf8'));
+  const jsonOnlyRate = sample.length / ((performance.now() - t) / 1000);
+  t = performance.now();
+  let rejected = 0;
+  for (const b of sample) if (!parseInteraction(b, DEFAULT_LIMITS).ok) rejected++;
+  const parseRate = sample.length / ((performance.now() - t) / 1000);
+  if (rejected > 0) throw new Error(`${rejected} synthetic events failed validation`);
+  log(`parse: JSON.parse ${Math.round(jsonOnlyRate)}/s, parseInteraction ${Math.round(parseRate)}/s`);
+
+  if (!o.keep) {
+    const admin = createClickHouse({ ...chSettings, database: 'default' });
+    for (const db of [database, directDatabase]) await admin.command(sql`DROP DATABASE IF EXISTS ${ident(db)}`);
+    await admin.close();
+  }
+  await ch.close();
+  await directCh.close();
+
+  const ingestEnvUsed = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => k.startsWith('INGEST_')),
+  ) as Record<string, string>;
+  const result = {
+    events: o.events,
+    ingest_events_per_s: Math.round(ingestRate),
+    direct_insert_events_per_s: Math.round(directRate),
+    ratio: round(ingestRate / directRate, 3),
+    peak_rss_mb: round(peakRss / MB, 1),
+    producer_events_per_s: Math.round(producerRate),
+    target: { ratio: 0.5, events_per_s: 50_000 },
+    target_met: ingestRate / directRate >= 0.5 && ingestRate >= 50_000,
+    details: {
+      ingest_seconds: round(ingestSeconds, 2),
+      ingest_steady_events_per_s: steadyRate === null ? null : Math.round(steadyRate),
+      ingest_cpu_cores: ingestCores,
+      direct_seconds: round(directSeconds, 2),
+      direct_batch_rows: o.batchRows,
+      direct_cpu_cores: directCores,
+      producer_seconds: round(produceSeconds, 2),
+      producer_cpu_cores: produceCores,
+      producer: { chunk: o.produceChunk, in_flight: o.produceInFlight, acks: 'all', compression: 'none' },
+      parse_json_only_events_per_s: Math.round(jsonOnlyRate),
+      parse_interaction_events_per_s: Math.round(parseRate),
+      stored_rows: storedRows,
+      distinct_events: distinct,
+      ingest_env: ingestEnvUsed,
+      ingest_metrics: metricsText
+        ? {
+            consumed: counterTotal(metricsText, 'cprec_ingest_consumed_total'),
+            inserted: counterTotal(metricsText, 'cprec_ingest_inserted_total'),
+            deduplicated: counterTotal(metricsText, 'cprec_ingest_deduplicated_total'),
+            dead_lettered: counterTotal(metricsText, 'cprec_ingest_dead_lettered_total'),
+            batches: counterTotal(metricsText, 'cprec_ingest_batch_seconds_count'),
+            batch_seconds_sum: round(counterTotal(metricsText, 'cprec_ingest_batch_seconds_sum'), 2),
+          }
+        : null,
+      cpu_profile_dir: o.cpuProf ? profileDir : null,
+      timeline: samples.filter((_, i) => i % Math.max(1, Math.ceil(samples.length / 60)) === 0),
+      load_average_at_end: (await import('node:os')).loadavg().map((x) => round(x, 2)),
+    },
+    run: runTag,
+    date: new Date().toISOString(),
+    command: `npx ts-node -r tsconfig-paths/register --transpile-only bench/ingest/ingest.bench.ts --events ${o.events}`,
+    machine: { cores: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, platform: process.platform },
+  };
+  mkdirSync(dirname(o.out), { recursive: true });
+  writeFileSync(o.out, `${JSON.stringify(result, null, 2)}\n`);
+  log(`wrote ${o.out}`);
+  process.stdout.write(
+    `${JSON.stringify({ events: result.events, ingest_events_per_s: result.ingest_events_per_s, direct_insert_events_per_s: result.direct_insert_events_per_s, ratio: result.ratio, peak_rss_mb: result.peak_rss_mb, producer_events_per_s: result.producer_events_per_s })}\n`,
+  );
+}
+
+void main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`bench:ingest failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exit(1);
+  },
+);
