@@ -319,14 +319,17 @@ export class LlamaModel {
       const cos = tf.reshape(tf.gather(this.ropeCos, tf.reshape(positions, [-1])), [pb, T, 1, hs]);
       const sin = tf.reshape(tf.gather(this.ropeSin, tf.reshape(positions, [-1])), [pb, T, 1, hs]);
 
-      // Attention bias [B|1, 1, 1, T, Tk]: causal by column, plus padded keys.
+      // Attention bias, causal by column plus padded keys, materialised once per forward at the
+      // full score shape [B, nKv, kvMul*T, Tk]: same-shape adds take the backends' fast path,
+      // while broadcasting adds fall back to per-element index arithmetic on the JS cpu backend.
       const Tk = past + T;
       let bias: tf.Tensor | null = null;
       if (T > 1 || fullMask) {
         const causal = new Float32Array(T * Tk);
         for (let i = 0; i < T; i++) for (let j = past + i + 1; j < Tk; j++) causal[i * Tk + j] = -1e9;
-        bias = tf.tensor(causal, [1, 1, 1, T, Tk]);
-        if (fullMask) bias = tf.add(bias, tf.reshape(tf.mul(tf.sub(1, fullMask), -1e9), [B, 1, 1, 1, Tk]));
+        let b: tf.Tensor = tf.tensor(causal, [1, 1, T, Tk]);
+        if (fullMask) b = tf.add(b, tf.reshape(tf.mul(tf.sub(1, fullMask), -1e9), [B, 1, 1, Tk]));
+        bias = tf.tile(b, [b.shape[0] === B ? 1 : B, c.nKvHeads, kvMul, 1]);
       }
 
       let x: tf.Tensor2D = embeddingLookup(
@@ -363,15 +366,10 @@ export class LlamaModel {
           cache.values[l] = tf.keep(v);
         }
         // Group query heads by their kv head: [B, nKv, kvMul*T, hs] so no k/v repetition is needed.
-        const qg = tf.reshape(tf.transpose(q, [0, 2, 1, 3]), [B, c.nKvHeads, kvMul * T, hs]);
-        let scores: tf.Tensor = tf.mul(tf.matMul(qg, k, false, true), scale);
-        if (bias)
-          scores = tf.reshape(tf.add(tf.reshape(scores, [B, c.nKvHeads, kvMul, T, Tk]), bias), [
-            B,
-            c.nKvHeads,
-            kvMul * T,
-            Tk,
-          ]);
+        // 1/sqrt(hs) is applied to q (B·T·dim values) rather than to the larger score matrix.
+        const qg = tf.reshape(tf.transpose(tf.mul(q, scale), [0, 2, 1, 3]), [B, c.nKvHeads, kvMul * T, hs]);
+        let scores: tf.Tensor = tf.matMul(qg, k, false, true);
+        if (bias) scores = tf.add(scores, bias);
         const att = tf.matMul(tf.softmax(scores), v); // [B, nKv, kvMul*T, hs]
         const merged = tf.reshape(tf.transpose(tf.reshape(att, [B, c.nHeads, T, hs]), [0, 2, 1, 3]), [
           B * T,
