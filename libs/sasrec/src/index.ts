@@ -8,6 +8,7 @@ export * from './batches';
 export * from './recommender';
 export * from './sequence-model';
 export * from './sasrec';
+export * from './gru4rec';
 export * from './evaluation';
 export * from './popularity';
 export * from './synthetic';
