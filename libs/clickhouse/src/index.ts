@@ -8,3 +8,5 @@ export * from './migrations/runner';
 export * from './repositories/interactions';
 export * from './repositories/items';
 export * from './repositories/control-plane';
+export * from './repositories/sequences';
+export * from './repositories/corpus-slices';
