@@ -66,8 +66,8 @@ export function attachLora(model: LlamaModel, config: Partial<LoraConfig> = {}, 
       const a = new Float32Array(cfg.rank * inDim);
       for (let i = 0; i < a.length; i++) a[i] = (rand() * 2 - 1) * bound;
       adapters.set(loraKey(l, t), {
-        a: tf.variable(tf.tensor2d(a, [cfg.rank, inDim]), true),
-        b: tf.variable(tf.zeros([out, cfg.rank]), true),
+        a: tf.tidy(() => tf.variable(tf.tensor2d(a, [cfg.rank, inDim]), true)),
+        b: tf.tidy(() => tf.variable(tf.zeros([out, cfg.rank]), true)),
       });
     }
   }

@@ -144,7 +144,7 @@ export class LlamaModel {
         throw new Error(
           `weight ${what} has ${data.length} values, expected ${n} for shape [${shape.join(', ')}]`,
         );
-      return tf.variable(tf.tensor(data, shape, 'float32'), false);
+      return tf.tidy(() => tf.variable(tf.tensor(data, shape, 'float32'), false));
     };
     this.tokEmbedding = variable(weights.tokEmbedding, [c.vocabSize, c.dim], 'tokEmbedding');
     if (weights.layers.length !== c.nLayers)

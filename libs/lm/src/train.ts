@@ -95,7 +95,7 @@ export class AdamW {
 
   private moment(store: Map<string, tf.Variable>, name: string, like: tf.Tensor): tf.Variable {
     let s = store.get(name);
-    if (!s) store.set(name, (s = tf.variable(tf.zerosLike(like), false)));
+    if (!s) store.set(name, (s = tf.tidy(() => tf.variable(tf.zerosLike(like), false))));
     return s;
   }
 
@@ -132,9 +132,9 @@ export class AdamW {
     this.dispose();
     this.step = state.step;
     for (const [k, t] of Object.entries(state.m))
-      this.m.set(k, tf.variable(tf.tensor(t.data, t.shape), false));
+      this.m.set(k, tf.tidy(() => tf.variable(tf.tensor(t.data, t.shape), false)));
     for (const [k, t] of Object.entries(state.v))
-      this.v.set(k, tf.variable(tf.tensor(t.data, t.shape), false));
+      this.v.set(k, tf.tidy(() => tf.variable(tf.tensor(t.data, t.shape), false)));
   }
 
   /** State as safetensors entries (`m.<var>`, `v.<var>`) plus the step for the metadata. */

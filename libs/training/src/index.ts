@@ -1,1 +1,3 @@
 export * from './schedule';
+export * from './data';
+export * from './cpt';

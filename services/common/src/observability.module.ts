@@ -1,4 +1,14 @@
-import { Controller, DynamicModule, Get, Header, HttpException, HttpStatus, Inject, Injectable, Module } from '@nestjs/common';
+import {
+  Controller,
+  DynamicModule,
+  Get,
+  Header,
+  HttpException,
+  HttpStatus,
+  Inject,
+  Injectable,
+  Module,
+} from '@nestjs/common';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 
 export const METRICS_REGISTRY = Symbol('METRICS_REGISTRY');

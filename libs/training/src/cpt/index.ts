@@ -1,0 +1,3 @@
+export * from './types';
+export * from './checkpoint';
+export * from './cpt-round';

@@ -1,0 +1,2 @@
+export * from './sample-source';
+export * from './batching';
