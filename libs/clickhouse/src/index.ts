@@ -10,3 +10,4 @@ export * from './repositories/items';
 export * from './repositories/control-plane';
 export * from './repositories/sequences';
 export * from './repositories/corpus-slices';
+export * from './repositories/splits';
