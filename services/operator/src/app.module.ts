@@ -1,0 +1,76 @@
+import { randomUUID } from 'node:crypto';
+import { Module } from '@nestjs/common';
+import { APP_FILTER } from '@nestjs/core';
+import {
+  ClickHouse,
+  clickHouseSettingsFromEnv,
+  ControlPlaneRepository,
+  createClickHouse,
+  runMigrations,
+} from '@cprec/clickhouse';
+import { createKafka, kafkaSettingsFromEnv } from '@cprec/messaging';
+import { HealthRegistry, ObservabilityModule } from '@cprec/service-common';
+import { loadOperatorConfig, OPERATOR_CONFIG } from './config';
+import { AdaptersController } from './http/adapters.controller';
+import { UseCaseErrorFilter } from './http/errors.filter';
+import { MonitoringController } from './http/monitoring.controller';
+import { OperatorTokenGuard } from './http/operator-token.guard';
+import { RoundsController } from './http/rounds.controller';
+import { KafkaCommandPublisher } from './kafka/kafka-command.publisher';
+import { CLOCK, COMMAND_PUBLISHER, CONTROL_PLANE_LOOKUP, ID_GENERATOR } from './ports';
+import { CONTROL_PLANE_REPOSITORY, OperatorQueries } from './queries/operator.queries';
+import { CancelRound } from './use-cases/cancel-round/cancel-round.usecase';
+import { PromoteAdapter } from './use-cases/promote-adapter/promote-adapter.usecase';
+import { RollbackServing } from './use-cases/rollback-serving/rollback-serving.usecase';
+import { TriggerRound } from './use-cases/trigger-round/trigger-round.usecase';
+
+const CLICKHOUSE = Symbol('CLICKHOUSE');
+
+@Module({
+  imports: [ObservabilityModule.forService('operator')],
+  controllers: [RoundsController, AdaptersController, MonitoringController],
+  providers: [
+    { provide: OPERATOR_CONFIG, useFactory: () => loadOperatorConfig() },
+    {
+      provide: CLICKHOUSE,
+      useFactory: async () => {
+        const settings = clickHouseSettingsFromEnv();
+        await runMigrations(settings);
+        return createClickHouse(settings);
+      },
+    },
+    {
+      provide: CONTROL_PLANE_REPOSITORY,
+      inject: [CLICKHOUSE],
+      useFactory: (ch: ClickHouse) => new ControlPlaneRepository(ch),
+    },
+    { provide: CONTROL_PLANE_LOOKUP, useExisting: CONTROL_PLANE_REPOSITORY },
+    {
+      provide: KafkaCommandPublisher,
+      useFactory: () => new KafkaCommandPublisher(createKafka(kafkaSettingsFromEnv('cprec-operator'))),
+    },
+    { provide: COMMAND_PUBLISHER, useExisting: KafkaCommandPublisher },
+    { provide: CLOCK, useValue: { now: () => Date.now() } },
+    { provide: ID_GENERATOR, useValue: { next: () => randomUUID() } },
+    { provide: APP_FILTER, useClass: UseCaseErrorFilter },
+    OperatorTokenGuard,
+    OperatorQueries,
+    TriggerRound,
+    CancelRound,
+    PromoteAdapter,
+    RollbackServing,
+    {
+      provide: 'OPERATOR_HEALTH_REGISTRATION',
+      inject: [HealthRegistry, KafkaCommandPublisher, CLICKHOUSE],
+      useFactory: (health: HealthRegistry, kafka: KafkaCommandPublisher, ch: ClickHouse) => {
+        health.register(kafka);
+        health.register({
+          name: 'clickhouse',
+          check: async () => ((await ch.ping()) ? null : 'ping failed'),
+        });
+        return true;
+      },
+    },
+  ],
+})
+export class OperatorAppModule {}

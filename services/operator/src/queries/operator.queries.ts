@@ -1,0 +1,114 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type {
+  ControlPlaneRepository,
+  DriftAlertRecord,
+  DriftObservationRecord,
+  EvaluationRecord,
+  RoundStepRecord,
+  ServingEventRecord,
+  StoredPromotion,
+  StoredRoundState,
+} from '@cprec/clickhouse';
+import { NotFoundError } from '../errors';
+import { AdapterSummary, summariseAdapters, thin } from './adapter-summary';
+
+export const CONTROL_PLANE_REPOSITORY = Symbol('CONTROL_PLANE_REPOSITORY');
+
+export interface RoundDetail {
+  round: StoredRoundState;
+  steps: RoundStepRecord[];
+  /** Steps stored for the round before thinning to `steps`. */
+  total_points: number;
+}
+
+export interface DriftView {
+  series: DriftObservationRecord[];
+  alerts: DriftAlertRecord[];
+  /** Chart markers: promotions (gate decisions 'promoted') and round starts. */
+  promotions: StoredPromotion[];
+  rounds: Array<Pick<StoredRoundState, 'round_id' | 'state' | 'created_ms'>>;
+}
+
+export interface ServingView {
+  current: ServingEventRecord | null;
+  events: ServingEventRecord[];
+}
+
+/** The read side of the API: one method per GET endpoint, straight from the control-plane tables. */
+@Injectable()
+export class OperatorQueries {
+  constructor(@Inject(CONTROL_PLANE_REPOSITORY) private readonly repo: ControlPlaneRepository) {}
+
+  listRounds(limit: number): Promise<StoredRoundState[]> {
+    return this.repo.listRounds({ limit });
+  }
+
+  async round(roundId: string, maxPoints: number): Promise<RoundDetail> {
+    const round = await this.repo.getRound(roundId);
+    if (round === null) throw new NotFoundError(`round ${roundId} not found`);
+    const steps = await this.repo.listRoundSteps(roundId);
+    return { round, steps: thin(steps, maxPoints), total_points: steps.length };
+  }
+
+  async adapters(limit: number): Promise<{ adapters: AdapterSummary[]; serving_adapter_id: string | null }> {
+    const adapters = await this.repo.listAdapters({ limit });
+    const ids = adapters.map((a) => a.adapter_id);
+    const [evaluations, promotions, current] = await Promise.all([
+      this.repo.listEvaluations({ adapterIds: ids, limit: 100_000 }),
+      this.repo.listPromotions({ adapterIds: ids, limit: 100_000 }),
+      this.repo.currentServingAdapter(),
+    ]);
+    const servingId = current?.adapter_id ?? null;
+    return {
+      adapters: summariseAdapters(adapters, evaluations, promotions, servingId),
+      serving_adapter_id: servingId,
+    };
+  }
+
+  async adapter(adapterId: string): Promise<{ adapter: AdapterSummary; evaluations: EvaluationRecord[] }> {
+    const adapter = await this.repo.getAdapter(adapterId);
+    if (adapter === null) throw new NotFoundError(`adapter ${adapterId} not found`);
+    const [evaluations, promotions, current] = await Promise.all([
+      this.repo.listEvaluations({ adapterIds: [adapterId] }),
+      this.repo.listPromotions({ adapterIds: [adapterId] }),
+      this.repo.currentServingAdapter(),
+    ]);
+    const [summary] = summariseAdapters([adapter], evaluations, promotions, current?.adapter_id ?? null);
+    return { adapter: summary, evaluations };
+  }
+
+  evaluations(filter: { adapterId?: string; domain?: string; limit: number }): Promise<EvaluationRecord[]> {
+    return this.repo.listEvaluations({
+      ...(filter.adapterId === undefined ? {} : { adapterIds: [filter.adapterId] }),
+      ...(filter.domain === undefined ? {} : { domain: filter.domain }),
+      limit: filter.limit,
+    });
+  }
+
+  promotions(limit: number): Promise<StoredPromotion[]> {
+    return this.repo.listPromotions({ limit });
+  }
+
+  async drift(filter: { domain?: string; fromMs?: number; limit: number }): Promise<DriftView> {
+    const [series, alerts, promotions, rounds] = await Promise.all([
+      this.repo.driftSeries(filter),
+      this.repo.listDriftAlerts({ ...filter, limit: 1000 }),
+      this.repo.listPromotions({ limit: 1000 }),
+      this.repo.listRounds({ limit: 1000 }),
+    ]);
+    return {
+      series,
+      alerts,
+      promotions: promotions.filter((p) => p.decision === 'promoted'),
+      rounds: rounds.map((r) => ({ round_id: r.round_id, state: r.state, created_ms: r.created_ms })),
+    };
+  }
+
+  async serving(limit: number): Promise<ServingView> {
+    const [current, events] = await Promise.all([
+      this.repo.currentServingAdapter(),
+      this.repo.listServingEvents({ limit }),
+    ]);
+    return { current, events };
+  }
+}

@@ -1,0 +1,4 @@
+export interface CancelRoundCommand {
+  roundId: string;
+  requestedBy: string;
+}

@@ -1,0 +1,51 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { ServingCommandSchema, TOPICS } from '@cprec/contracts';
+import { NotFoundError, parseOrThrow } from '../../errors';
+import {
+  AcceptedCommand,
+  Clock,
+  CLOCK,
+  COMMAND_PUBLISHER,
+  CommandPublisher,
+  CONTROL_PLANE_LOOKUP,
+  ControlPlaneLookup,
+  ID_GENERATOR,
+  IdGenerator,
+} from '../../ports';
+import { RollbackServingCommand } from './rollback-serving.command';
+
+/**
+ * Asks serving to switch back: to a named adapter (which must exist) or, without one, to the
+ * adapter it served before the current one (serving knows its own history).
+ */
+@Injectable()
+export class RollbackServing {
+  constructor(
+    @Inject(COMMAND_PUBLISHER) private readonly publisher: CommandPublisher,
+    @Inject(CONTROL_PLANE_LOOKUP) private readonly lookup: ControlPlaneLookup,
+    @Inject(CLOCK) private readonly clock: Clock,
+    @Inject(ID_GENERATOR) private readonly ids: IdGenerator,
+  ) {}
+
+  async execute(command: RollbackServingCommand): Promise<AcceptedCommand> {
+    if (
+      command.to_adapter_id !== undefined &&
+      (await this.lookup.getAdapter(command.to_adapter_id)) === null
+    ) {
+      throw new NotFoundError(`adapter ${command.to_adapter_id} not found`);
+    }
+    const message = parseOrThrow(
+      ServingCommandSchema,
+      {
+        kind: 'rollback',
+        command_id: this.ids.next(),
+        ...(command.to_adapter_id === undefined ? {} : { to_adapter_id: command.to_adapter_id }),
+        requested_by: command.requestedBy,
+        ts: this.clock.now(),
+      },
+      'serving command',
+    );
+    await this.publisher.publishServingCommand(message);
+    return { command_id: message.command_id, kind: message.kind, topic: TOPICS.servingCommands };
+  }
+}
