@@ -1,0 +1,29 @@
+import { Module } from '@nestjs/common';
+import { clickHouseSettingsFromEnv, createClickHouse } from '@cprec/clickhouse';
+import { HealthRegistry, ObservabilityModule } from '@cprec/service-common';
+import { loadSequencerConfig, SEQUENCER_CONFIG } from './config';
+import { SEQUENCER_CLICKHOUSE, SEQUENCER_CLICKHOUSE_SETTINGS, SequencerService } from './sequencer.service';
+
+@Module({
+  imports: [ObservabilityModule.forService('sequencer')],
+  providers: [
+    { provide: SEQUENCER_CONFIG, useFactory: () => loadSequencerConfig() },
+    { provide: SEQUENCER_CLICKHOUSE_SETTINGS, useFactory: () => clickHouseSettingsFromEnv() },
+    // Creating the client does not connect: the database may not exist yet (rounds create it).
+    {
+      provide: SEQUENCER_CLICKHOUSE,
+      inject: [SEQUENCER_CLICKHOUSE_SETTINGS],
+      useFactory: (settings: ReturnType<typeof clickHouseSettingsFromEnv>) => createClickHouse(settings),
+    },
+    SequencerService,
+    {
+      provide: 'SEQUENCER_HEALTH_REGISTRATION',
+      inject: [HealthRegistry, SequencerService],
+      useFactory: (health: HealthRegistry, sequencer: SequencerService) => {
+        health.register(sequencer);
+        return true;
+      },
+    },
+  ],
+})
+export class SequencerAppModule {}

@@ -1,0 +1,23 @@
+import { z } from 'zod';
+import { CommonEnvSchema, envInt, loadConfig } from '@cprec/service-common';
+
+export const SequencerEnvSchema = CommonEnvSchema.extend({
+  SEQUENCER_PORT: envInt(8102, 1),
+  /** Pause between incremental rebuilds. */
+  SEQUENCER_INTERVAL_MS: envInt(5_000, 1),
+  /**
+   * Rows ingested this long before the previous watermark are rebuilt again, and the watermark
+   * stays this far behind "now" (late-visible inserts, ingest clock skew). See docs/sequencer.md.
+   */
+  SEQUENCER_SAFETY_MARGIN_MS: envInt(10_000),
+  /** Back-off after a failed round (ClickHouse or Kafka outage): doubles up to the max. */
+  SEQUENCER_RETRY_INITIAL_MS: envInt(500, 1),
+  SEQUENCER_RETRY_MAX_MS: envInt(30_000, 1),
+  /** Client id of the CorpusStats producer. */
+  SEQUENCER_CLIENT_ID: z.string().min(1).default('cprec-sequencer'),
+});
+export type SequencerConfig = z.infer<typeof SequencerEnvSchema>;
+
+export const SEQUENCER_CONFIG = Symbol('SEQUENCER_CONFIG');
+export const loadSequencerConfig = (env: NodeJS.ProcessEnv = process.env): SequencerConfig =>
+  loadConfig(SequencerEnvSchema, env);
