@@ -1,0 +1,3 @@
+export * from './store';
+export * from './digest';
+export * from './local-store';
