@@ -77,6 +77,9 @@ export class SequencerLoop {
     try {
       rebuild = await this.ports.rebuild();
     } catch (err) {
+      // Set up again before the next attempt: after an outage the database may have been
+      // recreated empty (set-up is idempotent and cheap when nothing is missing).
+      this.ready = false;
       return { ok: false, stage: 'rebuild', error: asError(err) };
     }
     this.observer.rebuilt(rebuild);
