@@ -24,7 +24,7 @@ interface GenerateFlags {
   temperature: number;
   topp: number;
   seed?: number;
-  backend: 'auto' | 'cpu' | 'wasm' | 'tensorflow';
+  backend: BackendPreference;
 }
 
 /**
@@ -36,8 +36,11 @@ export function register(program: Command): void {
   const lm = program.command('lm').description('language model utilities (libs/lm)');
   lm.command('generate')
     .description('generate text from a llama2.c checkpoint, like llama2.c `run`')
-    .requiredOption('--checkpoint <file>', 'llama2.c checkpoint (legacy v0 .bin)')
-    .requiredOption('--tokenizer <file>', 'llama2.c tokenizer.bin')
+    .requiredOption(
+      '--checkpoint <path>',
+      'llama2.c checkpoint (legacy v0 .bin) or Hugging Face checkpoint directory',
+    )
+    .requiredOption('--tokenizer <file>', 'llama2.c tokenizer.bin or Hugging Face tokenizer.json')
     .option('--prompt <text>', 'prompt text (forced tokens after BOS)')
     .option('--steps <n>', 'forward steps from BOS, 0 = model max sequence length', num('--steps', true), 256)
     .option('--temperature <t>', '0 = greedy', num('--temperature', false), 1)
@@ -47,8 +50,8 @@ export function register(program: Command): void {
     .action(async (flags: GenerateFlags) => {
       const report = await selectBackend(flags.backend);
       process.stderr.write(`tfjs backend: ${report.backend} (${report.source})\n`);
-      const weights = loadLlama2cCheckpoint(flags.checkpoint);
-      const tok = Llama2cTokenizer.fromFile(flags.tokenizer, weights.config.vocabSize);
+      const weights = loadCheckpoint(flags.checkpoint);
+      const tok = loadTokenizer(flags.tokenizer, weights.config.vocabSize);
       const model = new LlamaModel(weights);
       try {
         const bytes = runLikeLlama2c(model, tok, {

@@ -244,3 +244,61 @@ export function scoreCandidates(
 export function rankCandidates(scores: readonly number[]): number[] {
   return scores.map((_, i) => i).sort((a, b) => scores[b] - scores[a] || a - b);
 }
+
+/** Stop set for "one line" generation: EOS, BOS and every id whose text contains a newline. */
+export function lineStopTokens(tok: Tokenizer): number[] {
+  return [tok.eosId, tok.bosId, ...newlineTokenIds(tok)].filter((id) => id >= 0);
+}
+
+/**
+ * Generation for several prompts at once. Prompts are LEFT-padded so every row's next token lands
+ * in the same column; positions come from the attention mask, so each row decodes exactly as it
+ * would alone. Rows that hit a stop token keep being fed (their output is frozen) until all stop.
+ */
+export function generateBatch(
+  model: LlamaModel,
+  prompts: readonly (readonly number[])[],
+  opts: GenerateOptions,
+): number[][] {
+  if (prompts.length === 0) return [];
+  if (prompts.some((p) => p.length === 0))
+    throw new Error('generateBatch needs non-empty prompts (start with BOS)');
+  const width = Math.max(...prompts.map((p) => p.length));
+  const limit = Math.min(opts.maxNewTokens, model.config.maxSeqLen - width);
+  const stops = new Set(opts.stopTokens ?? []);
+  const samplers = prompts.map(
+    (_, i) => new TokenSampler({ ...opts, seed: opts.seed === undefined ? undefined : opts.seed + i }),
+  );
+  const ids = prompts.map((p) => [...new Array<number>(width - p.length).fill(0), ...p]);
+  const mask = prompts.map((p) => [
+    ...new Array<number>(width - p.length).fill(0),
+    ...new Array<number>(p.length).fill(1),
+  ]);
+  const out = prompts.map(() => [] as number[]);
+  const done = prompts.map(() => false);
+  const V = model.config.vocabSize;
+  const cache = new KVCache(model.config.nLayers, prompts.length);
+  try {
+    let logits = model.forward(ids, { cache, attentionMask: mask, lastOnly: true });
+    for (let step = 0; step < limit; step++) {
+      const rows = logits.dataSync() as Float32Array;
+      logits.dispose();
+      const next = prompts.map((_, i) => {
+        if (done[i]) return 0;
+        const tokId = samplers[i].sample(rows.subarray(i * V, (i + 1) * V));
+        if (stops.has(tokId)) done[i] = true;
+        else out[i].push(tokId);
+        return tokId;
+      });
+      if (done.every(Boolean) || step + 1 >= limit) return out;
+      logits = model.forward(
+        next.map((t) => [t]),
+        { cache, attentionMask: next.map(() => [1]), lastOnly: true },
+      );
+    }
+    if (limit <= 0) logits.dispose();
+    return out;
+  } finally {
+    cache.dispose();
+  }
+}

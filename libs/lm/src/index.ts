@@ -12,3 +12,4 @@ export * from './lora';
 export * from './train';
 export * from './hf';
 export * from './hf-tokenizer';
+export * from './load';

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { constrainedGenerate, generate, rankCandidates, scoreCandidates } from './generate';
+import { constrainedGenerate, generate, generateBatch, rankCandidates, scoreCandidates } from './generate';
 import { loadLlama2cCheckpoint } from './llama2c';
 import { KVCache, LlamaModel } from './model';
 import { maxAbsDiff, tinyConfig } from './testing/tiny';
@@ -115,6 +115,23 @@ describe('inference', () => {
     cache.dispose();
     expect(maxAbsDiff(step.subarray(0, V), logits(model, [[1, 6, 11]]).subarray(2 * V))).toBeLessThan(1e-5);
     expect(maxAbsDiff(step.subarray(V), logits(model, [[1, 2, 3, 12]]).subarray(3 * V))).toBeLessThan(1e-5);
+  });
+
+  it('batched generation over left-padded prompts equals per-prompt generation', () => {
+    const prompts = [
+      [1, 7, 3, 22],
+      [1, 5],
+      [1, 9, 9, 9, 9, 2],
+    ];
+    const before = tf.memory().numTensors;
+    const batched = generateBatch(model, prompts, { maxNewTokens: 12 });
+    expect(tf.memory().numTensors).toBe(before);
+    prompts.forEach((p, i) => expect(batched[i]).toEqual(generate(model, p, { maxNewTokens: 12 })));
+    const stop = batched[1][4];
+    const stopped = generateBatch(model, prompts, { maxNewTokens: 12, stopTokens: [stop] });
+    prompts.forEach((p, i) =>
+      expect(stopped[i]).toEqual(generate(model, p, { maxNewTokens: 12, stopTokens: [stop] })),
+    );
   });
 
   it('injected vectors replace the embeddings at marked positions', () => {

@@ -132,9 +132,15 @@ export class AdamW {
     this.dispose();
     this.step = state.step;
     for (const [k, t] of Object.entries(state.m))
-      this.m.set(k, tf.tidy(() => tf.variable(tf.tensor(t.data, t.shape), false)));
+      this.m.set(
+        k,
+        tf.tidy(() => tf.variable(tf.tensor(t.data, t.shape), false)),
+      );
     for (const [k, t] of Object.entries(state.v))
-      this.v.set(k, tf.tidy(() => tf.variable(tf.tensor(t.data, t.shape), false)));
+      this.v.set(
+        k,
+        tf.tidy(() => tf.variable(tf.tensor(t.data, t.shape), false)),
+      );
   }
 
   /** State as safetensors entries (`m.<var>`, `v.<var>`) plus the step for the metadata. */
@@ -144,6 +150,17 @@ export class AdamW {
     for (const [k, t] of Object.entries(s.m)) tensors.set(`m.${k}`, t);
     for (const [k, t] of Object.entries(s.v)) tensors.set(`v.${k}`, t);
     return { step: s.step, tensors };
+  }
+
+  /** Inverse of `stateTensors()` (e.g. after reading the safetensors file back). */
+  loadStateTensors(step: number, tensors: Map<string, { shape: number[]; data: Float32Array }>): void {
+    const state: AdamWState = { step, m: {}, v: {} };
+    for (const [name, t] of tensors) {
+      if (name.startsWith('m.')) state.m[name.slice(2)] = t;
+      else if (name.startsWith('v.')) state.v[name.slice(2)] = t;
+      else throw new Error(`optimizer state tensor ${name} is neither m.* nor v.*`);
+    }
+    this.setState(state);
   }
 
   dispose(): void {
