@@ -153,7 +153,7 @@ function buildKernels(addon: NativeKernelAddon): Record<string, (args: KernelArg
         `${b.shape} and transposeA=${transposeA} and transposeB=${transposeB} must match.`,
     );
     const batch = Math.max(batchA, batchB);
-    const out = new Float32Array(batch * m * n);
+    const out = new Float32Array(new ArrayBuffer(4 * batch * m * n));
     addon.matmul(f32(backend, a), f32(backend, b), out, batch, batchA, batchB, m, n, innerA, transposeA, transposeB);
     return backend.makeTensorInfo(outOuter.concat([m, n]), 'float32', out);
   };

@@ -19,6 +19,8 @@ export interface TinyDecoderConfig {
   seqLen: number;
   loraRank: number;
   seed: number;
+  /** Standard deviation of the random weights (default 0.02, as in LLaMA). */
+  initStd?: number;
 }
 
 export const STORIES_260K_SHAPE: Omit<TinyDecoderConfig, 'seqLen' | 'loraRank' | 'seed'> = {
@@ -62,32 +64,32 @@ export interface TinyDecoder {
 export function createTinyDecoder(config: TinyDecoderConfig): TinyDecoder {
   let seed = config.seed;
   const headDim = config.dim / config.heads;
-  const normal = (shape: number[], std: number, name: string): tf.Variable =>
-    tf.variable(tf.randomNormal(shape, 0, std, 'float32', seed++), true, `${name}_${seed}`);
-  const ones = (n: number, name: string): tf.Variable => tf.variable(tf.ones([n]), true, `${name}_${seed++}`);
-  const std = 0.02;
+  const normal = (shape: number[], std: number): tf.Variable =>
+    tf.variable(tf.randomNormal(shape, 0, std, 'float32', seed++), true);
+  const ones = (n: number): tf.Variable => tf.variable(tf.ones([n]), true);
+  const std = config.initStd ?? 0.02;
   const layers: LayerWeights[] = [];
   for (let l = 0; l < config.layers; l++) {
     layers.push({
-      attnNorm: ones(config.dim, 'attn_norm'),
-      wq: normal([config.dim, config.dim], std, 'wq'),
-      wk: normal([config.dim, config.kvHeads * headDim], std, 'wk'),
-      wv: normal([config.dim, config.kvHeads * headDim], std, 'wv'),
-      wo: normal([config.dim, config.dim], std, 'wo'),
-      ffnNorm: ones(config.dim, 'ffn_norm'),
-      w1: normal([config.dim, config.hiddenDim], std, 'w1'),
-      w2: normal([config.hiddenDim, config.dim], std, 'w2'),
-      w3: normal([config.dim, config.hiddenDim], std, 'w3'),
-      loraQA: normal([config.dim, config.loraRank], std, 'lora_qa'),
+      attnNorm: ones(config.dim),
+      wq: normal([config.dim, config.dim], std),
+      wk: normal([config.dim, config.kvHeads * headDim], std),
+      wv: normal([config.dim, config.kvHeads * headDim], std),
+      wo: normal([config.dim, config.dim], std),
+      ffnNorm: ones(config.dim),
+      w1: normal([config.dim, config.hiddenDim], std),
+      w2: normal([config.hiddenDim, config.dim], std),
+      w3: normal([config.dim, config.hiddenDim], std),
+      loraQA: normal([config.dim, config.loraRank], std),
       // Non-zero B (unlike the usual zero init) so gradients flow into A as well.
-      loraQB: normal([config.loraRank, config.dim], std, 'lora_qb'),
-      loraVA: normal([config.dim, config.loraRank], std, 'lora_va'),
-      loraVB: normal([config.loraRank, config.kvHeads * headDim], std, 'lora_vb'),
+      loraQB: normal([config.loraRank, config.dim], std),
+      loraVA: normal([config.dim, config.loraRank], std),
+      loraVB: normal([config.loraRank, config.kvHeads * headDim], std),
     });
   }
-  const embedding = normal([config.vocab, config.dim], std, 'embedding');
-  const finalNorm = ones(config.dim, 'final_norm');
-  const output = normal([config.dim, config.vocab], std, 'output');
+  const embedding = normal([config.vocab, config.dim], std);
+  const finalNorm = ones(config.dim);
+  const output = normal([config.dim, config.vocab], std);
   const loraVariables = (): tf.Variable[] => layers.flatMap((w) => [w.loraQA, w.loraQB, w.loraVA, w.loraVB]);
   const allVariables = (): tf.Variable[] => [
     embedding,
@@ -181,10 +183,13 @@ export function tinyDecoderBatch(
 ): { tokens: tf.Tensor2D; targets: tf.Tensor2D } {
   const n = batch * (config.seqLen + 1);
   const ids = new Int32Array(n);
-  let state = config.seed * 2654435761 + 1;
+  // 32-bit LCG in integer arithmetic (Math.imul) and taking the high bits: plain JS doubles
+  // lose precision past 2^53 and an LCG's low bits cycle quickly, both of which collapse the batch
+  // into repeated tokens (and then attention gets no gradient).
+  let state = (config.seed * 2654435761 + 1) >>> 0;
   for (let i = 0; i < n; i++) {
-    state = (state * 1103515245 + 12345) % 2147483648;
-    ids[i] = state % config.vocab;
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    ids[i] = Math.floor((state / 4294967296) * config.vocab);
   }
   const all = tf.tensor2d(ids, [batch, config.seqLen + 1], 'int32');
   const tokens = tf.slice(all, [0, 0], [batch, config.seqLen]);
