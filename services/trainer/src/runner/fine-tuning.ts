@@ -1,0 +1,36 @@
+import type { Tokenizer } from '@cprec/corpus';
+import type { LlamaModel } from '@cprec/lm';
+import type { RoundJob, RunnerStep } from './protocol';
+
+export interface FineTuningInput {
+  job: RoundJob;
+  model: LlamaModel;
+  tokenizer: Tokenizer;
+  /** The round's CPT adapter: LoRA starts from it (CPRec). */
+  cptAdapterDir: string;
+  onStep?: (step: RunnerStep) => void | Promise<void>;
+  shouldStop?: () => boolean;
+}
+
+export interface FineTuningOutput {
+  adapters: Array<{ domain: string; dir: string }>;
+  /** Why some or all target domains got no adapter, or null. */
+  note: string | null;
+}
+
+/**
+ * The round's fine-tuning step (LLaRA-style SFT per target domain) behind a port: the round
+ * runner calls it after CPT, and a round whose port produces no adapter publishes only its CPT
+ * adapter. Wiring libs/training's `fineTune` (which needs the target domain's frozen splits and
+ * SASRec item tables) is the next step; until then the trainer runs with `noFineTuning`.
+ */
+export interface FineTuningPort {
+  fineTune(input: FineTuningInput): Promise<FineTuningOutput>;
+}
+
+export const noFineTuning: FineTuningPort = {
+  fineTune: async (input) => ({
+    adapters: [],
+    note: `fine-tuning is not wired into the trainer yet; target domains ${input.job.targetDomains.join(', ')} got no SFT adapter (the CPT adapter is published)`,
+  }),
+};

@@ -1,0 +1,167 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createClickHouse, SequenceRepository } from '@cprec/clickhouse';
+import type { Tokenizer } from '@cprec/corpus';
+import { Llama2cTokenizer, LlamaModel, loadLlama2cCheckpoint, randomWeights, selectBackend } from '@cprec/lm';
+import {
+  ArraySampleSource,
+  hasCheckpoint,
+  PROGRESS_DIR,
+  readCheckpointState,
+  runCptRound,
+  type CptConfig,
+  type SampleSource,
+} from '@cprec/training';
+import { WordTokenizer } from '@cprec/training/testing';
+import { FineTuningPort, noFineTuning } from './fine-tuning';
+import type { ModelSpec, RoundJob, RunnerPhase, RunnerResult, RunnerStep, TinyModelSpec } from './protocol';
+import { CandidateMaker, catalogue, ClickHouseSampleSource, syntheticSamples } from './sample-sources';
+
+export const TINY_MODEL_FILE = 'tiny-model.json';
+
+export interface RoundJobHooks {
+  onStarted?(resumedFrom: { phase: string; dataPosition: number } | null): void;
+  onPhase?(phase: RunnerPhase, steps: number): void;
+  onStep?(step: RunnerStep): void | Promise<void>;
+  shouldStop?(): boolean;
+}
+
+export function loadBaseModel(spec: ModelSpec): { model: LlamaModel; tokenizer: Tokenizer } {
+  if (spec.kind === 'llama2c') {
+    const weights = loadLlama2cCheckpoint(spec.checkpoint);
+    return {
+      model: new LlamaModel(weights),
+      tokenizer: Llama2cTokenizer.fromFile(spec.tokenizer, weights.config.vocabSize),
+    };
+  }
+  const tiny = JSON.parse(readFileSync(join(spec.dir, TINY_MODEL_FILE), 'utf8')) as TinyModelSpec;
+  if (tiny.format !== 'cprec-tiny-random/1') throw new Error(`${spec.dir}: not a tiny-random model spec`);
+  const tokenizer = WordTokenizer.forTitles(tiny.titles);
+  const model = new LlamaModel(randomWeights({ ...tiny.config, vocabSize: tokenizer.vocabSize }, tiny.seed));
+  return { model, tokenizer };
+}
+
+function cptConfigOf(job: RoundJob): CptConfig {
+  return { ...job.cpt, maxStableSteps: job.cpt.maxStableSteps ?? Number.POSITIVE_INFINITY };
+}
+
+async function openSources(
+  job: RoundJob,
+): Promise<{ domain: SampleSource; mixed: SampleSource; close: () => Promise<void> }> {
+  const data = job.data;
+  if (data.kind === 'synthetic') {
+    return {
+      domain: new ArraySampleSource(syntheticSamples(data.domainSamples, data.seed, false)),
+      mixed: new ArraySampleSource(syntheticSamples(data.mixedSamples, data.seed + 1, true)),
+      close: async () => undefined,
+    };
+  }
+  const ch = createClickHouse(data.settings);
+  try {
+    const repo = new SequenceRepository(ch);
+    const { pools, titles } = await catalogue(ch, []);
+    const maker = new CandidateMaker(pools, titles, data.negatives, data.seed);
+    const domains = data.domains.length > 0 ? data.domains : undefined;
+    const domain = await ClickHouseSampleSource.domain(
+      repo,
+      {
+        domains,
+        sinceWatermark: job.sinceWatermark,
+        untilWatermark: job.watermark,
+        seed: data.seed,
+        replayFraction: data.replayFraction,
+        historyCap: data.historyCap,
+      },
+      maker,
+    );
+    // Annealing draws from every mixed sample absorbed so far (it cycles when it needs more).
+    const mixed = await ClickHouseSampleSource.mixed(
+      repo,
+      {
+        untilWatermark: job.watermark,
+        seed: data.seed,
+        windowSize: data.mixedWindow,
+        historyCap: data.historyCap,
+      },
+      maker,
+    );
+    return { domain, mixed, close: () => ch.close() };
+  } catch (err) {
+    await ch.close();
+    throw err;
+  }
+}
+
+/**
+ * One round, in whatever process calls it (the runner process in production; directly in
+ * tests): CPT (libs/training runCptRound) then fine-tuning per target domain when available.
+ * A re-run with the same job continues from the round's progress checkpoint.
+ */
+export async function runRoundJob(
+  job: RoundJob,
+  hooks: RoundJobHooks = {},
+  fineTuning: FineTuningPort = noFineTuning,
+): Promise<RunnerResult> {
+  await selectBackend(job.backend);
+  const { model, tokenizer } = loadBaseModel(job.model);
+  const sources = await openSources(job);
+  try {
+    const progressDir = join(job.roundDir, PROGRESS_DIR);
+    const resumedFrom = hasCheckpoint(progressDir)
+      ? (({ phase, dataPosition }) => ({ phase, dataPosition }))(readCheckpointState(progressDir))
+      : null;
+    hooks.onStarted?.(resumedFrom);
+    const cpt = await runCptRound({
+      roundId: job.roundId,
+      model,
+      baseModelId: job.model.baseModelId,
+      baseChecksum: job.model.sha256,
+      tokenizer,
+      config: cptConfigOf(job),
+      previousTrunkDir: job.previousTrunkDir,
+      roundDir: job.roundDir,
+      domainSamples: sources.domain,
+      mixedSamples: sources.mixed,
+      watermark: job.watermark,
+      onPhase: (phase, info) => hooks.onPhase?.(phase, info.steps),
+      onStep: (r) =>
+        hooks.onStep?.({
+          phase: r.phase,
+          step: r.step,
+          roundStep: r.roundStep,
+          roundSteps: r.roundSteps,
+          loss: r.loss,
+          lr: r.lr,
+          tokens: r.tokens,
+        }),
+      shouldStop: hooks.shouldStop,
+    });
+    const adapters: RunnerResult['adapters'] = [{ kind: 'cpt', dir: cpt.adapterDir, targetDomains: [] }];
+    let fineTuningNote: string | null = null;
+    if (job.targetDomains.length > 0) {
+      hooks.onPhase?.('fine_tuning', 0);
+      const sft = await fineTuning.fineTune({
+        job,
+        model,
+        tokenizer,
+        cptAdapterDir: cpt.adapterDir,
+        onStep: hooks.onStep,
+        shouldStop: hooks.shouldStop,
+      });
+      fineTuningNote = sft.note;
+      for (const a of sft.adapters) adapters.push({ kind: 'sft', dir: a.dir, targetDomains: [a.domain] });
+    }
+    return {
+      trunkDir: cpt.trunkDir,
+      trunkGlobalStep: readCheckpointState(cpt.trunkDir).globalStep,
+      adapters,
+      stableSteps: cpt.stableSteps,
+      annealSteps: cpt.annealSteps,
+      skippedSamples: cpt.skippedSamples,
+      resumedFrom: cpt.resumedFrom,
+      fineTuningNote,
+    };
+  } finally {
+    await sources.close();
+  }
+}

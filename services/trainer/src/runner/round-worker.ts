@@ -1,0 +1,58 @@
+import { RoundStoppedError } from '@cprec/training';
+import type { FromRunner, ToRunner } from './protocol';
+import { runRoundJob } from './round-job';
+
+/**
+ * Entry point of a round runner process (forked by RoundSupervisor with an IPC channel).
+ * Training is synchronous tfjs work that would stall the actor's event loop — and with it Kafka
+ * heartbeats — so each round runs here. The parent sends `start` with the job and may send
+ * `stop` (checked between steps); progress goes back as messages. The exit code tells the
+ * parent what happened: 0 done (result sent), 3 stopped, 1 failed (error sent).
+ */
+
+const send = (message: FromRunner): Promise<void> =>
+  new Promise((resolve) => {
+    if (!process.send) return resolve();
+    process.send(message, undefined, undefined, () => resolve());
+  });
+
+let stopRequested = false;
+let started = false;
+
+process.on('message', (raw: ToRunner) => {
+  if (raw.type === 'stop') {
+    stopRequested = true;
+    return;
+  }
+  if (raw.type !== 'start' || started) return;
+  started = true;
+  // Steps are sent immediately, but a step message in flight when the process is killed is lost
+  // with it; the parent treats step messages as progress reports, never as the source of truth.
+  void runRoundJob(raw.job, {
+    onStarted: (resumedFrom) => void send({ type: 'started', resumedFrom }),
+    onPhase: (phase, steps) => void send({ type: 'phase', phase, steps }),
+    onStep: async (step) => {
+      await send({ type: 'step', step });
+      const delay = raw.job.data.kind === 'synthetic' ? (raw.job.data.stepDelayMs ?? 0) : 0;
+      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+    },
+    shouldStop: () => stopRequested,
+  })
+    .then(async (result) => {
+      await send({ type: 'result', result });
+      process.exit(0);
+    })
+    .catch(async (err: unknown) => {
+      const stopped = err instanceof RoundStoppedError;
+      const message = err instanceof Error ? (err.stack ?? err.message) : String(err);
+      await send({ type: 'error', message, stopped });
+      process.exit(stopped ? 3 : 1);
+    });
+});
+
+process.on('disconnect', () => {
+  // The parent is gone: nobody can use the result. The checkpoint lets a new parent resume.
+  process.exit(2);
+});
+
+void send({ type: 'ready', pid: process.pid });

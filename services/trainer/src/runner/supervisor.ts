@@ -1,0 +1,173 @@
+import { ChildProcess, fork } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { FromRunner, RoundJob, RunnerPhase, RunnerResult, RunnerStep, ToRunner } from './protocol';
+
+/** What a running round reports to its owner. */
+export interface RoundListener {
+  onPhase(phase: RunnerPhase, steps: number): void;
+  onStep(step: RunnerStep): void;
+  /** A runner process started (attempt 1 first); `resumedFrom` when it continues a checkpoint. */
+  onAttempt?(attempt: number, resumedFrom: { phase: string; dataPosition: number } | null): void;
+  /** A runner process died; it will be re-spawned unless attempts are exhausted. */
+  onCrash?(attempt: number, reason: string): void;
+}
+
+export type RoundOutcome =
+  { kind: 'done'; result: RunnerResult } | { kind: 'stopped' } | { kind: 'failed'; reason: string };
+
+/** Runs one round to an outcome; `stop()` cancels it. The port the round coordinator uses. */
+export interface RoundExecutor {
+  start(job: RoundJob, listener: RoundListener): RunningRound;
+}
+
+export interface RunningRound {
+  readonly outcome: Promise<RoundOutcome>;
+  /** Asks the round to stop after its current step; kills it after the grace period. */
+  stop(): void;
+  /** PID of the current runner process (tests kill it to simulate a crash). */
+  readonly pid: number | null;
+}
+
+export interface SupervisorOptions {
+  /** Re-spawns after a crash before the round is failed. */
+  maxRestarts: number;
+  /** After `stop`, how long the runner may take to reach a step boundary before SIGKILL. */
+  stopGraceMs: number;
+  /** Extra environment for runner processes. */
+  env?: Record<string, string>;
+  /** Where runner stdout/stderr go (inherit when omitted). */
+  logFile?: (roundId: string, attempt: number) => string;
+}
+
+/**
+ * How to start a runner: from TypeScript sources through ts-node (development, tests) when this
+ * file is itself running as .ts, or the compiled `round-worker.js` next to it when built.
+ */
+export function runnerEntry(): { script: string; execArgv: string[] } {
+  if (__filename.endsWith('.ts')) {
+    return {
+      script: join(__dirname, 'round-worker.ts'),
+      execArgv: ['-r', 'ts-node/register/transpile-only', '-r', 'tsconfig-paths/register'],
+    };
+  }
+  return { script: join(__dirname, 'round-worker.js'), execArgv: [] };
+}
+
+export const JOB_FILE = 'job.json';
+
+/** Writes the job next to the round's checkpoints (so a restarted actor can resume it as it was). */
+export function writeJob(job: RoundJob): void {
+  mkdirSync(job.roundDir, { recursive: true });
+  writeFileSync(join(job.roundDir, JOB_FILE), JSON.stringify(job, null, 2) + '\n');
+}
+
+/**
+ * Spawns one runner process per attempt and supervises it: forwards its progress, re-spawns it
+ * after a crash (a non-zero exit or a signal without a result) up to `maxRestarts` times — the
+ * runner resumes from the round's checkpoint because it gets the same job and round folder —
+ * and stops it on request: a `stop` message first (the runner ends after its current step),
+ * SIGKILL when the grace period runs out.
+ */
+export class RoundSupervisor implements RoundExecutor {
+  constructor(private readonly options: SupervisorOptions) {}
+
+  start(job: RoundJob, listener: RoundListener): RunningRound {
+    writeJob(job);
+    let child: ChildProcess | null = null;
+    let stopping = false;
+    let killTimer: NodeJS.Timeout | null = null;
+    const { maxRestarts, stopGraceMs } = this.options;
+
+    const attemptOnce = (attempt: number): Promise<RoundOutcome | { kind: 'crashed'; reason: string }> =>
+      new Promise((resolveAttempt) => {
+        const { script, execArgv } = runnerEntry();
+        let stdio: Array<'inherit' | 'ignore' | 'ipc' | number> = ['ignore', 'inherit', 'inherit', 'ipc'];
+        let logFd: number | null = null;
+        if (this.options.logFile) {
+          const file = this.options.logFile(job.roundId, attempt);
+          mkdirSync(dirname(file), { recursive: true });
+          logFd = openSync(file, 'a');
+          stdio = ['ignore', logFd, logFd, 'ipc'];
+        }
+        const proc = fork(script, [], {
+          execArgv,
+          env: { ...process.env, ...this.options.env, TS_NODE_TRANSPILE_ONLY: 'true' },
+          stdio,
+        });
+        // The child has its own copy of the log descriptor.
+        if (logFd !== null) closeSync(logFd);
+        child = proc;
+        let result: RunnerResult | null = null;
+        let error: { message: string; stopped: boolean } | null = null;
+        proc.on('message', (m: FromRunner) => {
+          switch (m.type) {
+            case 'ready':
+              proc.send({ type: 'start', job } satisfies ToRunner);
+              if (stopping) proc.send({ type: 'stop' } satisfies ToRunner);
+              break;
+            case 'started':
+              listener.onAttempt?.(attempt, m.resumedFrom);
+              break;
+            case 'phase':
+              listener.onPhase(m.phase, m.steps);
+              break;
+            case 'step':
+              listener.onStep(m.step);
+              break;
+            case 'result':
+              result = m.result;
+              break;
+            case 'error':
+              error = { message: m.message, stopped: m.stopped };
+              break;
+          }
+        });
+        proc.on('error', (err) => {
+          // Spawn failures also emit 'exit' (or never start); record why.
+          error ??= { message: `runner process error: ${err.message}`, stopped: false };
+        });
+        proc.on('exit', (code, signal) => {
+          child = null;
+          if (result) return resolveAttempt({ kind: 'done', result });
+          if (stopping) return resolveAttempt({ kind: 'stopped' });
+          // A reported training error (bad data, bad config) is deterministic: re-running it
+          // would fail the same way, so it fails the round at once. A crash is retried.
+          const reported = error as { message: string; stopped: boolean } | null;
+          if (reported && !reported.stopped && code === 1)
+            return resolveAttempt({ kind: 'failed', reason: reported.message });
+          resolveAttempt({
+            kind: 'crashed',
+            reason: signal ? `killed by ${signal}` : `exited with code ${code}`,
+          });
+        });
+      });
+
+    const outcome = (async (): Promise<RoundOutcome> => {
+      for (let attempt = 1; ; attempt++) {
+        const r = await attemptOnce(attempt);
+        if (r.kind !== 'crashed') return r;
+        if (stopping) return { kind: 'stopped' };
+        listener.onCrash?.(attempt, r.reason);
+        if (attempt > maxRestarts)
+          return { kind: 'failed', reason: `runner crashed ${attempt} times; last: ${r.reason}` };
+      }
+    })().finally(() => {
+      if (killTimer) clearTimeout(killTimer);
+    });
+
+    return {
+      outcome,
+      stop: () => {
+        if (stopping) return;
+        stopping = true;
+        const proc = child as ChildProcess | null;
+        if (proc?.connected) proc.send({ type: 'stop' } satisfies ToRunner);
+        killTimer = setTimeout(() => (child as ChildProcess | null)?.kill('SIGKILL'), stopGraceMs);
+      },
+      get pid() {
+        return (child as ChildProcess | null)?.pid ?? null;
+      },
+    };
+  }
+}
