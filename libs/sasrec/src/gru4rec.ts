@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { embeddingLookup } from './embedding';
-import { linear, maybeDropout } from './layers';
+import { linear, maybeDropout, timelineMask, WindowBatch } from './layers';
 import { NeuralSequenceModel } from './sequence-model';
 import { Gru4RecConfig, resolveGru4RecConfig } from './types';
 import { readWeightsDir } from './weights-io';
@@ -74,14 +74,15 @@ export class Gru4Rec extends NeuralSequenceModel {
     return this.itemEmbedding;
   }
 
-  protected encode(inputs: tf.Tensor2D, training: boolean): tf.Tensor3D {
+  protected encode(inputs: WindowBatch, training: boolean): tf.Tensor3D {
     return tf.tidy(() => {
       const { hiddenDim, dropout } = this.config;
-      const [batch] = inputs.shape;
-      const embedded = maybeDropout(embeddingLookup(this.itemEmbedding as tf.Tensor2D, inputs), dropout, training, this.nextSeed());
+      const batch = inputs.size;
+      const embedded = maybeDropout(embeddingLookup(this.itemEmbedding as tf.Tensor2D, inputs.tensor), dropout, training, this.nextSeed());
       const projected = linear(embedded, this.inputKernel as tf.Tensor2D, this.inputBias as tf.Tensor1D);
       const steps = tf.unstack(projected, 1) as tf.Tensor2D[];
-      const isItem = tf.unstack(tf.expandDims(tf.cast(tf.notEqual(inputs, 0), 'float32'), 2), 1) as tf.Tensor2D[];
+      // Full-width masks: same-shape element-wise ops are the fast path (see layers.ts).
+      const isItem = tf.unstack(timelineMask(inputs, hiddenDim), 1) as tf.Tensor2D[];
       let state = tf.zeros([batch, hiddenDim]) as tf.Tensor2D;
       const outputs: tf.Tensor2D[] = [];
       steps.forEach((step, t) => {

@@ -23,14 +23,49 @@ export function maybeDropout(x: tf.Tensor, rate: number, training: boolean, seed
 }
 
 /**
- * Additive attention bias [batch, L, L] allowing query i to see key j iff j ≤ i (causal) and
- * key j is a real item (not padding). `keyIsItem` is [batch, L] with 1 for items, 0 for padding.
+ * Left-padded item windows of one batch, both as the int32 tensor [size, maxLen] the embedding
+ * lookup needs and as the host array masks are built from.
  */
-export function causalPaddingBias(keyIsItem: tf.Tensor2D): tf.Tensor3D {
-  const length = keyIsItem.shape[1];
-  const causal = tf.linalg.bandPart(tf.ones([length, length]), -1, 0);
-  const allowed = tf.mul(tf.expandDims(causal, 0), tf.expandDims(keyIsItem, 1));
-  return tf.mul(tf.sub(1, allowed), MASKED_LOGIT) as tf.Tensor3D;
+export interface WindowBatch {
+  ids: Int32Array;
+  size: number;
+  maxLen: number;
+  tensor: tf.Tensor2D;
+}
+
+export function windowBatch(ids: Int32Array, size: number, maxLen: number): WindowBatch {
+  return { ids, size, maxLen, tensor: tf.tensor2d(ids, [size, maxLen], 'int32') };
+}
+
+/*
+ * The masks below are built on the host at full shape rather than with broadcasting tensor ops
+ * (e.g. x · mask[B, L, 1]): the ids are already in JS, and same-shape element-wise ops are the fast
+ * path of every backend, whereas broadcasting binary ops on the tfjs cpu backend compute an index
+ * per element and were the largest cost of a SASRec training step in profiles.
+ */
+
+/** 1 at item positions, 0 at padding, repeated over a last axis of `width`: [size, maxLen, width]. */
+export function timelineMask(batch: WindowBatch, width: number): tf.Tensor3D {
+  const { ids, size, maxLen } = batch;
+  const values = new Float32Array(size * maxLen * width);
+  for (let i = 0; i < size * maxLen; i++) if (ids[i] !== 0) values.fill(1, i * width, (i + 1) * width);
+  return tf.tensor3d(values, [size, maxLen, width]);
+}
+
+/**
+ * Additive attention bias [size, maxLen, maxLen] allowing query i to see key j iff j ≤ i (causal)
+ * and key j is an item, not padding.
+ */
+export function causalPaddingBias(batch: WindowBatch): tf.Tensor3D {
+  const { ids, size, maxLen } = batch;
+  const values = new Float32Array(size * maxLen * maxLen).fill(MASKED_LOGIT);
+  for (let b = 0; b < size; b++) {
+    for (let i = 0; i < maxLen; i++) {
+      const row = (b * maxLen + i) * maxLen;
+      for (let j = 0; j <= i; j++) if (ids[b * maxLen + j] !== 0) values[row + j] = 0;
+    }
+  }
+  return tf.tensor3d(values, [size, maxLen, maxLen]);
 }
 
 export interface AttentionWeights {
@@ -61,12 +96,15 @@ export function multiHeadAttention(
   const [batch, length, hidden] = queries.shape;
   const headDim = hidden / numHeads;
   // [B, L, H] → [B·heads, L, headDim]
+  // (With one head both reshuffles are identities; skipping them saves two full copies.)
   const splitHeads = (x: tf.Tensor): tf.Tensor3D =>
-    tf.reshape(tf.transpose(tf.reshape(x, [batch, length, numHeads, headDim]), [0, 2, 1, 3]), [
-      batch * numHeads,
-      length,
-      headDim,
-    ]);
+    numHeads === 1
+      ? (x as tf.Tensor3D)
+      : tf.reshape(tf.transpose(tf.reshape(x, [batch, length, numHeads, headDim]), [0, 2, 1, 3]), [
+          batch * numHeads,
+          length,
+          headDim,
+        ]);
   const q = splitHeads(linear(queries, weights.wq, weights.bq));
   const k = splitHeads(linear(keys, weights.wk, weights.bk));
   const v = splitHeads(linear(keys, weights.wv, weights.bv));
@@ -75,10 +113,13 @@ export function multiHeadAttention(
   logits = tf.add(logits, headBias);
   const attention = maybeDropout(tf.softmax(logits), dropout, training, seed);
   const context = tf.matMul(attention as tf.Tensor3D, v);
-  const merged = tf.reshape(tf.transpose(tf.reshape(context, [batch, numHeads, length, headDim]), [0, 2, 1, 3]), [
-    batch,
-    length,
-    hidden,
-  ]);
+  const merged =
+    numHeads === 1
+      ? context
+      : tf.reshape(tf.transpose(tf.reshape(context, [batch, numHeads, length, headDim]), [0, 2, 1, 3]), [
+          batch,
+          length,
+          hidden,
+        ]);
   return linear(merged, weights.wo, weights.bo);
 }

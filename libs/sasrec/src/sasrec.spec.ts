@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { evaluateOnSplits, leaveOneOutSplits } from './evaluation';
-import { AttentionWeights, causalPaddingBias, multiHeadAttention } from './layers';
+import { AttentionWeights, causalPaddingBias, multiHeadAttention, windowBatch } from './layers';
 import { Popularity } from './popularity';
 import { SasRec } from './sasrec';
 import { transitionPatternSequences } from './synthetic';
@@ -148,13 +148,12 @@ describe('SasRec masking', () => {
       const w = (seed: number) => tf.randomNormal([d, d], 0, 1, 'float32', seed) as tf.Tensor2D;
       const b = (seed: number) => tf.randomNormal([d], 0, 1, 'float32', seed) as tf.Tensor1D;
       const weights: AttentionWeights = { wq: w(1), bq: b(2), wk: w(3), bk: b(4), wv: w(5), bv: b(6), wo: w(7), bo: b(8) };
-      const isItem = tf.tensor2d([[0, 0, 1, 1, 1]]);
       const keys = tf.randomNormal([1, 5, d], 0, 1, 'float32', 9);
       // Change the padding keys (positions 0, 1) and compare the output at query 3; change the
       // future key (position 4) and compare again.
       const changed = tf.concat([tf.randomNormal([1, 2, d], 0, 1, 'float32', 10), tf.slice(keys, [0, 2, 0], [1, 3, d])], 1);
       const future = tf.concat([tf.slice(keys, [0, 0, 0], [1, 4, d]), tf.randomNormal([1, 1, d], 0, 1, 'float32', 12)], 1);
-      const bias = causalPaddingBias(isItem);
+      const bias = causalPaddingBias(windowBatch(Int32Array.from([0, 0, 7, 8, 9]), 1, 5));
       const at3 = (k: tf.Tensor) => tf.slice(multiHeadAttention(k, k, bias, weights, 2, 0, false, 0), [0, 3, 0], [1, 1, d]).dataSync();
       const base = at3(keys);
       const withPadding = at3(changed);
@@ -198,6 +197,19 @@ describe('SasRec resources', () => {
       }
     };
     expect(await scores()).toEqual(await scores());
+  });
+
+  it('stops at the time budget without touching the weights when the budget is already spent', async () => {
+    const model = new SasRec(tiny);
+    try {
+      const before = model.weights();
+      const report = await model.fit(trainSequences, { epochs: 3, timeBudgetMs: 0 });
+      expect(report.epochs).toHaveLength(0);
+      expect(report.sequences).toBe(0);
+      expect(model.weights().map((w) => Array.from(w.values))).toEqual(before.map((w) => Array.from(w.values)));
+    } finally {
+      model.dispose();
+    }
   });
 
   it('rejects item indices outside 1..numItems with a clear message', async () => {

@@ -1,6 +1,15 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { embeddingLookup } from './embedding';
-import { AttentionWeights, causalPaddingBias, layerNorm, linear, maybeDropout, multiHeadAttention } from './layers';
+import {
+  AttentionWeights,
+  causalPaddingBias,
+  layerNorm,
+  linear,
+  maybeDropout,
+  multiHeadAttention,
+  timelineMask as buildTimelineMask,
+  WindowBatch,
+} from './layers';
 import { NeuralSequenceModel } from './sequence-model';
 import { resolveSasRecConfig, SasRecConfig } from './types';
 import { readWeightsDir } from './weights-io';
@@ -95,13 +104,12 @@ export class SasRec extends NeuralSequenceModel {
     return this.itemEmbedding;
   }
 
-  protected encode(inputs: tf.Tensor2D, training: boolean): tf.Tensor3D {
+  protected encode(inputs: WindowBatch, training: boolean): tf.Tensor3D {
     return tf.tidy(() => {
       const { hiddenDim, dropout, numHeads } = this.config;
-      const isItem = tf.cast(tf.notEqual(inputs, 0), 'float32') as tf.Tensor2D;
-      const timelineMask = tf.expandDims(isItem, 2);
-      const bias = causalPaddingBias(isItem);
-      let x = tf.mul(embeddingLookup(this.itemEmbedding as tf.Tensor2D, inputs), Math.sqrt(hiddenDim));
+      const timelineMask = buildTimelineMask(inputs, hiddenDim);
+      const bias = causalPaddingBias(inputs);
+      let x = tf.mul(embeddingLookup(this.itemEmbedding as tf.Tensor2D, inputs.tensor), Math.sqrt(hiddenDim));
       x = tf.add(x, this.positionEmbedding);
       x = tf.mul(maybeDropout(x, dropout, training, this.nextSeed()), timelineMask);
       for (const block of this.blocks) {

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { registerTfjsGradients } from '@cprec/lm/kernels/register-gradients';
 import { buildTrainingBatch, checkItemIndices, leftPadWindow } from './batches';
 import { embeddingLookup } from './embedding';
+import { WindowBatch, windowBatch } from './layers';
 import { NamedWeight, ParameterStore } from './params';
 import { SequentialRecommender, topNFromScores } from './recommender';
 import { SeededRandom } from './rng';
@@ -44,8 +45,8 @@ export abstract class NeuralSequenceModel implements SequentialRecommender {
   /** The item-embedding table [numItems + 1, width]; row 0 is padding. */
   protected abstract itemTable(): tf.Variable;
 
-  /** Hidden states [batch, maxLen, width] for left-padded int32 inputs [batch, maxLen]. */
-  protected abstract encode(inputs: tf.Tensor2D, training: boolean): tf.Tensor3D;
+  /** Hidden states [batch, maxLen, width] for a batch of left-padded item windows. */
+  protected abstract encode(inputs: WindowBatch, training: boolean): tf.Tensor3D;
 
   /** The full config, stored in saved weights so a loader can rebuild the same architecture. */
   abstract configRecord(): Record<string, unknown>;
@@ -73,7 +74,7 @@ export abstract class NeuralSequenceModel implements SequentialRecommender {
    * Mean pairwise loss over the non-padding positions of a batch, plus the L2 penalty on the item
    * table. BCE: −log σ(s⁺) − log(1 − σ(s⁻)) as the original SASRec; BPR: −log σ(s⁺ − s⁻).
    */
-  protected batchLoss(inputs: tf.Tensor2D, positives: tf.Tensor2D, negatives: tf.Tensor2D, training: boolean): tf.Scalar {
+  protected batchLoss(inputs: WindowBatch, positives: tf.Tensor2D, negatives: tf.Tensor2D, training: boolean): tf.Scalar {
     const hidden = this.encode(inputs, training);
     const table = this.itemTable() as tf.Tensor2D;
     const positiveLogits = tf.sum(tf.mul(hidden, embeddingLookup(table, positives)), -1);
@@ -100,13 +101,15 @@ export abstract class NeuralSequenceModel implements SequentialRecommender {
     const variables = this.params.list();
     const reports: EpochReport[] = [];
     const started = Date.now();
+    const outOfTime = (): boolean => options.timeBudgetMs !== undefined && Date.now() - started >= options.timeBudgetMs;
     try {
       for (let epoch = 0; epoch < epochs; epoch++) {
         const epochStarted = Date.now();
         const order = this.rng.shuffle(usable.map((_, i) => i));
         let lossSum = 0;
         let batches = 0;
-        for (let start = 0; start < order.length; start += batchSize) {
+        let sequencesSeen = 0;
+        for (let start = 0; start < order.length && !outOfTime(); start += batchSize) {
           const batch = buildTrainingBatch(
             order.slice(start, start + batchSize).map((i) => usable[i]),
             maxLen,
@@ -115,7 +118,7 @@ export abstract class NeuralSequenceModel implements SequentialRecommender {
           );
           const cost = tf.tidy(() => {
             const shape: [number, number] = [batch.size, maxLen];
-            const inputs = tf.tensor2d(batch.inputs, shape, 'int32');
+            const inputs = windowBatch(batch.inputs, batch.size, maxLen);
             const positives = tf.tensor2d(batch.positives, shape, 'int32');
             const negatives = tf.tensor2d(batch.negatives, shape, 'int32');
             return optimizer.minimize(() => this.batchLoss(inputs, positives, negatives, true), true, variables) as tf.Scalar;
@@ -123,18 +126,20 @@ export abstract class NeuralSequenceModel implements SequentialRecommender {
           lossSum += (await cost.data())[0];
           cost.dispose();
           batches++;
+          sequencesSeen += batch.size;
           // Long fits run inside services: let timers and Kafka heartbeats through between steps.
           await yieldToEventLoop();
         }
         const report: EpochReport = {
           epoch,
           loss: batches > 0 ? lossSum / batches : Number.NaN,
-          sequences: usable.length,
+          sequences: sequencesSeen,
           elapsedMs: Date.now() - epochStarted,
         };
+        if (batches === 0) break;
         reports.push(report);
         options.onEpochEnd?.(report);
-        if (options.timeBudgetMs !== undefined && Date.now() - started >= options.timeBudgetMs) break;
+        if (outOfTime()) break;
       }
     } finally {
       optimizer.dispose();
@@ -151,7 +156,7 @@ export abstract class NeuralSequenceModel implements SequentialRecommender {
       leftPadWindow(history, maxLen, ids, row * maxLen);
     });
     return tf.tidy(() => {
-      const hidden = this.encode(tf.tensor2d(ids, [histories.length, maxLen], 'int32'), false);
+      const hidden = this.encode(windowBatch(ids, histories.length, maxLen), false);
       const width = hidden.shape[2];
       return tf.reshape(tf.slice(hidden, [0, maxLen - 1, 0], [histories.length, 1, width]), [histories.length, width]);
     });

@@ -68,7 +68,10 @@ export interface Gru4RecConfig {
 export interface FitOptions {
   /** Overrides the configured number of epochs. */
   epochs?: number;
-  /** Stop after the first epoch that ends past this wall-clock budget (milliseconds). */
+  /**
+   * Wall-clock budget in milliseconds: training stops after the first batch that ends past it
+   * (the last epoch may then be partial; its report says how many sequences it saw).
+   */
   timeBudgetMs?: number;
   /**
    * Per-sequence interaction timestamps (seconds), parallel to the training sequences. Only the
@@ -85,7 +88,7 @@ export interface EpochReport {
   epoch: number;
   /** Mean loss over the epoch's batches. */
   loss: number;
-  /** Training sequences processed in the epoch. */
+  /** Training sequences processed in the epoch (fewer than all if the time budget ran out). */
   sequences: number;
   /** Wall time of the epoch in milliseconds. */
   elapsedMs: number;
