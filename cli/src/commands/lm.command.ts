@@ -1,8 +1,9 @@
 import { Command, InvalidArgumentError } from 'commander';
 import {
+  BackendPreference,
   LlamaModel,
-  Llama2cTokenizer,
-  loadLlama2cCheckpoint,
+  loadCheckpoint,
+  loadTokenizer,
   runLikeLlama2c,
   selectBackend,
 } from '@cprec/lm';
