@@ -101,15 +101,18 @@ export function counterTotal(metricsText: string, name: string): number {
 export async function waitForHealth(proc: IngestProcess, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (proc.child.exitCode !== null)
-      throw new Error(`ingest exited with ${proc.child.exitCode} during start; see ${proc.logFile}`);
+    if (proc.child.exitCode !== null || proc.child.signalCode !== null)
+      throw new Error(
+        `ingest exited (${proc.child.exitCode ?? proc.child.signalCode}) during start; see ${proc.logFile}`,
+      );
     try {
       const res = await fetch(`http://127.0.0.1:${proc.port}/health`);
       if (res.status === 200) return;
     } catch {
       // not listening yet
     }
-    if (Date.now() > deadline) throw new Error(`ingest not healthy after ${timeoutMs} ms; see ${proc.logFile}`);
+    if (Date.now() > deadline)
+      throw new Error(`ingest not healthy after ${timeoutMs} ms; see ${proc.logFile}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
