@@ -1,0 +1,464 @@
+/* global uPlot */
+/**
+ * cprec operator dashboard: plain browser JavaScript (no build step) over the operator's REST API,
+ * charts by uPlot (served locally from node_modules). Polls every POLL_MS; one poll at a time.
+ */
+(function () {
+  'use strict';
+
+  const POLL_MS = 2500;
+  const TOKEN_KEY = 'cprec.operatorToken';
+  const PHASES = ['queued', 'warmup', 'stable', 'annealing', 'fine_tuning', 'published'];
+  const FINISHED = ['published', 'failed', 'cancelled'];
+  const PALETTE = ['#2f6fde', '#e0732c', '#1f9d55', '#a544c9', '#d64545', '#1597a8', '#8a6d1e', '#5a6b8c'];
+
+  const $ = (id) => document.getElementById(id);
+  const state = {
+    domain: '',
+    domains: [],
+    hr1Chart: null,
+    hr1Key: '',
+    markers: [],
+    lossChart: null,
+    lossKey: '',
+    phaseMarks: [],
+    requested: new Map(), // command_id -> ms, trigger commands not yet seen as rounds
+    polling: false,
+  };
+
+  // ---- helpers ---------------------------------------------------------------------------------
+
+  function el(tag, attrs, children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === 'class') node.className = v;
+      else if (k === 'text') node.textContent = v;
+      else node.setAttribute(k, v);
+    }
+    for (const child of children || []) node.append(child);
+    return node;
+  }
+
+  const pad = (n) => String(n).padStart(2, '0');
+  /** Compact local time for tables: 2024-05-01 14:03. */
+  const fmtTime = (ms) => {
+    if (!ms) return '–';
+    const d = new Date(ms);
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  };
+  const fmtNum = (v, digits) =>
+    v === null || v === undefined || Number.isNaN(v) ? '–' : Number(v).toFixed(digits);
+  const fmtLr = (v) => (v === null || v === undefined ? '–' : Number(v).toExponential(2));
+  const shortId = (id) => (id.length > 14 ? id.slice(0, 8) + '…' + id.slice(-4) : id);
+
+  function toast(message, isError) {
+    const node = el('div', { class: 'toast' + (isError ? ' error' : ''), text: message });
+    $('toasts').append(node);
+    setTimeout(() => node.remove(), 6000);
+  }
+
+  async function getJson(path) {
+    const res = await fetch(path, { headers: { accept: 'application/json' } });
+    if (!res.ok) throw new Error(`${path}: HTTP ${res.status}`);
+    return res.json();
+  }
+
+  // ---- token + mutations -----------------------------------------------------------------------
+
+  function askToken() {
+    return new Promise((resolve) => {
+      const dialog = $('token-dialog');
+      const input = $('token-input');
+      input.value = '';
+      const finish = (value) => {
+        dialog.close();
+        $('token-form').onsubmit = null;
+        $('token-cancel').onclick = null;
+        resolve(value);
+      };
+      $('token-form').onsubmit = (e) => {
+        e.preventDefault();
+        const token = input.value.trim();
+        if (token) sessionStorage.setItem(TOKEN_KEY, token);
+        finish(token || null);
+      };
+      $('token-cancel').onclick = () => finish(null);
+      dialog.showModal();
+      input.focus();
+    });
+  }
+
+  async function mutate(path, body) {
+    let token = sessionStorage.getItem(TOKEN_KEY);
+    if (!token) token = await askToken();
+    if (!token) return null;
+    const res = await fetch(path, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        authorization: `Bearer ${token}`,
+        'x-requested-by': 'dashboard',
+      },
+      body: JSON.stringify(body),
+    });
+    const reply = await res.json().catch(() => ({}));
+    if (res.status === 401) sessionStorage.removeItem(TOKEN_KEY); // ask again next time
+    if (!res.ok) {
+      toast(`${res.status}: ${reply.message || 'request failed'}`, true);
+      return null;
+    }
+    return reply;
+  }
+
+  async function triggerRound() {
+    const button = $('trigger-round');
+    button.disabled = true;
+    try {
+      const reply = await mutate('/v1/rounds', { reason: 'dashboard' });
+      if (reply) {
+        state.requested.set(reply.command_id, Date.now());
+        toast(`Round requested (command ${shortId(reply.command_id)})`);
+        void poll();
+      }
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  async function rollback(toAdapterId) {
+    const what = toAdapterId ? `to adapter ${toAdapterId}` : 'to the previous adapter';
+    if (!window.confirm(`Roll serving back ${what}?`)) return;
+    const reply = await mutate('/v1/serving/rollback', toAdapterId ? { to_adapter_id: toAdapterId } : {});
+    if (reply) toast(`Rollback requested (command ${shortId(reply.command_id)})`);
+  }
+
+  async function promote(adapterId) {
+    if (!window.confirm(`Promote adapter ${adapterId}, bypassing the gate?`)) return;
+    const reply = await mutate(`/v1/adapters/${encodeURIComponent(adapterId)}/promote`, {
+      reason: 'dashboard',
+    });
+    if (reply) toast(`Promotion requested for ${shortId(adapterId)}`);
+  }
+
+  // ---- charts ----------------------------------------------------------------------------------
+
+  /** Vertical lines drawn over the plot (promotions, round starts, alerts, phase boundaries). */
+  function markersPlugin(getMarkers) {
+    return {
+      hooks: {
+        draw: [
+          (u) => {
+            const { ctx, bbox } = u;
+            let lastLabelX = -Infinity; // skip a label that would overlap the previous one
+            for (const m of getMarkers()) {
+              const x = Math.round(u.valToPos(m.x, 'x', true));
+              if (x < bbox.left || x > bbox.left + bbox.width) continue;
+              ctx.save();
+              ctx.strokeStyle = m.color;
+              ctx.lineWidth = 1.5 * devicePixelRatio;
+              ctx.setLineDash((m.dash || []).map((d) => d * devicePixelRatio));
+              ctx.beginPath();
+              ctx.moveTo(x, bbox.top);
+              ctx.lineTo(x, bbox.top + bbox.height);
+              ctx.stroke();
+              if (m.label && x - lastLabelX > 90 * devicePixelRatio) {
+                lastLabelX = x;
+                ctx.fillStyle = m.color;
+                ctx.font = `${11 * devicePixelRatio}px system-ui, sans-serif`;
+                ctx.fillText(m.label, x + 3 * devicePixelRatio, bbox.top + 12 * devicePixelRatio);
+              }
+              ctx.restore();
+            }
+          },
+        ],
+      },
+    };
+  }
+
+  function chartWidth(container) {
+    return Math.max(300, container.clientWidth);
+  }
+
+  function renderHr1(drift) {
+    const container = $('hr1-chart');
+    const series = drift.series.filter((p) => !state.domain || p.domain === state.domain);
+    const domains = [...new Set(series.map((p) => p.domain))].sort();
+    if (series.length === 0) {
+      if (state.hr1Chart) state.hr1Chart.destroy();
+      state.hr1Chart = null;
+      state.hr1Key = '';
+      container.replaceChildren(el('p', { class: 'empty', text: 'No HR@1 observations yet.' }));
+      return;
+    }
+    // One x per window end (seconds), one y column per domain, null where a domain has no point.
+    const xs = [...new Set(series.map((p) => p.window_end_ms))].sort((a, b) => a - b);
+    const index = new Map(xs.map((x, i) => [x, i]));
+    const columns = domains.map(() => xs.map(() => null));
+    for (const p of series) columns[domains.indexOf(p.domain)][index.get(p.window_end_ms)] = p.hr1;
+    const data = [xs.map((x) => x / 1000), ...columns];
+
+    const inDomain = (d) => !state.domain || d === state.domain;
+    state.markers = [
+      ...drift.rounds.map((r) => ({ x: r.created_ms / 1000, color: '#8892a3', dash: [4, 4], label: '' })),
+      ...drift.promotions.map((p) => ({ x: p.ts_ms / 1000, color: '#1f9d55', label: shortId(p.adapter_id) })),
+      ...drift.alerts
+        .filter((a) => inDomain(a.domain))
+        .map((a) => ({ x: a.ts_ms / 1000, color: '#d64545', dash: [2, 3], label: '' })),
+    ];
+
+    const key = domains.join(',');
+    if (state.hr1Chart && state.hr1Key === key) {
+      state.hr1Chart.setData(data);
+      return;
+    }
+    if (state.hr1Chart) state.hr1Chart.destroy();
+    container.replaceChildren();
+    state.hr1Key = key;
+    state.hr1Chart = new uPlot(
+      {
+        width: chartWidth(container),
+        height: 260,
+        scales: { y: { range: (u, min, max) => [0, Math.max(0.05, Math.ceil(max * 12) / 10)] } },
+        series: [
+          {},
+          ...domains.map((d, i) => ({
+            label: d,
+            stroke: PALETTE[i % PALETTE.length],
+            width: 2,
+            spanGaps: true,
+            points: { size: 5 },
+            value: (u, v) => fmtNum(v, 3),
+          })),
+        ],
+        axes: [{}, { label: 'HR@1', values: (u, ticks) => ticks.map((t) => t.toFixed(2)) }],
+        plugins: [markersPlugin(() => state.markers)],
+      },
+      data,
+      container,
+    );
+  }
+
+  function renderLoss(detail) {
+    const container = $('loss-chart');
+    const steps = detail ? detail.steps : [];
+    if (steps.length === 0) {
+      if (state.lossChart) state.lossChart.destroy();
+      state.lossChart = null;
+      state.lossKey = '';
+      container.replaceChildren(el('p', { class: 'empty', text: 'No training steps yet.' }));
+      return;
+    }
+    const data = [steps.map((s) => s.step), steps.map((s) => s.loss), steps.map((s) => s.lr)];
+    state.phaseMarks = [];
+    steps.forEach((s, i) => {
+      if (i === 0 || steps[i - 1].phase !== s.phase)
+        state.phaseMarks.push({ x: s.step, color: '#8892a3', dash: [4, 4], label: s.phase });
+    });
+    const key = detail.round.round_id;
+    if (state.lossChart && state.lossKey === key) {
+      state.lossChart.setData(data);
+      return;
+    }
+    if (state.lossChart) state.lossChart.destroy();
+    container.replaceChildren();
+    state.lossKey = key;
+    state.lossChart = new uPlot(
+      {
+        width: chartWidth(container),
+        height: 200,
+        scales: { x: { time: false }, lr: {} },
+        series: [
+          { label: 'step' },
+          { label: 'loss', stroke: '#2f6fde', width: 2, scale: 'y', value: (u, v) => fmtNum(v, 4) },
+          { label: 'LR', stroke: '#e0732c', width: 1.5, scale: 'lr', value: (u, v) => fmtLr(v) },
+        ],
+        axes: [
+          { label: 'step' },
+          { label: 'loss', scale: 'y' },
+          {
+            label: 'LR',
+            scale: 'lr',
+            side: 1,
+            grid: { show: false },
+            values: (u, ticks) => ticks.map((t) => t.toExponential(0)),
+          },
+        ],
+        plugins: [markersPlugin(() => state.phaseMarks)],
+      },
+      data,
+      container,
+    );
+  }
+
+  // ---- panels ----------------------------------------------------------------------------------
+
+  function renderRound(detail) {
+    const phases = $('phases');
+    const items = [...phases.querySelectorAll('li')];
+    if (!detail) {
+      $('round-id').textContent = '–';
+      $('round-stats').textContent = 'No rounds yet.';
+      $('round-progress').style.width = '0';
+      items.forEach((li) => (li.className = ''));
+      return;
+    }
+    const r = detail.round;
+    $('round-id').textContent = r.round_id;
+    const reached = PHASES.indexOf(r.state);
+    phases.classList.toggle('failed', r.state === 'failed' || r.state === 'cancelled');
+    items.forEach((li, i) => {
+      li.className = i === reached ? 'active' : reached >= 0 && i < reached ? 'done' : '';
+    });
+    const pct =
+      r.total_steps > 0 ? Math.min(100, (100 * r.step) / r.total_steps) : r.state === 'published' ? 100 : 0;
+    $('round-progress').style.width = `${pct}%`;
+    const stats = [
+      `state ${r.state}`,
+      `step ${r.step}${r.total_steps ? ' / ' + r.total_steps : ''}`,
+      `loss ${fmtNum(r.loss, 4)}`,
+      `LR ${fmtLr(r.lr)}`,
+    ];
+    if (r.message) stats.push(r.message);
+    $('round-stats').textContent = stats.join(' · ');
+  }
+
+  function renderRounds(rounds) {
+    const seen = new Set(rounds.map((r) => r.round_id));
+    for (const id of state.requested.keys()) if (seen.has(id)) state.requested.delete(id);
+    const rows = [];
+    for (const [id, ms] of state.requested) {
+      rows.push(
+        el('tr', { 'data-round-id': id }, [
+          el('td', { class: 'mono ellipsis', title: id, text: shortId(id) }),
+          el('td', {}, [el('span', { class: 'badge requested', text: 'requested' })]),
+          el('td', { text: '–' }),
+          el('td', { text: '–' }),
+          el('td', { text: '–' }),
+          el('td', { text: fmtTime(ms) }),
+        ]),
+      );
+    }
+    for (const r of rounds) {
+      rows.push(
+        el('tr', { 'data-round-id': r.round_id, 'data-state': r.state }, [
+          el('td', { class: 'mono ellipsis', title: r.round_id, text: shortId(r.round_id) }),
+          el('td', {}, [el('span', { class: `badge ${r.state}`, text: r.state })]),
+          el('td', { text: r.total_steps ? `${r.step}/${r.total_steps}` : String(r.step) }),
+          el('td', { text: fmtNum(r.loss, 3) }),
+          el('td', { class: 'ellipsis', text: r.target_domains.join(', ') || 'default' }),
+          el('td', { text: fmtTime(r.created_ms) }),
+        ]),
+      );
+    }
+    if (rows.length === 0)
+      rows.push(el('tr', {}, [el('td', { colspan: '6', class: 'muted', text: 'No rounds yet.' })]));
+    $('rounds-table').tBodies[0].replaceChildren(...rows);
+  }
+
+  function renderAdapters(view) {
+    const rows = view.adapters.map((a) => {
+      const hr1 = Object.entries(a.hr1)
+        .map(([d, v]) => `${d} ${v.toFixed(3)}`)
+        .join(' · ');
+      const actions = [];
+      if (a.status !== 'serving') {
+        const promoteButton = el('button', { class: 'small', type: 'button', text: 'promote' });
+        promoteButton.onclick = () => void promote(a.adapter_id);
+        actions.push(promoteButton);
+        if (a.status === 'promoted') {
+          const back = el('button', { class: 'small', type: 'button', text: 'serve' });
+          back.title = 'roll serving back to this adapter';
+          back.onclick = () => void rollback(a.adapter_id);
+          actions.push(back);
+        }
+      }
+      return el('tr', { 'data-adapter-id': a.adapter_id }, [
+        el('td', { class: 'mono ellipsis', title: a.adapter_id, text: a.adapter_id }),
+        el('td', { text: a.adapter_kind }),
+        el('td', { class: 'mono', title: a.round_id, text: shortId(a.round_id) }),
+        el('td', { class: 'ellipsis', text: a.target_domains.join(', ') }),
+        el('td', { text: fmtTime(a.created_ms) }),
+        el('td', {
+          title: hr1,
+          text:
+            a.hr1_mean === null
+              ? '–'
+              : `${a.hr1_mean.toFixed(3)}${Object.keys(a.hr1).length > 1 ? ' (mean)' : ''}`,
+        }),
+        el('td', {}, [
+          el('span', { class: `badge ${a.status}`, title: a.reasons.join('; '), text: a.status }),
+        ]),
+        el('td', {}, actions),
+      ]);
+    });
+    if (rows.length === 0)
+      rows.push(el('tr', {}, [el('td', { colspan: '8', class: 'muted', text: 'No adapters yet.' })]));
+    $('adapters-table').tBodies[0].replaceChildren(...rows);
+  }
+
+  function renderServing(serving) {
+    const current = serving.current;
+    $('serving-badge').textContent = current ? `serving: ${current.adapter_id}` : 'serving: nothing yet';
+  }
+
+  function renderDomainFilter(drift) {
+    const domains = [...new Set(drift.series.map((p) => p.domain))].sort();
+    if (domains.join(',') === state.domains.join(',')) return;
+    state.domains = domains;
+    const select = $('domain-filter');
+    select.replaceChildren(
+      el('option', { value: '', text: 'all domains' }),
+      ...domains.map((d) => el('option', { value: d, text: d })),
+    );
+    select.value = domains.includes(state.domain) ? state.domain : '';
+  }
+
+  // ---- polling ---------------------------------------------------------------------------------
+
+  async function poll() {
+    if (state.polling) return;
+    state.polling = true;
+    try {
+      const [drift, adapters, rounds, serving] = await Promise.all([
+        getJson('/v1/drift'),
+        getJson('/v1/adapters?limit=100'),
+        getJson('/v1/rounds?limit=30'),
+        getJson('/v1/serving?limit=10'),
+      ]);
+      // The live round: the newest unfinished one, else the newest.
+      const live = rounds.rounds.find((r) => !FINISHED.includes(r.state)) || rounds.rounds[0];
+      const detail = live
+        ? await getJson(`/v1/rounds/${encodeURIComponent(live.round_id)}?max_points=1500`)
+        : null;
+      renderDomainFilter(drift);
+      renderHr1(drift);
+      renderRound(detail);
+      renderLoss(detail);
+      renderRounds(rounds.rounds);
+      renderAdapters(adapters);
+      renderServing(serving);
+      $('refresh-status').textContent = `updated ${new Date().toLocaleTimeString()}`;
+      $('refresh-status').classList.remove('error');
+    } catch (err) {
+      $('refresh-status').textContent = `refresh failed: ${err.message}`;
+      $('refresh-status').classList.add('error');
+    } finally {
+      state.polling = false;
+    }
+  }
+
+  $('trigger-round').addEventListener('click', () => void triggerRound());
+  $('rollback').addEventListener('click', () => void rollback(null));
+  $('domain-filter').addEventListener('change', (e) => {
+    state.domain = e.target.value;
+    state.hr1Key = '';
+    void poll();
+  });
+  window.addEventListener('resize', () => {
+    if (state.hr1Chart) state.hr1Chart.setSize({ width: chartWidth($('hr1-chart')), height: 260 });
+    if (state.lossChart) state.lossChart.setSize({ width: chartWidth($('loss-chart')), height: 200 });
+  });
+
+  void poll();
+  setInterval(() => void poll(), POLL_MS);
+})();
