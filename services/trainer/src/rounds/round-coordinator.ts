@@ -1,0 +1,479 @@
+import { createHash } from 'node:crypto';
+import type { ArtefactRecord, ArtefactStore } from '@cprec/artefacts';
+import type { AdapterLineage, CorpusStats, RoundCommand, RoundState } from '@cprec/contracts';
+import type { RoundStepRecord } from '@cprec/clickhouse';
+import type { RunnerPhase, RunnerResult, RunnerStep } from '../runner/protocol';
+import type { RoundExecutor, RoundOutcome, RunningRound } from '../runner/supervisor';
+import type {
+  PlannedRound,
+  RoundPlannerPort,
+  RoundStorePort,
+  TrainerEventsPort,
+  TrainerMetricsPort,
+} from './ports';
+import { RoundPolicy } from './round-policy';
+import {
+  canTransition,
+  IllegalTransitionError,
+  isRoundState,
+  isTerminal,
+  TRAINING_STATES,
+} from './round-state';
+
+export interface CoordinatorConfig {
+  /** Domains fine-tuned when a trigger names none. */
+  defaultTargetDomains: readonly string[];
+  /** Round steps are written in batches this often. */
+  stepFlushMs: number;
+}
+
+interface Round {
+  id: string;
+  state: RoundState;
+  requestedBy: string;
+  reason: string;
+  targetDomains: string[];
+  createdMs: number;
+  version: number;
+  step: number;
+  totalSteps: number;
+  loss: number | null;
+  lr: number | null;
+}
+
+export interface Clock {
+  now(): number;
+}
+
+/** Round ids derive from the trigger's command id, so a re-delivered trigger is recognised. */
+export function roundIdFor(commandId: string): string {
+  return `round-${createHash('sha256').update(commandId).digest('hex').slice(0, 16)}`;
+}
+
+export const trunkKey = (roundId: string): string => `trunks/${roundId}`;
+export const adapterKey = (roundId: string, kind: 'cpt' | 'sft', domain?: string): string =>
+  kind === 'cpt' ? `adapters/${roundId}/cpt` : `adapters/${roundId}/sft-${domain}`;
+export const adapterIdOf = (roundId: string, kind: 'cpt' | 'sft', domain?: string): string =>
+  kind === 'cpt' ? `${roundId}-cpt` : `${roundId}-sft-${domain}`;
+
+/**
+ * The trainer's brain, free of Kafka, NestJS and processes (those are ports): a queue of rounds
+ * run one at a time, each round's state machine (round-state.ts) persisted in `rounds` and
+ * published as RoundEvents, step series batched into `round_steps`, and on success the
+ * artefacts (trunk, CPT adapter, SFT adapters) stored, recorded in `adapters` and announced as
+ * AdapterEvents with their lineage. Every write goes through one promise chain so rows and
+ * events keep the order of the transitions.
+ */
+export class RoundCoordinator {
+  private readonly rounds = new Map<string, Round>();
+  private readonly queue: string[] = [];
+  private current: { round: Round; running: RunningRound | null; cancelRequested: boolean } | null = null;
+  private pendingSteps: RoundStepRecord[] = [];
+  private lastFlushMs = 0;
+  private stepWindow = { steps: 0, tokens: 0, startedMs: 0, lastLoss: Number.NaN };
+  private writes: Promise<void> = Promise.resolve();
+  private idleWaiters: Array<() => void> = [];
+  private lastError: string | null = null;
+
+  constructor(
+    private readonly store: RoundStorePort,
+    private readonly events: TrainerEventsPort,
+    private readonly planner: RoundPlannerPort,
+    private readonly executor: RoundExecutor,
+    private readonly artefacts: ArtefactStore,
+    private readonly policy: RoundPolicy,
+    private readonly metrics: TrainerMetricsPort,
+    private readonly config: CoordinatorConfig,
+    private readonly clock: Clock = { now: () => Date.now() },
+  ) {}
+
+  /** Current round id and state, queue length, last persistence error (for /health). */
+  status(): { current: { id: string; state: RoundState } | null; queued: number; lastError: string | null } {
+    return {
+      current: this.current ? { id: this.current.round.id, state: this.current.round.state } : null,
+      queued: this.queue.length,
+      lastError: this.lastError,
+    };
+  }
+
+  stateOf(roundId: string): RoundState | null {
+    return this.rounds.get(roundId)?.state ?? null;
+  }
+
+  /**
+   * After a restart: rounds left queued are queued again; a round left mid-training is resumed
+   * first, from its checkpoint (its saved plan has the same data slice). The policy's clock and
+   * watermark baseline start from the newest round.
+   */
+  async recover(): Promise<void> {
+    const stored = await this.store.listRounds({ limit: 500 });
+    const resumable: Round[] = [];
+    for (const s of [...stored].sort((a, b) => a.created_ms - b.created_ms)) {
+      if (!isRoundState(s.state)) continue;
+      const round: Round = {
+        id: s.round_id,
+        state: s.state,
+        requestedBy: s.requested_by,
+        reason: s.message,
+        targetDomains: [...s.target_domains],
+        createdMs: s.created_ms,
+        version: s.version,
+        step: s.step,
+        totalSteps: s.total_steps,
+        loss: s.loss,
+        lr: s.lr,
+      };
+      this.rounds.set(round.id, round);
+      if (!isTerminal(round.state)) resumable.push(round);
+    }
+    const newest = [...stored].sort((a, b) => b.created_ms - a.created_ms)[0];
+    if (newest) this.policy.roundStarted(newest.created_ms, 0);
+    const training = resumable.filter((r) => TRAINING_STATES.includes(r.state));
+    const queued = resumable.filter((r) => r.state === 'queued');
+    this.queue.push(...training.map((r) => r.id), ...queued.map((r) => r.id));
+    this.pump();
+  }
+
+  async handleCommand(command: RoundCommand): Promise<void> {
+    if (command.kind === 'trigger') {
+      await this.trigger(command.command_id, command.requested_by, command.reason, command.target_domains);
+    } else {
+      await this.cancel(command.round_id, command.requested_by);
+    }
+  }
+
+  /** Queues a round; returns its id (the existing one for a re-delivered command). */
+  async trigger(
+    commandId: string,
+    requestedBy: string,
+    reason: string,
+    targetDomains?: readonly string[],
+  ): Promise<string> {
+    const id = roundIdFor(commandId);
+    if (this.rounds.has(id)) return id;
+    const now = this.clock.now();
+    const round: Round = {
+      id,
+      state: 'queued',
+      requestedBy,
+      reason,
+      targetDomains: [...(targetDomains ?? this.config.defaultTargetDomains)],
+      createdMs: now,
+      version: 0,
+      step: 0,
+      totalSteps: 0,
+      loss: null,
+      lr: null,
+    };
+    this.rounds.set(id, round);
+    await this.persistState(round, reason ? `queued: ${reason}` : 'queued');
+    this.queue.push(id);
+    this.pump();
+    return id;
+  }
+
+  async cancel(roundId: string, requestedBy: string): Promise<boolean> {
+    const round = this.rounds.get(roundId);
+    if (!round || isTerminal(round.state)) return false;
+    const at = this.queue.indexOf(roundId);
+    if (at >= 0) {
+      this.queue.splice(at, 1);
+      this.transition(round, 'cancelled', `cancelled by ${requestedBy} while queued`);
+      await this.writes;
+      return true;
+    }
+    if (this.current?.round.id === roundId) {
+      this.current.cancelRequested = true;
+      this.current.running?.stop();
+      return true;
+    }
+    return false;
+  }
+
+  observeCorpusStats(stats: CorpusStats): void {
+    this.policy.observe(stats);
+  }
+
+  /** Policy check (called periodically and after corpus statistics): starts a round when due. */
+  async tick(): Promise<string | null> {
+    this.flushStepsIfDue();
+    if (this.current || this.queue.length > 0) return null;
+    const now = this.clock.now();
+    const reason = this.policy.due(now);
+    if (!reason) return null;
+    return this.trigger(`auto-${now}`, 'policy', reason);
+  }
+
+  /** Resolves when no round is running or queued (tests, shutdown). */
+  idle(): Promise<void> {
+    if (!this.current && this.queue.length === 0) return this.writes;
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Stops the running round without failing it: it stays in its state and resumes on restart. */
+  async shutdown(): Promise<void> {
+    this.queue.length = 0;
+    const current = this.current;
+    if (current?.running) {
+      current.running.stop();
+      await current.running.outcome.catch(() => undefined);
+    }
+    this.flushSteps();
+    await this.writes;
+  }
+
+  private shuttingDown = false;
+
+  /** Marks shutdown so that the stop above is not recorded as a cancellation. */
+  beginShutdown(): void {
+    this.shuttingDown = true;
+  }
+
+  // --------------------------------------------------------------------------------------------
+
+  private pump(): void {
+    if (this.current || this.shuttingDown) return;
+    const id = this.queue.shift();
+    if (id === undefined) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      void this.writes.then(() => waiters.forEach((w) => w()));
+      return;
+    }
+    const round = this.rounds.get(id)!;
+    const current = { round, running: null as RunningRound | null, cancelRequested: false };
+    this.current = current;
+    void this.runRound(current).catch((err: Error) => {
+      this.lastError = `round ${round.id}: ${err.message}`;
+    });
+  }
+
+  private async runRound(current: {
+    round: Round;
+    running: RunningRound | null;
+    cancelRequested: boolean;
+  }): Promise<void> {
+    const { round } = current;
+    let outcome: RoundOutcome;
+    let plan: PlannedRound | null = null;
+    try {
+      plan =
+        (await this.planner.resume(round.id)) ?? (await this.planner.plan(round.id, round.targetDomains));
+      this.policy.roundStarted(round.createdMs, plan.job.watermark);
+      if (current.cancelRequested) {
+        outcome = { kind: 'stopped' };
+      } else {
+        this.stepWindow = { steps: 0, tokens: 0, startedMs: this.clock.now(), lastLoss: Number.NaN };
+        const running = this.executor.start(plan.job, {
+          onPhase: (phase, steps) => this.onPhase(round, phase, steps),
+          onStep: (step) => this.onStep(round, step),
+          onAttempt: (attempt, resumedFrom) => {
+            if (attempt > 1 || resumedFrom)
+              this.persistProgress(
+                round,
+                `runner attempt ${attempt}${resumedFrom ? `, resumed ${resumedFrom.phase} at data position ${resumedFrom.dataPosition}` : ''}`,
+              );
+          },
+          onCrash: (attempt, reason) => {
+            this.metrics.runnerCrash();
+            this.persistProgress(round, `runner attempt ${attempt} crashed (${reason})`);
+          },
+        });
+        current.running = running;
+        if (current.cancelRequested) running.stop();
+        outcome = await running.outcome;
+      }
+    } catch (err) {
+      outcome = { kind: 'failed', reason: (err as Error).message };
+    }
+    this.flushSteps();
+    try {
+      if (outcome.kind === 'done' && plan) {
+        await this.publish(round, plan, outcome.result);
+      } else if (outcome.kind === 'stopped') {
+        if (!this.shuttingDown || current.cancelRequested)
+          this.transition(round, 'cancelled', 'cancelled by command');
+      } else if (outcome.kind === 'failed') {
+        this.transition(round, 'failed', outcome.reason.slice(0, 2000));
+      }
+    } catch (err) {
+      this.transition(round, 'failed', `publishing failed: ${(err as Error).message}`);
+    }
+    await this.writes;
+    this.current = null;
+    this.pump();
+  }
+
+  private async publish(round: Round, plan: PlannedRound, result: RunnerResult): Promise<void> {
+    const { job } = plan;
+    const trunk = await this.artefacts.put(trunkKey(round.id), result.trunkDir, {
+      metadata: {
+        round_id: round.id,
+        watermark: job.watermark,
+        global_step: result.trunkGlobalStep,
+        parent_trunk_id: plan.previousTrunkId,
+        base_model: plan.baseModel,
+        base_model_sha256: job.model.sha256,
+      },
+    });
+    const cpt = result.adapters.find((a) => a.kind === 'cpt');
+    const cptId = cpt ? adapterIdOf(round.id, 'cpt') : null;
+    const published: Array<{
+      record: ArtefactRecord;
+      adapterId: string;
+      kind: 'cpt' | 'sft';
+      domains: string[];
+    }> = [];
+    for (const a of result.adapters) {
+      const domain = a.targetDomains[0];
+      const record = await this.artefacts.put(adapterKey(round.id, a.kind, domain), a.dir, {
+        metadata: { round_id: round.id, kind: a.kind, target_domains: a.targetDomains, trunk_id: trunk.key },
+      });
+      published.push({
+        record,
+        adapterId: adapterIdOf(round.id, a.kind, domain),
+        kind: a.kind,
+        domains: a.targetDomains,
+      });
+    }
+    const now = this.clock.now();
+    for (const p of published) {
+      const lineage: AdapterLineage = {
+        base_model: plan.baseModel,
+        base_model_sha256: job.model.sha256,
+        round_id: round.id,
+        trunk_id: trunk.key,
+        cpt_adapter_id: p.kind === 'sft' ? cptId : null,
+        data_watermark: job.watermark,
+      };
+      await this.store.insertAdapter({
+        adapter_id: p.adapterId,
+        adapter_kind: p.kind,
+        round_id: round.id,
+        target_domains: p.domains,
+        uri: p.record.uri,
+        sha256: p.record.sha256,
+        lineage: { ...lineage, previous_trunk_id: plan.previousTrunkId },
+        created_ms: now,
+      });
+      await this.events.adapterEvent({
+        kind: 'published',
+        adapter_id: p.adapterId,
+        adapter_kind: p.kind,
+        target_domains: p.domains,
+        uri: p.record.uri,
+        sha256: p.record.sha256,
+        lineage,
+        ts: now,
+      });
+    }
+    const note = result.fineTuningNote ? `; ${result.fineTuningNote}` : '';
+    this.transition(round, 'published', `published ${published.map((p) => p.adapterId).join(', ')}${note}`);
+  }
+
+  private onPhase(round: Round, phase: RunnerPhase, steps: number): void {
+    if (phase !== 'fine_tuning') round.totalSteps = Math.max(round.totalSteps, round.step + steps);
+    this.flushSteps();
+    this.transition(round, phase, `${phase}${steps > 0 ? `: ${steps} steps` : ''}`);
+  }
+
+  private onStep(round: Round, step: RunnerStep): void {
+    round.step = step.roundStep;
+    round.totalSteps = step.roundSteps;
+    round.loss = step.loss;
+    round.lr = step.lr;
+    // The first step after warm-up reports 'stable' before any phase message does.
+    if (step.phase !== round.state && canTransition(round.state, step.phase))
+      this.transition(round, step.phase, step.phase);
+    this.pendingSteps.push({
+      round_id: round.id,
+      phase: step.phase,
+      step: step.step,
+      loss: step.loss,
+      lr: step.lr,
+      tokens: step.tokens,
+      ts_ms: this.clock.now(),
+    });
+    this.stepWindow.steps++;
+    this.stepWindow.tokens += step.tokens;
+    this.stepWindow.lastLoss = step.loss;
+    this.flushStepsIfDue();
+  }
+
+  private flushStepsIfDue(): void {
+    if (this.pendingSteps.length > 0 && this.clock.now() - this.lastFlushMs >= this.config.stepFlushMs)
+      this.flushSteps();
+  }
+
+  /** Writes buffered steps and a progress row, and publishes a progress event. */
+  private flushSteps(): void {
+    if (this.pendingSteps.length === 0) return;
+    const batch = this.pendingSteps;
+    this.pendingSteps = [];
+    const now = this.clock.now();
+    this.lastFlushMs = now;
+    const w = this.stepWindow;
+    this.metrics.steps(w.steps, w.tokens, Math.max(0.001, (now - w.startedMs) / 1000), w.lastLoss);
+    this.stepWindow = { steps: 0, tokens: 0, startedMs: now, lastLoss: w.lastLoss };
+    this.enqueueWrite(() => this.store.insertRoundSteps(batch));
+    const round = this.rounds.get(batch[0]!.round_id);
+    if (round) this.persistProgress(round, `step ${round.step}/${round.totalSteps}`);
+  }
+
+  private transition(round: Round, to: RoundState, message: string): void {
+    if (!canTransition(round.state, to)) {
+      this.lastError = new IllegalTransitionError(round.id, round.state, to).message;
+      return;
+    }
+    const changed = round.state !== to;
+    round.state = to;
+    if (changed) this.metrics.roundState(to);
+    void this.persistState(round, message);
+  }
+
+  private persistProgress(round: Round, message: string): void {
+    void this.persistState(round, message);
+  }
+
+  /** One `rounds` row (versions strictly increase per round) and one RoundEvent, in order. */
+  private persistState(round: Round, message: string): Promise<void> {
+    const now = this.clock.now();
+    round.version = Math.max(now, round.version + 1);
+    const snapshot = { ...round };
+    return this.enqueueWrite(async () => {
+      await this.store.insertRoundState({
+        round_id: snapshot.id,
+        state: snapshot.state,
+        step: snapshot.step,
+        total_steps: snapshot.totalSteps,
+        loss: snapshot.loss,
+        lr: snapshot.lr,
+        message,
+        target_domains: snapshot.targetDomains,
+        requested_by: snapshot.requestedBy,
+        created_ms: snapshot.createdMs,
+        updated_ms: now,
+        version: snapshot.version,
+      });
+      await this.events.roundEvent({
+        round_id: snapshot.id,
+        state: snapshot.state,
+        step: snapshot.step,
+        total_steps: snapshot.totalSteps,
+        loss: snapshot.loss === null || Number.isFinite(snapshot.loss) ? snapshot.loss : null,
+        lr: snapshot.lr,
+        message,
+        ts: now,
+      });
+    });
+  }
+
+  /** Serialises writes; a failed write is logged in status and does not block later ones. */
+  private enqueueWrite(write: () => Promise<void>): Promise<void> {
+    const next = this.writes.then(write).catch((err: Error) => {
+      this.lastError = `write failed: ${err.message}`;
+    });
+    this.writes = next;
+    return next;
+  }
+}
