@@ -117,7 +117,12 @@ FROM (
 )`;
 }
 
-function mixedRebuild(userFilter: SqlFragment, version: number): SqlFragment {
+/**
+ * INSERT ... SELECT of mixed sequences from the domain sequences this rebuild just wrote (rows of
+ * `version`): a rebuild always rewrites every domain of a touched user, so those rows hold all of
+ * the user's kept items and `interactions` is not read a second time.
+ */
+function mixedRebuild(version: number): SqlFragment {
   return sql`INSERT INTO ${ident(MIXED_SEQUENCES_TABLE)}
   (user_id, domains, item_ids, ts_ms, seqs, event_ids, ingested_ms, n, version)
 SELECT user_id,
@@ -130,9 +135,10 @@ SELECT user_id,
   length(s),
   ${version}
 FROM (
-  SELECT user_id,
-    arraySort(groupArray((ts_ms, tupleElement(kept, 1), tupleElement(kept, 2), item_id, toUInt64(-tupleElement(kept, 3)), domain))) AS s
-  FROM (${keptInteractions(userFilter)})
+  SELECT user_id, arraySort(groupArray((a_ts, a_seq, a_event, a_item, a_ingested, domain))) AS s
+  FROM ${ident(DOMAIN_SEQUENCES_TABLE)}
+  ARRAY JOIN item_ids AS a_item, ts_ms AS a_ts, seqs AS a_seq, event_ids AS a_event, ingested_ms AS a_ingested
+  WHERE version = ${version}
   GROUP BY user_id
 )`;
 }
@@ -143,9 +149,9 @@ const num = (v: string | number): number => Number(v);
  * The writer of the sequence tables (the sequencer service, one instance). Each rebuild:
  *
  * 1. reads the previous watermark w and the newest ingest_version M;
- * 2. rewrites, with two INSERT ... SELECT statements, the domain and mixed sequences of every user
- *    with a row ingested after w − margin (the set is a subquery inside ClickHouse), or of every
- *    user for a full rebuild;
+ * 2. rewrites, with one INSERT ... SELECT, the domain sequences of every user with a row ingested
+ *    after w − margin (the set is a subquery inside ClickHouse), or of every user for a full
+ *    rebuild; then, with a second one, those users' mixed sequences from the rows just written;
  * 3. records the new watermark min(M, now − margin) (never below w).
  *
  * Rebuilding a user recomputes its sequences from all its interactions, so an incremental rebuild
@@ -195,7 +201,7 @@ FROM ${ident(SEQUENCER_WATERMARKS_TABLE)} ORDER BY version DESC LIMIT 1`,
     const userFilter = full ? rawSql('') : sql`WHERE user_id IN (${touchedUsers(since)})`;
 
     await this.ch.command(domainRebuild(userFilter, version));
-    await this.ch.command(mixedRebuild(userFilter, version));
+    await this.ch.command(mixedRebuild(version));
 
     const [rebuilt] = await this.ch.query<{ n: string }>(
       sql`SELECT count() AS n FROM ${ident(MIXED_SEQUENCES_TABLE)} WHERE version = ${version}`,
