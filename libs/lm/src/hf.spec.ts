@@ -7,6 +7,7 @@ import { loadHfCheckpoint, saveHfCheckpoint } from './hf';
 import { HfBpeTokenizer, HfTokenizerJson } from './hf-tokenizer';
 import { LlamaModel } from './model';
 import { parseSafetensors } from './safetensors';
+import { ReferenceLlama } from './testing/reference-forward';
 import { maxAbsDiff, tinyConfig } from './testing/tiny';
 import { randomWeights } from './weights';
 
@@ -36,6 +37,49 @@ describe('Hugging Face LLaMA checkpoints (config.json + safetensors)', () => {
     expect(maxAbsDiff(a, b)).toBeLessThan(1e-6);
     native.dispose();
     hf.dispose();
+  });
+
+  it('HF q/k rows used with split-half RoPE (independent reference) match the loaded model', () => {
+    const weights = randomWeights(tinyConfig({ tiedClassifier: true }), 33);
+    // Sharp attention (large q/k) so that the RoPE convention visibly matters.
+    weights.tokEmbedding = weights.tokEmbedding.map((v) => v * 30);
+    for (const lw of weights.layers) {
+      lw.wq = lw.wq.map((v) => v * 25);
+      lw.wk = lw.wk.map((v) => v * 25);
+    }
+    saveHfCheckpoint(weights, join(dir, 'halves'));
+    const raw = parseSafetensors(readFileSync(join(dir, 'halves', 'model.safetensors'))).tensors;
+    const hfOrder = {
+      ...weights,
+      layers: weights.layers.map((lw, l) => ({
+        ...lw,
+        wq: raw.get(`model.layers.${l}.self_attn.q_proj.weight`)?.data ?? new Float32Array(),
+        wk: raw.get(`model.layers.${l}.self_attn.k_proj.weight`)?.data ?? new Float32Array(),
+      })),
+    };
+    const ref = new ReferenceLlama(hfOrder, 'halves');
+    const model = new LlamaModel(loadHfCheckpoint(join(dir, 'halves')));
+    const ids = [1, 4, 9, 16, 25, 36];
+    const ours = tf.tidy(() => model.forward([ids]).dataSync() as Float32Array);
+    const V = weights.config.vocabSize;
+    let diff = 0;
+    ids.forEach(
+      (id, pos) =>
+        (diff = Math.max(diff, maxAbsDiff(ref.forward(id, pos), ours.subarray(pos * V, (pos + 1) * V)))),
+    );
+    expect(diff).toBeLessThan(1e-4);
+    // Sanity: the same HF-order rows with the interleaved convention give different logits.
+    const wrong = new ReferenceLlama(hfOrder, 'interleaved');
+    let wrongDiff = 0;
+    ids.forEach(
+      (id, pos) =>
+        (wrongDiff = Math.max(
+          wrongDiff,
+          maxAbsDiff(wrong.forward(id, pos), ours.subarray(pos * V, (pos + 1) * V)),
+        )),
+    );
+    expect(wrongDiff).toBeGreaterThan(1e-3);
+    model.dispose();
   });
 
   it('reads F16 checkpoints and tied embeddings', () => {

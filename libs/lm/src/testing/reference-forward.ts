@@ -8,7 +8,14 @@ export class ReferenceLlama {
   private readonly keyCache: Float32Array;
   private readonly valueCache: Float32Array;
 
-  constructor(private readonly w: LlamaWeights) {
+  /**
+   * `ropeStyle: 'halves'` rotates pairs (i, i+hs/2) as Hugging Face's `rotate_half` does, for
+   * weights whose q/k rows are in HF order; 'interleaved' (default) is run.c's adjacent pairs.
+   */
+  constructor(
+    private readonly w: LlamaWeights,
+    private readonly ropeStyle: 'interleaved' | 'halves' = 'interleaved',
+  ) {
     const c = w.config;
     const kvDim = (c.dim * c.nKvHeads) / c.nHeads;
     this.keyCache = new Float32Array(c.nLayers * c.maxSeqLen * kvDim);
@@ -60,13 +67,17 @@ export class ReferenceLlama {
         const val = Math.fround(pos * freq);
         const fcr = Math.fround(Math.cos(val));
         const fci = Math.fround(Math.sin(val));
+        // Pair partner of frequency index headDim/2 within its head.
+        const head = Math.floor(i / hs) * hs;
+        const [i0, i1] =
+          this.ropeStyle === 'interleaved' ? [i, i + 1] : [head + headDim / 2, head + headDim / 2 + hs / 2];
         const rotn = i < kvDim ? 2 : 1;
         for (let r = 0; r < rotn; r++) {
           const vec = r === 0 ? q : k;
-          const v0 = vec[i];
-          const v1 = vec[i + 1];
-          vec[i] = Math.fround(Math.fround(v0 * fcr) - Math.fround(v1 * fci));
-          vec[i + 1] = Math.fround(Math.fround(v0 * fci) + Math.fround(v1 * fcr));
+          const v0 = vec[i0];
+          const v1 = vec[i1];
+          vec[i0] = Math.fround(Math.fround(v0 * fcr) - Math.fround(v1 * fci));
+          vec[i1] = Math.fround(Math.fround(v0 * fci) + Math.fround(v1 * fcr));
         }
       }
       xb.fill(0);
