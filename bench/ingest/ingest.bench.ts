@@ -16,7 +16,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cpus } from 'node:os';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { Kafka, logLevel, Message, Producer } from 'kafkajs';
@@ -42,6 +42,7 @@ import {
   startIngestProcess,
   waitForHealth,
 } from './ingest-process';
+import { CpuProfile, ProfileSummary, summarise } from './profile-summary';
 
 const log = (line: string): void => void process.stderr.write(`[bench:ingest] ${line}\n`);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -305,6 +306,7 @@ async function main(): Promise<void> {
   const samples: Sample[] = [];
   let peakRss = 0;
   let ingestSeconds = 0;
+  let profileWindowUs: [number, number] = [0, 0];
   let ingestCores: Record<string, number | null> = {};
   let metricsText: string | null = null;
   try {
@@ -320,10 +322,12 @@ async function main(): Promise<void> {
       log(`ingest healthy after ${((healthyAt - spawnedAt) / 1000).toFixed(1)} s (pid ${pid})`);
       // Consumption starts when the consumer reports its first consumed message.
       let consumedAt = healthyAt;
+      let consumedAtMonoUs = 0;
       for (;;) {
         const text = await scrapeMetrics(port);
         if (text && counterTotal(text, 'cprec_ingest_consumed_total') > 0) {
           consumedAt = performance.now();
+          consumedAtMonoUs = Number(process.hrtime.bigint() / 1000n);
           break;
         }
         if (performance.now() - healthyAt > 60_000) throw new Error('ingest consumed nothing in 60 s');
@@ -352,6 +356,7 @@ async function main(): Promise<void> {
           if (stored >= o.events) {
             // Measured after the query returned: conservative by the query's own latency.
             ingestSeconds = (performance.now() - consumedAt) / 1000;
+            profileWindowUs = [consumedAtMonoUs, Number(process.hrtime.bigint() / 1000n)];
             break;
           }
           if (now - lastLog > 5_000) {
@@ -374,6 +379,18 @@ async function main(): Promise<void> {
   } finally {
     const code = await proc.stop();
     log(`ingest stopped (exit ${code ?? proc.child.signalCode}); log ${proc.logFile}`);
+  }
+  let profile: ProfileSummary | null = null;
+  let profileFile: string | null = null;
+  if (o.cpuProf) {
+    const name = readdirSync(profileDir).find((f) => f.includes(`.${pid}.`) && f.endsWith('.cpuprofile'));
+    if (name) {
+      profileFile = join(profileDir, name);
+      profile = summarise(JSON.parse(readFileSync(profileFile, 'utf8')) as CpuProfile, profileWindowUs);
+      log(`profile ${profileFile} (consumption window only):`);
+      for (const k of profile.inclusive)
+        log(`  ${(k.share_of_busy * 100).toFixed(1).padStart(5)}%  ${k.label}`);
+    } else log(`no CPU profile for pid ${pid} in ${profileDir}`);
   }
   const ingestRate = o.events / ingestSeconds;
   const distinct = await distinctRun(ch, runTag);
@@ -496,7 +513,8 @@ async function main(): Promise<void> {
             batch_seconds_sum: round(counterTotal(metricsText, 'cprec_ingest_batch_seconds_sum'), 2),
           }
         : null,
-      cpu_profile_dir: o.cpuProf ? profileDir : null,
+      cpu_profile: profileFile,
+      cpu_profile_summary: profile,
       timeline: samples.filter((_, i) => i % Math.max(1, Math.ceil(samples.length / 60)) === 0),
       load_average_at_end: (await import('node:os')).loadavg().map((x) => round(x, 2)),
     },
