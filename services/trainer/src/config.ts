@@ -38,6 +38,8 @@ export const TrainerEnvSchema = CommonEnvSchema.extend({
   TRAINER_STEP_FLUSH_MS: envInt(1_000, 1),
   TRAINER_MAX_RESTARTS: envInt(2),
   TRAINER_STOP_GRACE_MS: envInt(30_000, 1),
+  /** Pause after each training step (ms; 0 = none): a throttle for demos and crash tests. */
+  TRAINER_STEP_DELAY_MS: envInt(0),
   /** Commands older than this are ignored (a new consumer group replays the topic). */
   TRAINER_COMMAND_MAX_AGE_MS: envInt(3_600_000, 1),
 });

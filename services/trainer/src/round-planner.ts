@@ -96,6 +96,7 @@ export class RoundPlanner implements RoundPlannerPort {
         mixedWindow: 20,
       },
       targetDomains: [...targetDomains],
+      stepDelayMs: c.TRAINER_STEP_DELAY_MS,
     };
     const plan: PlannedRound = { job, previousTrunkId: trunk?.key ?? null, baseModel: model.name };
     mkdirSync(job.roundDir, { recursive: true });

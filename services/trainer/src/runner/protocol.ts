@@ -25,6 +25,8 @@ export interface RoundJob {
   data: DataSpec;
   /** Domains to fine-tune an SFT adapter for after the CPT adapter. */
   targetDomains: string[];
+  /** Pause after each step (ms): a throttle for demos and for tests that interrupt a phase. */
+  stepDelayMs?: number;
 }
 
 export type ModelSpec =

@@ -33,7 +33,8 @@ process.on('message', (raw: ToRunner) => {
     onPhase: (phase, steps) => void send({ type: 'phase', phase, steps }),
     onStep: async (step) => {
       await send({ type: 'step', step });
-      const delay = raw.job.data.kind === 'synthetic' ? (raw.job.data.stepDelayMs ?? 0) : 0;
+      const delay =
+        raw.job.stepDelayMs ?? (raw.job.data.kind === 'synthetic' ? (raw.job.data.stepDelayMs ?? 0) : 0);
       if (delay > 0) await new Promise((r) => setTimeout(r, delay));
     },
     shouldStop: () => stopRequested,
