@@ -1,6 +1,9 @@
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { TOPICS } from '@cprec/contracts';
 import { ClickHouse, ControlPlaneRepository, createClickHouse, ident, sql } from '@cprec/clickhouse';
-import { randomPort, RunningService, startService } from '../support/service-process';
+import { randomPort, REPO_ROOT, RunningService, startService } from '../support/service-process';
 import { requireInfra, testClickHouseSettings, testKafka, uniqueName } from '../support/infra';
 import { CommandTap } from './command-tap';
 
@@ -415,5 +418,60 @@ describe('reads', () => {
     expect(await page.text()).toMatch(/<html/i);
     const uplot = await fetch(`${base}/vendor/uplot/uPlot.iife.min.js`);
     expect(uplot.status).toBe(200);
+  });
+});
+
+describe('cprec CLI against the operator', () => {
+  /** Runs `cprec <args>` as the user would (ts-node), pointed at this operator. */
+  async function cprec(args: string[], withToken = true): Promise<string> {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [
+        '-r',
+        'ts-node/register/transpile-only',
+        '-r',
+        'tsconfig-paths/register',
+        join(REPO_ROOT, 'cli', 'src', 'main.ts'),
+        ...args,
+      ],
+      {
+        cwd: REPO_ROOT,
+        env: {
+          ...process.env,
+          CPREC_OPERATOR_URL: base,
+          CPREC_OPERATOR_TOKEN: withToken ? token : '',
+          TS_NODE_TRANSPILE_ONLY: 'true',
+        },
+      },
+    );
+    return stdout;
+  }
+
+  it('round trigger --json publishes a RoundCommand; adapters prints the table', async () => {
+    const accepted = JSON.parse(
+      await cprec(['round', 'trigger', '--domains', 'games,steam', '--reason', 'cli', '--json']),
+    ) as {
+      command_id: string;
+    };
+    expect(await tap.waitFor(TOPICS.roundCommands, accepted.command_id)).toMatchObject({
+      kind: 'trigger',
+      target_domains: ['games', 'steam'],
+      reason: 'cli',
+    });
+    const table = await cprec(['adapters']);
+    expect(table).toMatch(/^adapter\s+kind\s+round/);
+    expect(table).toMatch(
+      /read-a1\s+sft\s+read-r1\s+books,films\s+\S+ \S+\s+books=0\.250 films=0\.350\s+serving/,
+    );
+  });
+
+  it('fails with the API message and a non-zero exit code', async () => {
+    await expect(cprec(['round', 'cancel', 'nope'])).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringMatching(/HTTP 404: round nope not found/),
+    });
+    await expect(cprec(['rollback'], false)).rejects.toMatchObject({
+      stderr: expect.stringMatching(/CPREC_OPERATOR_TOKEN/),
+    });
   });
 });
