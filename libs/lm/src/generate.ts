@@ -1,9 +1,14 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { KVCache, LlamaModel } from './model';
+import { InjectedEmbeddings, KVCache, LlamaModel } from './model';
 import { SampleOptions, TokenSampler } from './sampling';
 import { Tokenizer } from './tokenizer';
 
-export interface GenerateOptions extends SampleOptions {
+/** Hybrid prompts (LLaRA): vectors replacing prompt embeddings at positions [0, t] of the prompt. */
+export interface PromptInjection {
+  promptInject?: InjectedEmbeddings;
+}
+
+export interface GenerateOptions extends SampleOptions, PromptInjection {
   /** Upper bound on generated tokens (the prompt is not counted). */
   maxNewTokens: number;
   /** Generation stops (without emitting it) when one of these ids is produced. */
@@ -44,7 +49,9 @@ export function generate(model: LlamaModel, promptIds: readonly number[], opts: 
   if (opts.useCache === false) {
     const seq = [...promptIds];
     for (let i = 0; i < limit; i++) {
-      const next = sampler.sample(lastRow(model.forward([seq], { lastOnly: true })));
+      const next = sampler.sample(
+        lastRow(model.forward([seq], { lastOnly: true, inject: opts.promptInject })),
+      );
       if (stops.has(next)) break;
       out.push(next);
       seq.push(next);
@@ -53,7 +60,7 @@ export function generate(model: LlamaModel, promptIds: readonly number[], opts: 
   }
   const cache = new KVCache(model.config.nLayers, 1);
   try {
-    let row = lastRow(model.forward([[...promptIds]], { cache, lastOnly: true }));
+    let row = lastRow(model.forward([[...promptIds]], { cache, lastOnly: true, inject: opts.promptInject }));
     for (let i = 0; i < limit; i++) {
       const next = sampler.sample(row);
       if (stops.has(next)) break;
@@ -142,7 +149,7 @@ export class TokenTrie {
   }
 }
 
-export interface ConstrainedOptions extends SampleOptions {
+export interface ConstrainedOptions extends SampleOptions, PromptInjection {
   /**
    * Token that ends a candidate (e.g. the newline or EOS id). When a complete candidate is also a
    * prefix of a longer one, the model chooses between continuing and this token; without it the
@@ -166,7 +173,7 @@ export function constrainedGenerate(
   const sampler = new TokenSampler(opts);
   const cache = new KVCache(model.config.nLayers, 1);
   try {
-    let row = lastRow(model.forward([[...promptIds]], { cache, lastOnly: true }));
+    let row = lastRow(model.forward([[...promptIds]], { cache, lastOnly: true, inject: opts.promptInject }));
     let node = root;
     for (;;) {
       const terminal = node.candidate >= 0;
@@ -197,7 +204,7 @@ export function scoreCandidates(
   model: LlamaModel,
   promptIds: readonly number[],
   candidates: readonly (readonly number[])[],
-  opts: { batchSize?: number } = {},
+  opts: { batchSize?: number } & PromptInjection = {},
 ): number[] {
   if (promptIds.length === 0) throw new Error('scoring needs a non-empty prompt (start with BOS)');
   candidates.forEach((c, i) => {
@@ -206,7 +213,11 @@ export function scoreCandidates(
   const V = model.config.vocabSize;
   const prefix = new KVCache(model.config.nLayers, 1);
   try {
-    const firstLogits = model.forward([[...promptIds]], { cache: prefix, lastOnly: true });
+    const firstLogits = model.forward([[...promptIds]], {
+      cache: prefix,
+      lastOnly: true,
+      inject: opts.promptInject,
+    });
     const first = tf.tidy(() => tf.logSoftmax(tf.reshape(firstLogits, [V])).dataSync() as Float32Array);
     firstLogits.dispose();
     const scores = candidates.map((c) => first[c[0]]);

@@ -186,4 +186,25 @@ describe('inference', () => {
     });
     expect(rankCandidates([0.1, -3, 2, 2])).toEqual([2, 3, 0, 1]);
   });
+
+  it('hybrid prompts: injected vectors in scoring and generation act like the tokens whose embeddings they carry', () => {
+    const d = model.config.dim;
+    const emb = model.tokEmbedding.dataSync();
+    const vectors = tf.tensor2d([...emb.slice(30 * d, 31 * d)], [1, d]);
+    const promptInject = { positions: [[0, 2]] as [number, number][], vectors };
+    const candidates = [[5], [7, 8, 9], [20, 21]];
+    const viaVectors = scoreCandidates(model, [1, 10, 0, 12], candidates, { promptInject });
+    const viaTokens = scoreCandidates(model, [1, 10, 30, 12], candidates);
+    viaVectors.forEach((s, i) => expect(Math.abs(s - viaTokens[i])).toBeLessThan(1e-4));
+    expect(generate(model, [1, 10, 0, 12], { maxNewTokens: 6, promptInject })).toEqual(
+      generate(model, [1, 10, 30, 12], { maxNewTokens: 6 }),
+    );
+    expect(generate(model, [1, 10, 0, 12], { maxNewTokens: 6, promptInject, useCache: false })).toEqual(
+      generate(model, [1, 10, 30, 12], { maxNewTokens: 6 }),
+    );
+    expect(constrainedGenerate(model, [1, 10, 0, 12], candidates, { promptInject })).toEqual(
+      constrainedGenerate(model, [1, 10, 30, 12], candidates),
+    );
+    vectors.dispose();
+  });
 });

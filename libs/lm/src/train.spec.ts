@@ -119,6 +119,34 @@ describe('training utilities', () => {
     model.dispose();
   });
 
+  it('a projector producing injected vectors inside the tape is trained with the adapters', () => {
+    const model = new LlamaModel(randomWeights(tinyConfig(), 24));
+    attachLora(model, { rank: 2, alpha: 4, dropout: 0 });
+    const projector = tf.variable(tf.randomNormal([6, model.config.dim], 0, 0.1, 'float32', 3));
+    const itemEmbeddings = tf.randomNormal([2, 6], 0, 1, 'float32', 4);
+    const trainer = new Trainer(model, { extraVariables: new Map([['projector', projector]]) });
+    const before = projector.dataSync().slice();
+    const batch = {
+      inputIds: [[1, 4, 0, 6, 0, 8]],
+      lossMask: [[0, 0, 0, 1, 1, 1]],
+      inject: () => ({
+        positions: [
+          [0, 2],
+          [0, 4],
+        ] as [number, number][],
+        vectors: tf.matMul(itemEmbeddings, projector) as tf.Tensor2D,
+      }),
+    };
+    trainer.trainStep(batch, 1e-2);
+    expect(maxAbsDiff(projector.dataSync(), before)).toBeGreaterThan(0);
+    const n = tf.memory().numTensors;
+    trainer.trainStep(batch, 1e-2);
+    expect(tf.memory().numTensors).toBe(n);
+    trainer.dispose();
+    model.dispose();
+    tf.dispose([projector, itemEmbeddings]);
+  });
+
   it('gradient accumulation over two micro-batches equals one step on the whole batch', () => {
     const weights = randomWeights(tinyConfig(), 22);
     const rows = [

@@ -180,7 +180,12 @@ export interface TrainBatch {
   /** [B, T] 1 real / 0 padding; omit when nothing is padded. */
   attentionMask?: number[][] | tf.Tensor2D;
   /** Externally supplied embeddings (LLaRA hybrid prompts). */
-  inject?: InjectedEmbeddings;
+  /**
+   * Externally supplied embeddings. Pass a function when the vectors come from trainable variables
+   * (e.g. LLaRA's projector over SASRec embeddings listed in `extraVariables`): it is called inside
+   * the gradient tape, so those variables receive gradients.
+   */
+  inject?: InjectedEmbeddings | (() => InjectedEmbeddings);
 }
 
 export interface TrainerOptions extends AdamWOptions {
@@ -242,7 +247,7 @@ export class Trainer {
     const lossMask = Array.isArray(batch.lossMask) ? tf.tensor2d(batch.lossMask) : batch.lossMask;
     const logits = this.model.forward(ids, {
       attentionMask: batch.attentionMask,
-      inject: batch.inject,
+      inject: typeof batch.inject === 'function' ? batch.inject() : batch.inject,
       training,
     });
     return causalLmLoss(logits, ids, lossMask);
