@@ -63,7 +63,14 @@ async function readUserSequences(file: string): Promise<UserSequence[]> {
 }
 
 function summarise(m: RankingMetrics): Record<string, number> {
-  return { hr1: m.hitRate[1], hr5: m.hitRate[5], hr10: m.hitRate[10], ndcg5: m.ndcg[5], ndcg10: m.ndcg[10], meanRank: m.meanRank };
+  return {
+    hr1: m.hitRate[1],
+    hr5: m.hitRate[5],
+    hr10: m.hitRate[10],
+    ndcg5: m.ndcg[5],
+    ndcg10: m.ndcg[10],
+    meanRank: m.meanRank,
+  };
 }
 
 async function main(): Promise<void> {
@@ -72,10 +79,15 @@ async function main(): Promise<void> {
     log(`skipping: ${dataFile} not found (real data lives in ../shared/data)`);
     return;
   }
-  const backend = await selectBackend(arg('backend', process.env.CPREC_LM_BACKEND ?? 'cpu') as BackendPreference, {
-    nativeKernels: !process.argv.includes('--no-native') && process.env.CPREC_NATIVE_KERNELS !== '0',
-  });
-  log(`backend ${backend.backend} (${backend.source})${backend.notes.length ? `; ${backend.notes.join('; ')}` : ''}`);
+  const backend = await selectBackend(
+    arg('backend', process.env.CPREC_LM_BACKEND ?? 'cpu') as BackendPreference,
+    {
+      nativeKernels: !process.argv.includes('--no-native') && process.env.CPREC_NATIVE_KERNELS !== '0',
+    },
+  );
+  log(
+    `backend ${backend.backend} (${backend.source})${backend.notes.length ? `; ${backend.notes.join('; ')}` : ''}`,
+  );
 
   const users = await readUserSequences(dataFile);
   const index = ItemIndex.fromSequences(users.map((u) => u.item_ids));
@@ -108,7 +120,9 @@ async function main(): Promise<void> {
   const popularity = new Popularity({ numItems });
   await popularity.fit(trainSequences);
   const popularityMetrics = evaluateOnSplits(popularity, splits);
-  log(`popularity: HR@1 ${popularityMetrics.hitRate[1].toFixed(4)} NDCG@5 ${popularityMetrics.ndcg[5].toFixed(4)}`);
+  log(
+    `popularity: HR@1 ${popularityMetrics.hitRate[1].toFixed(4)} NDCG@5 ${popularityMetrics.ndcg[5].toFixed(4)}`,
+  );
 
   const model = new SasRec(config);
   const tensorsBefore = tf.memory().numTensors;
@@ -116,7 +130,9 @@ async function main(): Promise<void> {
     epochs,
     timeBudgetMs: budgetMs,
     onEpochEnd: (r) =>
-      log(`epoch ${r.epoch}: loss ${r.loss.toFixed(4)}, ${r.sequences} sequences in ${(r.elapsedMs / 1000).toFixed(1)} s`),
+      log(
+        `epoch ${r.epoch}: loss ${r.loss.toFixed(4)}, ${r.sequences} sequences in ${(r.elapsedMs / 1000).toFixed(1)} s`,
+      ),
   });
   const trainSeconds = fit.elapsedMs / 1000;
   const sequencesPerSecond = fit.sequences / trainSeconds;
@@ -136,17 +152,24 @@ async function main(): Promise<void> {
   const result = {
     bench: 'sasrec',
     date: new Date().toISOString(),
-    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, loadAverage1m: loadavg()[0], node: process.version },
+    machine: {
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model,
+      loadAverage1m: loadavg()[0],
+      node: process.version,
+    },
     backend: { name: backend.backend, source: backend.source, nativeKernels: backend.nativeKernels },
     dataset: { file: dataFile, users: users.length, items: numItems, interactions },
-    protocol: 'leave-one-out: last item as target, 19 negatives the user never interacted with; pessimistic ties',
+    protocol:
+      'leave-one-out: last item as target, 19 negatives the user never interacted with; pessimistic ties',
     evalUsers: splits.length,
     config: model.config,
     training: {
       epochsRequested: epochs,
       budgetMinutes: budgetMs / 60_000,
       epochsCompleted: fit.epochs.length,
-      lastEpochPartial: fit.epochs.length > 0 && fit.epochs[fit.epochs.length - 1].sequences < trainSequences.length,
+      lastEpochPartial:
+        fit.epochs.length > 0 && fit.epochs[fit.epochs.length - 1].sequences < trainSequences.length,
       sequences: fit.sequences,
       seconds: trainSeconds,
       sequencesPerSecond,
@@ -154,7 +177,11 @@ async function main(): Promise<void> {
       leakedTensors,
     },
     evalSeconds,
-    metrics: { sasrec: summarise(sasrecMetrics), popularity: summarise(popularityMetrics), random: { hr1: 1 / 20 } },
+    metrics: {
+      sasrec: summarise(sasrecMetrics),
+      popularity: summarise(popularityMetrics),
+      random: { hr1: 1 / 20 },
+    },
   };
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   log(`wrote ${out}`);

@@ -7,7 +7,12 @@ const NEGATIVE_SAMPLING_TRIES = 64;
  * The last `maxLen` items of a history, left-padded with 0 to exactly `maxLen` (the original
  * SASRec layout: the most recent item is always at position maxLen − 1).
  */
-export function leftPadWindow(history: readonly number[], maxLen: number, target?: Int32Array, offset = 0): Int32Array {
+export function leftPadWindow(
+  history: readonly number[],
+  maxLen: number,
+  target?: Int32Array,
+  offset = 0,
+): Int32Array {
   const out = target ?? new Int32Array(maxLen);
   const start = Math.max(0, history.length - maxLen);
   const pad = maxLen - (history.length - start);
@@ -20,13 +25,20 @@ export function leftPadWindow(history: readonly number[], maxLen: number, target
 export function checkItemIndices(what: string, items: readonly number[], numItems: number): void {
   for (const item of items) {
     if (!Number.isInteger(item) || item < 1 || item > numItems) {
-      throw new Error(`${what}: item index ${item} is not in 1..${numItems} (0 is padding; map ids with ItemIndex)`);
+      throw new Error(
+        `${what}: item index ${item} is not in 1..${numItems} (0 is padding; map ids with ItemIndex)`,
+      );
     }
   }
 }
 
 /** Draws an item in 1..numItems that is not in `exclude` (uniformly among the allowed ones, by rejection). */
-export function sampleNegative(numItems: number, exclude: ReadonlySet<number>, positive: number, rng: SeededRandom): number {
+export function sampleNegative(
+  numItems: number,
+  exclude: ReadonlySet<number>,
+  positive: number,
+  rng: SeededRandom,
+): number {
   for (let tries = 0; tries < NEGATIVE_SAMPLING_TRIES; tries++) {
     const candidate = rng.int(1, numItems);
     if (!exclude.has(candidate)) return candidate;

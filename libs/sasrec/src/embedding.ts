@@ -20,7 +20,9 @@ function tableGradient(
   const useOneHot =
     method === 'one-hot' || (method === 'auto' && indices.size * numRows <= ONE_HOT_GRADIENT_MAX_ELEMENTS);
   if (useOneHot) {
-    return tf.matMul(tf.oneHot(indices, numRows, 1, 0, 'float32'), dy, true, false);
+    // oneHot in int32 then cast: the wasm OneHot kernel ignores a float32 dtype and writes int32
+    // bits into the float tensor (1 reads as 1.4e-45); caught by embedding.spec.ts.
+    return tf.matMul(tf.cast(tf.oneHot(indices, numRows), 'float32'), dy, true, false);
   }
   // ScatterNd sums the updates of duplicate indices (TensorFlow semantics), which is exactly the
   // accumulation an embedding gradient needs when an item occurs several times in a batch.
@@ -43,7 +45,8 @@ export function embeddingLookup(
   indices: tf.Tensor,
   method: EmbeddingGradientMethod = 'auto',
 ): tf.Tensor {
-  if (indices.dtype !== 'int32') throw new Error(`embeddingLookup: indices must be int32, got ${indices.dtype}`);
+  if (indices.dtype !== 'int32')
+    throw new Error(`embeddingLookup: indices must be int32, got ${indices.dtype}`);
   const [numRows, width] = table.shape;
   // customGrad passes the inputs followed by the save function; only the table gets a real
   // gradient (the int32 indices get zeros, which the optimizer never sees).

@@ -52,10 +52,14 @@ describe('evaluateOnSplits', () => {
   it('scores a model on frozen splits and refuses splits without their target', async () => {
     const model = new Popularity({ numItems: 4 });
     await model.fit([[1, 1, 1, 2, 2, 3]]);
-    const m = evaluateOnSplits(model, [
-      { history: [], candidates: [2, 1, 3], target: 1 },
-      { history: [], candidates: [2, 4, 3], target: 3 },
-    ], [1, 3]);
+    const m = evaluateOnSplits(
+      model,
+      [
+        { history: [], candidates: [2, 1, 3], target: 1 },
+        { history: [], candidates: [2, 4, 3], target: 3 },
+      ],
+      [1, 3],
+    );
     expect(m.hitRate[1]).toBe(0.5);
     expect(m.hitRate[3]).toBe(1);
     expect(() => evaluateOnSplits(model, [{ history: [], candidates: [2], target: 1 }])).toThrow(/not among/);

@@ -32,7 +32,10 @@ export interface RankingMetrics {
 }
 
 /** Metrics from 1-based ranks. */
-export function metricsFromRanks(ranks: readonly number[], ks: readonly number[] = [1, 3, 5, 10]): RankingMetrics {
+export function metricsFromRanks(
+  ranks: readonly number[],
+  ks: readonly number[] = [1, 3, 5, 10],
+): RankingMetrics {
   const hitRate: Record<number, number> = {};
   const ndcg: Record<number, number> = {};
   const n = Math.max(ranks.length, 1);

@@ -23,7 +23,13 @@ const tiny: Partial<Gru4RecConfig> & { numItems: number } = {
   batchSize: 50,
   seed: 5,
 };
-const sequences = transitionPatternSequences({ numUsers: 200, length: 20, numItems: NUM_ITEMS, noise: 0.1, seed: 1 });
+const sequences = transitionPatternSequences({
+  numUsers: 200,
+  length: 20,
+  numItems: NUM_ITEMS,
+  noise: 0.1,
+  seed: 1,
+});
 const trainSequences = sequences.map((s) => s.slice(0, -1));
 const splits = leaveOneOutSplits(sequences, NUM_ITEMS, 19, 2);
 
@@ -89,7 +95,9 @@ describe('Gru4Rec', () => {
       await model.save(dir);
       const loaded = await Gru4Rec.load(dir);
       try {
-        expect(Array.from(loaded.scoreCandidates([5, 6], [7, 8, 9]))).toEqual(Array.from(model.scoreCandidates([5, 6], [7, 8, 9])));
+        expect(Array.from(loaded.scoreCandidates([5, 6], [7, 8, 9]))).toEqual(
+          Array.from(model.scoreCandidates([5, 6], [7, 8, 9])),
+        );
       } finally {
         loaded.dispose();
       }

@@ -78,7 +78,12 @@ export class Gru4Rec extends NeuralSequenceModel {
     return tf.tidy(() => {
       const { hiddenDim, dropout } = this.config;
       const batch = inputs.size;
-      const embedded = maybeDropout(embeddingLookup(this.itemEmbedding as tf.Tensor2D, inputs.tensor), dropout, training, this.nextSeed());
+      const embedded = maybeDropout(
+        embeddingLookup(this.itemEmbedding as tf.Tensor2D, inputs.tensor),
+        dropout,
+        training,
+        this.nextSeed(),
+      );
       const projected = linear(embedded, this.inputKernel as tf.Tensor2D, this.inputBias as tf.Tensor1D);
       const steps = tf.unstack(projected, 1) as tf.Tensor2D[];
       // Full-width masks: same-shape element-wise ops are the fast path (see layers.ts).

@@ -23,7 +23,8 @@ export class ItemIndex<Id extends string | number = number> {
   /** Restores an index from `toJSON()` output. */
   static fromJSON<Id extends string | number>(ids: readonly Id[]): ItemIndex<Id> {
     const index = ItemIndex.fromIds(ids);
-    if (index.size !== ids.length) throw new Error('ItemIndex.fromJSON: duplicate ids in the serialised index');
+    if (index.size !== ids.length)
+      throw new Error('ItemIndex.fromJSON: duplicate ids in the serialised index');
     return index;
   }
 

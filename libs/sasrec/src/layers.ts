@@ -109,7 +109,10 @@ export function multiHeadAttention(
   const k = splitHeads(linear(keys, weights.wk, weights.bk));
   const v = splitHeads(linear(keys, weights.wv, weights.bv));
   let logits = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(headDim));
-  const headBias = numHeads === 1 ? bias : tf.reshape(tf.tile(tf.expandDims(bias, 1), [1, numHeads, 1, 1]), [batch * numHeads, length, length]);
+  const headBias =
+    numHeads === 1
+      ? bias
+      : tf.reshape(tf.tile(tf.expandDims(bias, 1), [1, numHeads, 1, 1]), [batch * numHeads, length, length]);
   logits = tf.add(logits, headBias);
   const attention = maybeDropout(tf.softmax(logits), dropout, training, seed);
   const context = tf.matMul(attention as tf.Tensor3D, v);

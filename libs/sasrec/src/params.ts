@@ -50,7 +50,9 @@ export class ParameterStore {
 
   add(name: string, shape: number[], init: Initializer): tf.Variable {
     if (this.variables.has(name)) throw new Error(`parameter ${name} already exists`);
-    const variable = tf.tidy(() => tf.variable(tf.tensor(initialValues(shape, init, this.rng), shape, 'float32'), true));
+    const variable = tf.tidy(() =>
+      tf.variable(tf.tensor(initialValues(shape, init, this.rng), shape, 'float32'), true),
+    );
     this.variables.set(name, variable);
     return variable;
   }
@@ -80,13 +82,19 @@ export class ParameterStore {
     for (const [name, variable] of this.variables) {
       const weight = byName.get(name);
       if (!weight) throw new Error(`weights lack parameter ${name}`);
-      if (weight.shape.length !== variable.shape.length || weight.shape.some((d, i) => d !== variable.shape[i])) {
-        throw new Error(`parameter ${name}: shape [${weight.shape}] does not match the model's [${variable.shape}]`);
+      if (
+        weight.shape.length !== variable.shape.length ||
+        weight.shape.some((d, i) => d !== variable.shape[i])
+      ) {
+        throw new Error(
+          `parameter ${name}: shape [${weight.shape}] does not match the model's [${variable.shape}]`,
+        );
       }
       tf.tidy(() => variable.assign(tf.tensor(weight.values, weight.shape, 'float32')));
     }
     const unknown = weights.filter((w) => !this.variables.has(w.name)).map((w) => w.name);
-    if (unknown.length > 0) throw new Error(`weights hold parameters the model does not have: ${unknown.join(', ')}`);
+    if (unknown.length > 0)
+      throw new Error(`weights hold parameters the model does not have: ${unknown.join(', ')}`);
   }
 
   dispose(): void {

@@ -38,7 +38,9 @@ export class Popularity implements SequentialRecommender {
 
   async fit(trainSequences: readonly (readonly number[])[], options: FitOptions = {}): Promise<FitReport> {
     const started = Date.now();
-    trainSequences.forEach((sequence, i) => checkItemIndices(`training sequence ${i}`, sequence, this.numItems));
+    trainSequences.forEach((sequence, i) =>
+      checkItemIndices(`training sequence ${i}`, sequence, this.numItems),
+    );
     const counts = new Float64Array(this.numItems + 1);
     const halfLife = this.halfLifeSeconds;
     if (halfLife === undefined) {
@@ -51,7 +53,9 @@ export class Popularity implements SequentialRecommender {
       let newest = -Infinity;
       timestamps.forEach((times, i) => {
         if (times.length !== trainSequences[i].length) {
-          throw new Error(`training sequence ${i}: ${trainSequences[i].length} items but ${times.length} timestamps`);
+          throw new Error(
+            `training sequence ${i}: ${trainSequences[i].length} items but ${times.length} timestamps`,
+          );
         }
         for (const t of times) newest = Math.max(newest, t);
       });
@@ -63,7 +67,11 @@ export class Popularity implements SequentialRecommender {
     }
     this.counts = counts;
     const elapsedMs = Date.now() - started;
-    return { epochs: [{ epoch: 0, loss: 0, sequences: trainSequences.length, elapsedMs }], sequences: trainSequences.length, elapsedMs };
+    return {
+      epochs: [{ epoch: 0, loss: 0, sequences: trainSequences.length, elapsedMs }],
+      sequences: trainSequences.length,
+      elapsedMs,
+    };
   }
 
   /** The learnt (decayed) count of every item; index 0 (padding) is always 0. */
@@ -76,9 +84,14 @@ export class Popularity implements SequentialRecommender {
     return Float32Array.from(candidates, (item) => this.counts[item]);
   }
 
-  scoreCandidatesBatch(histories: readonly (readonly number[])[], candidateLists: readonly (readonly number[])[]): Float32Array[] {
+  scoreCandidatesBatch(
+    histories: readonly (readonly number[])[],
+    candidateLists: readonly (readonly number[])[],
+  ): Float32Array[] {
     if (histories.length !== candidateLists.length) {
-      throw new Error(`scoreCandidatesBatch: ${histories.length} histories but ${candidateLists.length} candidate lists`);
+      throw new Error(
+        `scoreCandidatesBatch: ${histories.length} histories but ${candidateLists.length} candidate lists`,
+      );
     }
     return candidateLists.map((candidates, i) => this.scoreCandidates(histories[i], candidates));
   }

@@ -13,7 +13,10 @@ export interface SequentialRecommender {
   /** Scores of the candidates as the next item after `history` (higher = more likely), in candidate order. */
   scoreCandidates(history: readonly number[], candidates: readonly number[]): Float32Array;
   /** `scoreCandidates` for many cases at once (batched where the model can). */
-  scoreCandidatesBatch(histories: readonly (readonly number[])[], candidateLists: readonly (readonly number[])[]): Float32Array[];
+  scoreCandidatesBatch(
+    histories: readonly (readonly number[])[],
+    candidateLists: readonly (readonly number[])[],
+  ): Float32Array[];
   /** The `n` best items after `history` over the whole catalogue, skipping `exclude` (e.g. the history). */
   topN(history: readonly number[], n: number, exclude?: Iterable<number>): RankedItems;
   /** Frees tensors; the model is unusable afterwards. */
@@ -24,7 +27,11 @@ export interface SequentialRecommender {
  * Picks the `n` best items from a full score vector indexed by dense item (index 0 = padding,
  * never returned). Ties go to the lower index so results are deterministic.
  */
-export function topNFromScores(scores: ArrayLike<number>, n: number, exclude?: Iterable<number>): RankedItems {
+export function topNFromScores(
+  scores: ArrayLike<number>,
+  n: number,
+  exclude?: Iterable<number>,
+): RankedItems {
   if (!Number.isInteger(n) || n < 0) throw new Error(`topN: n must be a non-negative integer, got ${n}`);
   const excluded = new Set(exclude ?? []);
   const items: number[] = [];

@@ -30,7 +30,13 @@ const tiny: Partial<SasRecConfig> & { numItems: number } = {
   seed: 3,
 };
 
-const sequences = transitionPatternSequences({ numUsers: 200, length: 20, numItems: NUM_ITEMS, noise: 0.1, seed: 1 });
+const sequences = transitionPatternSequences({
+  numUsers: 200,
+  length: 20,
+  numItems: NUM_ITEMS,
+  noise: 0.1,
+  seed: 1,
+});
 const trainSequences = sequences.map((s) => s.slice(0, -1));
 // 20 candidates each: the held-out last item + 19 items the user never interacted with.
 const splits: CandidateSplit[] = leaveOneOutSplits(sequences, NUM_ITEMS, 19, 2);
@@ -124,9 +130,13 @@ describe('SasRec masking', () => {
       // Same weights; the short model's positions 0..2 are the long model's 7..9 (the last item
       // always sits at position maxLen − 1).
       short.setWeights(
-        long.weights().map((w) =>
-          w.name === 'position_embedding' ? { ...w, shape: [3, w.shape[1]], values: w.values.slice(7 * w.shape[1]) } : w,
-        ),
+        long
+          .weights()
+          .map((w) =>
+            w.name === 'position_embedding'
+              ? { ...w, shape: [3, w.shape[1]], values: w.values.slice(7 * w.shape[1]) }
+              : w,
+          ),
       );
       const history = [12, 5, 9];
       const candidates = [1, 2, 3, 13, 60];
@@ -147,14 +157,30 @@ describe('SasRec masking', () => {
       const d = 4;
       const w = (seed: number) => tf.randomNormal([d, d], 0, 1, 'float32', seed) as tf.Tensor2D;
       const b = (seed: number) => tf.randomNormal([d], 0, 1, 'float32', seed) as tf.Tensor1D;
-      const weights: AttentionWeights = { wq: w(1), bq: b(2), wk: w(3), bk: b(4), wv: w(5), bv: b(6), wo: w(7), bo: b(8) };
+      const weights: AttentionWeights = {
+        wq: w(1),
+        bq: b(2),
+        wk: w(3),
+        bk: b(4),
+        wv: w(5),
+        bv: b(6),
+        wo: w(7),
+        bo: b(8),
+      };
       const keys = tf.randomNormal([1, 5, d], 0, 1, 'float32', 9);
       // Change the padding keys (positions 0, 1) and compare the output at query 3; change the
       // future key (position 4) and compare again.
-      const changed = tf.concat([tf.randomNormal([1, 2, d], 0, 1, 'float32', 10), tf.slice(keys, [0, 2, 0], [1, 3, d])], 1);
-      const future = tf.concat([tf.slice(keys, [0, 0, 0], [1, 4, d]), tf.randomNormal([1, 1, d], 0, 1, 'float32', 12)], 1);
+      const changed = tf.concat(
+        [tf.randomNormal([1, 2, d], 0, 1, 'float32', 10), tf.slice(keys, [0, 2, 0], [1, 3, d])],
+        1,
+      );
+      const future = tf.concat(
+        [tf.slice(keys, [0, 0, 0], [1, 4, d]), tf.randomNormal([1, 1, d], 0, 1, 'float32', 12)],
+        1,
+      );
       const bias = causalPaddingBias(windowBatch(Int32Array.from([0, 0, 7, 8, 9]), 1, 5));
-      const at3 = (k: tf.Tensor) => tf.slice(multiHeadAttention(k, k, bias, weights, 2, 0, false, 0), [0, 3, 0], [1, 1, d]).dataSync();
+      const at3 = (k: tf.Tensor) =>
+        tf.slice(multiHeadAttention(k, k, bias, weights, 2, 0, false, 0), [0, 3, 0], [1, 1, d]).dataSync();
       const base = at3(keys);
       const withPadding = at3(changed);
       const withFuture = at3(future);
@@ -163,7 +189,8 @@ describe('SasRec masking', () => {
         expect(withFuture[i]).toBeCloseTo(v, 5);
       });
       // Query 4 does see key 4.
-      const at4 = (k: tf.Tensor) => tf.slice(multiHeadAttention(k, k, bias, weights, 2, 0, false, 0), [0, 4, 0], [1, 1, d]).dataSync();
+      const at4 = (k: tf.Tensor) =>
+        tf.slice(multiHeadAttention(k, k, bias, weights, 2, 0, false, 0), [0, 4, 0], [1, 1, d]).dataSync();
       expect(Array.from(at4(future))).not.toEqual(Array.from(at4(keys)));
     });
   });
@@ -206,7 +233,9 @@ describe('SasRec resources', () => {
       const report = await model.fit(trainSequences, { epochs: 3, timeBudgetMs: 0 });
       expect(report.epochs).toHaveLength(0);
       expect(report.sequences).toBe(0);
-      expect(model.weights().map((w) => Array.from(w.values))).toEqual(before.map((w) => Array.from(w.values)));
+      expect(model.weights().map((w) => Array.from(w.values))).toEqual(
+        before.map((w) => Array.from(w.values)),
+      );
     } finally {
       model.dispose();
     }

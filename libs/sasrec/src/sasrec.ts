@@ -113,15 +113,40 @@ export class SasRec extends NeuralSequenceModel {
       x = tf.add(x, this.positionEmbedding);
       x = tf.mul(maybeDropout(x, dropout, training, this.nextSeed()), timelineMask);
       for (const block of this.blocks) {
-        const queries = layerNorm(x, block.attentionNorm.gamma as tf.Tensor1D, block.attentionNorm.beta as tf.Tensor1D);
-        const attended = multiHeadAttention(queries, x, bias, block.attention, numHeads, dropout, training, this.nextSeed());
+        const queries = layerNorm(
+          x,
+          block.attentionNorm.gamma as tf.Tensor1D,
+          block.attentionNorm.beta as tf.Tensor1D,
+        );
+        const attended = multiHeadAttention(
+          queries,
+          x,
+          bias,
+          block.attention,
+          numHeads,
+          dropout,
+          training,
+          this.nextSeed(),
+        );
         x = tf.add(queries, attended);
-        x = layerNorm(x, block.feedForwardNorm.gamma as tf.Tensor1D, block.feedForwardNorm.beta as tf.Tensor1D);
+        x = layerNorm(
+          x,
+          block.feedForwardNorm.gamma as tf.Tensor1D,
+          block.feedForwardNorm.beta as tf.Tensor1D,
+        );
         let h = tf.relu(linear(x, block.w1 as tf.Tensor2D, block.b1 as tf.Tensor1D));
-        h = linear(maybeDropout(h, dropout, training, this.nextSeed()), block.w2 as tf.Tensor2D, block.b2 as tf.Tensor1D);
+        h = linear(
+          maybeDropout(h, dropout, training, this.nextSeed()),
+          block.w2 as tf.Tensor2D,
+          block.b2 as tf.Tensor1D,
+        );
         x = tf.mul(tf.add(x, maybeDropout(h, dropout, training, this.nextSeed())), timelineMask);
       }
-      return layerNorm(x, this.finalNorm.gamma as tf.Tensor1D, this.finalNorm.beta as tf.Tensor1D) as tf.Tensor3D;
+      return layerNorm(
+        x,
+        this.finalNorm.gamma as tf.Tensor1D,
+        this.finalNorm.beta as tf.Tensor1D,
+      ) as tf.Tensor3D;
     });
   }
 }

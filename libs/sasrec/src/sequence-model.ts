@@ -7,7 +7,7 @@ import { NamedWeight, ParameterStore } from './params';
 import { SequentialRecommender, topNFromScores } from './recommender';
 import { SeededRandom } from './rng';
 import { EpochReport, FitOptions, FitReport, PairwiseLoss, RankedItems } from './types';
-import { decodeWeights, EncodedWeights, encodeWeights, readWeightsDir, writeWeightsDir } from './weights-io';
+import { decodeWeights, EncodedWeights, encodeWeights, writeWeightsDir } from './weights-io';
 
 /** Histories scored per forward pass at inference time. */
 const INFERENCE_BATCH = 256;
@@ -74,7 +74,12 @@ export abstract class NeuralSequenceModel implements SequentialRecommender {
    * Mean pairwise loss over the non-padding positions of a batch, plus the L2 penalty on the item
    * table. BCE: −log σ(s⁺) − log(1 − σ(s⁻)) as the original SASRec; BPR: −log σ(s⁺ − s⁻).
    */
-  protected batchLoss(inputs: WindowBatch, positives: tf.Tensor2D, negatives: tf.Tensor2D, training: boolean): tf.Scalar {
+  protected batchLoss(
+    inputs: WindowBatch,
+    positives: tf.Tensor2D,
+    negatives: tf.Tensor2D,
+    training: boolean,
+  ): tf.Scalar {
     const hidden = this.encode(inputs, training);
     const table = this.itemTable() as tf.Tensor2D;
     const positiveLogits = tf.sum(tf.mul(hidden, embeddingLookup(table, positives)), -1);
@@ -85,7 +90,8 @@ export abstract class NeuralSequenceModel implements SequentialRecommender {
         : tf.softplus(tf.neg(tf.sub(positiveLogits, negativeLogits)));
     const mask = tf.cast(tf.notEqual(positives, 0), 'float32');
     let loss = tf.div(tf.sum(tf.mul(perPosition, mask)), tf.maximum(tf.sum(mask), 1)) as tf.Scalar;
-    if (this.settings.l2Emb > 0) loss = tf.add(loss, tf.mul(this.settings.l2Emb / 2, tf.sum(tf.square(table))));
+    if (this.settings.l2Emb > 0)
+      loss = tf.add(loss, tf.mul(this.settings.l2Emb / 2, tf.sum(tf.square(table))));
     return loss;
   }
 
@@ -101,7 +107,8 @@ export abstract class NeuralSequenceModel implements SequentialRecommender {
     const variables = this.params.list();
     const reports: EpochReport[] = [];
     const started = Date.now();
-    const outOfTime = (): boolean => options.timeBudgetMs !== undefined && Date.now() - started >= options.timeBudgetMs;
+    const outOfTime = (): boolean =>
+      options.timeBudgetMs !== undefined && Date.now() - started >= options.timeBudgetMs;
     try {
       for (let epoch = 0; epoch < epochs; epoch++) {
         const epochStarted = Date.now();
@@ -121,7 +128,11 @@ export abstract class NeuralSequenceModel implements SequentialRecommender {
             const inputs = windowBatch(batch.inputs, batch.size, maxLen);
             const positives = tf.tensor2d(batch.positives, shape, 'int32');
             const negatives = tf.tensor2d(batch.negatives, shape, 'int32');
-            return optimizer.minimize(() => this.batchLoss(inputs, positives, negatives, true), true, variables) as tf.Scalar;
+            return optimizer.minimize(
+              () => this.batchLoss(inputs, positives, negatives, true),
+              true,
+              variables,
+            ) as tf.Scalar;
           });
           lossSum += (await cost.data())[0];
           cost.dispose();
@@ -144,7 +155,11 @@ export abstract class NeuralSequenceModel implements SequentialRecommender {
     } finally {
       optimizer.dispose();
     }
-    return { epochs: reports, sequences: reports.reduce((n, r) => n + r.sequences, 0), elapsedMs: Date.now() - started };
+    return {
+      epochs: reports,
+      sequences: reports.reduce((n, r) => n + r.sequences, 0),
+      elapsedMs: Date.now() - started,
+    };
   }
 
   /** Hidden state after the last item of each history: [histories, width]. */
@@ -158,13 +173,21 @@ export abstract class NeuralSequenceModel implements SequentialRecommender {
     return tf.tidy(() => {
       const hidden = this.encode(windowBatch(ids, histories.length, maxLen), false);
       const width = hidden.shape[2];
-      return tf.reshape(tf.slice(hidden, [0, maxLen - 1, 0], [histories.length, 1, width]), [histories.length, width]);
+      return tf.reshape(tf.slice(hidden, [0, maxLen - 1, 0], [histories.length, 1, width]), [
+        histories.length,
+        width,
+      ]);
     });
   }
 
-  scoreCandidatesBatch(histories: readonly (readonly number[])[], candidateLists: readonly (readonly number[])[]): Float32Array[] {
+  scoreCandidatesBatch(
+    histories: readonly (readonly number[])[],
+    candidateLists: readonly (readonly number[])[],
+  ): Float32Array[] {
     if (histories.length !== candidateLists.length) {
-      throw new Error(`scoreCandidatesBatch: ${histories.length} histories but ${candidateLists.length} candidate lists`);
+      throw new Error(
+        `scoreCandidatesBatch: ${histories.length} histories but ${candidateLists.length} candidate lists`,
+      );
     }
     const results: Float32Array[] = [];
     for (let start = 0; start < histories.length; start += INFERENCE_BATCH) {
@@ -178,7 +201,10 @@ export abstract class NeuralSequenceModel implements SequentialRecommender {
       });
       const scores = tf.tidy(() => {
         const hidden = this.lastHidden(chunkHistories);
-        const candidateRows = tf.gather(this.itemTable(), tf.tensor2d(ids, [chunkCandidates.length, width], 'int32'));
+        const candidateRows = tf.gather(
+          this.itemTable(),
+          tf.tensor2d(ids, [chunkCandidates.length, width], 'int32'),
+        );
         return tf.reshape(tf.matMul(candidateRows as tf.Tensor3D, tf.expandDims(hidden, 2) as tf.Tensor3D), [
           chunkCandidates.length,
           width,
@@ -186,7 +212,9 @@ export abstract class NeuralSequenceModel implements SequentialRecommender {
       });
       const values = scores.dataSync() as Float32Array;
       scores.dispose();
-      chunkCandidates.forEach((candidates, row) => results.push(values.slice(row * width, row * width + candidates.length)));
+      chunkCandidates.forEach((candidates, row) =>
+        results.push(values.slice(row * width, row * width + candidates.length)),
+      );
     }
     return results;
   }
@@ -245,9 +273,4 @@ export abstract class NeuralSequenceModel implements SequentialRecommender {
   dispose(): void {
     this.params.dispose();
   }
-}
-
-/** Reads a weights directory written by `NeuralSequenceModel.save`. */
-export async function readSavedModel(dir: string): Promise<EncodedWeights> {
-  return readWeightsDir(dir);
 }

@@ -161,7 +161,15 @@ function requireRate(name: string, value: number): void {
 /** Fills defaults and rejects impossible values with a readable message. */
 export function resolveSasRecConfig(partial: Partial<SasRecConfig> & { numItems: number }): SasRecConfig {
   const config: SasRecConfig = { ...DEFAULT_SASREC_CONFIG, ...partial };
-  for (const key of ['numItems', 'maxLen', 'hiddenDim', 'numBlocks', 'numHeads', 'batchSize', 'epochs'] as const) {
+  for (const key of [
+    'numItems',
+    'maxLen',
+    'hiddenDim',
+    'numBlocks',
+    'numHeads',
+    'batchSize',
+    'epochs',
+  ] as const) {
     requirePositiveInt(key, config[key]);
   }
   if (config.hiddenDim % config.numHeads !== 0) {
@@ -181,7 +189,8 @@ export function resolveGru4RecConfig(partial: Partial<Gru4RecConfig> & { numItem
     requirePositiveInt(key, config[key]);
   }
   requireRate('dropout', config.dropout);
-  if (config.loss !== 'bce' && config.loss !== 'bpr') throw new Error(`loss must be 'bce' or 'bpr', got ${String(config.loss)}`);
+  if (config.loss !== 'bce' && config.loss !== 'bpr')
+    throw new Error(`loss must be 'bce' or 'bpr', got ${String(config.loss)}`);
   if (!(config.l2Emb >= 0)) throw new Error(`l2Emb must be >= 0, got ${config.l2Emb}`);
   if (!(config.learningRate > 0)) throw new Error(`learningRate must be > 0, got ${config.learningRate}`);
   if (!Number.isInteger(config.seed)) throw new Error(`seed must be an integer, got ${config.seed}`);

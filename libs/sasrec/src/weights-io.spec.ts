@@ -1,7 +1,14 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeWeights, encodeWeights, MANIFEST_FILE, readWeightsDir, WEIGHTS_FILE, writeWeightsDir } from './weights-io';
+import {
+  decodeWeights,
+  encodeWeights,
+  MANIFEST_FILE,
+  readWeightsDir,
+  WEIGHTS_FILE,
+  writeWeightsDir,
+} from './weights-io';
 
 const weights = [
   { name: 'a', shape: [2, 3], values: Float32Array.from([1, 2, 3, 4, 5, 6.5]) },
@@ -18,7 +25,9 @@ describe('weights-io', () => {
       expect(encoded.manifest.config).toEqual({ numItems: 3 });
       expect(encoded.data.length).toBe(28);
       const decoded = decodeWeights(encoded);
-      expect(decoded.map((w) => [w.name, w.shape, Array.from(w.values)])).toEqual(weights.map((w) => [w.name, w.shape, Array.from(w.values)]));
+      expect(decoded.map((w) => [w.name, w.shape, Array.from(w.values)])).toEqual(
+        weights.map((w) => [w.name, w.shape, Array.from(w.values)]),
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -39,5 +48,8 @@ describe('weights-io', () => {
 });
 
 function readWeightsDirSync(dir: string) {
-  return { manifest: JSON.parse(readFileSync(join(dir, MANIFEST_FILE), 'utf8')), data: readFileSync(join(dir, WEIGHTS_FILE)) };
+  return {
+    manifest: JSON.parse(readFileSync(join(dir, MANIFEST_FILE), 'utf8')),
+    data: readFileSync(join(dir, WEIGHTS_FILE)),
+  };
 }

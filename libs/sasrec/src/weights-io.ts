@@ -39,34 +39,59 @@ export interface EncodedWeights {
   data: Buffer;
 }
 
-export function encodeWeights(model: string, config: Record<string, unknown>, weights: readonly NamedWeight[]): EncodedWeights {
+export function encodeWeights(
+  model: string,
+  config: Record<string, unknown>,
+  weights: readonly NamedWeight[],
+): EncodedWeights {
   const tensors: TensorEntry[] = [];
   let offset = 0;
   for (const weight of weights) {
     const byteLength = weight.values.length * 4;
-    tensors.push({ name: weight.name, dtype: 'float32', shape: [...weight.shape], byteOffset: offset, byteLength });
+    tensors.push({
+      name: weight.name,
+      dtype: 'float32',
+      shape: [...weight.shape],
+      byteOffset: offset,
+      byteLength,
+    });
     offset += byteLength;
   }
   const data = Buffer.alloc(offset);
   weights.forEach((weight, i) => {
-    const target = new Float32Array(data.buffer, data.byteOffset + tensors[i].byteOffset, weight.values.length);
+    const target = new Float32Array(
+      data.buffer,
+      data.byteOffset + tensors[i].byteOffset,
+      weight.values.length,
+    );
     target.set(weight.values);
   });
-  if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw new Error('weights-io assumes a little-endian host');
+  if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1)
+    throw new Error('weights-io assumes a little-endian host');
   const sha256 = createHash('sha256').update(data).digest('hex');
-  return { manifest: { format: WEIGHTS_FORMAT, version: WEIGHTS_FORMAT_VERSION, model, config, tensors, sha256 }, data };
+  return {
+    manifest: { format: WEIGHTS_FORMAT, version: WEIGHTS_FORMAT_VERSION, model, config, tensors, sha256 },
+    data,
+  };
 }
 
 export function decodeWeights(encoded: EncodedWeights): NamedWeight[] {
   const { manifest, data } = encoded;
   if (manifest.format !== WEIGHTS_FORMAT || manifest.version !== WEIGHTS_FORMAT_VERSION) {
-    throw new Error(`not a ${WEIGHTS_FORMAT} v${WEIGHTS_FORMAT_VERSION} manifest (got ${manifest.format} v${manifest.version})`);
+    throw new Error(
+      `not a ${WEIGHTS_FORMAT} v${WEIGHTS_FORMAT_VERSION} manifest (got ${manifest.format} v${manifest.version})`,
+    );
   }
   const digest = createHash('sha256').update(data).digest('hex');
-  if (digest !== manifest.sha256) throw new Error(`weights checksum mismatch: manifest ${manifest.sha256}, data ${digest}`);
+  if (digest !== manifest.sha256)
+    throw new Error(`weights checksum mismatch: manifest ${manifest.sha256}, data ${digest}`);
   return manifest.tensors.map((entry) => {
     const size = entry.shape.reduce((a, b) => a * b, 1);
-    if (entry.dtype !== 'float32' || entry.byteLength !== size * 4 || entry.byteOffset + entry.byteLength > data.length) {
+    if (
+      entry.dtype !== 'float32' ||
+      entry.byteLength !== size * 4 ||
+      entry.byteOffset + entry.byteLength > data.length
+    ) {
       throw new Error(`tensor ${entry.name}: byte range or dtype inconsistent with its shape`);
     }
     // Copy so the result does not alias (or depend on the alignment of) the file buffer.
