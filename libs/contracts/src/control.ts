@@ -48,6 +48,24 @@ export const RoundEventSchema = z.strictObject({
 });
 export type RoundEvent = z.infer<typeof RoundEventSchema>;
 
+/**
+ * Asks the sequencer (the one writer of evaluation splits) to freeze a split: leave-one-out over
+ * the current sequences, or the next interactions inside a time window. Idempotent per split_id;
+ * readers poll the split table until it appears.
+ */
+export const SplitRequestSchema = z.strictObject({
+  kind: z.literal('create_split'),
+  split_id: z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/),
+  split_kind: z.enum(['loo', 'window']),
+  domains: z.array(DomainSchema).min(1),
+  seed: z.number().int().min(0).max(0xffffffff),
+  window_start_ms: z.number().int().min(0).optional(),
+  window_end_ms: z.number().int().min(0).optional(),
+  requested_by: z.string().min(1),
+  ts: EpochMs,
+});
+export type SplitRequestCommand = z.infer<typeof SplitRequestSchema>;
+
 /** Per-domain growth since the last round watermark, published by the sequencer. */
 export const CorpusStatsSchema = z.strictObject({
   watermark: z.number().int().min(0),

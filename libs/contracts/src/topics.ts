@@ -12,6 +12,8 @@ export const TOPICS = {
   deadLetter: 'cprec.dead-letter.v1',
   /** Corpus statistics published by the sequencer (new interactions since a watermark). */
   corpusStats: 'cprec.corpus-stats.v1',
+  /** Requests to the sequencer (freeze an evaluation split): the sequencer's mailbox. */
+  sequencerCommands: 'cprec.sequencer-commands.v1',
   /** Round commands (trigger, cancel): the trainer's mailbox. */
   roundCommands: 'cprec.round-commands.v1',
   /** Round progress and outcome, published by the trainer. */
