@@ -161,7 +161,7 @@
               ctx.moveTo(x, bbox.top);
               ctx.lineTo(x, bbox.top + bbox.height);
               ctx.stroke();
-              if (m.label && x - lastLabelX > 90 * devicePixelRatio) {
+              if (m.label && Math.abs(x - lastLabelX) > 90 * devicePixelRatio) {
                 lastLabelX = x;
                 ctx.fillStyle = m.color;
                 ctx.font = `${11 * devicePixelRatio}px system-ui, sans-serif`;
