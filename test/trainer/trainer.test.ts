@@ -16,7 +16,14 @@ import {
   SequenceStore,
   sql,
 } from '@cprec/clickhouse';
-import { AdapterEvent, AdapterEventSchema, RoundCommand, TOPICS } from '@cprec/contracts';
+import {
+  AdapterEvent,
+  AdapterEventSchema,
+  RoundCommand,
+  RoundEvent,
+  RoundEventSchema,
+  TOPICS,
+} from '@cprec/contracts';
 import { roundIdFor } from '../../services/trainer/src/rounds/round-coordinator';
 import { eventually, randomPort, RunningService, startService } from '../support/service-process';
 import { requireInfra, testClickHouseSettings, testKafka, uniqueName } from '../support/infra';
@@ -54,6 +61,7 @@ let trainer: RunningService;
 let producer: Producer;
 let consumer: Consumer;
 const adapterEvents: AdapterEvent[] = [];
+const roundEvents: RoundEvent[] = [];
 
 /** Users alternate domains in time, so both domain and mixed samples exist. */
 async function addInteractions(users: number, perUser: number, offset: number, ingestedAtMs: number) {
@@ -88,12 +96,18 @@ const trigger = (commandId: string) =>
     ts: Date.now(),
   });
 
-async function stateHistory(roundId: string): Promise<string[]> {
-  const rows = await ch.query<{ state: string }>(
-    sql`SELECT state FROM ${ident('rounds')} WHERE round_id = ${roundId} ORDER BY version`,
-  );
-  return rows.map((r) => r.state).filter((s, i, all) => i === 0 || all[i - 1] !== s);
+/**
+ * A round's states in order, from its RoundEvents (the `rounds` table keeps only the latest row
+ * per round once ClickHouse merges its parts).
+ */
+function stateHistory(roundId: string): string[] {
+  return roundEvents
+    .filter((e) => e.round_id === roundId)
+    .map((e) => e.state)
+    .filter((s, i, all) => i === 0 || all[i - 1] !== s);
 }
+const messagesOf = (roundId: string) =>
+  roundEvents.filter((e) => e.round_id === roundId).map((e) => e.message);
 
 const waitForState = (
   roundId: string,
@@ -131,10 +145,16 @@ beforeAll(async () => {
   await producer.connect();
   consumer = kafka.consumer({ groupId: uniqueName('trainer_test') });
   await consumer.connect();
-  await consumer.subscribe({ topic: TOPICS.adapters, fromBeginning: false });
+  await consumer.subscribe({ topics: [TOPICS.adapters, TOPICS.roundEvents], fromBeginning: false });
   await consumer.run({
-    eachMessage: async ({ message }) => {
-      const parsed = AdapterEventSchema.safeParse(JSON.parse(message.value!.toString()));
+    eachMessage: async ({ topic, message }) => {
+      const value: unknown = JSON.parse(message.value!.toString());
+      if (topic === TOPICS.roundEvents) {
+        const parsed = RoundEventSchema.safeParse(value);
+        if (parsed.success) roundEvents.push(parsed.data);
+        return;
+      }
+      const parsed = AdapterEventSchema.safeParse(value);
       if (parsed.success) adapterEvents.push(parsed.data);
     },
   });
@@ -188,7 +208,12 @@ describe('trainer actor', () => {
     const id = roundIdFor(r1);
     await trigger(r1);
     await waitForState(id, (s) => s === 'published', 'round 1 published');
-    expect(await stateHistory(id)).toEqual(['queued', 'warmup', 'stable', 'annealing', 'published']);
+    await eventually(
+      async () => stateHistory(id),
+      (h) => h.at(-1) === 'published',
+      'round 1 published event',
+    );
+    expect(stateHistory(id)).toEqual(['queued', 'warmup', 'stable', 'annealing', 'published']);
     const steps = await control.listRoundSteps(id);
     expect(steps.length).toBeGreaterThan(0);
     expect(steps[0]).toMatchObject({ phase: 'warmup', step: 0 });
@@ -263,7 +288,7 @@ describe('trainer actor', () => {
     // Each step once, in order, across the crash (round_steps keeps one row per step).
     const stableSteps = steps.filter((s) => s.phase === 'stable').map((s) => s.step);
     expect(stableSteps).toEqual(stableSteps.map((_, i) => stableSteps[0]! + i));
-    expect(await stateHistory(id)).toEqual(['queued', 'stable', 'annealing', 'published']);
+    expect(stateHistory(id)).toEqual(['queued', 'stable', 'annealing', 'published']);
     const event = adapterEvents.find((e) => e.kind === 'published' && e.lineage.round_id === id);
     expect(event?.kind === 'published' && event.lineage.trunk_id).toBe(`trunks/${id}`);
   });
@@ -281,7 +306,12 @@ describe('trainer actor', () => {
       ts: Date.now(),
     });
     await waitForState(id, (s) => s === 'cancelled', 'round 3 cancelled', 60_000);
-    expect(await stateHistory(id)).toEqual(['queued', 'stable', 'cancelled']);
+    await eventually(
+      async () => stateHistory(id),
+      (h) => h.at(-1) === 'cancelled',
+      'round 3 cancelled event',
+    );
+    expect(stateHistory(id)).toEqual(['queued', 'stable', 'cancelled']);
     expect(existsSync(join(home, 'artefacts', 'trunks', id))).toBe(false);
     const metrics = await (await fetch(`http://127.0.0.1:${trainer.port}/metrics`)).text();
     expect(metrics).toMatch(/cprec_trainer_rounds_total\{state="cancelled",service="trainer"\} 1/);
