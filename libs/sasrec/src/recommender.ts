@@ -8,7 +8,10 @@ export interface SequentialRecommender {
   /** Short model name for reports, e.g. `sasrec`. */
   readonly name: string;
   readonly numItems: number;
-  /** Trains on the given per-user training sequences (oldest item first). */
+  /**
+   * Trains on the given per-user training sequences (oldest item first), continuing from the
+   * current weights. Each call starts a fresh optimizer (its state is disposed at the end).
+   */
   fit(trainSequences: readonly (readonly number[])[], options?: FitOptions): Promise<FitReport>;
   /** Scores of the candidates as the next item after `history` (higher = more likely), in candidate order. */
   scoreCandidates(history: readonly number[], candidates: readonly number[]): Float32Array;
