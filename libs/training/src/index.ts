@@ -1,3 +1,4 @@
 export * from './schedule';
 export * from './data';
 export * from './cpt';
+export * from './runtime';

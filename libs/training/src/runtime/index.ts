@@ -1,0 +1,2 @@
+export * from './batched-scoring';
+export * from './recommender-runtime';
