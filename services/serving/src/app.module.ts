@@ -1,0 +1,34 @@
+import { Module } from '@nestjs/common';
+import { clickHouseSettingsFromEnv, createClickHouse, ensureDatabase, runMigrations } from '@cprec/clickhouse';
+import { HealthRegistry, ObservabilityModule } from '@cprec/service-common';
+import { loadServingConfig, SERVING_CONFIG } from './config';
+import { ServingController } from './serving.controller';
+import { CLICKHOUSE, ServingService } from './serving.service';
+
+@Module({
+  imports: [ObservabilityModule.forService('serving')],
+  controllers: [ServingController],
+  providers: [
+    { provide: SERVING_CONFIG, useFactory: () => loadServingConfig() },
+    {
+      provide: CLICKHOUSE,
+      useFactory: async () => {
+        const settings = clickHouseSettingsFromEnv();
+        await ensureDatabase(settings);
+        await runMigrations(settings);
+        return createClickHouse(settings);
+      },
+    },
+    ServingService,
+    {
+      provide: 'SERVING_HEALTH_REGISTRATION',
+      inject: [HealthRegistry, ServingService, CLICKHOUSE],
+      useFactory: (health: HealthRegistry, serving: ServingService, ch: ReturnType<typeof createClickHouse>) => {
+        health.register(serving);
+        health.register({ name: 'clickhouse', check: async () => ((await ch.ping()) ? null : 'ping failed') });
+        return true;
+      },
+    },
+  ],
+})
+export class ServingAppModule {}

@@ -1,0 +1,62 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import type { ArtefactStore } from '@cprec/artefacts';
+import { loadLlama2cCheckpoint, Llama2cTokenizer, randomWeights, sha256File, type LlamaConfig } from '@cprec/lm';
+import type { BaseModel } from '@cprec/training';
+import { WordTokenizer } from '@cprec/training/testing';
+import type { ServingConfig } from './config';
+
+/** Where the trainer stores its tiny-random base (services/trainer round-planner: TINY_MODEL_KEY). */
+export const TINY_MODEL_KEY = 'base-models/tiny-random';
+export const TINY_MODEL_FILE = 'tiny-model.json';
+
+/** `tiny-model.json` as the trainer writes it: enough to rebuild the same weights bit for bit. */
+interface TinyModelSpec {
+  format: 'cprec-tiny-random/1';
+  config: Omit<LlamaConfig, 'vocabSize'>;
+  seed: number;
+  titles: string[];
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The base model serving must share with the trainer (adapters name its sha256):
+ * - llama2c: the checkpoint file (sha256 of the file, as the trainer computes it);
+ * - tiny-random: rebuilt from the trainer's verified artefact (sha256 = the artefact's), waiting
+ *   up to SERVING_BASE_WAIT_MS for the trainer to create it.
+ */
+export async function loadServingBase(config: ServingConfig, artefacts: ArtefactStore): Promise<BaseModel> {
+  if (config.SERVING_MODEL === 'llama2c') {
+    for (const [what, path] of [
+      ['SERVING_BASE_MODEL', config.SERVING_BASE_MODEL],
+      ['SERVING_TOKENIZER', config.SERVING_TOKENIZER],
+    ])
+      if (!existsSync(path)) throw new Error(`${what} ${path} does not exist`);
+    const weights = loadLlama2cCheckpoint(config.SERVING_BASE_MODEL);
+    return {
+      weights,
+      tokenizer: Llama2cTokenizer.fromFile(config.SERVING_TOKENIZER, weights.config.vocabSize),
+      baseModelId: basename(config.SERVING_BASE_MODEL),
+      baseChecksum: await sha256File(config.SERVING_BASE_MODEL),
+    };
+  }
+  const deadline = Date.now() + config.SERVING_BASE_WAIT_MS;
+  let record = await artefacts.stat(TINY_MODEL_KEY);
+  while (!record) {
+    if (Date.now() > deadline)
+      throw new Error(`the tiny-random base model (${TINY_MODEL_KEY}) is not in the artefact store; start the trainer first`);
+    await sleep(1_000);
+    record = await artefacts.stat(TINY_MODEL_KEY);
+  }
+  const dir = await artefacts.localPath(TINY_MODEL_KEY);
+  const spec = JSON.parse(readFileSync(join(dir, TINY_MODEL_FILE), 'utf8')) as TinyModelSpec;
+  if (spec.format !== 'cprec-tiny-random/1') throw new Error(`${dir}: not a tiny-random model spec`);
+  const tokenizer = WordTokenizer.forTitles(spec.titles);
+  return {
+    weights: randomWeights({ ...spec.config, vocabSize: tokenizer.vocabSize }, spec.seed),
+    tokenizer,
+    baseModelId: 'tiny-random',
+    baseChecksum: record.sha256,
+  };
+}

@@ -1,0 +1,42 @@
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { CommonEnvSchema, envInt, loadConfig } from '@cprec/service-common';
+
+const REPO_ROOT = resolve(__dirname, '../../..');
+
+export const ServingEnvSchema = CommonEnvSchema.extend({
+  SERVING_PORT: envInt(8105, 1),
+  /** Consumer group of the adapter events and serving commands (its own: every serving instance swaps). */
+  SERVING_GROUP_ID: z.string().min(1).default('cprec-serving'),
+  /**
+   * `llama2c`: SERVING_BASE_MODEL + SERVING_TOKENIZER (the trainer's TRAINER_BASE_MODEL);
+   * `tiny-random`: the trainer's tiny model, read from the artefact store (base-models/tiny-random).
+   */
+  SERVING_MODEL: z.enum(['llama2c', 'tiny-random']).default('llama2c'),
+  SERVING_BASE_MODEL: z.string().default(resolve(REPO_ROOT, '../shared/models/stories260K/stories260K.bin')),
+  SERVING_TOKENIZER: z.string().default(resolve(REPO_ROOT, '../shared/models/stories260K/tok512.bin')),
+  SERVING_BACKEND: z.enum(['auto', 'cpu', 'wasm', 'tensorflow', 'tensorflow-gpu']).default('auto'),
+  /** Prompt budget: the trainer's TRAINER_MAX_TOKENS / TRAINER_MAX_TITLE_TOKENS. */
+  SERVING_MAX_TOKENS: envInt(192, 16),
+  SERVING_MAX_TITLE_TOKENS: envInt(12, 1),
+  /** Merge LoRA into the base weights (1 = yes). */
+  SERVING_MERGE_LORA: envInt(1),
+  /** Micro-batching: wait up to this many ms for company (0 = only what queued during the last batch). */
+  SERVING_BATCH_WINDOW_MS: envInt(0),
+  SERVING_MAX_BATCH: envInt(8, 1),
+  SERVING_MAX_ROWS_PER_FORWARD: envInt(64, 1),
+  SERVING_TITLE_CACHE_MS: envInt(60_000),
+  SERVING_FIRST_STAGE_REFRESH_MS: envInt(600_000, 1),
+  SERVING_SASREC_MIN_SEQUENCES: envInt(20, 1),
+  SERVING_SASREC_FIT_BUDGET_MS: envInt(20_000, 1),
+  SERVING_SASREC_EPOCHS: envInt(20, 1),
+  /** Wait this long for the tiny-random base artefact at start-up (the trainer writes it). */
+  SERVING_BASE_WAIT_MS: envInt(120_000),
+  /** Commands older than this are ignored (a new consumer group replays the topic). */
+  SERVING_COMMAND_MAX_AGE_MS: envInt(3_600_000, 1),
+});
+export type ServingConfig = z.infer<typeof ServingEnvSchema>;
+
+export const SERVING_CONFIG = Symbol('SERVING_CONFIG');
+export const loadServingConfig = (env: NodeJS.ProcessEnv = process.env): ServingConfig =>
+  loadConfig(ServingEnvSchema, env);

@@ -1,0 +1,87 @@
+export interface MicroBatcherOptions {
+  /**
+   * How long the first request of a batch waits for company, in ms. 0 (default): no timer — the
+   * batch is whatever arrived before the event loop's next turn, which under load is every request
+   * parsed while the previous (synchronous) batch was being scored, and at low load a batch of one
+   * with no added latency.
+   */
+  windowMs?: number;
+  /** Largest batch handed to `process` (the rest wait for the next one). */
+  maxBatch: number;
+  /** Called with the size of every batch (metrics). */
+  onBatch?: (size: number) => void;
+}
+
+interface Pending<Req, Res> {
+  request: Req;
+  resolve: (res: Res) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * Collects concurrent requests and hands them to `process` together (the model scores a batch in
+ * shared forwards, `LoadedRecommender.rankBatch`). Hand-written because it is a dozen lines tied
+ * to the event loop's turn structure; the queue libraries on npm batch by count or time only.
+ *
+ * When a batch fails as a whole, each of its requests is retried alone, so one bad request
+ * cannot fail the others that happened to share its batch.
+ */
+export class MicroBatcher<Req, Res> {
+  private readonly queue: Pending<Req, Res>[] = [];
+  private scheduled = false;
+
+  constructor(
+    private readonly process: (batch: readonly Req[]) => Res[] | Promise<Res[]>,
+    private readonly options: MicroBatcherOptions,
+  ) {
+    if (!Number.isInteger(options.maxBatch) || options.maxBatch < 1)
+      throw new Error(`maxBatch must be a positive integer, got ${options.maxBatch}`);
+  }
+
+  submit(request: Req): Promise<Res> {
+    return new Promise<Res>((resolve, reject) => {
+      this.queue.push({ request, resolve, reject });
+      this.schedule();
+    });
+  }
+
+  /** Requests waiting for a batch. */
+  get pending(): number {
+    return this.queue.length;
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    const flush = (): void => {
+      this.scheduled = false;
+      void this.flush();
+    };
+    const windowMs = this.options.windowMs ?? 0;
+    if (windowMs > 0) setTimeout(flush, windowMs);
+    else setImmediate(flush);
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.queue.splice(0, this.options.maxBatch);
+    if (this.queue.length > 0) this.schedule();
+    if (batch.length === 0) return;
+    this.options.onBatch?.(batch.length);
+    try {
+      const results = await this.process(batch.map((p) => p.request));
+      if (results.length !== batch.length)
+        throw new Error(`batch of ${batch.length} produced ${results.length} results`);
+      batch.forEach((p, i) => p.resolve(results[i]));
+    } catch (err) {
+      if (batch.length === 1) return batch[0].reject(err);
+      for (const p of batch) {
+        try {
+          const [result] = await this.process([p.request]);
+          p.resolve(result);
+        } catch (single) {
+          p.reject(single);
+        }
+      }
+    }
+  }
+}

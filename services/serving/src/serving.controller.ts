@@ -1,0 +1,75 @@
+import { Body, Controller, Get, HttpCode, HttpException, Post } from '@nestjs/common';
+import { RollbackRefusedError } from './adapter-manager';
+import { parseBody, RecommendRequestSchema, RollbackRequestSchema } from './recommend-request';
+import { ServingError, ServingService, type RecommendResponse } from './serving.service';
+
+const fail = (status: number, message: string): HttpException =>
+  new HttpException({ statusCode: status, error: status < 500 ? 'Bad Request' : 'Error', message }, status);
+
+@Controller('v1')
+export class ServingController {
+  constructor(private readonly serving: ServingService) {}
+
+  /** Times a handler and maps its failures to statuses (counted in the error metric). */
+  private async measured<T>(route: string, run: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    let status = 200;
+    try {
+      return await run();
+    } catch (err) {
+      if (err instanceof ServingError) {
+        status = err.status;
+        throw fail(err.status, err.message);
+      }
+      if (err instanceof HttpException) {
+        status = err.getStatus();
+        throw err;
+      }
+      status = 500;
+      throw fail(500, (err as Error).message);
+    } finally {
+      this.serving.observe(route, status, (performance.now() - started) / 1000);
+    }
+  }
+
+  @Post('recommend')
+  @HttpCode(200)
+  recommend(@Body() body: unknown): Promise<RecommendResponse> {
+    return this.measured('recommend', async () => {
+      const parsed = parseBody(RecommendRequestSchema, body);
+      if (!parsed.ok) throw new ServingError(400, parsed.message);
+      return this.serving.recommend(parsed.value);
+    });
+  }
+
+  @Post('rollback')
+  @HttpCode(200)
+  rollback(@Body() body: unknown) {
+    return this.measured('rollback', async () => {
+      const parsed = parseBody(RollbackRequestSchema, body ?? {});
+      if (!parsed.ok) throw new ServingError(400, parsed.message);
+      let outcome;
+      try {
+        outcome = await this.serving.rollback(parsed.value.to_adapter_id, 'POST /v1/rollback');
+      } catch (err) {
+        if (err instanceof RollbackRefusedError)
+          throw new ServingError(/unknown adapter/.test(err.message) ? 404 : 409, err.message);
+        throw err;
+      }
+      if (!outcome.ok)
+        throw new ServingError(
+          502,
+          `adapter ${outcome.adapterId} failed to load (${outcome.error}); ${this.serving.serving?.adapterId ?? 'the current adapter'} keeps serving`,
+        );
+      return { adapter_id: outcome.adapterId, previous_adapter_id: outcome.previousAdapterId, changed: outcome.changed };
+    });
+  }
+
+  /** What serves now and what a rollback would return to. */
+  @Get('adapter')
+  adapter() {
+    const s = this.serving.serving;
+    if (!s) throw fail(503, 'serving is starting');
+    return { adapter_id: s.adapterId, adapter_version: s.adapterVersion, rollback_history: s.history };
+  }
+}

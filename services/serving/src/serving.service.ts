@@ -1,0 +1,343 @@
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { Consumer, Kafka } from 'kafkajs';
+import { resolve } from 'node:path';
+import { Registry } from 'prom-client';
+import { LocalArtefactStore } from '@cprec/artefacts';
+import { ClickHouse, ControlPlaneRepository } from '@cprec/clickhouse';
+import {
+  AdapterEventSchema,
+  decodeJson,
+  DEFAULT_LIMITS,
+  parseWith,
+  ServingCommandSchema,
+  TOPICS,
+} from '@cprec/contracts';
+import { selectBackend } from '@cprec/lm';
+import { createKafka, defaultTopicSpecs, ensureTopics } from '@cprec/messaging';
+import { HealthCheck, METRICS_REGISTRY } from '@cprec/service-common';
+import { RecommenderRuntime, type LoadedRecommender, type RankRequest, type ScoredCandidate } from '@cprec/training';
+import { AdapterManager, BASE_REF, type AdapterRef, type SwitchOutcome } from './adapter-manager';
+import { loadServingBase } from './base-model';
+import { ServingCatalogue } from './catalogue';
+import { SERVING_CONFIG, ServingConfig } from './config';
+import { FirstStage, type FirstStageSource } from './first-stage';
+import { MicroBatcher } from './micro-batcher';
+import type { RecommendRequest } from './recommend-request';
+import { ServingMetrics } from './serving.metrics';
+
+export const CLICKHOUSE = Symbol('CLICKHOUSE');
+
+/** A request failure with the HTTP status it deserves (mapped by the controller). */
+export class ServingError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface RecommendResponse {
+  items: Array<{ item_id: string; title: string; score: number; rank: number }>;
+  adapter_id: string;
+  adapter_version: string;
+  first_stage: 'given' | FirstStageSource;
+  latency_ms: number;
+}
+
+interface Scored {
+  ranked: ScoredCandidate[];
+  adapterId: string;
+  adapterVersion: string;
+}
+
+/**
+ * The serving actor: `/v1/recommend` (first stage → LM re-ranking through a micro-batcher), the
+ * serving adapter's life cycle (hot swap on AdapterEvent 'promoted', rollback on ServingCommand or
+ * HTTP) and the one writer of serving_events.
+ */
+@Injectable()
+export class ServingService implements OnApplicationBootstrap, OnApplicationShutdown, HealthCheck {
+  readonly name = 'serving';
+  private readonly logger = new Logger('Serving');
+  private readonly kafka: Kafka;
+  private readonly artefacts: LocalArtefactStore;
+  private readonly controlPlane: ControlPlaneRepository;
+  private readonly catalogue: ServingCatalogue;
+  private readonly metrics: ServingMetrics;
+  private readonly firstStage: FirstStage;
+  /** Every adapter announced as promoted, so a named rollback can return to one not in the history. */
+  private readonly known = new Map<string, AdapterRef>();
+  private runtime: RecommenderRuntime | null = null;
+  private manager: AdapterManager<LoadedRecommender> | null = null;
+  private batcher: MicroBatcher<RankRequest, Scored> | null = null;
+  private consumer: Consumer | null = null;
+  private joined = false;
+  private problem: string | null = 'starting';
+
+  constructor(
+    @Inject(SERVING_CONFIG) private readonly config: ServingConfig,
+    @Inject(CLICKHOUSE) ch: ClickHouse,
+    @Inject(METRICS_REGISTRY) registry: Registry,
+  ) {
+    this.kafka = createKafka({ brokers: config.CPREC_KAFKA_BROKERS, clientId: 'cprec-serving' });
+    this.artefacts = new LocalArtefactStore(resolve(config.CPREC_HOME, 'artefacts'));
+    this.controlPlane = new ControlPlaneRepository(ch);
+    this.catalogue = new ServingCatalogue(ch, config.SERVING_TITLE_CACHE_MS);
+    this.metrics = new ServingMetrics(registry);
+    this.firstStage = new FirstStage((domain) => this.catalogue.domainSequences(domain), {
+      refreshMs: config.SERVING_FIRST_STAGE_REFRESH_MS,
+      minSequencesForSasrec: config.SERVING_SASREC_MIN_SEQUENCES,
+      fitBudgetMs: config.SERVING_SASREC_FIT_BUDGET_MS,
+      sasrec: { hiddenDim: 32, maxLen: 20, numBlocks: 1, numHeads: 1, epochs: config.SERVING_SASREC_EPOCHS, batchSize: 64 },
+      onError: (m) => this.logger.warn(m),
+      onBuilt: (domain, what) => this.logger.log(`first stage for ${domain}: ${what}`),
+    });
+  }
+
+  async check(): Promise<string | null> {
+    if (this.problem) return this.problem;
+    if (!this.joined) return 'adapter consumer has not joined its group yet';
+    return null;
+  }
+
+  get serving(): { adapterId: string; adapterVersion: string; history: string[] } | null {
+    const current = this.manager?.current();
+    if (!current || !this.manager) return null;
+    return { adapterId: current.ref.adapterId, adapterVersion: this.versionOf(current.ref), history: this.manager.historyIds() };
+  }
+
+  private versionOf(ref: AdapterRef): string {
+    return (ref.sha256 || this.runtime?.base.baseChecksum || '').slice(0, 12);
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    const c = this.config;
+    const backend = await selectBackend(c.SERVING_BACKEND);
+    this.logger.log(`tfjs backend ${backend.backend}`);
+    const base = await loadServingBase(c, this.artefacts);
+    this.runtime = RecommenderRuntime.fromBase(base, {
+      budget: { maxTokens: c.SERVING_MAX_TOKENS, maxTitleTokens: c.SERVING_MAX_TITLE_TOKENS },
+      mergeLora: c.SERVING_MERGE_LORA === 1,
+      maxRowsPerForward: c.SERVING_MAX_ROWS_PER_FORWARD,
+    });
+    this.manager = new AdapterManager<LoadedRecommender>({
+      load: (ref) => this.loadAdapter(ref),
+      record: async (e) => {
+        this.metrics.adapterLoads.inc({ outcome: e.event });
+        if (e.event === 'load_failed') this.logger.error(`adapter ${e.adapter_id} refused: ${e.detail}`);
+        else this.logger.log(`${e.event}: ${e.previous_adapter_id || '(none)'} → ${e.adapter_id} (${e.detail})`);
+        await this.controlPlane.insertServingEvent(e);
+      },
+      resolve: (id) => this.resolveAdapter(id),
+      onError: (m) => this.logger.error(m),
+    });
+    await this.startServing();
+    this.batcher = new MicroBatcher<RankRequest, Scored>((requests) => this.scoreBatch(requests), {
+      windowMs: c.SERVING_BATCH_WINDOW_MS,
+      maxBatch: c.SERVING_MAX_BATCH,
+      onBatch: (n) => this.metrics.batchSize.observe(n),
+    });
+    await this.startConsumer();
+    this.problem = null;
+  }
+
+  /** The adapter serving before a restart (serving_events), else the base model. */
+  private async startServing(): Promise<void> {
+    const manager = this.manager!;
+    const last = await this.controlPlane.currentServingAdapter().catch(() => null);
+    if (last && last.adapter_id !== BASE_REF.adapterId) {
+      const ref = await this.resolveAdapter(last.adapter_id);
+      if (ref) {
+        try {
+          await manager.start(ref);
+          this.metrics.setServing(ref.adapterId, this.versionOf(ref));
+          this.logger.log(`resumed serving adapter ${ref.adapterId}`);
+          return;
+        } catch (err) {
+          this.logger.error(`could not resume adapter ${last.adapter_id}: ${(err as Error).message}; serving the base model`);
+        }
+      }
+    }
+    await manager.start(BASE_REF);
+    this.metrics.setServing(BASE_REF.adapterId, this.versionOf(BASE_REF));
+  }
+
+  private async resolveAdapter(adapterId: string): Promise<AdapterRef | null> {
+    const seen = this.known.get(adapterId);
+    if (seen) return seen;
+    const stored = await this.controlPlane.getAdapter(adapterId);
+    return stored ? { adapterId, uri: stored.uri, sha256: stored.sha256 } : null;
+  }
+
+  /**
+   * Verified load: the artefact must be one of our store's, re-hashed (every file) and carry the
+   * sha256 the promotion announced; then the model is built and a smoke inference must succeed.
+   */
+  private async loadAdapter(ref: AdapterRef): Promise<LoadedRecommender> {
+    const runtime = this.runtime!;
+    if (ref.adapterId === BASE_REF.adapterId && ref.uri === '') {
+      const base = runtime.loadBase();
+      base.smokeTest();
+      return base;
+    }
+    const key = this.artefacts.keyOfUri(ref.uri);
+    if (!key) throw new Error(`${ref.uri} is not an artefact of the store at ${this.artefacts.root}`);
+    const dir = await this.artefacts.localPath(key); // re-hashes; throws ArtefactIntegrityError
+    const record = await this.artefacts.stat(key);
+    if (!record || record.sha256 !== ref.sha256)
+      throw new Error(`artefact ${key} has sha256 ${record?.sha256 ?? '(none)'}, the promotion announced ${ref.sha256}`);
+    const loaded = runtime.load(dir, { adapterId: ref.adapterId });
+    try {
+      loaded.smokeTest();
+    } catch (err) {
+      loaded.dispose();
+      throw err;
+    }
+    return loaded;
+  }
+
+  private async startConsumer(): Promise<void> {
+    const admin = this.kafka.admin();
+    await admin.connect();
+    try {
+      await ensureTopics(admin, defaultTopicSpecs());
+    } finally {
+      await admin.disconnect();
+    }
+    const consumer = this.kafka.consumer({
+      groupId: this.config.SERVING_GROUP_ID,
+      sessionTimeout: 30_000,
+      heartbeatInterval: 3_000,
+    });
+    this.consumer = consumer;
+    consumer.on(consumer.events.GROUP_JOIN, () => (this.joined = true));
+    consumer.on(consumer.events.CRASH, (e) => {
+      this.joined = false;
+      this.problem = `consumer crashed: ${e.payload.error.message}`;
+      this.logger.error(this.problem);
+    });
+    await consumer.connect();
+    // Not from the beginning: what serves after a restart comes from serving_events, and replaying
+    // old promotions would undo later rollbacks.
+    await consumer.subscribe({ topics: [TOPICS.adapters, TOPICS.servingCommands], fromBeginning: false });
+    await consumer.run({
+      eachMessage: async ({ topic, message }) => {
+        const decoded = decodeJson(message.value, DEFAULT_LIMITS);
+        if (!decoded.ok) return this.logger.warn(`${topic}: ${decoded.reason}`);
+        if (topic === TOPICS.adapters) {
+          const event = parseWith(AdapterEventSchema, decoded.value);
+          if (!event.ok) return this.logger.warn(`adapter event refused: ${event.reason}`);
+          if (event.value.kind !== 'promoted') return;
+          const ref = { adapterId: event.value.adapter_id, uri: event.value.uri, sha256: event.value.sha256 };
+          this.known.set(ref.adapterId, ref);
+          await this.switchTo(ref);
+          return;
+        }
+        const command = parseWith(ServingCommandSchema, decoded.value);
+        if (!command.ok) return this.logger.warn(`serving command refused: ${command.reason}`);
+        if (Date.now() - command.value.ts > this.config.SERVING_COMMAND_MAX_AGE_MS)
+          return this.logger.warn(`serving command ${command.value.command_id} is too old; ignored`);
+        await this.rollback(command.value.to_adapter_id, `${command.value.requested_by} (${command.value.command_id})`).catch(
+          (err: Error) => this.logger.warn(`rollback ${command.value.command_id} refused: ${err.message}`),
+        );
+      },
+    });
+    this.logger.log(`consuming ${TOPICS.adapters}, ${TOPICS.servingCommands} as group ${this.config.SERVING_GROUP_ID}`);
+  }
+
+  async switchTo(ref: AdapterRef): Promise<SwitchOutcome> {
+    const outcome = await this.manager!.promote(ref);
+    this.afterSwitch();
+    return outcome;
+  }
+
+  async rollback(toAdapterId: string | undefined, reason: string): Promise<SwitchOutcome> {
+    const outcome = await this.manager!.rollback(toAdapterId, reason);
+    this.afterSwitch();
+    return outcome;
+  }
+
+  private afterSwitch(): void {
+    const current = this.manager?.current();
+    if (current) this.metrics.setServing(current.ref.adapterId, this.versionOf(current.ref));
+  }
+
+  private scoreBatch(requests: readonly RankRequest[]): Scored[] {
+    const current = this.manager?.current();
+    if (!current) throw new ServingError(503, 'no model is loaded yet');
+    const ranked = current.value.rankBatch(requests);
+    const adapterVersion = this.versionOf(current.ref);
+    return ranked.map((r) => ({ ranked: r, adapterId: current.ref.adapterId, adapterVersion }));
+  }
+
+  async recommend(req: RecommendRequest): Promise<RecommendResponse> {
+    const started = performance.now();
+    if (!this.batcher || this.problem === 'starting') throw new ServingError(503, 'serving is starting');
+    const explicitHistory = req.history !== undefined;
+    let history = req.history ?? null;
+    if (!history) {
+      history = await this.catalogue.userHistory(req.domain, req.user_id!);
+      if (!history)
+        throw new ServingError(404, `user "${req.user_id}" has no history in domain "${req.domain}"; pass an explicit history`);
+    }
+    let candidateIds: string[];
+    let firstStage: RecommendResponse['first_stage'];
+    if (req.candidate_ids) {
+      candidateIds = req.candidate_ids;
+      firstStage = 'given';
+    } else {
+      const proposed = await this.firstStage.propose(req.domain, history, req.n_candidates);
+      if (!proposed || proposed.itemIds.length === 0)
+        throw new ServingError(
+          404,
+          `domain "${req.domain}" has no interactions to propose candidates from; pass candidate_ids`,
+        );
+      candidateIds = proposed.itemIds;
+      firstStage = proposed.source;
+    }
+    this.metrics.firstStage.inc({ source: firstStage });
+    const titles = await this.catalogue.titlesOf(req.domain, [...history, ...candidateIds]);
+    const unknownCandidates = candidateIds.filter((id) => !titles.has(id));
+    if (unknownCandidates.length > 0)
+      throw new ServingError(
+        400,
+        `candidate_ids: unknown items in domain "${req.domain}": ${unknownCandidates.slice(0, 10).join(', ')}`,
+      );
+    if (explicitHistory) {
+      const unknown = history.filter((id) => !titles.has(id));
+      if (unknown.length > 0)
+        throw new ServingError(400, `history: unknown items in domain "${req.domain}": ${unknown.slice(0, 10).join(', ')}`);
+    }
+    const scored = await this.batcher.submit({
+      domain: req.domain,
+      // Items no longer in the catalogue drop out of a stored history.
+      history: history.filter((id) => titles.has(id)).map((id) => ({ itemId: id, title: titles.get(id)! })),
+      candidates: candidateIds.map((id) => ({ itemId: id, title: titles.get(id)! })),
+    });
+    return {
+      items: scored.ranked.slice(0, req.k).map((c) => ({
+        item_id: c.itemId,
+        title: titles.get(c.itemId) ?? c.title,
+        score: c.score,
+        rank: c.rank,
+      })),
+      adapter_id: scored.adapterId,
+      adapter_version: scored.adapterVersion,
+      first_stage: firstStage,
+      latency_ms: Math.round((performance.now() - started) * 100) / 100,
+    };
+  }
+
+  observe(route: string, status: number, seconds: number): void {
+    this.metrics.latency.observe({ route, status: String(status) }, seconds);
+    if (status >= 400) this.metrics.errors.inc({ route, status: String(status) });
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    this.problem = 'shutting down';
+    await this.consumer?.disconnect().catch(() => undefined);
+    this.firstStage.dispose();
+    await this.manager?.close();
+  }
+}
