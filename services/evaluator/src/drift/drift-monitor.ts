@@ -46,6 +46,15 @@ export class DriftMonitor {
     this.lastAlertAt.clear();
   }
 
+  /**
+   * Re-installs a baseline recorded earlier (the first qualifying observation of the adapter in
+   * `drift_series`), so a restarted evaluator keeps comparing against the value at promotion.
+   */
+  restoreBaseline(o: Pick<DriftObservation, 'adapterId' | 'domain' | 'hr1' | 'samples'>): void {
+    if (o.samples < this.policy.minSamples) return;
+    this.baselines.set(o.domain, { adapterId: o.adapterId, hr1: o.hr1, samples: o.samples });
+  }
+
   baseline(domain: string): number | null {
     return this.baselines.get(domain)?.hr1 ?? null;
   }
