@@ -27,7 +27,6 @@ const present = existsSync(resolve(DATA, 'derived', 'interactions.jsonl.gz'));
 const TITLED = ['beauty', 'clothing', 'toy'];
 
 if (!present) {
-  // eslint-disable-next-line no-console
   console.warn(`skipping amazon2014-linked sequencer test: ${DATA} is absent`);
 }
 const describeIfData = present ? describe : describe.skip;
@@ -60,6 +59,7 @@ describeIfData('sequencer on the linked Amazon data', () => {
       closed.add(user);
     };
     let batch: InteractionRecord[] = [];
+    let inFlight: Promise<void> = Promise.resolve();
     for await (const event of dataset.interactions()) {
       direct.interactions++;
       if (event.user_id !== user) {
@@ -71,11 +71,14 @@ describeIfData('sequencer on the linked Amazon data', () => {
       builder.add([interactionFromEvent(event)]);
       batch.push({ ...event, ts_ms: event.ts });
       if (batch.length === 100_000) {
-        await interactions.insertBatch(batch, 1_000);
+        // One insert in flight while the next batch is parsed: reading and inserting overlap.
+        await inFlight;
+        inFlight = interactions.insertBatch(batch, 1_000);
         batch = [];
       }
     }
     finishUser();
+    await inFlight;
     await interactions.insertBatch(batch, 1_000);
     await new SequenceStore(ch).rebuild({ safetyMarginMs: 0 });
   }, 300_000);
@@ -91,7 +94,6 @@ describeIfData('sequencer on the linked Amazon data', () => {
     const repo = new SequenceRepository(ch);
     const all = await repo.countUsersWithValidMixedSequence();
     const titled = await repo.countUsersWithValidMixedSequence({ domains: TITLED });
-    // eslint-disable-next-line no-console
     console.log(
       `amazon2014-linked: ${direct.interactions} interactions; users with a valid mixed sequence (N = 20): ` +
         `${all} (4 domains), ${titled} (${TITLED.join(', ')})`,
