@@ -1,0 +1,52 @@
+import { MicroBatcher } from './micro-batcher';
+
+describe('MicroBatcher', () => {
+  it('scores requests submitted in the same turn together, in order, up to maxBatch', async () => {
+    const batches: number[][] = [];
+    const batcher = new MicroBatcher<number, number>(
+      (xs) => {
+        batches.push([...xs]);
+        return xs.map((x) => x * 10);
+      },
+      { maxBatch: 3 },
+    );
+    const results = await Promise.all([1, 2, 3, 4, 5].map((x) => batcher.submit(x)));
+    expect(results).toEqual([10, 20, 30, 40, 50]);
+    expect(batches).toEqual([[1, 2, 3], [4, 5]]);
+  });
+
+  it('collects requests arriving within the window', async () => {
+    const sizes: number[] = [];
+    const batcher = new MicroBatcher<string, string>((xs) => xs.map((x) => x.toUpperCase()), {
+      maxBatch: 8,
+      windowMs: 20,
+      onBatch: (n) => sizes.push(n),
+    });
+    const first = batcher.submit('a');
+    await new Promise((r) => setTimeout(r, 2));
+    const second = batcher.submit('b');
+    expect(await Promise.all([first, second])).toEqual(['A', 'B']);
+    expect(sizes).toEqual([2]);
+  });
+
+  it('a batch that fails is retried one by one, so only the bad request fails', async () => {
+    const calls: number[][] = [];
+    const batcher = new MicroBatcher<number, number>(
+      (xs) => {
+        calls.push([...xs]);
+        if (xs.includes(-1)) throw new Error('negative input');
+        return xs.map((x) => x + 1);
+      },
+      { maxBatch: 4 },
+    );
+    const outcomes = await Promise.allSettled([1, -1, 2].map((x) => batcher.submit(x)));
+    expect(outcomes[0]).toEqual({ status: 'fulfilled', value: 2 });
+    expect(outcomes[1]).toMatchObject({ status: 'rejected', reason: new Error('negative input') });
+    expect(outcomes[2]).toEqual({ status: 'fulfilled', value: 3 });
+    expect(calls).toEqual([[1, -1, 2], [1], [-1], [2]]);
+  });
+
+  it('refuses a non-positive batch size', () => {
+    expect(() => new MicroBatcher<number, number>((xs) => xs, { maxBatch: 0 })).toThrow(/maxBatch/);
+  });
+});
