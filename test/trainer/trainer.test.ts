@@ -262,11 +262,12 @@ describe('trainer actor', () => {
     process.kill(runner[0]!, 'SIGKILL');
 
     await waitForState(id, (s) => s === 'published', 'round 2 published');
-    const messages = (
-      await ch.query<{ message: string }>(
-        sql`SELECT message FROM ${ident('rounds')} WHERE round_id = ${id} ORDER BY version`,
-      )
-    ).map((r) => r.message);
+    await eventually(
+      async () => stateHistory(id),
+      (h) => h.at(-1) === 'published',
+      'round 2 published event',
+    );
+    const messages = messagesOf(id);
     expect(messages.some((m) => /runner attempt 1 crashed \(killed by SIGKILL\)/.test(m))).toBe(true);
     const resumed = messages.map((m) => /resumed stable at data position (\d+)/.exec(m)).find(Boolean);
     expect(resumed).toBeTruthy();
