@@ -2,7 +2,7 @@ import { ChildProcess, fork } from 'node:child_process';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { EvaluationJob, EvaluationJobResult, FromEvaluationProcess } from '../evaluation/protocol';
-import type { EvaluationRunner } from '../ports';
+import { EvaluationAbortedError, type EvaluationRunner } from '../ports';
 
 export interface EvaluationProcessOptions {
   /** A process that has not answered after this long is killed and the job fails. */
@@ -31,11 +31,13 @@ function workerEntry(): { script: string; execArgv: string[] } {
  */
 export class EvaluationProcessRunner implements EvaluationRunner {
   private readonly running = new Set<ChildProcess>();
+  private stopping = false;
 
   constructor(private readonly options: EvaluationProcessOptions) {}
 
   run(job: EvaluationJob): Promise<EvaluationJobResult> {
     return new Promise((resolve, reject) => {
+      if (this.stopping) return reject(new EvaluationAbortedError('the evaluator is shutting down'));
       const { script, execArgv } = workerEntry();
       let stdio: Array<'inherit' | 'ignore' | 'ipc' | number> = ['ignore', 'inherit', 'inherit', 'ipc'];
       let logFd: number | null = null;
@@ -71,6 +73,7 @@ export class EvaluationProcessRunner implements EvaluationRunner {
         clearTimeout(timer);
         this.running.delete(proc);
         if (result) return resolve(result);
+        if (this.stopping) return reject(new EvaluationAbortedError(`evaluation ${job.jobId} stopped at shutdown`));
         reject(
           new Error(
             reported ?? `evaluation process ${signal ? `killed by ${signal}` : `exited with code ${code}`}`,
@@ -82,6 +85,7 @@ export class EvaluationProcessRunner implements EvaluationRunner {
 
   /** Kills every running evaluation (their jobs fail; the adapters stay undecided). */
   stopAll(): void {
+    this.stopping = true;
     for (const proc of this.running) proc.kill('SIGKILL');
   }
 }

@@ -1,0 +1,296 @@
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import type { Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
+import { resolve } from 'node:path';
+import { Registry } from 'prom-client';
+import { LocalArtefactStore } from '@cprec/artefacts';
+import { ClickHouse, ControlPlaneRepository } from '@cprec/clickhouse';
+import {
+  AdapterEventSchema,
+  decodeJson,
+  DEFAULT_LIMITS,
+  EvaluatorCommandSchema,
+  parseWith,
+  TOPICS,
+} from '@cprec/contracts';
+import { createKafka, createReliableProducer, defaultTopicSpecs, ensureTopics } from '@cprec/messaging';
+import { HealthCheck, METRICS_REGISTRY } from '@cprec/service-common';
+import { EVALUATOR_CONFIG, EvaluatorConfig } from './config';
+import { DriftMonitor } from './drift/drift-monitor';
+import { DriftWatch } from './drift/drift-watch';
+import { AdapterEvaluator, type Outcome } from './evaluation/adapter-evaluator';
+import type { EvaluationJob, EvaluationJobResult } from './evaluation/protocol';
+import { EvaluatorMetrics } from './evaluator.metrics';
+import { ArtefactGateway } from './infra/artefact-gateway';
+import { ClickHouseGateway } from './infra/clickhouse-gateway';
+import type { EvaluationRunner, EventsPort, JobSettings } from './ports';
+import { EvaluationProcessRunner } from './runner/evaluation-process';
+
+export const CLICKHOUSE = Symbol('CLICKHOUSE');
+
+const HEARTBEAT_MS = 3_000;
+
+/**
+ * The evaluator actor's Kafka side: AdapterPublished events (on the adapters topic) and manual
+ * promotions (its mailbox) in; decisions, drift events, split requests and refresh commands out.
+ * Messages are taken with `eachBatch` and committed one by one after they are handled, with
+ * heartbeats sent while an evaluation process runs (minutes), so the group never evicts us.
+ * Adapter evaluations and drift ticks share one queue: one evaluation process at a time.
+ */
+@Injectable()
+export class EvaluatorService implements OnApplicationBootstrap, OnApplicationShutdown, HealthCheck {
+  readonly name = 'evaluator';
+  private readonly logger = new Logger('Evaluator');
+  private readonly kafka: Kafka;
+  private readonly metrics: EvaluatorMetrics;
+  private readonly processes: EvaluationProcessRunner;
+  private consumer: Consumer | null = null;
+  private producer: Producer | null = null;
+  private driftTimer: NodeJS.Timeout | null = null;
+  private driftBusy = false;
+  private queue: Promise<unknown> = Promise.resolve();
+  private running = false;
+  private lastError: string | null = null;
+  readonly adapters: AdapterEvaluator;
+  readonly drift: DriftWatch | null;
+
+  constructor(
+    @Inject(EVALUATOR_CONFIG) private readonly config: EvaluatorConfig,
+    @Inject(CLICKHOUSE) ch: ClickHouse,
+    @Inject(METRICS_REGISTRY) registry: Registry,
+  ) {
+    const c = config;
+    this.kafka = createKafka({ brokers: c.CPREC_KAFKA_BROKERS, clientId: 'cprec-evaluator' });
+    this.metrics = new EvaluatorMetrics(registry);
+    this.processes = new EvaluationProcessRunner({
+      timeoutMs: c.EVALUATOR_JOB_TIMEOUT_MS,
+      logFile: (jobId) =>
+        resolve(c.CPREC_HOME, 'logs', 'evaluator-jobs', `${jobId.replace(/[^A-Za-z0-9._-]/g, '_')}.log`),
+      onProgress: (jobId, done, total) => this.logger.debug(`${jobId}: ${done}/${total}`),
+    });
+    const timed = (purpose: string): EvaluationRunner => ({
+      run: async (job: EvaluationJob): Promise<EvaluationJobResult> => {
+        const end = this.metrics.evaluationSeconds.startTimer({ purpose });
+        try {
+          return await this.processes.run(job);
+        } finally {
+          end();
+        }
+      },
+    });
+    const control = new ControlPlaneRepository(ch);
+    const gateway = new ClickHouseGateway(ch, {
+      request: async (command) => {
+        await this.send(TOPICS.sequencerCommands, command.split_id, command);
+      },
+      timeoutMs: c.EVALUATOR_SPLIT_TIMEOUT_MS,
+      pollMs: c.EVALUATOR_SPLIT_POLL_MS,
+    });
+    const artefacts = new ArtefactGateway(new LocalArtefactStore(resolve(c.CPREC_HOME, 'artefacts')), {
+      kind: c.EVALUATOR_MODEL,
+      checkpoint: c.EVALUATOR_BASE_MODEL,
+      tokenizer: c.EVALUATOR_TOKENIZER,
+    });
+    const events: EventsPort = {
+      adapterEvent: (e) => this.send(TOPICS.adapters, e.adapter_id, e),
+      driftEvent: (e) => this.send(TOPICS.drift, e.domain, e),
+      roundCommand: (e) => this.send(TOPICS.roundCommands, e.command_id, e),
+    };
+    const clock = { now: () => Date.now() };
+    const job: JobSettings = {
+      backend: c.EVALUATOR_BACKEND,
+      budget: { maxTokens: c.EVALUATOR_MAX_TOKENS, maxTitleTokens: c.EVALUATOR_MAX_TITLE_TOKENS },
+    };
+    this.adapters = new AdapterEvaluator(control, gateway, artefacts, timed('gate'), events, clock, {
+      defaultTargetDomains: c.EVALUATOR_TARGET_DOMAINS,
+      splitSeed: c.EVALUATOR_SPLIT_SEED,
+      splitEpoch: c.EVALUATOR_SPLIT_EPOCH,
+      maxExamples: c.EVALUATOR_MAX_EXAMPLES,
+      gate: {
+        maxHr1Drop: c.EVALUATOR_GATE_MAX_HR1_DROP,
+        minValidRatio: c.EVALUATOR_GATE_MIN_VALID_RATIO,
+        minSamples: c.EVALUATOR_GATE_MIN_SAMPLES,
+      },
+      gateMethod: c.EVALUATOR_GATE_METHOD,
+      generation: c.EVALUATOR_GENERATION,
+      promoteCpt: c.EVALUATOR_PROMOTE_CPT,
+      job,
+    });
+    this.drift =
+      c.EVALUATOR_DRIFT_INTERVAL_MS > 0
+        ? new DriftWatch(
+            control,
+            gateway,
+            gateway,
+            artefacts,
+            timed('drift'),
+            events,
+            clock,
+            new DriftMonitor({
+              relativeDrop: c.EVALUATOR_DRIFT_RELATIVE_DROP,
+              minSamples: c.EVALUATOR_DRIFT_MIN_SAMPLES,
+              refreshOnAlert: c.EVALUATOR_DRIFT_REFRESH,
+              cooldownMs: c.EVALUATOR_DRIFT_COOLDOWN_MS,
+            }),
+            {
+              windowMs: c.EVALUATOR_DRIFT_WINDOW_MS,
+              splitSeed: c.EVALUATOR_SPLIT_SEED,
+              defaultDomains: c.EVALUATOR_TARGET_DOMAINS,
+              maxExamples: c.EVALUATOR_MAX_EXAMPLES,
+              method: c.EVALUATOR_GATE_METHOD,
+              job,
+            },
+          )
+        : null;
+  }
+
+  async check(): Promise<string | null> {
+    return this.running ? null : (this.lastError ?? 'consumer not running');
+  }
+
+  private async send(topic: string, key: string, value: object): Promise<void> {
+    if (!this.producer) throw new Error('producer not connected');
+    await this.producer.send({ topic, acks: -1, messages: [{ key, value: JSON.stringify(value) }] });
+  }
+
+  /** One evaluation at a time (gate and drift share the CPU and the queue). */
+  private serial<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(work, work);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    const admin = this.kafka.admin();
+    await admin.connect();
+    try {
+      await ensureTopics(admin, defaultTopicSpecs());
+    } finally {
+      await admin.disconnect();
+    }
+    this.producer = createReliableProducer(this.kafka);
+    await this.producer.connect();
+    const consumer = this.kafka.consumer({
+      groupId: this.config.EVALUATOR_GROUP_ID,
+      sessionTimeout: 30_000,
+      heartbeatInterval: HEARTBEAT_MS,
+    });
+    this.consumer = consumer;
+    consumer.on(consumer.events.CRASH, (e) => {
+      this.running = false;
+      this.lastError = `consumer crashed: ${e.payload.error.message}`;
+      this.logger.error(this.lastError);
+    });
+    await consumer.connect();
+    await consumer.subscribe({ topics: [TOPICS.adapters, TOPICS.evaluatorCommands], fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      eachBatch: (payload) => this.handleBatch(payload),
+    });
+    this.running = true;
+    if (this.drift) {
+      this.driftTimer = setInterval(() => void this.driftTick(), this.config.EVALUATOR_DRIFT_INTERVAL_MS);
+      void this.driftTick();
+    }
+    this.logger.log(
+      `consuming ${TOPICS.adapters}, ${TOPICS.evaluatorCommands} as group ${this.config.EVALUATOR_GROUP_ID}; drift ${
+        this.drift ? `every ${this.config.EVALUATOR_DRIFT_INTERVAL_MS} ms` : 'off'
+      }`,
+    );
+  }
+
+  private async handleBatch({
+    batch,
+    resolveOffset,
+    heartbeat,
+    isRunning,
+    isStale,
+  }: EachBatchPayload): Promise<void> {
+    for (const message of batch.messages) {
+      if (!isRunning() || isStale()) return;
+      const beat = setInterval(() => {
+        heartbeat().catch((err: Error) => this.logger.warn(`heartbeat failed: ${err.message}`));
+      }, HEARTBEAT_MS);
+      try {
+        await this.handle(batch.topic, message.value);
+      } catch (err) {
+        // Not committed: the message is redelivered (after a restart or a rebalance) and
+        // handled again — safe, because handling is idempotent per adapter.
+        this.metrics.failures.inc({ stage: batch.topic });
+        this.lastError = (err as Error).message;
+        this.logger.error(`${batch.topic}: ${(err as Error).message}`);
+        throw err;
+      } finally {
+        clearInterval(beat);
+      }
+      resolveOffset(message.offset);
+      await this.consumer!.commitOffsets([
+        { topic: batch.topic, partition: batch.partition, offset: (BigInt(message.offset) + 1n).toString() },
+      ]);
+      await heartbeat();
+    }
+  }
+
+  private async handle(topic: string, value: Buffer | null): Promise<void> {
+    const decoded = decodeJson(value, DEFAULT_LIMITS);
+    if (!decoded.ok) return this.logger.warn(`${topic}: ${decoded.reason}`);
+    let outcome: Outcome;
+    if (topic === TOPICS.evaluatorCommands) {
+      const command = parseWith(EvaluatorCommandSchema, decoded.value);
+      if (!command.ok) return this.logger.warn(`evaluator command refused: ${command.reason}`);
+      if (Date.now() - command.value.ts > this.config.EVALUATOR_COMMAND_MAX_AGE_MS)
+        return this.logger.warn(`command ${command.value.command_id} is too old; ignored`);
+      outcome = await this.serial(() => this.adapters.handleCommand(command.value));
+      this.report(command.value.adapter_id, outcome);
+      return;
+    }
+    const event = parseWith(AdapterEventSchema, decoded.value);
+    if (!event.ok) return this.logger.warn(`adapter event refused: ${event.reason}`);
+    // Our own promoted/rejected events share the topic.
+    if (event.value.kind !== 'published') return;
+    const published = event.value;
+    this.logger.log(`evaluating ${published.adapter_kind} adapter ${published.adapter_id}`);
+    outcome = await this.serial(() => this.adapters.handlePublished(published));
+    this.report(published.adapter_id, outcome);
+  }
+
+  private report(adapterId: string, outcome: Outcome): void {
+    this.metrics.decisions.inc({ decision: outcome.kind });
+    if (outcome.kind === 'skipped') return this.logger.log(`${adapterId}: skipped (${outcome.reason})`);
+    this.logger.log(`${adapterId}: ${outcome.kind} — ${outcome.reasons.join(' | ')}`);
+    // A new adapter serving: the drift baseline is its HR@1 on the current window, measured now.
+    if (outcome.kind === 'promoted' && this.drift) void this.driftTick();
+  }
+
+  private async driftTick(): Promise<void> {
+    const drift = this.drift;
+    // A tick longer than the interval is not stacked behind itself.
+    if (!drift || this.driftBusy) return;
+    this.driftBusy = true;
+    try {
+      const tick = await this.serial(() => drift.tick());
+      if (tick.kind === 'idle') return this.logger.debug(`drift: ${tick.reason}`);
+      for (const o of tick.observations) this.metrics.driftHr1.set({ domain: o.domain }, o.hr1);
+      for (const a of tick.alerts) this.metrics.driftAlerts.inc({ domain: a.domain });
+      this.logger.log(
+        `drift: ${tick.adapterId} on [${tick.windowStartMs}, ${tick.windowEndMs}): ${tick.observations
+          .map((o) => `${o.domain} HR@1 ${o.hr1.toFixed(3)} (${o.samples})`)
+          .join(', ')}${tick.alerts.length > 0 ? `; ALERT ${tick.alerts.map((a) => a.domain).join(', ')}` : ''}`,
+      );
+    } catch (err) {
+      this.metrics.failures.inc({ stage: 'drift' });
+      this.logger.error(`drift tick failed: ${(err as Error).message}`);
+    } finally {
+      this.driftBusy = false;
+    }
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    if (this.driftTimer) clearInterval(this.driftTimer);
+    this.running = false;
+    this.processes.stopAll();
+    await this.consumer?.disconnect().catch(() => undefined);
+    await this.queue.catch(() => undefined);
+    await this.producer?.disconnect().catch(() => undefined);
+  }
+}

@@ -1,0 +1,113 @@
+import {
+  ClickHouse,
+  EvalSplitRepository,
+  ident,
+  INTERACTIONS_TABLE,
+  ItemRepository,
+  sql,
+  type StoredEvalExample,
+} from '@cprec/clickhouse';
+import type { EvaluationExample } from '@cprec/corpus';
+import type { SplitRequestCommand } from '@cprec/contracts';
+import { casesFromExamples, type EvaluationCase } from '@cprec/training';
+import type { InteractionsPort, SplitPort, SplitSpec } from '../ports';
+
+export interface SplitGatewayOptions {
+  /** Sends a split request to the sequencer's mailbox. */
+  request: (command: SplitRequestCommand) => Promise<void>;
+  timeoutMs: number;
+  pollMs: number;
+  now?: () => number;
+}
+
+const KIND: Record<StoredEvalExample['kind'], EvaluationExample['kind']> = {
+  'loo-test': 'test',
+  'loo-valid': 'validation',
+  window: 'window',
+};
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Splits and interactions as the evaluator reads them. The sequencer is the one writer of
+ * evaluation splits: a missing split is requested on its mailbox and polled for (read-only use
+ * of EvalSplitRepository); the request is repeated every few polls in case the first was lost
+ * (the sequencer handles requests idempotently per split id).
+ */
+export class ClickHouseGateway implements SplitPort, InteractionsPort {
+  private readonly splits: EvalSplitRepository;
+  private readonly items: ItemRepository;
+
+  constructor(
+    private readonly ch: ClickHouse,
+    private readonly options: SplitGatewayOptions,
+  ) {
+    this.splits = new EvalSplitRepository(ch);
+    this.items = new ItemRepository(ch);
+  }
+
+  async ensureSplit(spec: SplitSpec): Promise<void> {
+    if (await this.splits.getSplit(spec.splitId)) return;
+    const now = this.options.now ?? Date.now;
+    const deadline = now() + this.options.timeoutMs;
+    const resendEveryMs = Math.max(this.options.pollMs, 10_000);
+    let lastSent = -Infinity;
+    for (;;) {
+      if (now() - lastSent >= resendEveryMs) {
+        await this.options.request({
+          kind: 'create_split',
+          split_id: spec.splitId,
+          split_kind: spec.kind,
+          domains: spec.domains,
+          seed: spec.seed,
+          ...(spec.windowStartMs !== undefined ? { window_start_ms: spec.windowStartMs } : {}),
+          ...(spec.windowEndMs !== undefined ? { window_end_ms: spec.windowEndMs } : {}),
+          requested_by: 'evaluator',
+          ts: now(),
+        });
+        lastSent = now();
+      }
+      await sleep(this.options.pollMs);
+      if (await this.splits.getSplit(spec.splitId)) return;
+      if (now() > deadline)
+        throw new Error(
+          `the sequencer did not freeze split ${spec.splitId} within ${this.options.timeoutMs} ms (is it running?)`,
+        );
+    }
+  }
+
+  async readCases(
+    splitId: string,
+    domain: string,
+    kind: 'loo-test' | 'window',
+    limit: number,
+  ): Promise<EvaluationCase[]> {
+    const stored: StoredEvalExample[] = [];
+    for await (const e of this.splits.streamExamples(splitId, { domain, kind, chunk: Math.min(limit, 5000) })) {
+      stored.push(e);
+      if (stored.length >= limit) break;
+    }
+    const ids = [...new Set(stored.flatMap((e) => [...e.history, ...e.candidates, e.target]))];
+    const titles = new Map((await this.items.get(domain, ids)).map((i) => [i.item_id, i.title]));
+    const examples: EvaluationExample[] = stored.map((e) => ({
+      splitId: e.splitId,
+      kind: KIND[e.kind],
+      userId: e.userId,
+      domain: e.domain,
+      history: e.history,
+      target: e.target,
+      targetEventId: e.targetEventId,
+      targetTsMs: e.targetTsMs,
+      candidates: e.candidates,
+      seed: e.seed,
+    }));
+    return casesFromExamples(examples, (id) => titles.get(id));
+  }
+
+  async newestEventMs(): Promise<number | null> {
+    const [row] = await this.ch.query<{ n: string; t: string }>(
+      sql`SELECT count() AS n, max(ts_ms) AS t FROM ${ident(INTERACTIONS_TABLE)}`,
+    );
+    return row === undefined || Number(row.n) === 0 ? null : Number(row.t);
+  }
+}
