@@ -77,7 +77,10 @@ export class FirstStage {
       previous?.sasrec?.dispose();
       this.options.onBuilt?.(domain, `popularity over ${index.size} items`);
       const trainable = encoded.filter((s) => s.length >= 2);
-      if (trainable.length >= this.options.minSequencesForSasrec) void this.trainSasrec(domain, models, trainable);
+      // Started on a later turn so the request that triggered the build is answered first (the
+      // fit shares this event loop, yielding between batches).
+      if (trainable.length >= this.options.minSequencesForSasrec)
+        setTimeout(() => void this.trainSasrec(domain, models, trainable), 50);
       return models;
     })();
     this.building.set(domain, task);

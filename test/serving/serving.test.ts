@@ -1,0 +1,270 @@
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import type { Producer } from 'kafkajs';
+import { LocalArtefactStore, type ArtefactRecord } from '@cprec/artefacts';
+import {
+  ClickHouse,
+  ControlPlaneRepository,
+  createClickHouse,
+  ident,
+  InteractionRepository,
+  ItemRepository,
+  runMigrations,
+  SequenceStore,
+  sql,
+} from '@cprec/clickhouse';
+import { TOPICS, type AdapterEvent, type ServingCommand } from '@cprec/contracts';
+import { attachLora, LlamaModel, mulberry32, randomWeights, saveLoraAdapter } from '@cprec/lm';
+import { WordTokenizer } from '@cprec/training/testing';
+import { eventually, randomPort, RunningService, startService } from '../support/service-process';
+import { requireInfra, testClickHouseSettings, testKafka, uniqueName } from '../support/infra';
+
+/**
+ * The serving actor against real Kafka and ClickHouse with the trainer's tiny-random base model
+ * (its artefact written here as the trainer would): explicit and first-stage recommendations,
+ * hot swap on AdapterEvent 'promoted', refusal of a corrupted artefact, rollback over HTTP and
+ * over Kafka, request validation, serving_events and metrics.
+ */
+
+const database = uniqueName('cprec_it_serving');
+const settings = testClickHouseSettings(database);
+const home = mkdtempSync(join(tmpdir(), 'cprec-serving-it-'));
+const store = new LocalArtefactStore(join(home, 'artefacts'));
+const WORDS = ['red', 'blue', 'green', 'fast', 'slow', 'bright', 'soft', 'loud', 'tiny', 'grand', 'old', 'new'];
+const DOMAIN = 'books';
+const ITEMS = Array.from({ length: 12 }, (_, i) => ({
+  item_id: `${DOMAIN}-${i}`,
+  title: `${WORDS[i]} ${WORDS[(i * 5 + 1) % 12]} ${DOMAIN}`,
+}));
+const TINY_CONFIG = {
+  dim: 16,
+  hiddenDim: 32,
+  nLayers: 1,
+  nHeads: 2,
+  nKvHeads: 1,
+  maxSeqLen: 192,
+  normEps: 1e-5,
+  ropeTheta: 10000,
+  tiedClassifier: true,
+};
+
+let ch: ClickHouse;
+let control: ControlPlaneRepository;
+let producer: Producer;
+let serving: RunningService;
+let url: string;
+let adapterA: ArtefactRecord;
+let adapterBad: ArtefactRecord;
+
+interface RecommendBody {
+  items: Array<{ item_id: string; title: string; score: number; rank: number }>;
+  adapter_id: string;
+  adapter_version: string;
+  first_stage: string;
+  latency_ms: number;
+}
+
+async function post(path: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(`${url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}
+
+const recommend = async (body: unknown): Promise<RecommendBody> => {
+  const { status, json } = await post('/v1/recommend', body);
+  if (status !== 200) throw new Error(`recommend: ${status} ${JSON.stringify(json)}`);
+  return json as unknown as RecommendBody;
+};
+
+const explicit = { history: ['books-1', 'books-2'], domain: DOMAIN, candidate_ids: ['books-5', 'books-6', 'books-7'], k: 3 };
+
+/** The trainer's tiny base: a word tokenizer over the catalogue titles and seeded random weights. */
+async function putTinyBase(): Promise<{ sha256: string; model: LlamaModel }> {
+  const titles = ITEMS.map((i) => i.title).sort();
+  const dir = mkdtempSync(join(tmpdir(), 'cprec-tiny-'));
+  writeFileSync(join(dir, 'tiny-model.json'), JSON.stringify({ format: 'cprec-tiny-random/1', config: TINY_CONFIG, seed: 1, titles }));
+  const record = await store.put('base-models/tiny-random', dir);
+  rmSync(dir, { recursive: true, force: true });
+  const tokenizer = WordTokenizer.forTitles(titles);
+  return { sha256: record.sha256, model: new LlamaModel(randomWeights({ ...TINY_CONFIG, vocabSize: tokenizer.vocabSize }, 1)) };
+}
+
+/** A LoRA adapter on the tiny base with random non-zero B (so it changes scores), stored as an artefact. */
+async function putAdapter(model: LlamaModel, baseSha256: string, key: string, seed: number): Promise<ArtefactRecord> {
+  attachLora(model, { rank: 2, alpha: 4, dropout: 0 }, seed);
+  const rand = mulberry32(seed);
+  for (const [name, v] of model.loraVariables())
+    if (name.endsWith('lora_B')) v.assign(tf.tensor(Float32Array.from({ length: v.size }, () => rand() - 0.5), v.shape));
+  const dir = mkdtempSync(join(tmpdir(), 'cprec-adapter-'));
+  saveLoraAdapter(model, dir, { baseModelId: 'tiny-random', baseChecksum: baseSha256, lineage: { round_id: key } });
+  const record = await store.put(key, dir);
+  rmSync(dir, { recursive: true, force: true });
+  return record;
+}
+
+const promote = (id: string, record: ArtefactRecord) => {
+  const event: AdapterEvent = {
+    kind: 'promoted',
+    adapter_id: id,
+    uri: record.uri,
+    sha256: record.sha256,
+    target_domains: [DOMAIN],
+    hr1: { [DOMAIN]: 0.5 },
+    reasons: ['integration test'],
+    ts: Date.now(),
+  };
+  return producer.send({ topic: TOPICS.adapters, messages: [{ key: id, value: JSON.stringify(event) }] });
+};
+
+beforeAll(async () => {
+  await requireInfra();
+  await runMigrations(settings);
+  ch = createClickHouse(settings);
+  control = new ControlPlaneRepository(ch);
+  await new ItemRepository(ch).upsertBatch(ITEMS.map((i) => ({ ...i, domain: DOMAIN, attributes: {}, updated_at_ms: 1_000 })));
+  const rows = [];
+  for (let u = 0; u < 8; u++)
+    for (let k = 0; k < 6; k++)
+      rows.push({
+        event_id: `e-${u}-${k}`,
+        user_id: `u${u}`,
+        item_id: `${DOMAIN}-${(u + k * 2) % 12}`,
+        domain: DOMAIN,
+        ts_ms: 1_600_000_000_000 + k * 60_000 + u,
+      });
+  await new InteractionRepository(ch).insertBatch(rows, 1_000_000);
+  await new SequenceStore(ch).rebuild({ safetyMarginMs: 0, nowMs: 4_000_000_000_000 });
+
+  const base = await putTinyBase();
+  adapterA = await putAdapter(base.model, base.sha256, 'adapters/it-a1', 3);
+  adapterBad = await putAdapter(base.model, base.sha256, 'adapters/it-bad', 5);
+  base.model.dispose();
+  // Corrupt the stored copy after its record was written: the sha256 no longer matches.
+  appendFileSync(join(fileURLToPath(adapterBad.uri), 'adapter.safetensors'), Buffer.from([0]));
+
+  producer = testKafka('cprec-serving-test').producer();
+  await producer.connect();
+  const port = randomPort();
+  url = `http://127.0.0.1:${port}`;
+  serving = await startService(
+    'serving',
+    port,
+    {
+      CPREC_CLICKHOUSE_DB: database,
+      CPREC_HOME: home,
+      SERVING_GROUP_ID: uniqueName('serving'),
+      SERVING_MODEL: 'tiny-random',
+      SERVING_BACKEND: 'cpu',
+      SERVING_SASREC_MIN_SEQUENCES: '4',
+      SERVING_SASREC_FIT_BUDGET_MS: '3000',
+    },
+    'SERVING_PORT',
+  );
+});
+
+afterAll(async () => {
+  await serving?.stop();
+  await producer?.disconnect();
+  if (ch) {
+    await ch.command(sql`DROP DATABASE IF EXISTS ${ident(database)}`);
+    await ch.close();
+  }
+  rmSync(home, { recursive: true, force: true });
+});
+
+describe('serving actor', () => {
+  it('re-ranks explicit candidates with the base model', async () => {
+    const body = await recommend(explicit);
+    expect(body.adapter_id).toBe('base');
+    expect(body.first_stage).toBe('given');
+    expect(body.items).toHaveLength(3);
+    expect(body.items.map((i) => i.rank)).toEqual([1, 2, 3]);
+    for (const item of body.items) {
+      expect(explicit.candidate_ids).toContain(item.item_id);
+      expect(item.title).toBe(ITEMS.find((i) => i.item_id === item.item_id)!.title);
+      expect(Number.isFinite(item.score)).toBe(true);
+    }
+    expect(body.items[0].score).toBeGreaterThanOrEqual(body.items[2].score);
+  });
+
+  it('reads the history of a user id and lets the first stage propose items the user does not have', async () => {
+    const [sequence] = (await new SequenceStore(ch).readDomainSequences(DOMAIN)).filter((s) => s.userId === 'u0');
+    const body = await recommend({ user_id: 'u0', domain: DOMAIN, k: 3, n_candidates: 5 });
+    expect(['sasrec', 'popularity']).toContain(body.first_stage);
+    expect(body.items.length).toBeGreaterThan(0);
+    expect(body.items.length).toBeLessThanOrEqual(3);
+    for (const item of body.items) expect(sequence.itemIds).not.toContain(item.item_id);
+    const unknown = await post('/v1/recommend', { user_id: 'nobody', domain: DOMAIN });
+    expect(unknown.status).toBe(404);
+    expect(String(unknown.json.message)).toMatch(/user "nobody" has no history/);
+  });
+
+  it('answers malformed requests with 400 and a message', async () => {
+    const cases: Array<[unknown, RegExp]> = [
+      [{ history: ['books-1'] }, /domain/],
+      [{ ...explicit, k: 0 }, /k: /],
+      [{ domain: DOMAIN }, /user_id .* or an explicit history/],
+      [{ ...explicit, candidate_ids: ['books-1', 'nope-9'] }, /unknown items .*nope-9/],
+      [{ ...explicit, history: ['missing-1'] }, /history: unknown items .*missing-1/],
+      ['{"domain": ', /JSON|Unexpected|Expected/i],
+    ];
+    for (const [body, message] of cases) {
+      const { status, json } = await post('/v1/recommend', body);
+      expect({ body, status }).toEqual({ body, status: 400 });
+      expect(String(json.message)).toMatch(message);
+    }
+  });
+
+  it('hot-swaps to a promoted adapter, refuses a corrupted one and keeps serving, rolls back over HTTP and Kafka', async () => {
+    const before = await recommend(explicit);
+    await promote('it-a1', adapterA);
+    const swapped = await eventually(() => recommend(explicit), (b) => b.adapter_id === 'it-a1', 'switch to it-a1');
+    expect(swapped.adapter_version).toBe(adapterA.sha256.slice(0, 12));
+    // The adapter changes the model: same request, different scores.
+    const scoreOf = (b: RecommendBody, id: string) => b.items.find((i) => i.item_id === id)!.score;
+    expect(Math.abs(scoreOf(swapped, 'books-5') - scoreOf(before, 'books-5'))).toBeGreaterThan(1e-4);
+
+    await promote('it-bad', adapterBad);
+    const failed = await eventually(
+      () => control.listServingEvents(),
+      (events) => events.some((e) => e.event === 'load_failed' && e.adapter_id === 'it-bad'),
+      'load_failed of it-bad',
+    );
+    expect(failed.find((e) => e.adapter_id === 'it-bad')!.detail).toMatch(/corrupted|sha256/);
+    expect((await recommend(explicit)).adapter_id).toBe('it-a1');
+
+    const rolled = await post('/v1/rollback', {});
+    expect(rolled.status).toBe(200);
+    expect(rolled.json).toMatchObject({ adapter_id: 'base', previous_adapter_id: 'it-a1', changed: true });
+    expect((await recommend(explicit)).adapter_id).toBe('base');
+    const nothing = await post('/v1/rollback', {});
+    expect(nothing.status).toBe(409);
+    expect(String(nothing.json.message)).toMatch(/nothing to roll back to/);
+
+    const command: ServingCommand = {
+      kind: 'rollback',
+      command_id: uniqueName('cmd'),
+      to_adapter_id: 'it-a1',
+      requested_by: 'integration-test',
+      ts: Date.now(),
+    };
+    await producer.send({ topic: TOPICS.servingCommands, messages: [{ key: command.command_id, value: JSON.stringify(command) }] });
+    await eventually(() => recommend(explicit), (b) => b.adapter_id === 'it-a1', 'rollback to it-a1 over Kafka');
+
+    const events = await control.listServingEvents();
+    const kinds = events.map((e) => `${e.event}:${e.adapter_id}`);
+    expect(kinds).toEqual(expect.arrayContaining(['switch:it-a1', 'load_failed:it-bad', 'rollback:base', 'rollback:it-a1']));
+    expect((await control.currentServingAdapter())?.adapter_id).toBe('it-a1');
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    expect(metrics).toMatch(/cprec_serving_adapter_info\{adapter_id="it-a1",adapter_version="[0-9a-f]{12}"[^}]*\} 1/);
+    expect(metrics).toMatch(/cprec_serving_errors_total\{route="recommend",status="400"[^}]*\} [1-9]/);
+    expect(metrics).toMatch(/cprec_serving_request_duration_seconds_bucket/);
+  });
+});
