@@ -1,5 +1,5 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import type { LlamaModel, LoraConfig, Trainer } from '@cprec/lm';
 import { loadLoraAdapter, parseSafetensors, saveLoraAdapter, serializeSafetensors } from '@cprec/lm';
 import type { DataVariant } from '../schedule';
@@ -65,7 +65,28 @@ export function saveCheckpoint(
   rmSync(old, { recursive: true, force: true });
 }
 
+/**
+ * A kill between the two renames of `saveCheckpoint` leaves only `<dir>.old-<pid>`: that complete
+ * previous checkpoint is then the one to resume from.
+ */
+function existingCheckpointDir(dir: string): string {
+  if (existsSync(join(dir, CHECKPOINT_STATE_FILE))) return dir;
+  const parent = dirname(dir);
+  const prefix = `${basename(dir)}.old-`;
+  if (existsSync(parent)) {
+    const old = readdirSync(parent).find(
+      (f) => f.startsWith(prefix) && existsSync(join(parent, f, CHECKPOINT_STATE_FILE)),
+    );
+    if (old) {
+      renameSync(join(parent, old), dir);
+      return dir;
+    }
+  }
+  return dir;
+}
+
 export function readCheckpointState(dir: string): CheckpointState {
+  dir = existingCheckpointDir(dir);
   const state = JSON.parse(readFileSync(join(dir, CHECKPOINT_STATE_FILE), 'utf8')) as CheckpointState;
   if (state.format !== 'cprec-training-checkpoint/1') {
     throw new Error(`${dir}: not a cprec training checkpoint (format ${String(state.format)})`);
@@ -74,7 +95,7 @@ export function readCheckpointState(dir: string): CheckpointState {
 }
 
 export function hasCheckpoint(dir: string): boolean {
-  return existsSync(join(dir, CHECKPOINT_STATE_FILE));
+  return existsSync(join(existingCheckpointDir(dir), CHECKPOINT_STATE_FILE));
 }
 
 /** Restores adapter weights and optimizer moments from `dir` into `model` and `trainer`. */

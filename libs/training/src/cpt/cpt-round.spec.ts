@@ -231,3 +231,20 @@ describe('runCptRound', () => {
     expect(mixed.drawn).toHaveLength(2);
   });
 });
+
+describe('checkpoint crash safety', () => {
+  it('recovers the previous checkpoint when a save was killed between its two renames', async () => {
+    const { renameSync } = await import('node:fs');
+    const model = newModel();
+    const r1 = await round(
+      'r1',
+      model,
+      new ArraySampleSource(samples('beauty', 4)),
+      new ArraySampleSource(samples('mixed', 2)),
+      null,
+    );
+    // Simulate the kill: the old checkpoint was moved aside and the new one never moved in.
+    renameSync(r1.trunkDir, `${r1.trunkDir}.old-4242`);
+    expect(readCheckpointState(r1.trunkDir)).toMatchObject({ kind: 'trunk', roundId: 'r1' });
+  });
+});

@@ -45,8 +45,13 @@ export interface Clock {
   now(): number;
 }
 
-/** Round ids derive from the trigger's command id, so a re-delivered trigger is recognised. */
+/**
+ * Round ids derive from the trigger's command id, so a re-delivered trigger is recognised. A
+ * command id that is safe in paths and artefact keys (the operator's UUIDs) is the round id
+ * itself, so whoever triggered can follow GET /v1/rounds/<command_id>; anything else is hashed.
+ */
 export function roundIdFor(commandId: string): string {
+  if (/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(commandId)) return commandId;
   return `round-${createHash('sha256').update(commandId).digest('hex').slice(0, 16)}`;
 }
 
