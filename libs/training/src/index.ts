@@ -1,4 +1,7 @@
 export * from './schedule';
 export * from './data';
 export * from './cpt';
+export * from './sft';
+export * from './eval';
 export * from './runtime';
+export * from './experiment';

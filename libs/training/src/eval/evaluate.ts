@@ -1,0 +1,187 @@
+import type { LlamaModel } from '@cprec/lm';
+import {
+  encodeSample,
+  LLARA_PHRASINGS,
+  type EncodedSample,
+  type Phrasing,
+  type PromptSample,
+  type PromptStyle,
+  type SampleItems,
+  type TokenBudget,
+  type Tokenizer,
+} from '@cprec/corpus';
+import {
+  buildReport,
+  DEFAULT_KS,
+  generateAndRemove,
+  rankByScores,
+  type EvaluationReport,
+  type ExampleOutcome,
+} from '@cprec/metrics';
+import { disposeInjection, injectionFor, type HybridParts } from '../sft/hybrid';
+import type { EvaluationCase } from './cases';
+import { greedyDecode, scoreContinuations } from './decoding';
+
+/** Everything that decides how a prompt is written and encoded, shared by SFT and evaluation. */
+export interface PromptSettings {
+  readonly tokenizer: Tokenizer;
+  readonly budget: TokenBudget;
+  /** text: titles only; hybrid: each title followed by a projected item embedding (needs `hybrid`). */
+  readonly style: PromptStyle;
+  /** Token id put where an embedding is injected (any valid id: its embedding is replaced). */
+  readonly placeholderId?: number;
+  /** Frozen item table + projector, for hybrid prompts. */
+  readonly hybrid?: HybridParts | null;
+  /** Evaluation phrasing; default the first LLaRA phrasing (= the unified CPT template). */
+  readonly phrasing?: Phrasing;
+}
+
+export interface EvaluateModelOptions extends PromptSettings {
+  /** The LM with whatever adapter should be evaluated already loaded (or none: the base model). */
+  readonly model: LlamaModel;
+  readonly examples: readonly EvaluationCase[];
+  /** Cut-offs for HR@k / NDCG@k; default [1, 3, 5]. The largest is the number of generate-and-remove rounds. */
+  readonly ks?: readonly number[];
+  /** Generated tokens per answer; default maxTitleTokens + 4. */
+  readonly maxNewTokens?: number;
+  /** Run greedy generation (HR@1, Valid Ratio, generate-and-remove HR@k). Default true. */
+  readonly generation?: boolean;
+  /** Rank candidates by exact likelihood. Default true. */
+  readonly likelihood?: boolean;
+  /** Candidates scored per forward (memory bound). Default 20. */
+  readonly scoreBatchSize?: number;
+  readonly onProgress?: (done: number, total: number) => void;
+}
+
+export interface CaseResult extends ExampleOutcome {
+  readonly userId: string;
+  /** Texts generated in the generate-and-remove rounds (the first one is the HR@1 answer). */
+  readonly generations: readonly string[];
+}
+
+export interface EvaluationResult {
+  readonly report: EvaluationReport;
+  readonly cases: readonly CaseResult[];
+}
+
+/** The prompt of `items` as the model sees it at inference time (no answer tokens). */
+export function encodePrompt(items: SampleItems, settings: PromptSettings): EncodedSample {
+  if (settings.style === 'hybrid' && !settings.hybrid)
+    throw new Error('hybrid prompts need the item embedding table and projector');
+  const sample: PromptSample = {
+    ...items,
+    phrasing: settings.phrasing ?? LLARA_PHRASINGS[0],
+    style: settings.style,
+    lossScope: 'answer',
+  };
+  return encodeSample(sample, settings.tokenizer, settings.budget, {
+    includeAnswer: false,
+    ...(settings.placeholderId !== undefined ? { placeholderId: settings.placeholderId } : {}),
+  });
+}
+
+function withInjection<T>(
+  encoded: EncodedSample,
+  settings: PromptSettings,
+  run: (inject: ReturnType<typeof injectionFor>) => T,
+): T {
+  const inject = settings.style === 'hybrid' ? injectionFor([encoded], settings.hybrid ?? null) : null;
+  try {
+    return run(inject);
+  } finally {
+    disposeInjection(inject);
+  }
+}
+
+/**
+ * 1-based rank of the target by exact candidate likelihood: log p(title + EOS | prompt) summed over
+ * tokens (the answer format SFT trains), ties against the target.
+ */
+export function likelihoodRank(model: LlamaModel, items: SampleItems, settings: PromptSettings, batchSize = 20): number {
+  const encoded = encodePrompt(items, settings);
+  const { tokenizer } = settings;
+  const continuations = encoded.candidateTitles.map((t) => [...tokenizer.encode(t), tokenizer.eosId]);
+  const scores = withInjection(encoded, settings, (inject) =>
+    scoreContinuations(model, encoded.inputIds, inject, continuations, batchSize),
+  );
+  return rankByScores(scores, encoded.candidateItemIds.indexOf(items.target.itemId));
+}
+
+/** Greedy, unconstrained answer to the prompt of `items`, as text. */
+export function generateAnswer(
+  model: LlamaModel,
+  items: SampleItems,
+  settings: PromptSettings,
+  maxNewTokens: number,
+): string {
+  const encoded = encodePrompt(items, settings);
+  const ids = withInjection(encoded, settings, (inject) =>
+    greedyDecode(model, encoded.inputIds, inject, { maxNewTokens, stopTokens: [settings.tokenizer.eosId] }),
+  );
+  return settings.tokenizer.decode(ids);
+}
+
+/**
+ * Offline evaluation of an LM recommender on frozen examples (the evaluator service and
+ * `cprec eval` call this):
+ * - HR@1 and Valid Ratio from one unconstrained greedy generation matched to the candidate titles
+ *   shown in the prompt (HR@1 both as correct/total and LLaRA's correct/valid);
+ * - HR@k / NDCG@k by the paper's iterative generate-and-remove (the prompt is re-rendered without
+ *   the wrongly generated candidates) and by exact candidate likelihood ranking;
+ * - everything per sparsity bucket of the history length (`EvaluationReport`).
+ * Zero-shot evaluation is the same call on a model without SFT (any adapter or none loaded).
+ * Examples run one at a time (the memory bound is one prompt's KV cache plus one chunk of
+ * candidates); the candidates of an example are scored in batches of `scoreBatchSize`.
+ */
+export async function evaluateModel(options: EvaluateModelOptions): Promise<EvaluationResult> {
+  const ks = options.ks ?? DEFAULT_KS;
+  const kMax = Math.max(...ks);
+  const maxNewTokens = options.maxNewTokens ?? options.budget.maxTitleTokens + 4;
+  const generation = options.generation ?? true;
+  const likelihood = options.likelihood ?? true;
+  const cases: CaseResult[] = [];
+  let done = 0;
+  for (const example of options.examples) {
+    const generations: string[] = [];
+    let generatedRank: number | null = null;
+    let firstValid = false;
+    if (generation) {
+      const full = encodePrompt(example, options);
+      const targetIndex = full.candidateItemIds.indexOf(example.target.itemId);
+      const result = await generateAndRemove({
+        candidateTitles: full.candidateTitles,
+        targetIndex,
+        k: kMax,
+        generate: async (remaining) => {
+          const items: SampleItems = {
+            history: example.history,
+            candidates: remaining.map((r) => example.candidates[r.index]),
+            target: example.target,
+          };
+          const text = generateAnswer(options.model, items, options, maxNewTokens);
+          generations.push(text);
+          return text;
+        },
+      });
+      generatedRank = result.rank;
+      firstValid = result.firstValid;
+    }
+    const rank = likelihood
+      ? likelihoodRank(options.model, example, options, options.scoreBatchSize ?? 20)
+      : undefined;
+    cases.push({
+      domain: example.domain,
+      userId: example.userId,
+      historyLength: example.historyLength,
+      firstValid,
+      generatedRank,
+      ...(rank !== undefined ? { likelihoodRank: rank } : {}),
+      generations,
+    });
+    done++;
+    options.onProgress?.(done, options.examples.length);
+    // Let timers and I/O run between examples (the evaluator service shares its event loop with Kafka).
+    if (done % 8 === 0) await new Promise((resolve) => setImmediate(resolve));
+  }
+  return { report: buildReport(cases, ks), cases };
+}

@@ -1,0 +1,3 @@
+export * from './tiny-base';
+export * from './synthetic-setup';
+export * from './cpt-vs-sft';

@@ -1,0 +1,149 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import { attachLora, LlamaModel, readLoraManifest, saveLoraAdapter, type LlamaConfig } from '@cprec/lm';
+import type { SampleItems } from '@cprec/corpus';
+import { WordTokenizer } from '../testing/word-tokenizer';
+import { tinyBaseWeights } from '../experiment/tiny-base';
+import type { EvaluationCase } from '../eval/cases';
+import { DEFAULT_SFT_CONFIG, fineTune, PROJECTOR_FILE, SFT_ADAPTER_DIR, type SftConfig, type SftStepReport } from './fine-tune';
+import { ItemEmbeddingTable } from './item-embeddings';
+import { ItemProjector } from './projector';
+
+const words = ['red', 'blue', 'green', 'fast', 'slow', 'game', 'serum', 'shirt'];
+const item = (i: number) => ({ itemId: `g-${i}`, title: `${words[i % 8]} ${words[(i * 3 + 1) % 8]}` });
+/** Next item = history's last + 1 (mod 8): learnable from ids (embeddings) and from text. */
+function samples(n: number, offset = 0): EvaluationCase[] {
+  return Array.from({ length: n }, (_, k) => {
+    const i = (k + offset) % 8;
+    const target = item((i + 1) % 8);
+    const candidates = [item((i + 4) % 8), target, item((i + 6) % 8)];
+    return { domain: 'games', userId: `u${k}`, historyLength: 2, history: [item((i + 7) % 8), item(i)], candidates, target };
+  });
+}
+
+const tokenizer = WordTokenizer.forTitles(Array.from({ length: 8 }, (_, i) => item(i).title));
+const modelConfig: LlamaConfig = {
+  dim: 16,
+  hiddenDim: 32,
+  nLayers: 1,
+  nHeads: 2,
+  nKvHeads: 1,
+  vocabSize: tokenizer.vocabSize,
+  maxSeqLen: 96,
+  normEps: 1e-5,
+  ropeTheta: 10000,
+  tiedClassifier: true,
+};
+const config: SftConfig = {
+  ...DEFAULT_SFT_CONFIG,
+  batchSize: 4,
+  epochs: 3,
+  learningRates: [1e-2, 1e-4],
+  budget: { maxTokens: 96, maxTitleTokens: 4 },
+  lora: { rank: 2, alpha: 4, dropout: 0 },
+  maxValidationExamples: 8,
+};
+// A fixed random "SASRec" table: 8 items × 6 dims.
+const table = new ItemEmbeddingTable(
+  Array.from({ length: 8 }, (_, i) => `g-${i}`),
+  Float32Array.from({ length: 48 }, (_, k) => Math.sin(k * 1.7)),
+  6,
+);
+
+let dir: string;
+beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'cprec-sft-'))));
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+jest.setTimeout(900_000);
+
+describe('fineTune (LLaRA-style)', () => {
+  it('follows the text→hybrid curriculum, trains LoRA and projector on the answer, picks the lr by validation and saves with lineage', async () => {
+    const model = new LlamaModel(tinyBaseWeights(modelConfig, 3));
+    // A "CPT adapter" to start from.
+    attachLora(model, { rank: 2, alpha: 4, dropout: 0 }, 9);
+    const cptDir = join(dir, 'cpt');
+    saveLoraAdapter(model, cptDir, { baseModelId: 'tiny', baseChecksum: 'c'.repeat(64), lineage: { round_id: 'r7', kind: 'cpt' } });
+    const cptA = (model.loraVariables().values().next().value as tf.Variable).dataSync().slice();
+
+    const before = tf.memory().numTensors;
+    const steps: SftStepReport[] = [];
+    const result = await fineTune({
+      model,
+      tokenizer,
+      placeholderId: tokenizer.placeholderId,
+      train: samples(16) as SampleItems[],
+      validation: samples(8, 3),
+      embeddings: table,
+      initAdapterDir: cptDir,
+      baseModelId: 'tiny',
+      baseChecksum: 'c'.repeat(64),
+      outDir: join(dir, 'sft'),
+      sasrecRef: 'sasrec/games@1',
+      config,
+      onStep: (s) => steps.push(s),
+    });
+
+    // 16 samples / batch 4 × 3 epochs = 12 steps per grid point, 2 grid points.
+    expect(steps).toHaveLength(24);
+    const first = steps.filter((s) => s.learningRateCandidate === 1e-2);
+    expect(first[0]).toMatchObject({ hybridProbability: 0, hybridSamples: 0 });
+    expect(first[11]!.hybridProbability).toBe(1);
+    expect(first[11]!.hybridSamples).toBe(4);
+    for (let i = 1; i < 12; i++) expect(first[i]!.hybridProbability).toBeGreaterThan(first[i - 1]!.hybridProbability);
+    expect(first.every((s) => Number.isFinite(s.loss))).toBe(true);
+
+    expect(Object.keys(result.validationHr1).sort()).toEqual(['0.0001', '0.01']);
+    const bestHr = Math.max(...Object.values(result.validationHr1));
+    expect(result.validationHr1[String(result.learningRate)]).toBe(bestHr);
+
+    // Saved: adapter with lineage naming the CPT adapter, and a loadable projector.
+    const manifest = readLoraManifest(join(dir, 'sft', SFT_ADAPTER_DIR));
+    expect(manifest.lineage).toMatchObject({
+      kind: 'sft',
+      method: 'cprec',
+      cpt_adapter: cptDir,
+      cpt_lineage: { round_id: 'r7' },
+      learning_rate: result.learningRate,
+      sasrec: 'sasrec/games@1',
+    });
+    const projector = ItemProjector.load(join(dir, 'sft', PROJECTOR_FILE));
+    expect(Array.from(projector.w1.dataSync())).toEqual(Array.from(result.projector!.w1.dataSync()));
+    // Both the projector and the LoRA weights moved away from their starting points.
+    const fresh = new ItemProjector(projector.config, config.seed);
+    expect(Array.from(projector.w2.dataSync())).not.toEqual(Array.from(fresh.w2.dataSync()));
+    const sftA = (model.loraVariables().values().next().value as tf.Variable).dataSync();
+    expect(Array.from(sftA)).not.toEqual(Array.from(cptA));
+    fresh.dispose();
+    projector.dispose();
+    result.projector!.dispose();
+    // Nothing leaked besides the adapters that stay on the model (same count as before).
+    expect(tf.memory().numTensors).toBe(before);
+    expect(existsSync(join(dir, 'sft', SFT_ADAPTER_DIR, 'adapter.safetensors'))).toBe(true);
+    expect(JSON.parse(readFileSync(join(dir, 'sft', SFT_ADAPTER_DIR, 'adapter.json'), 'utf8')).lineage.projector).toBe(PROJECTOR_FILE);
+  });
+
+  it('lowers the answer loss on a learnable task and trains text-only without embeddings', async () => {
+    const model = new LlamaModel(tinyBaseWeights(modelConfig, 5));
+    const steps: SftStepReport[] = [];
+    const result = await fineTune({
+      model,
+      tokenizer,
+      placeholderId: tokenizer.placeholderId,
+      train: samples(32) as SampleItems[],
+      validation: samples(8, 1),
+      embeddings: null,
+      initAdapterDir: null,
+      baseModelId: 'tiny',
+      baseChecksum: 'c'.repeat(64),
+      config: { ...config, learningRates: [2e-2], epochs: 6 },
+      onStep: (s) => steps.push(s),
+    });
+    expect(result.projector).toBeNull();
+    expect(steps.every((s) => s.hybridSamples === 0)).toBe(true);
+    const mean = (xs: SftStepReport[]) => xs.reduce((a, s) => a + s.loss, 0) / xs.length;
+    expect(mean(steps.slice(-8))).toBeLessThan(mean(steps.slice(0, 8)) * 0.6);
+  });
+});

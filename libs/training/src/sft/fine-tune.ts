@@ -1,0 +1,334 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  AdamW,
+  attachLora,
+  causalLmLoss,
+  clipByGlobalNorm,
+  ensureGradientsRegistered,
+  loadLoraAdapter,
+  readLoraManifest,
+  saveLoraAdapter,
+  type LlamaModel,
+  type LoraConfig,
+  type LoraManifest,
+} from '@cprec/lm';
+import {
+  createRng,
+  encodeSample,
+  llaraSample,
+  randomUnit,
+  shuffleInPlace,
+  TokenBudgetError,
+  type EncodedSample,
+  type SampleItems,
+  type TokenBudget,
+  type Tokenizer,
+} from '@cprec/corpus';
+import { padBatch } from '../data/batching';
+import { learningRateAt, type CosineSchedule } from '../schedule';
+import type { EvaluationCase } from '../eval/cases';
+import { likelihoodRank, type PromptSettings } from '../eval/evaluate';
+import { injectionFor, type HybridParts } from './hybrid';
+import { ITEM_EMBEDDINGS_FILE, type ItemEmbeddingTable } from './item-embeddings';
+import { ItemProjector } from './projector';
+
+/** LLaRA-style fine-tuning settings. */
+export interface SftConfig {
+  batchSize: number;
+  epochs: number;
+  /** Grid searched on the validation split (peak learning rate of a cosine schedule with warm-up). */
+  learningRates: readonly number[];
+  /** Warm-up steps as a fraction of all steps. */
+  warmupFraction: number;
+  /** The cosine ends at this fraction of the peak rate. */
+  finalLrFraction: number;
+  budget: TokenBudget;
+  /** LoRA for a fresh start (LLaRA baseline); a CPT adapter brings its own config. */
+  lora: Partial<LoraConfig>;
+  weightDecay: number;
+  maxGradNorm: number;
+  /** Curriculum: the probability of a hybrid prompt rises linearly 0 → 1 over training. */
+  curriculum: boolean;
+  /** Validation examples scored per learning rate (a prefix of the split). */
+  maxValidationExamples: number;
+  seed: number;
+}
+
+export const DEFAULT_SFT_CONFIG: SftConfig = {
+  batchSize: 8,
+  epochs: 3,
+  learningRates: [1e-4, 3e-4, 1e-3],
+  warmupFraction: 0.05,
+  finalLrFraction: 0.1,
+  budget: { maxTokens: 256, maxTitleTokens: 12 },
+  lora: { rank: 8, alpha: 16, dropout: 0.05 },
+  weightDecay: 0,
+  maxGradNorm: 1,
+  curriculum: true,
+  maxValidationExamples: 200,
+  seed: 1,
+};
+
+export interface SftStepReport {
+  learningRateCandidate: number;
+  step: number;
+  steps: number;
+  loss: number;
+  lr: number;
+  /** Probability of a hybrid prompt at this step (the curriculum). */
+  hybridProbability: number;
+  hybridSamples: number;
+}
+
+export interface SftInput {
+  /** Base model with weights loaded; LoRA adapters are attached/replaced. */
+  model: LlamaModel;
+  tokenizer: Tokenizer;
+  /** Token id at placeholder positions (its embedding is replaced by the projected item). */
+  placeholderId: number;
+  /** Target-domain training samples (history, candidates, target). */
+  train: readonly SampleItems[];
+  validation: readonly EvaluationCase[];
+  /**
+   * SASRec's frozen item table of the target domain; null = text-only fine-tuning (no projector,
+   * no curriculum).
+   */
+  embeddings: ItemEmbeddingTable | null;
+  /** CPT adapter directory to start from (CPRec), or null for fresh LoRA (LLaRA baseline). */
+  initAdapterDir: string | null;
+  baseModelId: string;
+  baseChecksum: string;
+  /** Where the chosen adapter and projector are written; nothing is written when omitted. */
+  outDir?: string;
+  /** Reference to the SASRec weights the item table came from (recorded in the lineage). */
+  sasrecRef?: string;
+  config: SftConfig;
+  onStep?: (report: SftStepReport) => void;
+}
+
+export interface SftResult {
+  learningRate: number;
+  /** Validation HR@1 (likelihood ranking) per learning rate of the grid. */
+  validationHr1: Record<string, number>;
+  projector: ItemProjector | null;
+  /** Loss/LR curve of the chosen learning rate. */
+  curve: SftStepReport[];
+  adapterDir?: string;
+  projectorFile?: string;
+  manifest?: LoraManifest;
+  skippedSamples: number;
+}
+
+export const SFT_ADAPTER_DIR = 'adapter';
+export const PROJECTOR_FILE = 'projector.safetensors';
+
+function snapshot(vars: Map<string, tf.Variable>): Map<string, Float32Array> {
+  return new Map([...vars].map(([k, v]) => [k, (v.dataSync() as Float32Array).slice()]));
+}
+
+function restore(vars: Map<string, tf.Variable>, saved: Map<string, Float32Array>): void {
+  for (const [k, v] of vars) {
+    const data = saved.get(k);
+    if (!data) throw new Error(`no saved value for ${k}`);
+    tf.tidy(() => v.assign(tf.tensor(data, v.shape)));
+  }
+}
+
+/**
+ * LLaRA-style fine-tuning on one target domain, with the learning rate chosen from a grid by
+ * validation HR@1 (exact candidate likelihood on hybrid prompts — what the final model serves):
+ * for every rate, LoRA starts from the CPT adapter (CPRec) or fresh (LLaRA), a new projector is
+ * initialised, and training runs `epochs` passes with loss on the answer only, the probability
+ * of a hybrid prompt rising linearly from 0 to 1 (text-only prompts before). The best run's
+ * adapter and projector are left on the model / returned and, with `outDir`, saved with lineage.
+ *
+ * Gradients are taken here rather than with lm's `Trainer` because the injected vectors must be
+ * computed inside the gradient closure for the projector to learn (Trainer takes them
+ * precomputed).
+ */
+export async function fineTune(input: SftInput): Promise<SftResult> {
+  const { model, config } = input;
+  if (config.learningRates.length === 0) throw new Error('the learning-rate grid is empty');
+  ensureGradientsRegistered();
+  const validationHr1: Record<string, number> = {};
+  let best: {
+    lr: number;
+    hr1: number;
+    lora: Map<string, Float32Array>;
+    projector: ItemProjector | null;
+    curve: SftStepReport[];
+  } | null = null;
+  let skipped = 0;
+
+  const initLora = (): void => {
+    if (input.initAdapterDir)
+      loadLoraAdapter(model, input.initAdapterDir, { expectedBaseChecksum: input.baseChecksum });
+    else attachLora(model, config.lora, config.seed);
+  };
+
+  for (const lr of config.learningRates) {
+    initLora();
+    const projector = input.embeddings
+      ? new ItemProjector(
+          { inDim: input.embeddings.dim, hiddenDim: model.config.dim, outDim: model.config.dim },
+          config.seed,
+        )
+      : null;
+    const hybrid: HybridParts | null =
+      input.embeddings && projector ? { embeddings: input.embeddings, projector } : null;
+    const run = await trainOnce(input, lr, hybrid);
+    skipped += run.skipped;
+    const settings: PromptSettings = {
+      tokenizer: input.tokenizer,
+      budget: config.budget,
+      style: hybrid ? 'hybrid' : 'text',
+      placeholderId: input.placeholderId,
+      hybrid,
+    };
+    const validation = input.validation.slice(0, config.maxValidationExamples);
+    let hits = 0;
+    for (const example of validation) if (likelihoodRank(model, example, settings) === 1) hits++;
+    const hr1 = validation.length === 0 ? 0 : hits / validation.length;
+    validationHr1[String(lr)] = hr1;
+    if (!best || hr1 > best.hr1) {
+      best?.projector?.dispose();
+      best = { lr, hr1, lora: snapshot(model.loraVariables()), projector, curve: run.curve };
+    } else {
+      projector?.dispose();
+    }
+  }
+  // Leave the chosen run's weights on the model.
+  initLora();
+  restore(model.loraVariables(), best!.lora);
+
+  const result: SftResult = {
+    learningRate: best!.lr,
+    validationHr1,
+    projector: best!.projector,
+    curve: best!.curve,
+    skippedSamples: skipped,
+  };
+  if (!input.outDir) return result;
+  mkdirSync(input.outDir, { recursive: true });
+  const adapterDir = join(input.outDir, SFT_ADAPTER_DIR);
+  const cptLineage = input.initAdapterDir ? readLoraManifest(input.initAdapterDir) : null;
+  const manifest = saveLoraAdapter(model, adapterDir, {
+    baseModelId: input.baseModelId,
+    baseChecksum: input.baseChecksum,
+    lineage: {
+      kind: 'sft',
+      method: input.initAdapterDir ? 'cprec' : 'llara',
+      cpt_adapter: input.initAdapterDir,
+      cpt_lineage: cptLineage?.lineage ?? null,
+      learning_rate: best!.lr,
+      validation_hr1: validationHr1,
+      epochs: config.epochs,
+      train_samples: input.train.length,
+      projector: best!.projector ? PROJECTOR_FILE : null,
+      sasrec: input.sasrecRef ?? null,
+    },
+  });
+  const projectorFile = best!.projector ? join(input.outDir, PROJECTOR_FILE) : undefined;
+  if (best!.projector && projectorFile)
+    best!.projector.save(projectorFile, { sasrec: input.sasrecRef ?? '', base_model: input.baseModelId });
+  // The frozen table travels with the projector, so evaluation needs no SASRec rebuild.
+  input.embeddings?.save(join(input.outDir, ITEM_EMBEDDINGS_FILE), { sasrec: input.sasrecRef ?? '' });
+  return { ...result, adapterDir, manifest, ...(projectorFile ? { projectorFile } : {}) };
+}
+
+/** One training run at peak rate `lr` from the current adapters. */
+async function trainOnce(
+  input: SftInput,
+  lr: number,
+  hybrid: HybridParts | null,
+): Promise<{ curve: SftStepReport[]; skipped: number }> {
+  const { model, config } = input;
+  const rng = createRng(config.seed);
+  const optimizer = new AdamW({ weightDecay: config.weightDecay });
+  const vars = model.trainableVariables();
+  if (hybrid) for (const [k, v] of hybrid.projector.variables()) vars.set(k, v);
+  const names = [...vars.keys()];
+  const list = names.map((n) => vars.get(n)!);
+  const stepsPerEpoch = Math.ceil(input.train.length / config.batchSize);
+  const total = stepsPerEpoch * config.epochs;
+  const schedule: CosineSchedule = {
+    kind: 'cosine',
+    etaLow: lr * config.finalLrFraction,
+    etaHigh: lr,
+    warmupSteps: Math.round(config.warmupFraction * total),
+    totalSteps: total,
+  };
+  const curve: SftStepReport[] = [];
+  let skipped = 0;
+  let step = 0;
+  try {
+    for (let epoch = 0; epoch < config.epochs; epoch++) {
+      const order = shuffleInPlace(
+        input.train.map((_, i) => i),
+        rng,
+      );
+      for (let start = 0; start < order.length; start += config.batchSize) {
+        // Linear curriculum: text-only prompts first, hybrid ones with probability step/total.
+        const pHybrid = hybrid ? (config.curriculum ? step / Math.max(1, total - 1) : 1) : 0;
+        const batch: EncodedSample[] = [];
+        let hybridSamples = 0;
+        for (const i of order.slice(start, start + config.batchSize)) {
+          const style = randomUnit(rng) < pHybrid ? 'hybrid' : 'text';
+          try {
+            batch.push(
+              encodeSample(llaraSample(input.train[i], style, rng), input.tokenizer, config.budget, {
+                placeholderId: input.placeholderId,
+              }),
+            );
+            if (style === 'hybrid') hybridSamples++;
+          } catch (err) {
+            if (!(err instanceof TokenBudgetError)) throw err;
+            skipped++;
+          }
+        }
+        if (batch.length === 0) continue;
+        const padded = padBatch(batch);
+        const rate = learningRateAt(schedule, step);
+        const { value, grads } = tf.variableGrads(() => {
+          const inject = injectionFor(batch, hybrid);
+          const ids = tf.tensor2d(padded.inputIds, undefined, 'int32');
+          const logits = model.forward(ids, {
+            attentionMask: padded.attentionMask,
+            training: true,
+            ...(inject ? { inject } : {}),
+          });
+          return causalLmLoss(logits, ids, tf.tensor2d(padded.lossMask));
+        }, list);
+        const loss = value.dataSync()[0];
+        value.dispose();
+        const byName = new Map<string, tf.Tensor>();
+        names.forEach((n, i) => {
+          const g = grads[list[i].name];
+          if (g) byName.set(n, g);
+        });
+        const clipped = clipByGlobalNorm(byName, config.maxGradNorm);
+        optimizer.apply(vars, clipped.grads, rate);
+        if (clipped.grads !== byName) for (const g of clipped.grads.values()) g.dispose();
+        tf.dispose(grads);
+        const report: SftStepReport = {
+          learningRateCandidate: lr,
+          step,
+          steps: total,
+          loss,
+          lr: rate,
+          hybridProbability: pHybrid,
+          hybridSamples,
+        };
+        curve.push(report);
+        input.onStep?.(report);
+        step++;
+        if (step % 8 === 0) await new Promise((resolve) => setImmediate(resolve));
+      }
+    }
+  } finally {
+    optimizer.dispose();
+  }
+  return { curve, skipped };
+}
