@@ -47,6 +47,6 @@ describe('MicroBatcher', () => {
   });
 
   it('refuses a non-positive batch size', () => {
-    expect(() => new MicroBatcher<number, number>((xs) => xs, { maxBatch: 0 })).toThrow(/maxBatch/);
+    expect(() => new MicroBatcher<number, number>((xs) => [...xs], { maxBatch: 0 })).toThrow(/maxBatch/);
   });
 });
