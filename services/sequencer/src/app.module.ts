@@ -3,6 +3,7 @@ import { clickHouseSettingsFromEnv, createClickHouse } from '@cprec/clickhouse';
 import { HealthRegistry, ObservabilityModule } from '@cprec/service-common';
 import { loadSequencerConfig, SEQUENCER_CONFIG } from './config';
 import { SEQUENCER_CLICKHOUSE, SEQUENCER_CLICKHOUSE_SETTINGS, SequencerService } from './sequencer.service';
+import { SplitRequestsService } from './split-requests.service';
 
 @Module({
   imports: [ObservabilityModule.forService('sequencer')],
@@ -16,6 +17,7 @@ import { SEQUENCER_CLICKHOUSE, SEQUENCER_CLICKHOUSE_SETTINGS, SequencerService }
       useFactory: (settings: ReturnType<typeof clickHouseSettingsFromEnv>) => createClickHouse(settings),
     },
     SequencerService,
+    SplitRequestsService,
     {
       provide: 'SEQUENCER_HEALTH_REGISTRATION',
       inject: [HealthRegistry, SequencerService],
