@@ -1,0 +1,67 @@
+/** One line of a chart. */
+export interface Series {
+  name: string;
+  points: readonly (readonly [number, number])[];
+  color: string;
+  /** Which y axis the series is scaled to (e.g. loss left, learning rate right). */
+  axis: 'left' | 'right';
+}
+
+const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
+
+/**
+ * A plain SVG polyline chart with two y axes. Hand-written: a handful of lines for a static
+ * figure in docs/, where a charting dependency (and a browser to render it) would be overkill.
+ */
+export function lineChartSvg(title: string, xLabel: string, series: readonly Series[], width = 720, height = 360): string {
+  const pad = { left: 60, right: 70, top: 30, bottom: 60 };
+  const w = width - pad.left - pad.right;
+  const h = height - pad.top - pad.bottom;
+  const all = series.flatMap((s) => s.points);
+  const xMax = Math.max(1, ...all.map((p) => p[0]));
+  const range = (axis: 'left' | 'right'): [number, number] => {
+    const ys = series.filter((s) => s.axis === axis).flatMap((s) => s.points.map((p) => p[1]));
+    if (ys.length === 0) return [0, 1];
+    const lo = Math.min(0, ...ys);
+    const hi = Math.max(...ys);
+    return [lo, hi > lo ? hi : lo + 1];
+  };
+  const ranges = { left: range('left'), right: range('right') };
+  const px = (x: number): number => pad.left + (x / xMax) * w;
+  const py = (y: number, axis: 'left' | 'right'): number => {
+    const [lo, hi] = ranges[axis];
+    return pad.top + h - ((y - lo) / (hi - lo)) * h;
+  };
+  const fmt = (v: number): string => (Math.abs(v) < 0.01 && v !== 0 ? v.toExponential(1) : v.toFixed(2));
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`,
+    `<rect width="${width}" height="${height}" fill="white"/>`,
+    `<text x="${width / 2}" y="18" text-anchor="middle" font-size="13">${esc(title)}</text>`,
+    `<line x1="${pad.left}" y1="${pad.top + h}" x2="${pad.left + w}" y2="${pad.top + h}" stroke="black"/>`,
+    `<line x1="${pad.left}" y1="${pad.top}" x2="${pad.left}" y2="${pad.top + h}" stroke="black"/>`,
+    `<line x1="${pad.left + w}" y1="${pad.top}" x2="${pad.left + w}" y2="${pad.top + h}" stroke="black"/>`,
+    `<text x="${pad.left + w / 2}" y="${pad.top + h + 28}" text-anchor="middle">${esc(xLabel)}</text>`,
+  ];
+  for (let i = 0; i <= 4; i++) {
+    const f = i / 4;
+    out.push(`<text x="${px(f * xMax)}" y="${pad.top + h + 14}" text-anchor="middle">${Math.round(f * xMax)}</text>`);
+    for (const axis of ['left', 'right'] as const) {
+      const [lo, hi] = ranges[axis];
+      const y = lo + f * (hi - lo);
+      const x = axis === 'left' ? pad.left - 4 : pad.left + w + 4;
+      out.push(`<text x="${x}" y="${py(y, axis) + 4}" text-anchor="${axis === 'left' ? 'end' : 'start'}">${fmt(y)}</text>`);
+    }
+  }
+  series.forEach((s, i) => {
+    if (s.points.length > 0) {
+      const pts = s.points.map(([x, y]) => `${px(x).toFixed(1)},${py(y, s.axis).toFixed(1)}`).join(' ');
+      out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="1.5" points="${pts}"/>`);
+    }
+    const lx = pad.left + (i % 3) * 200;
+    const ly = height - 22 + Math.floor(i / 3) * 13;
+    out.push(`<line x1="${lx}" y1="${ly - 4}" x2="${lx + 18}" y2="${ly - 4}" stroke="${s.color}" stroke-width="2"/>`);
+    out.push(`<text x="${lx + 22}" y="${ly}">${esc(`${s.name} (${s.axis} axis)`)}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n') + '\n';
+}
