@@ -113,7 +113,7 @@ export async function waitForHealth(proc: IngestProcess, timeoutMs = 120_000): P
     }
     if (Date.now() > deadline)
       throw new Error(`ingest not healthy after ${timeoutMs} ms; see ${proc.logFile}`);
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 20));
   }
 }
 
