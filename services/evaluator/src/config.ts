@@ -7,6 +7,11 @@ const REPO_ROOT = resolve(__dirname, '../../..');
 export const EvaluatorEnvSchema = CommonEnvSchema.extend({
   EVALUATOR_PORT: envInt(8104, 1),
   EVALUATOR_GROUP_ID: z.string().min(1).default('cprec-evaluator'),
+  /**
+   * A new consumer group starts at the topics' beginning (every adapter ever published gets a
+   * decision; decided ones are skipped). Tests sharing the broker set false.
+   */
+  EVALUATOR_FROM_BEGINNING: envBool(true),
   /** Domains evaluated when an AdapterPublished names none (CPT adapters name none). */
   EVALUATOR_TARGET_DOMAINS: envList([]),
   /** Seed recorded with every split the evaluator asks for (candidates derive from it). */

@@ -180,14 +180,20 @@ export class EvaluatorService implements OnApplicationBootstrap, OnApplicationSh
       this.lastError = `consumer crashed: ${e.payload.error.message}`;
       this.logger.error(this.lastError);
     });
+    // Healthy once the group is joined: the partitions are ours from then on.
+    consumer.on(consumer.events.GROUP_JOIN, () => {
+      this.running = true;
+    });
     await consumer.connect();
-    await consumer.subscribe({ topics: [TOPICS.adapters, TOPICS.evaluatorCommands], fromBeginning: true });
+    await consumer.subscribe({
+      topics: [TOPICS.adapters, TOPICS.evaluatorCommands],
+      fromBeginning: this.config.EVALUATOR_FROM_BEGINNING,
+    });
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
       eachBatch: (payload) => this.handleBatch(payload),
     });
-    this.running = true;
     if (this.drift) {
       this.driftTimer = setInterval(() => void this.driftTick(), this.config.EVALUATOR_DRIFT_INTERVAL_MS);
       void this.driftTick();

@@ -1,0 +1,377 @@
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import type { Consumer, Producer } from 'kafkajs';
+import { LocalArtefactStore } from '@cprec/artefacts';
+import {
+  ClickHouse,
+  ControlPlaneRepository,
+  createClickHouse,
+  ident,
+  InteractionRepository,
+  ItemRepository,
+  runMigrations,
+  SequenceStore,
+  sql,
+} from '@cprec/clickhouse';
+import type { SampleItems } from '@cprec/corpus';
+import { AdapterEvent, AdapterEventSchema, EvaluatorCommand, TOPICS } from '@cprec/contracts';
+import { attachLora, LlamaModel, mulberry32, randomWeights, saveLoraAdapter } from '@cprec/lm';
+import { DEFAULT_SFT_CONFIG, fineTune, type EvaluationCase } from '@cprec/training';
+import { WordTokenizer } from '@cprec/training/testing';
+import { TINY_MODEL_KEY } from '../../services/evaluator/src/infra/artefact-gateway';
+import { TINY_MODEL_FILE, type TinyModelFile } from '../../services/evaluator/src/evaluation/protocol';
+import { eventually, randomPort, RunningService, startService } from '../support/service-process';
+import { requireInfra, testClickHouseSettings, testKafka, uniqueName } from '../support/infra';
+import { TestSplitSequencer } from './split-sequencer';
+
+/**
+ * The evaluator actor against real Kafka and ClickHouse with the tiny-random base: an adapter
+ * fine-tuned in this test (it learns that every user's next item is the "star" item) is
+ * evaluated on the frozen leave-one-out split and promoted; a worse adapter (random LoRA) is
+ * rejected by the gate while the good one serves; a corrupted artefact is refused; a redelivered
+ * event is not evaluated twice; a manual promotion bypasses the gate and says so.
+ */
+
+const database = uniqueName('cprec_it_evaluator');
+const settings = testClickHouseSettings(database);
+const home = mkdtempSync(join(tmpdir(), 'cprec-evaluator-it-'));
+const run = uniqueName('ev');
+const WORDS = ['red', 'blue', 'green', 'fast', 'slow', 'bright', 'soft', 'loud', 'tiny', 'grand', 'old', 'new'];
+const ITEMS = 12;
+const USERS = 30;
+const STAR = 'games-0';
+const title = (i: number) => `${WORDS[i]} ${WORDS[(i * 5 + 1) % 12]} games`;
+const TINY: TinyModelFile = {
+  format: 'cprec-tiny-random/1',
+  config: { dim: 16, hiddenDim: 32, nLayers: 1, nHeads: 2, nKvHeads: 1, maxSeqLen: 192, normEps: 1e-5, ropeTheta: 10000, tiedClassifier: true },
+  seed: 1,
+  titles: Array.from({ length: ITEMS }, (_, i) => title(i)).sort(),
+};
+const BUDGET = { maxTokens: 160, maxTitleTokens: 6 };
+
+let ch: ClickHouse;
+let control: ControlPlaneRepository;
+let store: LocalArtefactStore;
+let baseSha: string;
+let evaluator: RunningService;
+let producer: Producer;
+let consumer: Consumer;
+let sequencer: TestSplitSequencer;
+const decisions: AdapterEvent[] = [];
+
+const idOf = (name: string) => `${run}-${name}`;
+const decisionOf = (name: string) => decisions.find((e) => e.kind !== 'published' && e.adapter_id === idOf(name));
+
+/** Every user's items in time order: five ordinary items, then the star item. */
+async function seed(): Promise<void> {
+  await new ItemRepository(ch).upsertBatch(
+    Array.from({ length: ITEMS }, (_, i) => ({
+      item_id: `games-${i}`,
+      domain: 'games',
+      title: title(i),
+      attributes: {},
+      updated_at_ms: 1_000,
+    })),
+  );
+  const rows = [];
+  for (let u = 0; u < USERS; u++)
+    for (let k = 0; k < 6; k++)
+      rows.push({
+        event_id: `e-${u}-${k}`,
+        user_id: `u${String(u).padStart(3, '0')}`,
+        item_id: k === 5 ? STAR : `games-${1 + ((u + k * 3) % (ITEMS - 1))}`,
+        domain: 'games',
+        ts_ms: 1_600_000_000_000 + k * 60_000 + u,
+      });
+  await new InteractionRepository(ch).insertBatch(rows, 1_000_000);
+  await new SequenceStore(ch).rebuild({ safetyMarginMs: 0, nowMs: 4_000_000_000_000 });
+}
+
+function tinyModel(): { model: LlamaModel; tokenizer: WordTokenizer } {
+  const tokenizer = WordTokenizer.forTitles(TINY.titles);
+  return { model: new LlamaModel(randomWeights({ ...TINY.config, vocabSize: tokenizer.vocabSize }, TINY.seed)), tokenizer };
+}
+
+const item = (i: number) => ({ itemId: `games-${i}`, title: title(i) });
+
+/** Fine-tunes a text-only SFT bundle on "the next item is the star" (what the LOO test split asks). */
+async function trainGoodAdapter(out: string): Promise<void> {
+  const { model, tokenizer } = tinyModel();
+  const rand = mulberry32(3);
+  const sample = (): SampleItems => {
+    const others = Array.from({ length: 4 }, () => item(1 + Math.floor(rand() * (ITEMS - 1))));
+    const candidates = [...others, item(0)].sort(() => rand() - 0.5);
+    return { history: others.slice(0, 3), candidates, target: item(0) };
+  };
+  const validation: EvaluationCase[] = Array.from({ length: 6 }, (_, u) => ({
+    ...sample(),
+    domain: 'games',
+    userId: `v${u}`,
+    historyLength: 3,
+  }));
+  await fineTune({
+    model,
+    tokenizer,
+    placeholderId: tokenizer.placeholderId,
+    train: Array.from({ length: 48 }, sample),
+    validation,
+    embeddings: null,
+    initAdapterDir: null,
+    baseModelId: 'tiny-random',
+    baseChecksum: baseSha,
+    outDir: out,
+    config: {
+      ...DEFAULT_SFT_CONFIG,
+      batchSize: 8,
+      epochs: 4,
+      learningRates: [1e-2],
+      budget: BUDGET,
+      lora: { rank: 4, alpha: 8, dropout: 0 },
+      curriculum: false,
+      maxValidationExamples: 6,
+    },
+  });
+  model.dispose();
+}
+
+/** A LoRA adapter with random B: a model that ranks candidates arbitrarily. */
+function saveRandomAdapter(out: string): void {
+  const { model } = tinyModel();
+  attachLora(model, { rank: 4, alpha: 8, dropout: 0 }, 5);
+  const rand = mulberry32(17);
+  for (const [name, v] of model.loraVariables())
+    if (name.endsWith('lora_B'))
+      v.assign(tf.tensor(Float32Array.from({ length: v.size }, () => (rand() - 0.5) * 2), v.shape));
+  saveLoraAdapter(model, join(out, 'adapter'), { baseModelId: 'tiny-random', baseChecksum: baseSha, lineage: {} });
+  model.dispose();
+}
+
+type Published = Extract<AdapterEvent, { kind: 'published' }>;
+
+async function publishAdapter(name: string, dir: string): Promise<Published> {
+  const record = await store.put(`adapters/${idOf(name)}`, dir);
+  const event: Published = {
+    kind: 'published',
+    adapter_id: idOf(name),
+    adapter_kind: 'sft',
+    target_domains: ['games'],
+    uri: record.uri,
+    sha256: record.sha256,
+    lineage: {
+      base_model: 'tiny-random',
+      base_model_sha256: baseSha,
+      round_id: `${run}-round`,
+      trunk_id: null,
+      cpt_adapter_id: null,
+      data_watermark: 0,
+    },
+    ts: Date.now(),
+  };
+  // What the trainer records when it publishes (the evaluator reads adapters from here).
+  await control.insertAdapter({
+    adapter_id: event.adapter_id,
+    adapter_kind: 'sft',
+    round_id: event.lineage.round_id,
+    target_domains: event.target_domains,
+    uri: event.uri,
+    sha256: event.sha256,
+    lineage: { ...event.lineage },
+    created_ms: event.ts,
+  });
+  return event;
+}
+
+/** One key for every message: one partition, so the evaluator sees them in this order. */
+const send = (topic: string, value: object) =>
+  producer.send({ topic, messages: [{ key: run, value: JSON.stringify(value) }] });
+
+beforeAll(async () => {
+  await requireInfra();
+  await runMigrations(settings);
+  ch = createClickHouse(settings);
+  control = new ControlPlaneRepository(ch);
+  store = new LocalArtefactStore(join(home, 'artefacts'));
+  await seed();
+  const baseDir = mkdtempSync(join(tmpdir(), 'cprec-evaluator-base-'));
+  writeFileSync(join(baseDir, TINY_MODEL_FILE), JSON.stringify(TINY));
+  baseSha = (await store.put(TINY_MODEL_KEY, baseDir)).sha256;
+  rmSync(baseDir, { recursive: true, force: true });
+
+  const kafka = testKafka('cprec-evaluator-test');
+  producer = kafka.producer();
+  await producer.connect();
+  sequencer = new TestSplitSequencer(kafka, ch, ['games']);
+  await sequencer.start();
+  consumer = kafka.consumer({ groupId: uniqueName('evaluator_test') });
+  const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()));
+  await consumer.connect();
+  await consumer.subscribe({ topics: [TOPICS.adapters], fromBeginning: false });
+  await consumer.run({
+    eachMessage: async ({ message }) => {
+      const parsed = AdapterEventSchema.safeParse(JSON.parse(message.value?.toString() ?? 'null'));
+      if (parsed.success && parsed.data.adapter_id.startsWith(run)) decisions.push(parsed.data);
+    },
+  });
+  await joined;
+
+  evaluator = await startService(
+    'evaluator',
+    randomPort(),
+    {
+      CPREC_CLICKHOUSE_DB: database,
+      CPREC_HOME: home,
+      EVALUATOR_GROUP_ID: uniqueName('evaluator'),
+      EVALUATOR_FROM_BEGINNING: 'false',
+      EVALUATOR_MODEL: 'tiny-random',
+      EVALUATOR_BACKEND: 'cpu',
+      EVALUATOR_MAX_EXAMPLES: '30',
+      EVALUATOR_GATE_MIN_SAMPLES: '10',
+      EVALUATOR_MAX_TOKENS: String(BUDGET.maxTokens),
+      EVALUATOR_MAX_TITLE_TOKENS: String(BUDGET.maxTitleTokens),
+      EVALUATOR_SPLIT_POLL_MS: '200',
+      EVALUATOR_SPLIT_TIMEOUT_MS: '60000',
+    },
+    'EVALUATOR_PORT',
+  );
+}, 180_000);
+
+afterAll(async () => {
+  await evaluator?.stop();
+  await consumer?.disconnect();
+  await sequencer?.stop();
+  await producer?.disconnect();
+  if (ch) {
+    await ch.command(sql`DROP DATABASE IF EXISTS ${ident(database)}`);
+    await ch.close();
+  }
+  rmSync(home, { recursive: true, force: true });
+});
+
+describe('evaluator actor', () => {
+  const work = mkdtempSync(join(tmpdir(), 'cprec-evaluator-adapters-'));
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  it('evaluates a published adapter on the frozen test split and promotes it when nothing serves yet', async () => {
+    await trainGoodAdapter(join(work, 'good'));
+    const good = await publishAdapter('good', join(work, 'good'));
+    let sentAt = 0;
+    // Re-sent until decided: covers the moment between the evaluator's group join and its first
+    // fetch (a new group starts at the end of the topic); a re-delivery is skipped by design.
+    await eventually(
+      async () => {
+        if (Date.now() - sentAt > 15_000) {
+          await send(TOPICS.adapters, good);
+          sentAt = Date.now();
+        }
+        return decisionOf('good');
+      },
+      (d) => d !== undefined,
+      'decision on the good adapter',
+      180_000,
+    );
+    const decision = decisionOf('good')!;
+    expect(decision).toMatchObject({ kind: 'promoted', uri: good.uri, sha256: good.sha256, target_domains: ['games'] });
+    if (decision.kind !== 'promoted') return;
+    const evaluations = await control.listEvaluations({ adapterIds: [idOf('good')] });
+    expect(evaluations).toHaveLength(1);
+    const [row] = evaluations;
+    expect(row).toMatchObject({ domain: 'games', method: 'likelihood', samples: USERS, valid_ratio: 1 });
+    expect(row.split_id).toMatch(/^loo-games-/);
+    // The fine-tuned adapter learnt the pattern: far above chance (1 / candidates ≤ 1/11).
+    expect(row.hr1).toBeGreaterThan(0.5);
+    expect(decision.hr1).toEqual({ games: row.hr1 });
+    expect(row.hr3).toBeGreaterThanOrEqual(row.hr1);
+    expect(sequencer.handled).toContain(row.split_id);
+    expect(await control.listPromotions({ adapterIds: [idOf('good')] })).toMatchObject([{ decision: 'promoted' }]);
+  }, 240_000);
+
+  it('rejects a worse adapter and a corrupted artefact while the good one serves, never deciding twice', async () => {
+    saveRandomAdapter(join(work, 'worse'));
+    const worse = await publishAdapter('worse', join(work, 'worse'));
+    saveRandomAdapter(join(work, 'corrupt'));
+    const corrupt = await publishAdapter('corrupt', join(work, 'corrupt'));
+    // Flip the stored weights after publication: the store's checksum no longer matches.
+    const stored = join(fileURLToPath(corrupt.uri), 'adapter');
+    const weights = readdirSync(stored).find((f) => f.endsWith('.safetensors'))!;
+    writeFileSync(join(stored, weights), Buffer.alloc(64, 7), { flag: 'r+' });
+
+    // The good adapter's event again (a redelivery), then the two new ones.
+    await send(TOPICS.adapters, await publishedAgain('good'));
+    await send(TOPICS.adapters, worse);
+    await send(TOPICS.adapters, corrupt);
+    await eventually(
+      async () => [decisionOf('worse'), decisionOf('corrupt')],
+      (ds) => ds.every((d) => d !== undefined),
+      'decisions on the worse and corrupted adapters',
+      180_000,
+    );
+    const rejected = decisionOf('worse')!;
+    expect(rejected.kind).toBe('rejected');
+    if (rejected.kind === 'rejected')
+      expect(rejected.reasons[0]).toMatch(/^games: HR@1 .* below the serving adapter's/);
+    const [worseRow] = await control.listEvaluations({ adapterIds: [idOf('worse')] });
+    const [goodRow] = await control.listEvaluations({ adapterIds: [idOf('good')] });
+    expect(worseRow.split_id).toBe(goodRow.split_id);
+    expect(worseRow.hr1).toBeLessThan(goodRow.hr1 - 0.02);
+
+    const refused = decisionOf('corrupt')!;
+    expect(refused.kind).toBe('rejected');
+    if (refused.kind === 'rejected') expect(refused.reasons[0]).toMatch(/^artefact refused: .*corrupted/);
+    expect(await control.listEvaluations({ adapterIds: [idOf('corrupt')] })).toEqual([]);
+
+    // The redelivered good event came first on the same partition: skipped, not re-decided.
+    expect(await control.listPromotions({ adapterIds: [idOf('good')] })).toHaveLength(1);
+    expect(decisions.filter((d) => d.adapter_id === idOf('good'))).toHaveLength(1);
+  }, 240_000);
+
+  it('promotes on the operator’s command, bypassing the gate and recording it', async () => {
+    const command: EvaluatorCommand = {
+      kind: 'promote',
+      command_id: `${run}-promote`,
+      adapter_id: idOf('worse'),
+      requested_by: 'operator:test',
+      reason: 'integration test',
+      ts: Date.now(),
+    };
+    await producer.send({
+      topic: TOPICS.evaluatorCommands,
+      messages: [{ key: command.command_id, value: JSON.stringify(command) }],
+    });
+    const promoted = await eventually(
+      async () => decisions.find((d) => d.adapter_id === idOf('worse') && d.kind === 'promoted'),
+      (d) => d !== undefined,
+      'manual promotion of the worse adapter',
+    );
+    if (promoted?.kind !== 'promoted') throw new Error('not promoted');
+    expect(promoted.reasons[0]).toBe('manual promotion by operator:test, gate bypassed: integration test');
+    expect(promoted.reasons[1]).toBe('the gate had rejected it:');
+    const decisionsOfWorse = await control.listPromotions({ adapterIds: [idOf('worse')] });
+    expect(decisionsOfWorse.map((p) => p.decision).sort()).toEqual(['promoted', 'rejected']);
+  }, 120_000);
+});
+
+/** The AdapterPublished of an adapter already in the `adapters` table (as the trainer sent it). */
+async function publishedAgain(name: string): Promise<AdapterEvent> {
+  const a = (await control.getAdapter(idOf(name)))!;
+  return {
+    kind: 'published',
+    adapter_id: a.adapter_id,
+    adapter_kind: 'sft',
+    target_domains: a.target_domains,
+    uri: a.uri,
+    sha256: a.sha256,
+    lineage: {
+      base_model: 'tiny-random',
+      base_model_sha256: baseSha,
+      round_id: a.round_id,
+      trunk_id: null,
+      cpt_adapter_id: null,
+      data_watermark: 0,
+    },
+    ts: a.created_ms,
+  };
+}
