@@ -40,18 +40,41 @@ const database = uniqueName('cprec_it_evaluator');
 const settings = testClickHouseSettings(database);
 const home = mkdtempSync(join(tmpdir(), 'cprec-evaluator-it-'));
 const run = uniqueName('ev');
-const WORDS = ['red', 'blue', 'green', 'fast', 'slow', 'bright', 'soft', 'loud', 'tiny', 'grand', 'old', 'new'];
-const ITEMS = 12;
+const WORDS = [
+  'red',
+  'blue',
+  'green',
+  'fast',
+  'slow',
+  'bright',
+  'soft',
+  'loud',
+  'tiny',
+  'grand',
+  'old',
+  'new',
+];
+const ITEMS = 40;
 const USERS = 30;
 const STAR = 'games-0';
-const title = (i: number) => `${WORDS[i]} ${WORDS[(i * 5 + 1) % 12]} games`;
+const title = (i: number) => `${WORDS[i % 12]} ${WORDS[Math.floor(i / 12)]} games`;
 const TINY: TinyModelFile = {
   format: 'cprec-tiny-random/1',
-  config: { dim: 16, hiddenDim: 32, nLayers: 1, nHeads: 2, nKvHeads: 1, maxSeqLen: 192, normEps: 1e-5, ropeTheta: 10000, tiedClassifier: true },
+  config: {
+    dim: 16,
+    hiddenDim: 32,
+    nLayers: 1,
+    nHeads: 2,
+    nKvHeads: 1,
+    maxSeqLen: 192,
+    normEps: 1e-5,
+    ropeTheta: 10000,
+    tiedClassifier: true,
+  },
   seed: 1,
   titles: Array.from({ length: ITEMS }, (_, i) => title(i)).sort(),
 };
-const BUDGET = { maxTokens: 160, maxTitleTokens: 6 };
+const BUDGET = { maxTokens: 192, maxTitleTokens: 6 };
 
 let ch: ClickHouse;
 let control: ControlPlaneRepository;
@@ -64,7 +87,8 @@ let sequencer: TestSplitSequencer;
 const decisions: AdapterEvent[] = [];
 
 const idOf = (name: string) => `${run}-${name}`;
-const decisionOf = (name: string) => decisions.find((e) => e.kind !== 'published' && e.adapter_id === idOf(name));
+const decisionOf = (name: string) =>
+  decisions.find((e) => e.kind !== 'published' && e.adapter_id === idOf(name));
 
 /** Every user's items in time order: five ordinary items, then the star item. */
 async function seed(): Promise<void> {
@@ -93,7 +117,10 @@ async function seed(): Promise<void> {
 
 function tinyModel(): { model: LlamaModel; tokenizer: WordTokenizer } {
   const tokenizer = WordTokenizer.forTitles(TINY.titles);
-  return { model: new LlamaModel(randomWeights({ ...TINY.config, vocabSize: tokenizer.vocabSize }, TINY.seed)), tokenizer };
+  return {
+    model: new LlamaModel(randomWeights({ ...TINY.config, vocabSize: tokenizer.vocabSize }, TINY.seed)),
+    tokenizer,
+  };
 }
 
 const item = (i: number) => ({ itemId: `games-${i}`, title: title(i) });
@@ -103,15 +130,16 @@ async function trainGoodAdapter(out: string): Promise<void> {
   const { model, tokenizer } = tinyModel();
   const rand = mulberry32(3);
   const sample = (): SampleItems => {
-    const others = Array.from({ length: 4 }, () => item(1 + Math.floor(rand() * (ITEMS - 1))));
-    const candidates = [...others, item(0)].sort(() => rand() - 0.5);
-    return { history: others.slice(0, 3), candidates, target: item(0) };
+    // As the frozen split: 20 candidates (the star + 19 others), a few history items.
+    const others = Array.from({ length: ITEMS - 1 }, (_, i) => item(i + 1)).sort(() => rand() - 0.5);
+    const candidates = [...others.slice(0, 19), item(0)].sort(() => rand() - 0.5);
+    return { history: others.slice(19, 24), candidates, target: item(0) };
   };
   const validation: EvaluationCase[] = Array.from({ length: 6 }, (_, u) => ({
     ...sample(),
     domain: 'games',
     userId: `v${u}`,
-    historyLength: 3,
+    historyLength: 5,
   }));
   await fineTune({
     model,
@@ -145,8 +173,17 @@ function saveRandomAdapter(out: string): void {
   const rand = mulberry32(17);
   for (const [name, v] of model.loraVariables())
     if (name.endsWith('lora_B'))
-      v.assign(tf.tensor(Float32Array.from({ length: v.size }, () => (rand() - 0.5) * 2), v.shape));
-  saveLoraAdapter(model, join(out, 'adapter'), { baseModelId: 'tiny-random', baseChecksum: baseSha, lineage: {} });
+      v.assign(
+        tf.tensor(
+          Float32Array.from({ length: v.size }, () => (rand() - 0.5) * 2),
+          v.shape,
+        ),
+      );
+  saveLoraAdapter(model, join(out, 'adapter'), {
+    baseModelId: 'tiny-random',
+    baseChecksum: baseSha,
+    lineage: {},
+  });
   model.dispose();
 }
 
@@ -274,7 +311,12 @@ describe('evaluator actor', () => {
       180_000,
     );
     const decision = decisionOf('good')!;
-    expect(decision).toMatchObject({ kind: 'promoted', uri: good.uri, sha256: good.sha256, target_domains: ['games'] });
+    expect(decision).toMatchObject({
+      kind: 'promoted',
+      uri: good.uri,
+      sha256: good.sha256,
+      target_domains: ['games'],
+    });
     if (decision.kind !== 'promoted') return;
     const evaluations = await control.listEvaluations({ adapterIds: [idOf('good')] });
     expect(evaluations).toHaveLength(1);
@@ -286,7 +328,9 @@ describe('evaluator actor', () => {
     expect(decision.hr1).toEqual({ games: row.hr1 });
     expect(row.hr3).toBeGreaterThanOrEqual(row.hr1);
     expect(sequencer.handled).toContain(row.split_id);
-    expect(await control.listPromotions({ adapterIds: [idOf('good')] })).toMatchObject([{ decision: 'promoted' }]);
+    expect(await control.listPromotions({ adapterIds: [idOf('good')] })).toMatchObject([
+      { decision: 'promoted' },
+    ]);
   }, 240_000);
 
   it('rejects a worse adapter and a corrupted artefact while the good one serves, never deciding twice', async () => {

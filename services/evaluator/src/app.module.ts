@@ -1,5 +1,10 @@
 import { Module } from '@nestjs/common';
-import { clickHouseSettingsFromEnv, createClickHouse, ensureDatabase, runMigrations } from '@cprec/clickhouse';
+import {
+  clickHouseSettingsFromEnv,
+  createClickHouse,
+  ensureDatabase,
+  runMigrations,
+} from '@cprec/clickhouse';
 import { HealthRegistry, ObservabilityModule } from '@cprec/service-common';
 import { EVALUATOR_CONFIG, loadEvaluatorConfig } from './config';
 import { CLICKHOUSE, EvaluatorService } from './evaluator.service';
@@ -21,9 +26,16 @@ import { CLICKHOUSE, EvaluatorService } from './evaluator.service';
     {
       provide: 'EVALUATOR_HEALTH_REGISTRATION',
       inject: [HealthRegistry, EvaluatorService, CLICKHOUSE],
-      useFactory: (health: HealthRegistry, evaluator: EvaluatorService, ch: ReturnType<typeof createClickHouse>) => {
+      useFactory: (
+        health: HealthRegistry,
+        evaluator: EvaluatorService,
+        ch: ReturnType<typeof createClickHouse>,
+      ) => {
         health.register(evaluator);
-        health.register({ name: 'clickhouse', check: async () => ((await ch.ping()) ? null : 'ping failed') });
+        health.register({
+          name: 'clickhouse',
+          check: async () => ((await ch.ping()) ? null : 'ping failed'),
+        });
         return true;
       },
     },

@@ -61,7 +61,9 @@ export const EvaluatorEnvSchema = CommonEnvSchema.extend({
   EVALUATOR_DRIFT_COOLDOWN_MS: envInt(3_600_000),
   /** `llama2c`: EVALUATOR_BASE_MODEL + EVALUATOR_TOKENIZER; `tiny-random`: the trainer's tiny base artefact. */
   EVALUATOR_MODEL: z.enum(['llama2c', 'tiny-random']).default('llama2c'),
-  EVALUATOR_BASE_MODEL: z.string().default(resolve(REPO_ROOT, '../shared/models/stories260K/stories260K.bin')),
+  EVALUATOR_BASE_MODEL: z
+    .string()
+    .default(resolve(REPO_ROOT, '../shared/models/stories260K/stories260K.bin')),
   EVALUATOR_TOKENIZER: z.string().default(resolve(REPO_ROOT, '../shared/models/stories260K/tok512.bin')),
   EVALUATOR_BACKEND: z.enum(['auto', 'cpu', 'wasm', 'tensorflow', 'tensorflow-gpu']).default('auto'),
   /** An evaluation process that has not answered after this long is killed (the adapter is rejected). */

@@ -281,7 +281,9 @@ export class EvaluatorService implements OnApplicationBootstrap, OnApplicationSh
       this.logger.log(
         `drift: ${tick.adapterId} on [${tick.windowStartMs}, ${tick.windowEndMs}): ${tick.observations
           .map((o) => `${o.domain} HR@1 ${o.hr1.toFixed(3)} (${o.samples})`)
-          .join(', ')}${tick.alerts.length > 0 ? `; ALERT ${tick.alerts.map((a) => a.domain).join(', ')}` : ''}`,
+          .join(
+            ', ',
+          )}${tick.alerts.length > 0 ? `; ALERT ${tick.alerts.map((a) => a.domain).join(', ')}` : ''}`,
       );
     } catch (err) {
       this.metrics.failures.inc({ stage: 'drift' });

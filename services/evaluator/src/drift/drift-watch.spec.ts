@@ -21,7 +21,11 @@ const settings: DriftWatchSettings = {
   job: { backend: 'cpu', budget: { maxTokens: 128, maxTitleTokens: 8 } },
 };
 
-function setup(hr1ByWindowEnd: (adapterId: string, t1: number) => number, refreshOnAlert = true, samples = 60) {
+function setup(
+  hr1ByWindowEnd: (adapterId: string, t1: number) => number,
+  refreshOnAlert = true,
+  samples = 60,
+) {
   const store = new MemoryControlPlane();
   const interactions = new MemoryInteractions();
   const splits = new MemorySplits((_, domain) => casesFor(domain, samples));
@@ -52,7 +56,13 @@ function setup(hr1ByWindowEnd: (adapterId: string, t1: number) => number, refres
       lineage: { base_model: 'tiny-random', base_model_sha256: 'b'.repeat(64) },
       created_ms: ts,
     });
-    store.promotions.push({ adapter_id: id, decision: 'promoted', reasons: [], hr1: { games: 0.5 }, ts_ms: ts });
+    store.promotions.push({
+      adapter_id: id,
+      decision: 'promoted',
+      reasons: [],
+      hr1: { games: 0.5 },
+      ts_ms: ts,
+    });
   };
   return { store, interactions, splits, runner, events, watch, promote };
 }
@@ -81,7 +91,9 @@ describe('DriftWatch', () => {
 
   it('records the HR@1 series per window, alerts when it falls below the baseline, and asks for a refresh', async () => {
     // HR@1 0.5 until t = 3000, then 0.2 (a 60 % relative drop).
-    const { store, interactions, splits, events, watch, promote } = setup((_, t1) => (t1 <= 3_000 ? 0.5 : 0.2));
+    const { store, interactions, splits, events, watch, promote } = setup((_, t1) =>
+      t1 <= 3_000 ? 0.5 : 0.2,
+    );
     promote('a1', 1);
     const ticks = [];
     for (const newest of [2_100, 2_900, 3_400, 4_200]) {
@@ -103,7 +115,11 @@ describe('DriftWatch', () => {
     expect(store.alerts[0].relative_drop).toBeCloseTo(0.6, 10);
     expect(events.drift.map((e) => e.kind)).toEqual(['observation', 'observation', 'observation', 'alert']);
     expect(events.rounds).toHaveLength(1);
-    expect(events.rounds[0]).toMatchObject({ kind: 'trigger', requested_by: 'evaluator:drift', target_domains: ['games'] });
+    expect(events.rounds[0]).toMatchObject({
+      kind: 'trigger',
+      requested_by: 'evaluator:drift',
+      target_domains: ['games'],
+    });
   });
 
   it('raises the alert without a refresh round when the policy says so, and never on small windows', async () => {

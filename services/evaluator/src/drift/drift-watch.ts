@@ -124,7 +124,9 @@ export class DriftWatch {
     const current = await this.store.currentServingAdapter();
     let adapterId = current?.adapter_id ?? null;
     if (adapterId === null) {
-      const promoted = (await this.store.listPromotions({ limit: 200 })).find((p) => p.decision === 'promoted');
+      const promoted = (await this.store.listPromotions({ limit: 200 })).find(
+        (p) => p.decision === 'promoted',
+      );
       adapterId = promoted?.adapter_id ?? null;
     }
     if (adapterId === null) return null;
@@ -154,7 +156,8 @@ export class DriftWatch {
       windowEndMs: t1,
     });
     const cases = new Map<string, EvaluationCase[]>();
-    for (const domain of domains) cases.set(domain, await this.splits.readCases(splitId, domain, 'window', s.maxExamples));
+    for (const domain of domains)
+      cases.set(domain, await this.splits.readCases(splitId, domain, 'window', s.maxExamples));
     // A domain without active users in the window has no HR@1 (not 0): nothing is recorded.
     const evaluated = domains.filter((d) => cases.get(d)!.length > 0);
     const observations: Array<{ domain: string; hr1: number; samples: number }> = [];
@@ -213,7 +216,14 @@ export class DriftWatch {
     }
     for (const a of alerts) await this.raise(a, now);
     this.lastWindowEnd = t1;
-    return { kind: 'observed', adapterId: serving.adapterId, windowStartMs: t0, windowEndMs: t1, observations, alerts };
+    return {
+      kind: 'observed',
+      adapterId: serving.adapterId,
+      windowStartMs: t0,
+      windowEndMs: t1,
+      observations,
+      alerts,
+    };
   }
 
   private async raise(a: DriftAlert, now: number): Promise<void> {

@@ -8,7 +8,12 @@ import {
   RecordedEvents,
   ScriptedRunner,
 } from '../testing/in-memory';
-import { AdapterEvaluator, looSplitId, type AdapterEvaluatorSettings, type AdapterPublished } from './adapter-evaluator';
+import {
+  AdapterEvaluator,
+  looSplitId,
+  type AdapterEvaluatorSettings,
+  type AdapterPublished,
+} from './adapter-evaluator';
 
 const settings: AdapterEvaluatorSettings = {
   defaultTargetDomains: ['games'],
@@ -83,7 +88,13 @@ describe('AdapterEvaluator', () => {
     ]);
     expect(store.promotions).toMatchObject([{ adapter_id: 'a1', decision: 'promoted', hr1: { games: 0.4 } }]);
     expect(events.adapters).toMatchObject([
-      { kind: 'promoted', adapter_id: 'a1', uri: 'file:///store/a1', hr1: { games: 0.4 }, target_domains: ['games'] },
+      {
+        kind: 'promoted',
+        adapter_id: 'a1',
+        uri: 'file:///store/a1',
+        hr1: { games: 0.4 },
+        target_domains: ['games'],
+      },
     ]);
   });
 
@@ -115,7 +126,13 @@ describe('AdapterEvaluator', () => {
   it('re-evaluates the serving adapter in the same job when it was scored on another split', async () => {
     const { store, runner, evaluator, register } = setup({ old: 0.6, next: 0.45 });
     register(published('old'));
-    store.promotions.push({ adapter_id: 'old', decision: 'promoted', reasons: [], hr1: { games: 0.2 }, ts_ms: 5 });
+    store.promotions.push({
+      adapter_id: 'old',
+      decision: 'promoted',
+      reasons: [],
+      hr1: { games: 0.2 },
+      ts_ms: 5,
+    });
     const outcome = await evaluator.handlePublished(published('next'));
     expect(runner.jobs[0].adapters).toEqual([
       { adapterId: 'next', dir: '/verified/file:///store/next' },
@@ -130,7 +147,13 @@ describe('AdapterEvaluator', () => {
     const { store, artefacts, evaluator, register } = setup({ old: 0.9, next: 0.45 });
     register(published('old'));
     artefacts.corrupted.add('file:///store/old');
-    store.promotions.push({ adapter_id: 'old', decision: 'promoted', reasons: [], hr1: { games: 0.44 }, ts_ms: 5 });
+    store.promotions.push({
+      adapter_id: 'old',
+      decision: 'promoted',
+      reasons: [],
+      hr1: { games: 0.44 },
+      ts_ms: 5,
+    });
     const outcome = await evaluator.handlePublished(published('next'));
     expect(outcome.kind).toBe('promoted');
     if (outcome.kind === 'promoted') expect(outcome.reasons.join('\n')).toMatch(/promotion record/);
@@ -157,7 +180,8 @@ describe('AdapterEvaluator', () => {
     const few = setup({ b: 0.5 }, { maxExamples: 5 });
     const outcome = await few.evaluator.handlePublished(published('b'));
     expect(outcome.kind).toBe('rejected');
-    if (outcome.kind === 'rejected') expect(outcome.reasons[0]).toMatch(/only 5 examples evaluated, fewer than 10/);
+    if (outcome.kind === 'rejected')
+      expect(outcome.reasons[0]).toMatch(/only 5 examples evaluated, fewer than 10/);
   });
 
   it('evaluates a CPT adapter zero-shot on the default domains and records it without promoting (unless configured)', async () => {
@@ -181,7 +205,8 @@ describe('AdapterEvaluator', () => {
     expect(runner.jobs[0].generation).toBe(true);
     expect(store.evaluations.map((e) => e.method)).toEqual(['likelihood', 'generation']);
     expect(outcome.kind).toBe('rejected');
-    if (outcome.kind === 'rejected') expect(outcome.reasons[0]).toMatch(/Valid Ratio 50\.0% below the floor 60\.0%/);
+    if (outcome.kind === 'rejected')
+      expect(outcome.reasons[0]).toMatch(/Valid Ratio 50\.0% below the floor 60\.0%/);
   });
 
   it('promotes on a manual command whatever the gate said, recording that the gate was bypassed', async () => {
@@ -201,7 +226,12 @@ describe('AdapterEvaluator', () => {
     const outcome = await evaluator.handleCommand(command);
     expect(outcome.kind).toBe('promoted');
     const event = events.adapters.at(-1)!;
-    expect(event).toMatchObject({ kind: 'promoted', adapter_id: 'worse', uri: 'file:///store/worse', hr1: { games: 0.1 } });
+    expect(event).toMatchObject({
+      kind: 'promoted',
+      adapter_id: 'worse',
+      uri: 'file:///store/worse',
+      hr1: { games: 0.1 },
+    });
     if (event.kind === 'promoted') {
       expect(event.reasons[0]).toBe('manual promotion by alice, gate bypassed: hotfix');
       expect(event.reasons[1]).toBe('the gate had rejected it:');

@@ -38,7 +38,8 @@ export type Outcome =
   | { kind: 'promoted' | 'rejected'; reasons: string[]; hr1: Record<string, number> };
 
 /** The frozen leave-one-out test split of a domain: one per (domain, epoch, seed), shared by every adapter. */
-export const looSplitId = (domain: string, epoch: string, seed: number): string => `loo-${domain}-e${epoch}-s${seed}`;
+export const looSplitId = (domain: string, epoch: string, seed: number): string =>
+  `loo-${domain}-e${epoch}-s${seed}`;
 
 /** Deterministic, so a re-evaluation replaces its row instead of adding one. */
 const evaluationId = (e: DomainEvaluation, method: string): string =>
@@ -107,7 +108,13 @@ export class AdapterEvaluator {
         : ['the adapter had not been evaluated by the gate']),
     ];
     const now = this.clock.now();
-    await this.store.insertPromotion({ adapter_id: adapter.adapter_id, decision: 'promoted', reasons, hr1, ts_ms: now });
+    await this.store.insertPromotion({
+      adapter_id: adapter.adapter_id,
+      decision: 'promoted',
+      reasons,
+      hr1,
+      ts_ms: now,
+    });
     await this.events.adapterEvent({
       kind: 'promoted',
       adapter_id: adapter.adapter_id,
@@ -162,7 +169,9 @@ export class AdapterEvaluator {
     const s = this.settings;
     const domains = this.domainsOf(event);
     if (domains.length === 0)
-      throw new Refusal('no target domain to evaluate on: the event names none and EVALUATOR_TARGET_DOMAINS is empty');
+      throw new Refusal(
+        'no target domain to evaluate on: the event names none and EVALUATOR_TARGET_DOMAINS is empty',
+      );
     const dir = await this.artefacts
       .adapterDir(event.uri, event.sha256)
       .catch((err: unknown) => Promise.reject(new Refusal(`artefact refused: ${messageOf(err)}`)));
@@ -174,7 +183,10 @@ export class AdapterEvaluator {
       const splitId = looSplitId(domain, s.splitEpoch, s.splitSeed);
       try {
         await this.splits.ensureSplit({ splitId, kind: 'loo', domains: [domain], seed: s.splitSeed });
-        cases.set(domain, { splitId, cases: await this.splits.readCases(splitId, domain, 'loo-test', s.maxExamples) });
+        cases.set(domain, {
+          splitId,
+          cases: await this.splits.readCases(splitId, domain, 'loo-test', s.maxExamples),
+        });
       } catch (err) {
         throw new Refusal(`${domain}: frozen test split ${splitId} unavailable: ${messageOf(err)}`);
       }
@@ -221,7 +233,9 @@ export class AdapterEvaluator {
       const recorded = ref.promotion.hr1[domain];
       if (recorded === undefined) continue;
       serving.set(domain, recorded);
-      notes.push(`${domain}: serving adapter ${ref.adapterId} compared by its promotion record (not re-evaluable)`);
+      notes.push(
+        `${domain}: serving adapter ${ref.adapterId} compared by its promotion record (not re-evaluable)`,
+      );
     }
     const gate = decidePromotion(scores, serving.size > 0 ? serving : null, s.gate);
     const method = `gate on ${s.gateMethod} HR@1 over ${scores.map((x) => `${x.samples} ${x.domain}`).join(', ')} examples`;
@@ -296,7 +310,11 @@ export class AdapterEvaluator {
           base_model_sha256: String(adapter.lineage.base_model_sha256 ?? ''),
         });
         if (base.sha256 !== model.sha256) continue;
-        toEvaluate.push({ adapterId, dir: await this.artefacts.adapterDir(adapter.uri, adapter.sha256), domains });
+        toEvaluate.push({
+          adapterId,
+          dir: await this.artefacts.adapterDir(adapter.uri, adapter.sha256),
+          domains,
+        });
       } catch {
         // Not re-evaluable (artefact gone or corrupted): its promotion record is the fallback.
       }

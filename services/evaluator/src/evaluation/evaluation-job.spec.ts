@@ -14,7 +14,17 @@ const words = ['red', 'blue', 'green', 'fast', 'slow', 'bright', 'soft', 'loud']
 const title = (i: number) => `${words[i % 8]} ${words[(i * 3 + 1) % 8]} game`;
 const tiny: TinyModelFile = {
   format: 'cprec-tiny-random/1',
-  config: { dim: 16, hiddenDim: 32, nLayers: 1, nHeads: 2, nKvHeads: 1, maxSeqLen: 128, normEps: 1e-5, ropeTheta: 10000, tiedClassifier: true },
+  config: {
+    dim: 16,
+    hiddenDim: 32,
+    nLayers: 1,
+    nHeads: 2,
+    nKvHeads: 1,
+    maxSeqLen: 128,
+    normEps: 1e-5,
+    ropeTheta: 10000,
+    tiedClassifier: true,
+  },
   seed: 5,
   titles: Array.from({ length: 8 }, (_, i) => title(i)),
 };
@@ -40,8 +50,17 @@ beforeAll(() => {
   const rand = mulberry32(9);
   for (const [name, v] of model.loraVariables())
     if (name.endsWith('lora_B'))
-      v.assign(tf.tensor(Float32Array.from({ length: v.size }, () => (rand() - 0.5) * 0.5), v.shape));
-  saveLoraAdapter(model, join(dir, 'adapter'), { baseModelId: 'tiny-random', baseChecksum: SHA, lineage: {} });
+      v.assign(
+        tf.tensor(
+          Float32Array.from({ length: v.size }, () => (rand() - 0.5) * 0.5),
+          v.shape,
+        ),
+      );
+  saveLoraAdapter(model, join(dir, 'adapter'), {
+    baseModelId: 'tiny-random',
+    baseChecksum: SHA,
+    lineage: {},
+  });
   model.dispose();
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -80,7 +99,9 @@ describe('runEvaluationJob', () => {
 
   it('refuses an adapter trained on another base', async () => {
     await expect(
-      runEvaluationJob(job({ model: { kind: 'tiny-random', dir, baseModelId: 'tiny-random', sha256: 'd'.repeat(64) } })),
+      runEvaluationJob(
+        job({ model: { kind: 'tiny-random', dir, baseModelId: 'tiny-random', sha256: 'd'.repeat(64) } }),
+      ),
     ).rejects.toThrow(/trained on base/);
   });
 });
@@ -94,8 +115,22 @@ describe('methodMetrics', () => {
       { domain: 'games', historyLength: 3, firstValid: true, generatedRank: 2, likelihoodRank: 1 },
     ]);
     const [likelihood, generation] = methodMetrics(report, 'games', { likelihood: true, generation: true });
-    expect(likelihood).toMatchObject({ method: 'likelihood', samples: 4, hr1: 0.5, hr1Valid: 0.5, validRatio: 1, hr3: 0.75, hr5: 0.75 });
-    expect(generation).toMatchObject({ method: 'generation', samples: 4, hr1: 0.25, validRatio: 0.75, hr3: 0.75 });
+    expect(likelihood).toMatchObject({
+      method: 'likelihood',
+      samples: 4,
+      hr1: 0.5,
+      hr1Valid: 0.5,
+      validRatio: 1,
+      hr3: 0.75,
+      hr5: 0.75,
+    });
+    expect(generation).toMatchObject({
+      method: 'generation',
+      samples: 4,
+      hr1: 0.25,
+      validRatio: 0.75,
+      hr3: 0.75,
+    });
     expect(generation.hr1Valid).toBeCloseTo(1 / 3, 10);
     expect(methodMetrics(report, 'books', { likelihood: true, generation: true })).toEqual([]);
   });

@@ -51,12 +51,17 @@ export class ArtefactGateway implements ArtefactPort {
     const m = this.model;
     if (m.kind === 'tiny-random') {
       const record = await this.store.stat(TINY_MODEL_KEY);
-      if (!record) throw new Error(`the tiny-random base ${TINY_MODEL_KEY} is not in the artefact store (the trainer creates it)`);
+      if (!record)
+        throw new Error(
+          `the tiny-random base ${TINY_MODEL_KEY} is not in the artefact store (the trainer creates it)`,
+        );
       const dir = await this.store.localPath(TINY_MODEL_KEY);
       return { kind: 'tiny-random', dir, baseModelId: 'tiny-random', sha256: record.sha256 };
     }
-    if (!existsSync(m.checkpoint)) throw new Error(`base model ${m.checkpoint} does not exist (EVALUATOR_BASE_MODEL)`);
-    if (!existsSync(m.tokenizer)) throw new Error(`tokenizer ${m.tokenizer} does not exist (EVALUATOR_TOKENIZER)`);
+    if (!existsSync(m.checkpoint))
+      throw new Error(`base model ${m.checkpoint} does not exist (EVALUATOR_BASE_MODEL)`);
+    if (!existsSync(m.tokenizer))
+      throw new Error(`tokenizer ${m.tokenizer} does not exist (EVALUATOR_TOKENIZER)`);
     this.llama2cSha ??= await sha256File(m.checkpoint);
     return {
       kind: 'llama2c',

@@ -83,7 +83,11 @@ export class ClickHouseGateway implements SplitPort, InteractionsPort {
     limit: number,
   ): Promise<EvaluationCase[]> {
     const stored: StoredEvalExample[] = [];
-    for await (const e of this.splits.streamExamples(splitId, { domain, kind, chunk: Math.min(limit, 5000) })) {
+    for await (const e of this.splits.streamExamples(splitId, {
+      domain,
+      kind,
+      chunk: Math.min(limit, 5000),
+    })) {
       stored.push(e);
       if (stored.length >= limit) break;
     }

@@ -73,7 +73,8 @@ export class EvaluationProcessRunner implements EvaluationRunner {
         clearTimeout(timer);
         this.running.delete(proc);
         if (result) return resolve(result);
-        if (this.stopping) return reject(new EvaluationAbortedError(`evaluation ${job.jobId} stopped at shutdown`));
+        if (this.stopping)
+          return reject(new EvaluationAbortedError(`evaluation ${job.jobId} stopped at shutdown`));
         reject(
           new Error(
             reported ?? `evaluation process ${signal ? `killed by ${signal}` : `exited with code ${code}`}`,

@@ -9,7 +9,12 @@ import type {
 } from '@cprec/clickhouse';
 import type { AdapterEvent, DriftEvent, RoundCommand } from '@cprec/contracts';
 import type { EvaluationCase } from '@cprec/training';
-import type { BaseModelSpec, DomainEvaluation, EvaluationJob, EvaluationJobResult } from '../evaluation/protocol';
+import type {
+  BaseModelSpec,
+  DomainEvaluation,
+  EvaluationJob,
+  EvaluationJobResult,
+} from '../evaluation/protocol';
 import type {
   ArtefactPort,
   ControlPlanePort,
@@ -45,14 +50,18 @@ export class MemoryControlPlane implements ControlPlanePort {
   async insertDriftAlert(record: DriftAlertRecord): Promise<void> {
     this.alerts.push(record);
   }
-  async listPromotions(options: { adapterIds?: readonly string[]; limit?: number } = {}): Promise<StoredPromotion[]> {
+  async listPromotions(
+    options: { adapterIds?: readonly string[]; limit?: number } = {},
+  ): Promise<StoredPromotion[]> {
     return this.promotions
       .filter((p) => options.adapterIds === undefined || options.adapterIds.includes(p.adapter_id))
       .sort((a, b) => b.ts_ms - a.ts_ms)
       .slice(0, options.limit ?? 1000)
       .map((p) => ({ ...p, reasons: [...p.reasons] }));
   }
-  async listEvaluations(filter: { adapterIds?: readonly string[]; domain?: string } = {}): Promise<EvaluationRecord[]> {
+  async listEvaluations(
+    filter: { adapterIds?: readonly string[]; domain?: string } = {},
+  ): Promise<EvaluationRecord[]> {
     return this.evaluations.filter(
       (e) =>
         (filter.adapterIds === undefined || filter.adapterIds.includes(e.adapter_id)) &&
@@ -81,13 +90,19 @@ export class MemorySplits implements SplitPort {
   }
 }
 
-export const TINY_BASE: BaseModelSpec = { kind: 'tiny-random', dir: '/base', baseModelId: 'tiny-random', sha256: 'b'.repeat(64) };
+export const TINY_BASE: BaseModelSpec = {
+  kind: 'tiny-random',
+  dir: '/base',
+  baseModelId: 'tiny-random',
+  sha256: 'b'.repeat(64),
+};
 
 /** Artefacts by URI; a URI listed in `corrupted` is refused as the real store refuses one. */
 export class MemoryArtefacts implements ArtefactPort {
   corrupted = new Set<string>();
   async adapterDir(uri: string): Promise<string> {
-    if (this.corrupted.has(uri)) throw new Error(`artefact ${uri} is corrupted and was refused: sha256 differs`);
+    if (this.corrupted.has(uri))
+      throw new Error(`artefact ${uri} is corrupted and was refused: sha256 differs`);
     return `/verified/${uri}`;
   }
   async baseModel(): Promise<BaseModelSpec> {
@@ -108,7 +123,15 @@ export class ScriptedRunner implements EvaluationRunner {
       for (const d of job.domains) {
         if (a.domains && !a.domains.includes(d.domain)) continue;
         const hr1 = this.hr1Of(a.adapterId, d.domain, d.splitId);
-        const base = { samples: d.cases.length, hr1, hr1Valid: hr1, hr3: hr1, hr5: hr1, ndcg3: hr1, ndcg5: hr1 };
+        const base = {
+          samples: d.cases.length,
+          hr1,
+          hr1Valid: hr1,
+          hr3: hr1,
+          hr5: hr1,
+          ndcg3: hr1,
+          ndcg5: hr1,
+        };
         evaluations.push({
           adapterId: a.adapterId,
           domain: d.domain,
