@@ -4,3 +4,4 @@ export * from './limits';
 export * from './events';
 export * from './control';
 export * from './parse';
+export * from './splits';

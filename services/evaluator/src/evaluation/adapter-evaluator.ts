@@ -1,5 +1,5 @@
 import type { EvaluationRecord, StoredPromotion } from '@cprec/clickhouse';
-import type { AdapterEvent, EvaluatorCommand } from '@cprec/contracts';
+import { looSplitId, type AdapterEvent, type EvaluatorCommand } from '@cprec/contracts';
 import type { EvaluationCase } from '@cprec/training';
 import { decidePromotion, type DomainScore, type GatePolicy } from '../gate/promotion-gate';
 import {
@@ -37,9 +37,8 @@ export type Outcome =
   | { kind: 'skipped'; reason: string }
   | { kind: 'promoted' | 'rejected'; reasons: string[]; hr1: Record<string, number> };
 
-/** The frozen leave-one-out test split of a domain: one per (domain, epoch, seed), shared by every adapter. */
-export const looSplitId = (domain: string, epoch: string, seed: number): string =>
-  `loo-${domain}-e${epoch}-s${seed}`;
+/** The frozen leave-one-out split id, shared with the trainer (which fine-tunes on its validation side). */
+export { looSplitId };
 
 /** Deterministic, so a re-evaluation replaces its row instead of adding one. */
 const evaluationId = (e: DomainEvaluation, method: string): string =>
