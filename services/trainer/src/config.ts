@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { DEFAULT_SPLIT_EPOCH, DEFAULT_SPLIT_SEED, SPLIT_EPOCH_PATTERN } from '@cprec/contracts';
 import { CommonEnvSchema, envInt, envList, envNumber, loadConfig } from '@cprec/service-common';
 
 const REPO_ROOT = resolve(__dirname, '../../..');
@@ -40,6 +41,49 @@ export const TrainerEnvSchema = CommonEnvSchema.extend({
   TRAINER_STOP_GRACE_MS: envInt(30_000, 1),
   /** Pause after each training step (ms; 0 = none): a throttle for demos and crash tests. */
   TRAINER_STEP_DELAY_MS: envInt(0),
+  /**
+   * Fine-tuning (LLaRA-style SFT per target domain, after CPT). Its data is the validation side
+   * of the evaluator's frozen leave-one-out split, so epoch and seed must equal the evaluator's
+   * EVALUATOR_SPLIT_EPOCH / EVALUATOR_SPLIT_SEED (same defaults).
+   */
+  TRAINER_SPLIT_EPOCH: z.string().regex(SPLIT_EPOCH_PATTERN).default(DEFAULT_SPLIT_EPOCH),
+  TRAINER_SPLIT_SEED: envInt(DEFAULT_SPLIT_SEED),
+  /** How long a round waits for the sequencer to freeze a requested split. */
+  TRAINER_SPLIT_TIMEOUT_MS: envInt(120_000, 1),
+  TRAINER_SPLIT_POLL_MS: envInt(500, 10),
+  TRAINER_SFT_EPOCHS: envInt(2, 1),
+  TRAINER_SFT_BATCH_SIZE: envInt(4, 1),
+  /** Learning-rate grid searched on the validation cases (comma-separated). */
+  TRAINER_SFT_LEARNING_RATES: z
+    .string()
+    .default('3e-4,1e-3')
+    .transform((v, ctx) => {
+      const rates = v
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean)
+        .map(Number);
+      if (rates.length === 0 || rates.some((r) => !(r > 0) || !Number.isFinite(r))) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `expected positive numbers separated by commas, got "${v}"`,
+        });
+        return z.NEVER;
+      }
+      return rates;
+    }),
+  /** Training samples per target domain (a seeded draw), and the minimum to fine-tune at all. */
+  TRAINER_SFT_MAX_SAMPLES: envInt(128, 1),
+  TRAINER_SFT_MIN_SAMPLES: envInt(8, 1),
+  TRAINER_SFT_MAX_VALIDATION: envInt(32, 1),
+  /** Negatives per training prompt (19 = the evaluation's 20 candidates). */
+  TRAINER_SFT_NEGATIVES: envInt(19),
+  TRAINER_SFT_HISTORY_CAP: envInt(10, 1),
+  /** SASRec (item embeddings of the hybrid prompts): width, window, epochs, wall-clock budget. */
+  TRAINER_SASREC_DIM: envInt(32, 2),
+  TRAINER_SASREC_MAX_LEN: envInt(20, 2),
+  TRAINER_SASREC_EPOCHS: envInt(20, 1),
+  TRAINER_SASREC_TIME_BUDGET_MS: envInt(60_000, 1),
   /** Commands older than this are ignored (a new consumer group replays the topic). */
   TRAINER_COMMAND_MAX_AGE_MS: envInt(3_600_000, 1),
 });

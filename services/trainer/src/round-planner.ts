@@ -7,6 +7,7 @@ import { sha256File } from '@cprec/lm';
 import { DEFAULT_CPT_CONFIG } from '@cprec/training';
 import type { TrainerConfig } from './config';
 import type { PlannedRound, RoundPlannerPort } from './rounds/ports';
+import { adapterIdOf } from './rounds/round-coordinator';
 import type { ModelSpec, RoundJob, TinyModelSpec } from './runner/protocol';
 import { TINY_MODEL_FILE } from './runner/round-job';
 import { catalogue } from './runner/sample-sources';
@@ -96,6 +97,31 @@ export class RoundPlanner implements RoundPlannerPort {
         mixedWindow: 20,
       },
       targetDomains: [...targetDomains],
+      sft: {
+        cptAdapterId: adapterIdOf(roundId, 'cpt'),
+        split: {
+          epoch: c.TRAINER_SPLIT_EPOCH,
+          seed: c.TRAINER_SPLIT_SEED,
+          timeoutMs: c.TRAINER_SPLIT_TIMEOUT_MS,
+          pollMs: c.TRAINER_SPLIT_POLL_MS,
+        },
+        kafkaBrokers: c.CPREC_KAFKA_BROKERS,
+        historyCap: c.TRAINER_SFT_HISTORY_CAP,
+        negatives: c.TRAINER_SFT_NEGATIVES,
+        maxSamples: c.TRAINER_SFT_MAX_SAMPLES,
+        minSamples: c.TRAINER_SFT_MIN_SAMPLES,
+        maxValidationExamples: c.TRAINER_SFT_MAX_VALIDATION,
+        batchSize: c.TRAINER_SFT_BATCH_SIZE,
+        epochs: c.TRAINER_SFT_EPOCHS,
+        learningRates: [...c.TRAINER_SFT_LEARNING_RATES],
+        sasrec: {
+          hiddenDim: c.TRAINER_SASREC_DIM,
+          maxLen: c.TRAINER_SASREC_MAX_LEN,
+          epochs: c.TRAINER_SASREC_EPOCHS,
+          timeBudgetMs: c.TRAINER_SASREC_TIME_BUDGET_MS,
+        },
+        seed: c.TRAINER_SEED,
+      },
       stepDelayMs: c.TRAINER_STEP_DELAY_MS,
     };
     const plan: PlannedRound = { job, previousTrunkId: trunk?.key ?? null, baseModel: model.name };

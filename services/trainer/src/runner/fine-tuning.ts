@@ -8,6 +8,8 @@ export interface FineTuningInput {
   tokenizer: Tokenizer;
   /** The round's CPT adapter: LoRA starts from it (CPRec). */
   cptAdapterDir: string;
+  /** Global step the fine-tuning steps are numbered from (the CPT adapter's last step + 1). */
+  firstStep: number;
   onStep?: (step: RunnerStep) => void | Promise<void>;
   shouldStop?: () => boolean;
 }
@@ -21,8 +23,8 @@ export interface FineTuningOutput {
 /**
  * The round's fine-tuning step (LLaRA-style SFT per target domain) behind a port: the round
  * runner calls it after CPT, and a round whose port produces no adapter publishes only its CPT
- * adapter. Wiring libs/training's `fineTune` (which needs the target domain's frozen splits and
- * SASRec item tables) is the next step; until then the trainer runs with `noFineTuning`.
+ * adapter. The runner uses `LlaraFineTuning` (llara-fine-tuning.ts) for jobs planned with SFT
+ * settings; `noFineTuning` is for jobs without them (planned before fine-tuning was wired).
  */
 export interface FineTuningPort {
   fineTune(input: FineTuningInput): Promise<FineTuningOutput>;
@@ -31,6 +33,6 @@ export interface FineTuningPort {
 export const noFineTuning: FineTuningPort = {
   fineTune: async (input) => ({
     adapters: [],
-    note: `fine-tuning is not wired into the trainer yet; target domains ${input.job.targetDomains.join(', ')} got no SFT adapter (the CPT adapter is published)`,
+    note: `the round's job has no fine-tuning settings; target domains ${input.job.targetDomains.join(', ')} got no SFT adapter (the CPT adapter is published)`,
   }),
 };

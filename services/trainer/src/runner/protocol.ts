@@ -25,6 +25,8 @@ export interface RoundJob {
   data: DataSpec;
   /** Domains to fine-tune an SFT adapter for after the CPT adapter. */
   targetDomains: string[];
+  /** LLaRA-style fine-tuning settings; absent in jobs planned before fine-tuning was wired. */
+  sft?: SftJobSpec;
   /** Pause after each step (ms): a throttle for demos and for tests that interrupt a phase. */
   stepDelayMs?: number;
 }
@@ -77,6 +79,40 @@ export type DataSpec =
       /** Milliseconds to sleep after each step, so tests can interrupt a phase. */
       stepDelayMs?: number;
     };
+
+/**
+ * How the runner fine-tunes each target domain (runner/llara-fine-tuning.ts). Training data is
+ * the validation side of the evaluator's frozen leave-one-out split, so it is named the same way
+ * (`looSplitId(domain, split.epoch, split.seed)`).
+ */
+export interface SftJobSpec {
+  /** Id the CPT adapter is published under: recorded in each SFT bundle's lineage. */
+  cptAdapterId: string;
+  split: {
+    epoch: string;
+    seed: number;
+    /** How long to wait for the sequencer to freeze a requested split. */
+    timeoutMs: number;
+    pollMs: number;
+  };
+  /** Brokers for split requests to the sequencer's mailbox (comma-separated). */
+  kafkaBrokers: string;
+  /** History items shown in a prompt. */
+  historyCap: number;
+  /** Negatives per training prompt (validation cases keep the split's own candidates). */
+  negatives: number;
+  /** Cap on training samples per domain (a seeded draw over the users' train sequences). */
+  maxSamples: number;
+  /** A domain with fewer training samples (or no validation case) is skipped with a note. */
+  minSamples: number;
+  maxValidationExamples: number;
+  batchSize: number;
+  epochs: number;
+  /** Grid searched on the validation cases. */
+  learningRates: number[];
+  sasrec: { hiddenDim: number; maxLen: number; epochs: number; timeBudgetMs: number };
+  seed: number;
+}
 
 export type RunnerPhase = 'warmup' | 'stable' | 'annealing' | 'fine_tuning';
 

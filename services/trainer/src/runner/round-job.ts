@@ -145,6 +145,7 @@ export async function runRoundJob(
         model,
         tokenizer,
         cptAdapterDir: cpt.adapterDir,
+        firstStep: Number(cpt.adapterManifest.lineage.global_step ?? 0) + 1,
         onStep: hooks.onStep,
         shouldStop: hooks.shouldStop,
       });

@@ -1,4 +1,5 @@
 import { RoundStoppedError } from '@cprec/training';
+import { fineTuningFor } from './llara-fine-tuning';
 import type { FromRunner, ToRunner } from './protocol';
 import { runRoundJob } from './round-job';
 
@@ -28,17 +29,21 @@ process.on('message', (raw: ToRunner) => {
   started = true;
   // Steps are sent immediately, but a step message in flight when the process is killed is lost
   // with it; the parent treats step messages as progress reports, never as the source of truth.
-  void runRoundJob(raw.job, {
-    onStarted: (resumedFrom) => void send({ type: 'started', resumedFrom }),
-    onPhase: (phase, steps) => void send({ type: 'phase', phase, steps }),
-    onStep: async (step) => {
-      await send({ type: 'step', step });
-      const delay =
-        raw.job.stepDelayMs ?? (raw.job.data.kind === 'synthetic' ? (raw.job.data.stepDelayMs ?? 0) : 0);
-      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+  void runRoundJob(
+    raw.job,
+    {
+      onStarted: (resumedFrom) => void send({ type: 'started', resumedFrom }),
+      onPhase: (phase, steps) => void send({ type: 'phase', phase, steps }),
+      onStep: async (step) => {
+        await send({ type: 'step', step });
+        const delay =
+          raw.job.stepDelayMs ?? (raw.job.data.kind === 'synthetic' ? (raw.job.data.stepDelayMs ?? 0) : 0);
+        if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+      },
+      shouldStop: () => stopRequested,
     },
-    shouldStop: () => stopRequested,
-  })
+    fineTuningFor(raw.job),
+  )
     .then(async (result) => {
       await send({ type: 'result', result });
       process.exit(0);
