@@ -24,6 +24,8 @@ export const ServingEnvSchema = CommonEnvSchema.extend({
   /** Micro-batching: wait up to this many ms for company (0 = only what queued during the last batch). */
   SERVING_BATCH_WINDOW_MS: envInt(0),
   SERVING_MAX_BATCH: envInt(8, 1),
+  /** Load shedding: 503 for a request that waited longer than this for the model (0 = never). */
+  SERVING_QUEUE_DEADLINE_MS: envInt(2_000),
   SERVING_MAX_ROWS_PER_FORWARD: envInt(64, 1),
   SERVING_TITLE_CACHE_MS: envInt(60_000),
   SERVING_FIRST_STAGE_REFRESH_MS: envInt(600_000, 1),

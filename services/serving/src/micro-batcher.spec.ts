@@ -46,6 +46,25 @@ describe('MicroBatcher', () => {
     expect(calls).toEqual([[1, -1, 2], [1], [-1], [2]]);
   });
 
+  it('sheds requests that waited longer than maxQueueMs instead of scoring them', async () => {
+    const scored: number[] = [];
+    const batcher = new MicroBatcher<number, number>(
+      (xs) => {
+        // A slow synchronous batch: everything queued behind it waits past the deadline.
+        const until = performance.now() + 30;
+        while (performance.now() < until);
+        scored.push(...xs);
+        return [...xs];
+      },
+      { maxBatch: 1, maxQueueMs: 10, shed: (ms) => new Error(`shed after ${Math.round(ms)} ms`) },
+    );
+    const outcomes = await Promise.allSettled([1, 2, 3].map((x) => batcher.submit(x)));
+    expect(outcomes[0]).toEqual({ status: 'fulfilled', value: 1 });
+    expect(outcomes.slice(1).every((o) => o.status === 'rejected')).toBe(true);
+    expect(String((outcomes[1] as PromiseRejectedResult).reason)).toMatch(/shed after \d+ ms/);
+    expect(scored).toEqual([1]);
+  });
+
   it('refuses a non-positive batch size', () => {
     expect(() => new MicroBatcher<number, number>((xs) => [...xs], { maxBatch: 0 })).toThrow(/maxBatch/);
   });

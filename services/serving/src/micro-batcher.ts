@@ -8,12 +8,20 @@ export interface MicroBatcherOptions {
   windowMs?: number;
   /** Largest batch handed to `process` (the rest wait for the next one). */
   maxBatch: number;
+  /**
+   * Load shedding: a request that waited longer than this for its batch is rejected with
+   * `shed(waitedMs)` instead of being scored (its client has likely given up; scoring it would
+   * only delay the requests behind it). Undefined = never.
+   */
+  maxQueueMs?: number;
+  shed?: (waitedMs: number) => Error;
   /** Called with the size of every batch (metrics). */
   onBatch?: (size: number) => void;
 }
 
 interface Pending<Req, Res> {
   request: Req;
+  queuedAt: number;
   resolve: (res: Res) => void;
   reject: (err: unknown) => void;
 }
@@ -40,7 +48,7 @@ export class MicroBatcher<Req, Res> {
 
   submit(request: Req): Promise<Res> {
     return new Promise<Res>((resolve, reject) => {
-      this.queue.push({ request, resolve, reject });
+      this.queue.push({ request, queuedAt: performance.now(), resolve, reject });
       this.schedule();
     });
   }
@@ -63,6 +71,15 @@ export class MicroBatcher<Req, Res> {
   }
 
   private async flush(): Promise<void> {
+    const { maxQueueMs, shed } = this.options;
+    if (maxQueueMs !== undefined) {
+      const now = performance.now();
+      while (this.queue.length > 0 && now - this.queue[0].queuedAt > maxQueueMs) {
+        const late = this.queue.shift()!;
+        const waited = now - late.queuedAt;
+        late.reject(shed ? shed(waited) : new Error(`request shed after waiting ${Math.round(waited)} ms`));
+      }
+    }
     const batch = this.queue.splice(0, this.options.maxBatch);
     if (this.queue.length > 0) this.schedule();
     if (batch.length === 0) return;

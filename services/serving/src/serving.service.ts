@@ -137,6 +137,12 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
       windowMs: c.SERVING_BATCH_WINDOW_MS,
       maxBatch: c.SERVING_MAX_BATCH,
       onBatch: (n) => this.metrics.batchSize.observe(n),
+      ...(c.SERVING_QUEUE_DEADLINE_MS > 0
+        ? {
+            maxQueueMs: c.SERVING_QUEUE_DEADLINE_MS,
+            shed: (ms: number) => new ServingError(503, `overloaded: the request waited ${Math.round(ms)} ms for the model; retry later`),
+          }
+        : {}),
     });
     await this.startConsumer();
     this.problem = null;
