@@ -2,9 +2,16 @@
  * `npm run experiment:quick`: the paper's comparison at a small scale on the real data in
  * ../shared/data with stories260K as the base LM. Writes docs/results.md,
  * bench/results/experiment-quick.json and docs/figures/experiment-quick-curves.svg.
- * Scale knobs (environment): SEEDS, TEST_USERS, REC_USERS, SFT_SAMPLES, CPT_DS, CPT_MIX, MAX_TITLE_TOKENS.
+ * Scale knobs (environment): SEEDS, TEST_USERS, GEN_USERS, REC_USERS, SFT_SAMPLES, SFT_EPOCHS,
+ * CPT_DS, CPT_MIX, CPT_CANDIDATES, MAX_TOKENS, MAX_TITLE_TOKENS, TARGET_NAMES.
+ *
+ * Cost model (why the knobs look like this): on the shared 2-core machine one LM forward+backward
+ * over a batch of ~500-token prompts took ~12 s and greedy generation > 40 s per example, so the
+ * prompt budget is ~256 tokens, CPT prompts may show fewer candidates than the evaluation's 20,
+ * HR@1 by exact candidate likelihood (one prefill + batched scoring) covers every test user, and
+ * generation-based HR@1 / Valid Ratio runs on the first GEN_USERS test users only.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import {
@@ -50,18 +57,35 @@ import { lineChartSvg, type Series } from './svg';
 const DATA = resolve(__dirname, '../../../shared/data');
 const MODEL_DIR = resolve(__dirname, '../../../shared/models/stories260K');
 const env = (k: string, d: number): number => Number(process.env[k] ?? d);
-const SEEDS = Array.from({ length: env('SEEDS', 2) }, (_, i) => i + 1);
-const TEST_USERS = env('TEST_USERS', 20);
+/** SEED_LIST=2 runs only seed 2 (one process per seed, merged afterwards with MERGE_INPUTS). */
+const SEEDS = process.env.SEED_LIST
+  ? process.env.SEED_LIST.split(',').map(Number)
+  : Array.from({ length: env('SEEDS', 2) }, (_, i) => i + 1);
+/** Where a per-seed process writes its rows (instead of the committed outputs). */
+const PARTIAL_OUT = process.env.PARTIAL_OUT;
+/** Comma-separated PARTIAL_OUT files: merge them into the committed outputs and exit. */
+const MERGE_INPUTS = process.env.MERGE_INPUTS;
+/** Peak SFT learning rates searched on validation (one value = no search). */
+const SFT_LRS = (process.env.SFT_LRS ?? '3e-4,1e-3').split(',').map(Number);
+const TEST_USERS = env('TEST_USERS', 60);
+/** Test users (a prefix of the TEST_USERS) that also get greedy generation (HR@1, Valid Ratio). */
+const GEN_USERS = env('GEN_USERS', 20);
 const REC_USERS = env('REC_USERS', 2000);
 const SFT_SAMPLES = env('SFT_SAMPLES', 32);
+const SFT_EPOCHS = env('SFT_EPOCHS', 2);
 const CPT_DS = env('CPT_DS', 48);
 const CPT_MIX = env('CPT_MIX', 24);
+/** Candidates shown in CPT prompts (target + negatives); evaluation always uses 20. */
+const CPT_CANDIDATES = env('CPT_CANDIDATES', 10);
 const HISTORY = 5;
-const budget: TokenBudget = { maxTokens: 512, maxTitleTokens: env('MAX_TITLE_TOKENS', 8) };
-const TARGETS = [
+const budget: TokenBudget = { maxTokens: env('MAX_TOKENS', 256), maxTitleTokens: env('MAX_TITLE_TOKENS', 8) };
+const ALL_TARGETS = [
   { name: 'amazon2018-game', domain: 'game' },
   { name: 'steam_100000', domain: 'steam' },
 ];
+const TARGETS = process.env.TARGET_NAMES
+  ? ALL_TARGETS.filter((t) => process.env.TARGET_NAMES!.split(',').includes(t.domain))
+  : ALL_TARGETS;
 const log = (msg: string): void => void process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
 interface Row {
@@ -72,7 +96,18 @@ interface Row {
   validRatio: number;
   hr1OverValid: number;
   likelihoodHr1: number | null;
+  /** Test users behind likelihoodHr1 (and the recommenders' HR@1). */
   n: number;
+  /** Test users behind hr1 / validRatio for LM rows (greedy generation subset). */
+  nGeneration: number;
+  seconds: number;
+}
+
+type Curve = { step: number; loss: number; lr: number }[];
+interface SeedCurves {
+  seed: number;
+  cpt: Curve;
+  sft: Record<string, Curve>;
 }
 
 /** Source corpus: linked Amazon 2014 (real mixed sequences) plus Health as domain-specific only. */
@@ -117,7 +152,7 @@ function cptSamples(src: Awaited<ReturnType<typeof loadSources>>, seed: number):
   const title = (i: Interaction): string => src.titles.get(`${i.domain}/${i.itemId}`) ?? '';
   const make = (history: readonly Interaction[], target: Interaction, userItems: string[]): SampleItems | null => {
     if (!title(target)) return null;
-    const { candidates } = sampleCandidates({ target: target.itemId, userItems, domainItems: src.pools.get(target.domain)!, rng });
+    const { candidates } = sampleCandidates({ target: target.itemId, userItems, domainItems: src.pools.get(target.domain)!, rng, count: CPT_CANDIDATES - 1 });
     return {
       history: history.slice(-HISTORY).map((h) => ({ itemId: h.itemId, title: title(h) })),
       candidates: candidates.map((id) => ({ itemId: id, title: src.titles.get(`${target.domain}/${id}`) ?? '' })),
@@ -152,7 +187,7 @@ function sftSamples(split: DomainSplit, seed: number): SampleItems[] {
   const pool = new ItemPool(split.domain, split.items);
   const out: SampleItems[] = [];
   const item = (id: string) => ({ itemId: id, title: split.titles.get(id) ?? '' });
-  for (const seq of split.trainSequences) {
+  for (const seq of shuffleInPlace([...split.trainSequences], rng)) {
     if (out.length >= SFT_SAMPLES) break;
     if (seq.items.length < 2) continue;
     const target = seq.items[seq.items.length - 1]!;
@@ -162,7 +197,32 @@ function sftSamples(split: DomainSplit, seed: number): SampleItems[] {
   return out;
 }
 
+interface PartialResult {
+  complete: boolean;
+  wallSeconds: number;
+  nativeKernels: boolean;
+  stageSeconds: Record<string, number>;
+  rows: Row[];
+  curves: SeedCurves[];
+}
+
+/** Per-seed processes ran concurrently: the run's wall time is the longest of them. */
+function mergePartials(files: readonly string[]): void {
+  const parts = files.map((f) => JSON.parse(readFileSync(f, 'utf8')) as PartialResult);
+  const stageSeconds: Record<string, number> = {};
+  for (const p of parts) Object.assign(stageSeconds, p.stageSeconds);
+  writeOutputs(
+    parts.flatMap((p) => p.rows),
+    parts.flatMap((p) => p.curves).sort((a, b) => a.seed - b.seed),
+    Math.max(...parts.map((p) => p.wallSeconds)),
+    parts.every((p) => p.nativeKernels),
+    stageSeconds,
+    parts.every((p) => p.complete),
+  );
+}
+
 async function main(): Promise<void> {
+  if (MERGE_INPUTS) return mergePartials(MERGE_INPUTS.split(','));
   const started = Date.now();
   const backend = await selectBackend('auto');
   log(`backend ${backend.backend}, native kernels ${backend.nativeKernels}`);
@@ -177,47 +237,91 @@ async function main(): Promise<void> {
   const model = new LlamaModel(weights);
   const lmBudget = { ...budget, maxTokens: Math.min(budget.maxTokens, model.config.maxSeqLen) };
   const work = mkdtempSync(join(tmpdir(), 'cprec-quick-'));
-  const sources = await loadSources();
+  const stageSeconds: Record<string, number> = {};
+  const timed = async <T>(stage: string, run: () => Promise<T>): Promise<T> => {
+    const t0 = Date.now();
+    try {
+      return await run();
+    } finally {
+      const sec = (Date.now() - t0) / 1000;
+      stageSeconds[stage] = sec;
+      log(`  [${stage}] ${sec.toFixed(1)} s`);
+    }
+  };
+  const sources = await timed('load sources', loadSources);
   log(`sources: ${sources.domainSeqs.length} domain sequences, ${sources.mixedSeqs.length} mixed`);
   const rows: Row[] = [];
-  const curves: { seed: number; cpt: { step: number; loss: number; lr: number }[]; sft: Record<string, { step: number; loss: number; lr: number }[]> }[] = [];
-  const lmRow = (method: string, target: string, seed: number, r: Awaited<ReturnType<typeof evaluateModel>>): Row => ({
-    method,
-    target,
-    seed,
-    hr1: r.report.overall.hr1,
-    validRatio: r.report.overall.validRatio,
-    hr1OverValid: r.report.overall.hr1OverValid,
-    likelihoodHr1: r.report.overall.likelihood?.hr[1] ?? null,
-    n: r.report.overall.count,
-  });
+  const curves: SeedCurves[] = [];
+  const flush = (complete: boolean): void =>
+    writeOutputs(rows, curves, (Date.now() - started) / 1000, backend.nativeKernels, stageSeconds, complete);
+  /**
+   * One LM row: exact likelihood ranking over all test users (one prefill + batched candidate
+   * scoring per user: the cheap, exact HR@1), greedy generation (HR@1, Valid Ratio) on the first
+   * GEN_USERS users only (one decode per user: the expensive part).
+   */
+  const evaluateLm = async (
+    method: string,
+    target: string,
+    seed: number,
+    test: readonly EvaluationCase[],
+    settings: Omit<Parameters<typeof evaluateModel>[0], 'model' | 'examples'>,
+  ): Promise<Row> => {
+    const t0 = Date.now();
+    const lik = await evaluateModel({ ...settings, model, examples: test, ks: [1], generation: false, likelihood: true });
+    const genCases = test.slice(0, GEN_USERS);
+    const gen = await evaluateModel({ ...settings, model, examples: genCases, ks: [1], generation: true, likelihood: false });
+    const row: Row = {
+      method,
+      target,
+      seed,
+      hr1: gen.report.overall.hr1,
+      validRatio: gen.report.overall.validRatio,
+      hr1OverValid: gen.report.overall.hr1OverValid,
+      likelihoodHr1: lik.report.overall.likelihood?.hr[1] ?? null,
+      n: test.length,
+      nGeneration: genCases.length,
+      seconds: (Date.now() - t0) / 1000,
+    };
+    const sample = gen.cases.slice(0, 3).map((c) => JSON.stringify(c.generations[0] ?? '')).join(', ');
+    log(
+      `  ${target} ${method}: HR@1 (likelihood, n=${row.n}) ${row.likelihoodHr1?.toFixed(3)}; ` +
+        `HR@1 (generation, n=${row.nGeneration}) ${row.hr1.toFixed(3)}, valid ${row.validRatio.toFixed(3)}; ` +
+        `${row.seconds.toFixed(0)} s; e.g. ${sample}`,
+    );
+    return row;
+  };
   try {
     for (const seed of SEEDS) {
-      const curve = { seed, cpt: [] as { step: number; loss: number; lr: number }[], sft: {} as Record<string, { step: number; loss: number; lr: number }[]> };
+      const curve: SeedCurves = { seed, cpt: [], sft: {} };
       curves.push(curve);
       const { ds, mix } = cptSamples(sources, seed);
       log(`seed ${seed}: CPT on ${ds.length} domain-specific + ${mix.length} mixed samples`);
-      const cpt = await runCptRound({
-        roundId: `quick-${seed}`,
-        model,
-        baseModelId: 'stories260K',
-        baseChecksum,
-        tokenizer,
-        config: { ...DEFAULT_CPT_CONFIG, batchSize: 4, budget: lmBudget, lora: { rank: 8, alpha: 16, dropout: 0.05 }, etaLow: 5e-6, etaHigh: 5e-4, annealFraction: 0.25, checkpointEvery: 1000, seed },
-        previousTrunkDir: null,
-        roundDir: join(work, `cpt-${seed}`),
-        domainSamples: new ArraySampleSource(ds),
-        mixedSamples: new ArraySampleSource(mix),
-        watermark: 0,
-        onStep: (s) => {
-          curve.cpt.push({ step: s.step, loss: s.loss, lr: s.lr });
-          if (s.roundStep % 5 === 0) log(`  cpt ${s.phase} ${s.roundStep}/${s.roundSteps} loss ${s.loss.toFixed(3)}`);
-        },
-      });
+      const cpt = await timed(`seed ${seed} CPT`, () =>
+        runCptRound({
+          roundId: `quick-${seed}`,
+          model,
+          baseModelId: 'stories260K',
+          baseChecksum,
+          tokenizer,
+          config: { ...DEFAULT_CPT_CONFIG, batchSize: 4, budget: lmBudget, lora: { rank: 8, alpha: 16, dropout: 0.05 }, etaLow: 5e-6, etaHigh: 5e-4, annealFraction: 0.25, checkpointEvery: 1000, seed },
+          previousTrunkDir: null,
+          roundDir: join(work, `cpt-${seed}`),
+          domainSamples: new ArraySampleSource(ds),
+          mixedSamples: new ArraySampleSource(mix),
+          watermark: 0,
+          onStep: (s) => {
+            curve.cpt.push({ step: s.step, loss: s.loss, lr: s.lr });
+            if (s.roundStep % 5 === 0) log(`  cpt ${s.phase} ${s.roundStep}/${s.roundSteps} loss ${s.loss.toFixed(3)} lr ${s.lr.toExponential(2)}`);
+          },
+        }),
+      );
       for (const t of TARGETS) {
-        const split = await loadDomainSplit(openDataset({ path: join(DATA, t.name) }), { seed, limitUsers: REC_USERS, historyCap: HISTORY });
+        const tag = `seed ${seed} ${t.domain}`;
+        const split = await timed(`${tag} split`, () =>
+          loadDomainSplit(openDataset({ path: join(DATA, t.name) }), { seed, limitUsers: REC_USERS, historyCap: HISTORY }),
+        );
         const test = split.test.slice(0, TEST_USERS);
-        const validation = split.validation.slice(0, Math.max(8, Math.floor(TEST_USERS / 2)));
+        const validation = split.validation.slice(0, Math.max(8, Math.floor(GEN_USERS / 2)));
         const index = ItemIndex.fromIds(split.items);
         // Recommender baselines on the same frozen candidates.
         const train = split.trainSequences.map((s) => index.encode(s.items));
@@ -228,43 +332,53 @@ async function main(): Promise<void> {
         const sasrec = new SasRec({ numItems: index.size, maxLen: 20, hiddenDim: 32, numBlocks: 1, numHeads: 1, epochs: 8, batchSize: 128, seed });
         recs.push(sasrec);
         for (const rec of recs) {
+          const t0 = Date.now();
           await rec.fit(train);
           const scores = rec.scoreCandidatesBatch(
             test.map((c) => index.encode(c.history.map((h) => h.itemId))),
             test.map((c) => index.encode(c.candidates.map((x) => x.itemId))),
           );
           const hits = test.filter((c, i) => rankOfTarget(scores[i]!, c.candidates.findIndex((x) => x.itemId === c.target.itemId)) === 1).length;
-          rows.push({ method: rec.name, target: t.domain, seed, hr1: hits / test.length, validRatio: 1, hr1OverValid: hits / test.length, likelihoodHr1: null, n: test.length });
-          log(`  ${t.domain} ${rec.name} HR@1 ${(hits / test.length).toFixed(3)}`);
+          const seconds = (Date.now() - t0) / 1000;
+          // A recommender ranks the candidate set: it never answers outside it (Valid Ratio 1 by construction).
+          rows.push({ method: rec.name, target: t.domain, seed, hr1: hits / test.length, validRatio: 1, hr1OverValid: hits / test.length, likelihoodHr1: null, n: test.length, nGeneration: 0, seconds });
+          log(`  ${t.domain} ${rec.name} HR@1 ${(hits / test.length).toFixed(3)} (${train.length} training users, ${seconds.toFixed(0)} s)`);
         }
         const table = sasrec.itemEmbeddings();
         const embeddings = ItemEmbeddingTable.fromDenseTable(table, index.toJSON());
         table.dispose();
-        const evalText = () => evaluateModel({ model, tokenizer, budget: lmBudget, style: 'text', examples: test, ks: [1] });
+        const text = { tokenizer, budget: lmBudget, style: 'text' } as const;
         detachLora(model);
-        rows.push(lmRow('base LM zero-shot', t.domain, seed, await evalText()));
+        rows.push(await evaluateLm('base LM zero-shot', t.domain, seed, test, text));
         loadLoraAdapter(model, cpt.adapterDir, { expectedBaseChecksum: baseChecksum });
-        rows.push(lmRow('CPRec w/o SFT', t.domain, seed, await evalText()));
+        rows.push(await evaluateLm('CPRec w/o SFT', t.domain, seed, test, text));
+        flush(false);
         for (const [method, init] of [['LLaRA (SFT only)', null], ['CPRec (CPT+SFT)', cpt.adapterDir]] as const) {
-          const res = await fineTune({
-            model,
-            tokenizer,
-            placeholderId: 0,
-            train: sftSamples(split, seed),
-            validation,
-            embeddings,
-            initAdapterDir: init,
-            baseModelId: 'stories260K',
-            baseChecksum,
-            outDir: join(work, `sft-${seed}-${t.domain}-${init ? 'cprec' : 'llara'}`),
-            sasrecRef: `sasrec:${t.name}:seed${seed}`,
-            config: { ...DEFAULT_SFT_CONFIG, batchSize: 4, epochs: 2, learningRates: [3e-4, 1e-3], budget: lmBudget, lora: { rank: 8, alpha: 16, dropout: 0.05 }, maxValidationExamples: validation.length, seed },
-          });
+          const res = await timed(`${tag} ${method} SFT`, () =>
+            fineTune({
+              model,
+              tokenizer,
+              placeholderId: 0,
+              train: sftSamples(split, seed),
+              validation,
+              embeddings,
+              initAdapterDir: init,
+              baseModelId: 'stories260K',
+              baseChecksum,
+              outDir: join(work, `sft-${seed}-${t.domain}-${init ? 'cprec' : 'llara'}`),
+              sasrecRef: `sasrec:${t.name}:seed${seed}`,
+              config: { ...DEFAULT_SFT_CONFIG, batchSize: 4, epochs: SFT_EPOCHS, learningRates: SFT_LRS, budget: lmBudget, lora: { rank: 8, alpha: 16, dropout: 0.05 }, maxValidationExamples: validation.length, seed },
+              onStep: (s) => {
+                if (s.step % 4 === 0) log(`  sft ${method} lr ${s.learningRateCandidate} ${s.step}/${s.steps} loss ${s.loss.toFixed(3)}`);
+              },
+            }),
+          );
           curve.sft[`${t.domain} ${method}`] = res.curve.map((c) => ({ step: c.step, loss: c.loss, lr: c.lr }));
-          const r = await evaluateModel({ model, tokenizer, budget: lmBudget, style: 'hybrid', placeholderId: 0, hybrid: { embeddings, projector: res.projector! }, examples: test, ks: [1] });
-          rows.push(lmRow(method, t.domain, seed, r));
+          log(`  ${t.domain} ${method}: lr ${res.learningRate} chosen from validation HR@1 ${JSON.stringify(res.validationHr1)}`);
+          const hybrid = { tokenizer, budget: lmBudget, style: 'hybrid', placeholderId: 0, hybrid: { embeddings, projector: res.projector! } } as const;
+          rows.push(await evaluateLm(method, t.domain, seed, test, hybrid));
           res.projector?.dispose();
-          log(`  ${t.domain} ${method} lr ${res.learningRate} HR@1 ${r.report.overall.hr1.toFixed(3)} valid ${r.report.overall.validRatio.toFixed(3)}`);
+          flush(false);
         }
         for (const rec of recs) rec.dispose();
       }
@@ -273,11 +387,10 @@ async function main(): Promise<void> {
     model.dispose();
     rmSync(work, { recursive: true, force: true });
   }
-  const wallSeconds = (Date.now() - started) / 1000;
-  writeOutputs(rows, curves, wallSeconds, backend.nativeKernels);
+  flush(true);
 }
 
-function writeOutputs(rows: Row[], curves: { seed: number; cpt: { step: number; loss: number; lr: number }[]; sft: Record<string, { step: number; loss: number; lr: number }[]> }[], wallSeconds: number, native: boolean): void {
+function writeOutputs(rows: Row[], curves: SeedCurves[], wallSeconds: number, native: boolean, stageSeconds: Record<string, number>, complete: boolean): void {
   const root = resolve(__dirname, '../..');
   const methods = ['popularity', 'gru4rec', 'sasrec', 'base LM zero-shot', 'CPRec w/o SFT', 'LLaRA (SFT only)', 'CPRec (CPT+SFT)'];
   const targets = TARGETS.map((t) => t.domain);
@@ -285,19 +398,51 @@ function writeOutputs(rows: Row[], curves: { seed: number; cpt: { step: number; 
   const cell = (m: string, t: string, f: (r: Row) => number | null): string => {
     const vals = rows.filter((r) => r.method === m && r.target === t).map(f).filter((v): v is number => v !== null);
     if (vals.length === 0) return '–';
-    const sd = Math.sqrt(mean(vals.map((v) => (v - mean(vals)) ** 2)));
-    return `${mean(vals).toFixed(3)} ± ${sd.toFixed(3)}`;
+    // Spread = half the range over seeds (with 2 seeds: |a − b| / 2, i.e. mean ± this covers both).
+    const spread = (Math.max(...vals) - Math.min(...vals)) / 2;
+    return `${mean(vals).toFixed(3)} ± ${spread.toFixed(3)}`;
   };
-  const scale = { seeds: SEEDS, testUsersPerTarget: TEST_USERS, recommenderUsers: REC_USERS, sftSamples: SFT_SAMPLES, cptDomainSamplesPerDomain: CPT_DS, cptMixedSamples: CPT_MIX, historyCap: HISTORY, budget, candidates: 20 };
+  const isLm = (m: string): boolean => !['popularity', 'gru4rec', 'sasrec'].includes(m);
+  const scale = {
+    seeds: [...new Set(rows.map((r) => r.seed))],
+    sftLearningRates: SFT_LRS,
+    testUsersPerTarget: TEST_USERS,
+    generationUsersPerTarget: GEN_USERS,
+    recommenderUsers: REC_USERS,
+    sftSamples: SFT_SAMPLES,
+    sftEpochs: SFT_EPOCHS,
+    cptDomainSamplesPerDomain: CPT_DS,
+    cptMixedSamples: CPT_MIX,
+    cptCandidates: CPT_CANDIDATES,
+    historyCap: HISTORY,
+    budget,
+    evaluationCandidates: 20,
+  };
+  const json = JSON.stringify({ date: new Date().toISOString(), complete, wallSeconds, nativeKernels: native, scale, stageSeconds, rows, curves }, null, 1) + '\n';
+  if (PARTIAL_OUT) {
+    writeFileSync(PARTIAL_OUT, json);
+    return;
+  }
   mkdirSync(join(root, 'bench/results'), { recursive: true });
-  writeFileSync(join(root, 'bench/results/experiment-quick.json'), JSON.stringify({ date: new Date().toISOString(), wallSeconds, nativeKernels: native, scale, rows, curves }, null, 1) + '\n');
+  writeFileSync(join(root, 'bench/results/experiment-quick.json'), json);
   const lines = [
-    '| method | ' + targets.flatMap((t) => [`${t} HR@1`, `${t} Valid`, `${t} HR@1 (likelihood)`]).join(' | ') + ' |',
+    '| method | ' + targets.flatMap((t) => [`${t} HR@1 (likelihood)`, `${t} HR@1 (generation)`, `${t} Valid Ratio`]).join(' | ') + ' |',
     '| --- | ' + targets.flatMap(() => ['---:', '---:', '---:']).join(' | ') + ' |',
-    ...methods.map((m) => `| ${m} | ` + targets.flatMap((t) => [cell(m, t, (r) => r.hr1), cell(m, t, (r) => r.validRatio), cell(m, t, (r) => r.likelihoodHr1)]).join(' | ') + ' |'),
+    ...methods.map(
+      (m) =>
+        `| ${m} | ` +
+        targets
+          .flatMap((t) =>
+            isLm(m)
+              ? [cell(m, t, (r) => r.likelihoodHr1), cell(m, t, (r) => r.hr1), cell(m, t, (r) => r.validRatio)]
+              : [cell(m, t, (r) => r.hr1), '(ranks candidates)', '1 (by construction)'],
+          )
+          .join(' | ') +
+        ' |',
+    ),
   ];
   const c = curves[0];
-  if (c) {
+  if (c && c.cpt.length > 0) {
     const series: Series[] = [
       { name: 'CPT loss', points: c.cpt.map((p) => [p.step, p.loss]), color: '#1f77b4', axis: 'left' },
       { name: 'CPT lr (WSA)', points: c.cpt.map((p) => [p.step, p.lr]), color: '#ff7f0e', axis: 'right' },
@@ -305,10 +450,10 @@ function writeOutputs(rows: Row[], curves: { seed: number; cpt: { step: number; 
     const colors = ['#2ca02c', '#d62728', '#9467bd', '#8c564b'];
     Object.entries(c.sft).forEach(([name, pts], i) => series.push({ name: `SFT loss ${name}`, points: pts.map((p) => [p.step, p.loss]), color: colors[i % 4]!, axis: 'left' }));
     mkdirSync(join(root, 'docs/figures'), { recursive: true });
-    writeFileSync(join(root, 'docs/figures/experiment-quick-curves.svg'), lineChartSvg(`Quick experiment, seed ${c.seed}: per-step loss and learning rate`, 'optimizer step', series, 900, 420));
+    writeFileSync(join(root, 'docs/figures/experiment-quick-curves.svg'), lineChartSvg(`Quick experiment, seed ${c.seed}: per-step loss and learning rate`, 'optimizer step', series, 900, 440));
   }
   writeFileSync(join(root, 'bench/results/experiment-quick-table.md'), lines.join('\n') + '\n');
-  log(`\n${lines.join('\n')}\nwall ${wallSeconds.toFixed(0)} s; scale ${JSON.stringify(scale)}`);
+  if (complete) log(`\n${lines.join('\n')}\nwall ${wallSeconds.toFixed(0)} s; scale ${JSON.stringify(scale)}`);
 }
 
 main().catch((err: unknown) => {
