@@ -121,7 +121,10 @@ export class IngestConsumerService implements OnApplicationBootstrap, OnApplicat
           { topic: batch.topic, partition: String(batch.partition) },
           Number(batch.offsetLag()),
         );
-        if (flushNow) await pipeline.flush(heartbeat);
+        // Double buffering: wait for the previous flush (backpressure), start this one, go on
+        // parsing while ClickHouse inserts. Commits stay in order inside the pipeline.
+        if (flushNow)
+          await pipeline.flushBehind(heartbeat, (err) => this.logger.error(`flush failed: ${err.message}`));
         await heartbeat();
       },
     });
@@ -130,7 +133,9 @@ export class IngestConsumerService implements OnApplicationBootstrap, OnApplicat
     // Pausing while a timer flush waits on a down store keeps fetches from piling up in memory.
     this.timer = setInterval(
       () => {
-        if (!pipeline.shouldFlush()) return;
+        // A size flush in flight will be followed by the next one; not adding a third batch here
+        // keeps memory at two batches.
+        if (pipeline.flushInFlight || !pipeline.shouldFlush()) return;
         const topics = [{ topic: TOPICS.interactions }, { topic: TOPICS.items }];
         consumer.pause(topics);
         pipeline
@@ -163,7 +168,7 @@ export class IngestConsumerService implements OnApplicationBootstrap, OnApplicat
     if (consumer) {
       consumer.pause([{ topic: TOPICS.interactions }, { topic: TOPICS.items }]);
     }
-    if (pipeline && pipeline.buffered > 0) {
+    if (pipeline && (pipeline.buffered > 0 || pipeline.flushInFlight)) {
       const deadline = setTimeout(() => pipeline.stop(), 10_000);
       await pipeline.flush().catch((err: Error) => this.logger.warn(`final flush abandoned: ${err.message}`));
       clearTimeout(deadline);

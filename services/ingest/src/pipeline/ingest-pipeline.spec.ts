@@ -10,7 +10,13 @@ class FakeStore {
   constructor(log: string[]) {
     this.log = log;
   }
+  /** While set, inserts wait on it (a slow ClickHouse). */
+  gate: Promise<void> | null = null;
+  /** The event ids of every insert attempt, in order. */
+  attempts: string[] = [];
   async insertInteractions(rows: readonly InteractionEvent[]) {
+    this.attempts.push(rows.map((r) => r.event_id).join(','));
+    if (this.gate) await this.gate;
     if (this.failuresLeft > 0) {
       this.failuresLeft--;
       this.log.push('store-failed');
@@ -64,8 +70,15 @@ function setup(overrides: Partial<IngestPipelineOptions> = {}) {
       ...overrides,
     },
   );
+  created.push(pipeline);
   return { pipeline, store, dead, commits, counts, log };
 }
+
+/** Every pipeline a test made; stopped afterwards so a failed test leaves no retry loop running. */
+const created: IngestPipeline[] = [];
+afterEach(() => {
+  for (const p of created.splice(0)) p.stop();
+});
 
 let offset = 0;
 function msg(value: unknown, partition = 0, topic: string = TOPICS.interactions): RawMessage {
@@ -184,5 +197,126 @@ describe('IngestPipeline', () => {
     await Promise.all([first, second]);
     expect(store.interactions.map((e) => e.event_id).sort()).toEqual(['a', 'b']);
     expect(commits.flat().map((c) => c.offset)).toEqual(['2']);
+  });
+});
+
+/** A promise with its resolve function, to hold a fake store until the test releases it. */
+function deferred(): { promise: Promise<void>; release: () => void } {
+  let release: () => void = () => undefined;
+  const promise = new Promise<void>((r) => (release = r));
+  return { promise, release };
+}
+/** Lets every pending promise callback and timer of 0 ms run. */
+const settle = () => new Promise<void>((r) => setTimeout(r, 5));
+const committedOffsets = (commits: PartitionOffset[][]) => commits.map((c) => c.map((o) => o.offset).join(','));
+
+describe('IngestPipeline double buffering (flushBehind)', () => {
+  it('returns while the store is busy, so the next batch is parsed during the insert', async () => {
+    const { pipeline, store, commits } = setup({ maxBatchRows: 2 });
+    const gate = deferred();
+    store.gate = gate.promise;
+    pipeline.accept([msg(event('a')), msg(event('b'))]);
+    await pipeline.flushBehind(undefined, (e) => {
+      throw e;
+    });
+    await settle();
+    expect(pipeline.flushInFlight).toBe(true);
+    expect(pipeline.buffered).toBe(0);
+    // the consumer goes on accepting while the first batch is being stored
+    expect(pipeline.accept([msg(event('c')), msg(event('d'))])).toBe(true);
+    expect(commits).toEqual([]);
+    gate.release();
+    await pipeline.whenIdle();
+    expect(committedOffsets(commits)).toEqual(['2']);
+    expect(pipeline.buffered).toBe(2);
+  });
+
+  it('holds the caller until the previous flush has stored and committed (a later flush never commits first)', async () => {
+    const { pipeline, store, commits, log } = setup({ maxBatchRows: 2 });
+    const gate = deferred();
+    store.gate = gate.promise;
+    const onError = jest.fn();
+    pipeline.accept([msg(event('a')), msg(event('b'))]);
+    await pipeline.flushBehind(undefined, onError);
+    pipeline.accept([msg(event('c')), msg(event('d'))]);
+    let secondStarted = false;
+    const second = pipeline.flushBehind(undefined, onError).then(() => (secondStarted = true));
+    // a timer flush arriving now is chained too
+    const timerFlush = pipeline.flush();
+    await settle();
+    expect(secondStarted).toBe(false);
+    expect(commits).toEqual([]);
+    expect(store.attempts).toEqual(['a,b']);
+    expect(log).toEqual([]);
+    store.gate = null;
+    gate.release();
+    await second;
+    await timerFlush;
+    await pipeline.whenIdle();
+    expect(onError).not.toHaveBeenCalled();
+    // batch 1 stored → committed, and only then batch 2 taken, stored, committed
+    expect(store.attempts).toEqual(['a,b', 'c,d']);
+    expect(log).toEqual(['store:2', 'commit', 'store:2', 'commit']);
+    expect(committedOffsets(commits)).toEqual(['2', '4']);
+    expect(store.interactions.map((e) => e.event_id)).toEqual(['a', 'b', 'c', 'd']);
+  });
+
+  it('keeps at most two batches in memory while the store is down, and commits nothing', async () => {
+    const { pipeline, store, commits } = setup({ maxBatchRows: 2, retryInitialMs: 1, retryMaxMs: 2 });
+    store.failuresLeft = 1_000_000;
+    const onError = jest.fn();
+    pipeline.accept([msg(event('a')), msg(event('b'))]);
+    await pipeline.flushBehind(undefined, onError);
+    expect(pipeline.accept([msg(event('c')), msg(event('d'))])).toBe(true);
+    let heldUntilStored = true;
+    const third = pipeline.flushBehind(undefined, onError).then(() => (heldUntilStored = false));
+    await new Promise((r) => setTimeout(r, 30));
+    // the consumer loop is parked (no further fetches): one batch retrying, one waiting
+    expect(heldUntilStored).toBe(true);
+    expect(pipeline.buffered).toBe(2);
+    expect(commits).toEqual([]);
+    store.failuresLeft = 0;
+    await third;
+    await pipeline.whenIdle();
+    expect(committedOffsets(commits)).toEqual(['2', '4']);
+    expect(onError).not.toHaveBeenCalled();
+  });
+
+  it('a failed first flush blocks the second one from committing; both batches stay buffered', async () => {
+    const { pipeline, store, commits } = setup({ maxBatchRows: 2 });
+    store.failuresLeft = 1_000_000;
+    const errors: string[] = [];
+    pipeline.accept([msg(event('a')), msg(event('b'))]);
+    await pipeline.flushBehind(undefined, (e) => errors.push(e.message));
+    pipeline.accept([msg(event('c')), msg(event('d'))]);
+    const secondStarted = pipeline.flushBehind(undefined, (e) => errors.push(e.message));
+    await settle();
+    pipeline.stop(); // shutdown while ClickHouse is down: the first flush gives up
+    await secondStarted;
+    await pipeline.whenIdle();
+    expect(errors).toHaveLength(2);
+    expect(errors[0]).toMatch(/stopped while the store was failing/);
+    expect(commits).toEqual([]);
+    expect(store.interactions).toEqual([]);
+    // nothing was dropped: the first batch was put back in front of the second
+    expect(pipeline.buffered).toBe(4);
+  });
+
+  it('a later flush that starts after a failed one stores the failed rows too before committing past them', async () => {
+    const { pipeline, store, commits } = setup({ maxBatchRows: 2 });
+    const gate = deferred();
+    store.gate = gate.promise;
+    // first attempt fails once stop() is called, so the batch is put back
+    store.failuresLeft = 1;
+    pipeline.accept([msg(event('a')), msg(event('b'))]);
+    const first = pipeline.flush();
+    pipeline.stop();
+    gate.release();
+    await expect(first).rejects.toThrow(/stopped/);
+    store.gate = null;
+    pipeline.accept([msg(event('c'))]);
+    await pipeline.flush();
+    expect(store.attempts).toEqual(['a,b', 'a,b,c']);
+    expect(committedOffsets(commits)).toEqual(['3']);
   });
 });

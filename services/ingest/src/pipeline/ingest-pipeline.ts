@@ -55,7 +55,9 @@ export class IngestPipeline {
   private pendingOffsets = new Map<string, PartitionOffset>();
   private oldestBufferedAt: number | null = null;
   private readonly recent: RecentIds;
+  /** Tail of the flush chain, settled (never rejects): the next flush starts after it. */
   private flushing: Promise<void> = Promise.resolve();
+  private flushesInFlight = 0;
   private stopped = false;
 
   constructor(
@@ -110,14 +112,42 @@ export class IngestPipeline {
     );
   }
 
+  /** True while a flush has been started and has not yet committed (or failed). */
+  get flushInFlight(): boolean {
+    return this.flushesInFlight > 0;
+  }
+
   /**
-   * Stores, dead-letters and commits everything buffered. Flushes are serialised: a timer flush
-   * and a size flush never interleave. `keepAlive` is called while waiting on a down store.
+   * Stores, dead-letters and commits everything buffered. Flushes are chained: each one takes the
+   * buffer only when every earlier flush has stored *and* committed (or failed and put its rows
+   * back), so commits happen in offset order and a later flush can never commit past rows an
+   * earlier one has not stored. `keepAlive` is called while waiting on a down store.
    */
   flush(keepAlive?: () => Promise<void>): Promise<void> {
-    const next = this.flushing.then(() => this.flushNow(keepAlive));
+    this.flushesInFlight++;
+    const next = this.flushing
+      .then(() => this.flushNow(keepAlive))
+      .finally(() => this.flushesInFlight--);
     this.flushing = next.catch(() => undefined);
     return next;
+  }
+
+  /**
+   * Double buffering for a consumer loop: waits until the flush in flight (if any) has finished,
+   * then starts flushing the current buffer *without* waiting for it, so parsing the next batch
+   * overlaps the store of this one. Waiting for the previous flush is the backpressure: while the
+   * store is down the caller is held here (kafkajs fetches nothing more), so at most two batches
+   * are in memory — the one being stored and the one being filled. The started flush's failure
+   * (only possible after `stop()`) goes to `onError`; its rows are back in the buffer, uncommitted.
+   */
+  async flushBehind(keepAlive: (() => Promise<void>) | undefined, onError: (err: Error) => void): Promise<void> {
+    await this.flushing;
+    this.flush(keepAlive).catch(onError);
+  }
+
+  /** Resolves when every flush started so far has settled (never rejects). */
+  whenIdle(): Promise<void> {
+    return this.flushing;
   }
 
   /** Stops retry loops (shutdown); buffered but unstored rows are abandoned, their offsets uncommitted. */
