@@ -2,6 +2,7 @@ import type { z } from 'zod';
 import { ContractLimits, DEFAULT_LIMITS } from './limits';
 import { InteractionEvent, InteractionEventSchema, ItemEvent, ItemEventSchema } from './events';
 import { fail, ok, ParseResult } from './result';
+import { acceptInteractionFast } from './fast-parse';
 
 /** Turns zod issues into one readable sentence naming each bad field. */
 export function describeIssues(error: z.ZodError): string {
@@ -54,6 +55,25 @@ function checkCommon(
 
 /** Full acceptance check for an interaction message as it arrives from Kafka. */
 export function parseInteraction(
+  raw: Buffer | string | null,
+  limits: ContractLimits = DEFAULT_LIMITS,
+): ParseResult<InteractionEvent> {
+  const decoded = decodeJson(raw, limits);
+  if (!decoded.ok) return decoded;
+  // Hot path: the hand-written check accepts the common valid event without zod; whatever it
+  // does not accept goes through the schema, which decides and words the reason.
+  const fast = acceptInteractionFast(decoded.value);
+  const parsed = fast !== null ? ok(fast) : parseWith(InteractionEventSchema, decoded.value);
+  if (!parsed.ok) return parsed;
+  const problem = checkCommon(parsed.value.domain, parsed.value.title, parsed.value.ts, limits);
+  return problem === null ? parsed : fail(problem);
+}
+
+/**
+ * The same acceptance check through the zod schema only (no fast path): the reference that the
+ * fast path is tested against, and the baseline the ingest benchmark compares with.
+ */
+export function parseInteractionWithSchema(
   raw: Buffer | string | null,
   limits: ContractLimits = DEFAULT_LIMITS,
 ): ParseResult<InteractionEvent> {
