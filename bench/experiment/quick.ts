@@ -204,6 +204,8 @@ interface PartialResult {
   stageSeconds: Record<string, number>;
   rows: Row[];
   curves: SeedCurves[];
+  /** The knobs the per-seed process ran with (the merge step's own environment may differ). */
+  scale: Record<string, unknown>;
 }
 
 /** Per-seed processes ran concurrently: the run's wall time is the longest of them. */
@@ -218,6 +220,7 @@ function mergePartials(files: readonly string[]): void {
     parts.every((p) => p.nativeKernels),
     stageSeconds,
     parts.every((p) => p.complete),
+    { ...parts[0]!.scale, seeds: parts.flatMap((p) => p.curves.map((c) => c.seed)) },
   );
 }
 
@@ -390,7 +393,7 @@ async function main(): Promise<void> {
   flush(true);
 }
 
-function writeOutputs(rows: Row[], curves: SeedCurves[], wallSeconds: number, native: boolean, stageSeconds: Record<string, number>, complete: boolean): void {
+function writeOutputs(rows: Row[], curves: SeedCurves[], wallSeconds: number, native: boolean, stageSeconds: Record<string, number>, complete: boolean, scaleOverride?: Record<string, unknown>): void {
   const root = resolve(__dirname, '../..');
   const methods = ['popularity', 'gru4rec', 'sasrec', 'base LM zero-shot', 'CPRec w/o SFT', 'LLaRA (SFT only)', 'CPRec (CPT+SFT)'];
   const targets = TARGETS.map((t) => t.domain);
@@ -403,7 +406,7 @@ function writeOutputs(rows: Row[], curves: SeedCurves[], wallSeconds: number, na
     return `${mean(vals).toFixed(3)} ± ${spread.toFixed(3)}`;
   };
   const isLm = (m: string): boolean => !['popularity', 'gru4rec', 'sasrec'].includes(m);
-  const scale = {
+  const scale = scaleOverride ?? {
     seeds: [...new Set(rows.map((r) => r.seed))],
     sftLearningRates: SFT_LRS,
     testUsersPerTarget: TEST_USERS,
@@ -425,8 +428,9 @@ function writeOutputs(rows: Row[], curves: SeedCurves[], wallSeconds: number, na
   }
   mkdirSync(join(root, 'bench/results'), { recursive: true });
   writeFileSync(join(root, 'bench/results/experiment-quick.json'), json);
+  // Ranking HR@1: a recommender's own scores, an LM's exact candidate likelihood; both over all test users.
   const lines = [
-    '| method | ' + targets.flatMap((t) => [`${t} HR@1 (likelihood)`, `${t} HR@1 (generation)`, `${t} Valid Ratio`]).join(' | ') + ' |',
+    '| method | ' + targets.flatMap((t) => [`${t} HR@1 (ranking, all test users)`, `${t} HR@1 (generation, subset)`, `${t} Valid Ratio (subset)`]).join(' | ') + ' |',
     '| --- | ' + targets.flatMap(() => ['---:', '---:', '---:']).join(' | ') + ' |',
     ...methods.map(
       (m) =>
@@ -441,16 +445,21 @@ function writeOutputs(rows: Row[], curves: SeedCurves[], wallSeconds: number, na
         ' |',
     ),
   ];
-  const c = curves[0];
-  if (c && c.cpt.length > 0) {
-    const series: Series[] = [
-      { name: 'CPT loss', points: c.cpt.map((p) => [p.step, p.loss]), color: '#1f77b4', axis: 'left' },
-      { name: 'CPT lr (WSA)', points: c.cpt.map((p) => [p.step, p.lr]), color: '#ff7f0e', axis: 'right' },
-    ];
-    const colors = ['#2ca02c', '#d62728', '#9467bd', '#8c564b'];
-    Object.entries(c.sft).forEach(([name, pts], i) => series.push({ name: `SFT loss ${name}`, points: pts.map((p) => [p.step, p.loss]), color: colors[i % 4]!, axis: 'left' }));
-    mkdirSync(join(root, 'docs/figures'), { recursive: true });
-    writeFileSync(join(root, 'docs/figures/experiment-quick-curves.svg'), lineChartSvg(`Quick experiment, seed ${c.seed}: per-step loss and learning rate`, 'optimizer step', series, 900, 440));
+  // Two figures: CPT's WSA steps and SFT's steps are different optimizer runs (separate x axes).
+  const colors = ['#1f77b4', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#17becf', '#bcbd22'];
+  mkdirSync(join(root, 'docs/figures'), { recursive: true });
+  const cptCurves = curves.filter((c) => c.cpt.length > 0);
+  if (cptCurves.length > 0) {
+    const series: Series[] = cptCurves.map((c, i) => ({ name: `CPT loss, seed ${c.seed}`, points: c.cpt.map((p) => [p.step, p.loss]), color: colors[i % colors.length]!, axis: 'left' }));
+    series.push({ name: 'CPT lr (WSA)', points: cptCurves[0]!.cpt.map((p) => [p.step, p.lr]), color: '#ff7f0e', axis: 'right' });
+    writeFileSync(join(root, 'docs/figures/experiment-quick-cpt.svg'), lineChartSvg('Quick experiment: CPT loss per step and the WSA learning rate', 'CPT optimizer step', series, 900, 440));
+  }
+  const sftCurve = curves.find((c) => Object.keys(c.sft).length > 0);
+  if (sftCurve) {
+    const entries = Object.entries(sftCurve.sft);
+    const series: Series[] = entries.map(([name, pts], i) => ({ name: `SFT loss ${name}`, points: pts.map((p) => [p.step + 1, p.loss]), color: colors[i % colors.length]!, axis: 'left' }));
+    series.push({ name: 'SFT lr', points: entries[0]![1].map((p) => [p.step + 1, p.lr]), color: '#ff7f0e', axis: 'right' });
+    writeFileSync(join(root, 'docs/figures/experiment-quick-sft.svg'), lineChartSvg(`Quick experiment, seed ${sftCurve.seed}: SFT loss per step and learning rate`, 'SFT optimizer step', series, 900, 460));
   }
   writeFileSync(join(root, 'bench/results/experiment-quick-table.md'), lines.join('\n') + '\n');
   if (complete) log(`\n${lines.join('\n')}\nwall ${wallSeconds.toFixed(0)} s; scale ${JSON.stringify(scale)}`);
