@@ -9,19 +9,9 @@ export class ClickHouseIngestStore implements IngestStore {
     private readonly items: ItemRepository,
   ) {}
 
+  /** Rows are built once, as insert text, straight from the parsed events (no record copies). */
   insertInteractions(rows: readonly InteractionEvent[]): Promise<void> {
-    return this.interactions.insertBatch(
-      rows.map((e) => ({
-        event_id: e.event_id,
-        user_id: e.user_id,
-        item_id: e.item_id,
-        domain: e.domain,
-        ts_ms: e.ts,
-        seq: e.seq ?? 0,
-        platform: e.platform ?? '',
-        title: e.title ?? '',
-      })),
-    );
+    return this.interactions.insertEvents(rows);
   }
 
   insertItems(rows: readonly ItemEvent[]): Promise<void> {

@@ -1,4 +1,7 @@
+import { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { ClickHouse } from '../client';
+import { sqlIdentifier } from '../literal';
 import { ident, joinSql, rawSql, sql, SqlFragment } from '../sql';
 
 /** One interaction as the ingest service stores it (ts in epoch milliseconds). */
@@ -8,6 +11,21 @@ export interface InteractionRecord {
   item_id: string;
   domain: string;
   ts_ms: number;
+  seq?: number;
+  platform?: string;
+  title?: string;
+}
+
+/**
+ * The fields an interaction row is built from, in the shape of an `InteractionEvent` as ingest
+ * receives it (`ts` in epoch milliseconds), so the insert path needs no intermediate record.
+ */
+export interface InteractionEventFields {
+  event_id: string;
+  user_id: string;
+  item_id: string;
+  domain: string;
+  ts: number;
   seq?: number;
   platform?: string;
   title?: string;
@@ -29,6 +47,37 @@ export interface InteractionFilter {
 
 const MAX_DATETIME_SECONDS = 4294967295;
 export const INTERACTIONS_TABLE = 'interactions';
+
+function checkStorableTs(eventId: string, tsMs: number): void {
+  if (!Number.isSafeInteger(tsMs) || tsMs < 0 || Math.floor(tsMs / 1000) > MAX_DATETIME_SECONDS) {
+    throw new RangeError(`event ${eventId}: ts ${tsMs} is outside the storable range 1970..2106`);
+  }
+}
+
+/**
+ * JSONEachRow text of the `interactions` rows for `events` — the same columns and values
+ * `insertBatch` sends — built in one pass straight from the events: no record copy, no row
+ * object, no per-row JSON.stringify of an object (strings go through JSON.stringify, which does
+ * the escaping; numbers are integers). Throws before building anything past a bad timestamp.
+ */
+export function interactionRowsJsonEachRow(
+  events: readonly InteractionEventFields[],
+  ingestedAtMs: number,
+): string {
+  const tail = `,"ingested_at":${Math.floor(ingestedAtMs / 1000)},"ingest_version":${ingestedAtMs}}\n`;
+  const lines = new Array<string>(events.length);
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i]!;
+    checkStorableTs(e.event_id, e.ts);
+    lines[i] =
+      `{"event_id":${JSON.stringify(e.event_id)},"user_id":${JSON.stringify(e.user_id)}` +
+      `,"item_id":${JSON.stringify(e.item_id)},"domain":${JSON.stringify(e.domain)}` +
+      `,"ts":${Math.floor(e.ts / 1000)},"ts_ms":${e.ts},"seq":${e.seq ?? 0}` +
+      `,"platform":${JSON.stringify(e.platform ?? '')},"title":${JSON.stringify(e.title ?? '')}` +
+      tail;
+  }
+  return lines.join('');
+}
 
 function whereClause(filter: InteractionFilter): SqlFragment {
   const conditions: SqlFragment[] = [];
@@ -55,13 +104,7 @@ export class InteractionRepository {
    */
   async insertBatch(records: readonly InteractionRecord[], ingestedAtMs: number = Date.now()): Promise<void> {
     const rows = records.map((r) => {
-      if (
-        !Number.isSafeInteger(r.ts_ms) ||
-        r.ts_ms < 0 ||
-        Math.floor(r.ts_ms / 1000) > MAX_DATETIME_SECONDS
-      ) {
-        throw new RangeError(`event ${r.event_id}: ts ${r.ts_ms} is outside the storable range 1970..2106`);
-      }
+      checkStorableTs(r.event_id, r.ts_ms);
       return {
         event_id: r.event_id,
         user_id: r.user_id,
@@ -77,6 +120,27 @@ export class InteractionRepository {
       };
     });
     await this.ch.insertJsonEachRow(INTERACTIONS_TABLE, rows);
+  }
+
+  /**
+   * The ingest hot path: inserts events as one INSERT (one part) from JSONEachRow text built
+   * directly from them (`interactionRowsJsonEachRow`), sent as the request body through `exec`
+   * because the client's `insert` re-serialises every row object itself. Same rows, same
+   * idempotence as `insertBatch`. Progress headers are off for this request so that the HTTP
+   * status is only sent once the INSERT has finished: a failure can never arrive as a 200 with
+   * the error in the body, and the caller commits Kafka offsets on success.
+   */
+  async insertEvents(events: readonly InteractionEventFields[], ingestedAtMs: number = Date.now()): Promise<void> {
+    if (events.length === 0) return;
+    const body = Buffer.from(interactionRowsJsonEachRow(events, ingestedAtMs), 'utf8');
+    const result = await this.ch.client.exec({
+      query: `INSERT INTO ${sqlIdentifier(this.ch.database, INTERACTIONS_TABLE)} FORMAT JSONEachRow`,
+      values: Readable.from([body], { objectMode: false }),
+      clickhouse_settings: { send_progress_in_http_headers: 0 },
+    });
+    // Read the (empty) response to the end so the keep-alive socket goes back to the pool.
+    result.stream.resume();
+    await finished(result.stream);
   }
 
   /** Number of distinct events stored (exact, regardless of pending merges). */
