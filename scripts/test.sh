@@ -19,7 +19,7 @@ status=0
 echo "==> unit tests"
 npx jest --ci --selectProjects unit --json --outputFile=.cprec/test-results/unit.json || status=1
 echo "==> integration and end-to-end tests (real Kafka + ClickHouse)"
-npx jest --ci --selectProjects integration --runInBand --json --outputFile=.cprec/test-results/integration.json || status=1
+npx jest --ci --selectProjects integration --runInBand --forceExit --json --outputFile=.cprec/test-results/integration.json || status=1
 
 # Jest's own summary is per run; print one closing line over both tiers.
 node -e '
