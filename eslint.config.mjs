@@ -3,7 +3,17 @@ import tseslint from 'typescript-eslint';
 import prettier from 'eslint-config-prettier';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'dist/**', '.cprec/**', 'infra/kafka/**', '**/*.js', '**/*.mjs', 'libs/lm/native/**'] },
+  {
+    ignores: [
+      'node_modules/**',
+      'dist/**',
+      '.cprec/**',
+      'infra/kafka/**',
+      '**/*.js',
+      '**/*.mjs',
+      'libs/lm/native/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   prettier,
@@ -18,7 +28,17 @@ export default tseslint.config(
   {
     files: ['libs/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: [{ group: ['**/services/**', '@nestjs/*'], message: 'libs are framework-free and never import services' }] }],
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/services/**', '@nestjs/*'],
+              message: 'libs are framework-free and never import services',
+            },
+          ],
+        },
+      ],
     },
   },
 );

@@ -25,11 +25,33 @@ const moduleNameMapper = {
   '^@cprec/artefacts/(.*)$': '<rootDir>/libs/artefacts/src/$1',
 };
 const transform = { '^.+\\.ts$': ['ts-jest', { isolatedModules: true, diagnostics: false }] };
-const common = { testEnvironment: 'node', moduleFileExtensions: ['ts', 'js', 'json'], moduleNameMapper, transform };
+const common = {
+  testEnvironment: 'node',
+  moduleFileExtensions: ['ts', 'js', 'json'],
+  moduleNameMapper,
+  transform,
+};
 
 module.exports = {
   projects: [
-    { ...common, displayName: 'unit', roots: ['<rootDir>/libs', '<rootDir>/services', '<rootDir>/cli', '<rootDir>/bench', '<rootDir>/scripts'], testMatch: ['**/*.spec.ts'] },
-    { ...common, displayName: 'integration', roots: ['<rootDir>/test'], testMatch: ['**/*.test.ts'], setupFilesAfterEnv: ['<rootDir>/test/support/jest.setup.ts'] },
+    {
+      ...common,
+      displayName: 'unit',
+      roots: [
+        '<rootDir>/libs',
+        '<rootDir>/services',
+        '<rootDir>/cli',
+        '<rootDir>/bench',
+        '<rootDir>/scripts',
+      ],
+      testMatch: ['**/*.spec.ts'],
+    },
+    {
+      ...common,
+      displayName: 'integration',
+      roots: ['<rootDir>/test'],
+      testMatch: ['**/*.test.ts'],
+      setupFilesAfterEnv: ['<rootDir>/test/support/jest.setup.ts'],
+    },
   ],
 };

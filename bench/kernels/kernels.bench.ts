@@ -14,7 +14,12 @@ import '@tensorflow/tfjs-backend-cpu';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { registerJsReferenceBackend, registerNativeKernels } from '@cprec/lm/kernels';
 import { loadNativeAddon } from '@cprec/lm/kernels/native-addon';
-import { STORIES_260K_SHAPE, createTinyDecoder, tinyDecoderBatch, tinyDecoderLoss } from '@cprec/lm/kernels/tiny-decoder';
+import {
+  STORIES_260K_SHAPE,
+  createTinyDecoder,
+  tinyDecoderBatch,
+  tinyDecoderLoss,
+} from '@cprec/lm/kernels/tiny-decoder';
 
 const root = join(__dirname, '..', '..');
 const SIZES = [256, 512, 1024];
@@ -37,7 +42,11 @@ async function matmulGflops(backend: string, n: number): Promise<number> {
   const a = tf.randomNormal([n, n]);
   const b = tf.randomNormal([n, n]);
   const budget = backend === 'cpu-js' ? 0.5 : 1;
-  const perCall = seconds(() => tf.tidy(() => tf.matMul(a, b).dataSync()), budget, backend === 'cpu-js' ? 2 : 50);
+  const perCall = seconds(
+    () => tf.tidy(() => tf.matMul(a, b).dataSync()),
+    budget,
+    backend === 'cpu-js' ? 2 : 50,
+  );
   a.dispose();
   b.dispose();
   return (2 * n ** 3) / perCall / 1e9;
@@ -53,7 +62,10 @@ async function trainTokensPerSecond(backend: string, steps: number): Promise<num
   // LoRA step: only adapters train, so the embedding gradient (UnsortedSegmentSum, missing on wasm) is not needed.
   const step = (): void => {
     tf.tidy(() => {
-      const { value, grads } = tf.variableGrads(() => tinyDecoderLoss(model, tokens, targets), model.loraVariables());
+      const { value, grads } = tf.variableGrads(
+        () => tinyDecoderLoss(model, tokens, targets),
+        model.loraVariables(),
+      );
       optimizer.applyGradients(grads as tf.NamedTensorMap as Parameters<typeof optimizer.applyGradients>[0]);
       value.dataSync();
     });
@@ -83,7 +95,8 @@ async function main(): Promise<void> {
       const a = new Float32Array(n * n).fill(0.5);
       const b = new Float32Array(n * n).fill(0.25);
       const c = new Float32Array(n * n);
-      row.openblas = (2 * n ** 3) / seconds(() => addon.matmul(a, b, c, 1, 1, 1, n, n, n, false, false), 1) / 1e9;
+      row.openblas =
+        (2 * n ** 3) / seconds(() => addon.matmul(a, b, c, 1, 1, 1, n, n, n, false, false), 1) / 1e9;
     } else row.openblas = null;
     sgemm[String(n)] = row;
     console.log(`sgemm ${n}:`, JSON.stringify(row));
@@ -98,7 +111,8 @@ async function main(): Promise<void> {
   const result = {
     measured_at: new Date().toISOString(),
     machine: { cores: cpus().length, blas: loaded.addon ? loaded.addon.describe().blasConfig : null },
-    model: 'tiny-decoder (stories260K shape: dim 64, hidden 172, 5 layers, 8 heads, 4 kv heads, vocab 512) + LoRA r=8 on q,v; seq 256, batch 8, Adam',
+    model:
+      'tiny-decoder (stories260K shape: dim 64, hidden 172, 5 layers, 8 heads, 4 kv heads, vocab 512) + LoRA r=8 on q,v; seq 256, batch 8, Adam',
     sgemm_gflops: sgemm,
     train_tokens_per_s: train,
   };

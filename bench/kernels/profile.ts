@@ -7,7 +7,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { registerNativeKernels } from '@cprec/lm/kernels';
-import { STORIES_260K_SHAPE, createTinyDecoder, tinyDecoderBatch, tinyDecoderLoss } from '@cprec/lm/kernels/tiny-decoder';
+import {
+  STORIES_260K_SHAPE,
+  createTinyDecoder,
+  tinyDecoderBatch,
+  tinyDecoderLoss,
+} from '@cprec/lm/kernels/tiny-decoder';
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
@@ -39,8 +44,10 @@ async function main(): Promise<void> {
   }
   const total = [...byKernel.values()].reduce((s, e) => s + e.ms, 0);
   const rows = [...byKernel.entries()].sort((a, b) => b[1].ms - a[1].ms);
-  console.log(`backend ${tf.getBackend()}${args.includes('--native') ? '+native' : ''}, ` +
-    `${args.includes('--full') ? 'full' : 'LoRA'} step, wall ${wallMs} ms, kernel total ${total.toFixed(0)} ms`);
+  console.log(
+    `backend ${tf.getBackend()}${args.includes('--native') ? '+native' : ''}, ` +
+      `${args.includes('--full') ? 'full' : 'LoRA'} step, wall ${wallMs} ms, kernel total ${total.toFixed(0)} ms`,
+  );
   console.log('| kernel | calls | ms | share |');
   console.log('|---|---:|---:|---:|');
   for (const [name, e] of rows) {

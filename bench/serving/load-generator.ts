@@ -31,7 +31,12 @@ export interface LoadResult {
   adapterIds: Record<string, number>;
 }
 
-function post(agent: Agent, url: URL, body: string, timeoutMs: number): Promise<{ status: number; text: string }> {
+function post(
+  agent: Agent,
+  url: URL,
+  body: string,
+  timeoutMs: number,
+): Promise<{ status: number; text: string }> {
   return new Promise((resolve) => {
     const req = httpRequest(
       url,
@@ -43,7 +48,9 @@ function post(agent: Agent, url: URL, body: string, timeoutMs: number): Promise<
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
+        );
       },
     );
     req.setTimeout(timeoutMs, () => req.destroy(new Error('timeout')));

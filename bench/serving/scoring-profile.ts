@@ -7,16 +7,32 @@ async function main() {
   const b = await selectBackend((process.env.BACKEND ?? 'auto') as 'auto');
   console.log('backend', b.backend, JSON.stringify(b).slice(0, 200));
   const maxTokens = Number(process.env.MAXTOK ?? 192);
-  const rt = await RecommenderRuntime.fromCheckpoint(MODEL, TOK, { budget: { maxTokens, maxTitleTokens: Number(process.env.TITLE ?? 12) } });
+  const rt = await RecommenderRuntime.fromCheckpoint(MODEL, TOK, {
+    budget: { maxTokens, maxTitleTokens: Number(process.env.TITLE ?? 12) },
+  });
   const rec = rt.loadBase();
   const adjectives = ['little', 'big', 'happy', 'red', 'shiny', 'brave', 'sleepy', 'funny', 'tiny', 'kind'];
   const nouns = ['cat', 'dog', 'boat', 'bird', 'tree', 'ball', 'girl', 'boy', 'fish', 'cake', 'park', 'sun'];
   const places = ['in the park', 'at home', 'by the sea', 'in the sky', 'at school'];
-  const item = (i: number) => ({ itemId: `s${i}`, title: `The ${adjectives[i % 10]} ${nouns[(i * 7) % 12]} ${places[(i * 3) % 5]}` });
-  const req = (o: number) => ({ domain: 'd', history: [0, 1, 2, 3, 4].map((i) => item(i + o)), candidates: Array.from({ length: 20 }, (_, i) => item(i + 5 + o)) });
+  const item = (i: number) => ({
+    itemId: `s${i}`,
+    title: `The ${adjectives[i % 10]} ${nouns[(i * 7) % 12]} ${places[(i * 3) % 5]}`,
+  });
+  const req = (o: number) => ({
+    domain: 'd',
+    history: [0, 1, 2, 3, 4].map((i) => item(i + o)),
+    candidates: Array.from({ length: 20 }, (_, i) => item(i + 5 + o)),
+  });
   const { encodePrompt } = await import('@cprec/training');
   const e = encodePrompt({ ...req(0), target: item(5) }, rec.settings);
-  console.log('prompt tokens', e.inputIds.length, 'history kept', e.historyItemIds.length, 'title tokens', e.titleTokens);
+  console.log(
+    'prompt tokens',
+    e.inputIds.length,
+    'history kept',
+    e.historyItemIds.length,
+    'title tokens',
+    e.titleTokens,
+  );
   for (let i = 0; i < 5; i++) rec.rank(req(i));
   for (const bs of [1, 4, 8]) {
     const n = 24 / bs;
@@ -24,15 +40,30 @@ async function main() {
     const cpu = process.cpuUsage();
     for (let i = 0; i < n; i++) rec.rankBatch(Array.from({ length: bs }, (_, j) => req(i + j)));
     const used = process.cpuUsage(cpu);
-    console.log(`batch ${bs}: ${((performance.now() - t) / 24).toFixed(1)} ms/request wall, ${((used.user + used.system) / 1000 / 24).toFixed(1)} ms/request CPU`);
+    console.log(
+      `batch ${bs}: ${((performance.now() - t) / 24).toFixed(1)} ms/request wall, ${((used.user + used.system) / 1000 / 24).toFixed(1)} ms/request CPU`,
+    );
   }
   if (process.env.PROFILE) {
-    const p = await tf.profile(() => { rec.rank(req(0)); });
+    const p = await tf.profile(() => {
+      rec.rank(req(0));
+    });
     const agg = new Map<string, number>();
     for (const k of p.kernels) agg.set(k.name, (agg.get(k.name) ?? 0) + (k.kernelTimeMs as number));
-    const top = [...p.kernels].sort((a, b) => (b.kernelTimeMs as number) - (a.kernelTimeMs as number)).slice(0, 12);
-    for (const k of top) console.log(k.name, (k.kernelTimeMs as number).toFixed(2), JSON.stringify(k.inputShapes));
-    console.log([...agg].sort((a, b) => b[1] - a[1]).slice(0, 15).map(([k, v]) => `${k}:${v.toFixed(1)}`).join(' '), 'kernels', p.kernels.length);
+    const top = [...p.kernels]
+      .sort((a, b) => (b.kernelTimeMs as number) - (a.kernelTimeMs as number))
+      .slice(0, 12);
+    for (const k of top)
+      console.log(k.name, (k.kernelTimeMs as number).toFixed(2), JSON.stringify(k.inputShapes));
+    console.log(
+      [...agg]
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, 15)
+        .map(([k, v]) => `${k}:${v.toFixed(1)}`)
+        .join(' '),
+      'kernels',
+      p.kernels.length,
+    );
   }
 }
 main();

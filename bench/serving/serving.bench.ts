@@ -29,7 +29,14 @@ import {
   sql,
 } from '@cprec/clickhouse';
 import { TOPICS, type AdapterEvent } from '@cprec/contracts';
-import { attachLora, LlamaModel, loadLlama2cCheckpoint, mulberry32, saveLoraAdapter, sha256File } from '@cprec/lm';
+import {
+  attachLora,
+  LlamaModel,
+  loadLlama2cCheckpoint,
+  mulberry32,
+  saveLoraAdapter,
+  sha256File,
+} from '@cprec/lm';
 import { createKafka, kafkaSettingsFromEnv } from '@cprec/messaging';
 import { randomPort, startService, type RunningService } from '../../test/support/service-process';
 import type { LoadConfig, LoadResult } from './load-generator';
@@ -127,16 +134,28 @@ async function main(opts: Options): Promise<void> {
   await runMigrations(settings);
   const ch = createClickHouse(settings);
   const items = catalogue(200);
-  await new ItemRepository(ch).upsertBatch(items.map((i) => ({ ...i, domain: DOMAIN, attributes: {}, updated_at_ms: 1_000 })));
+  await new ItemRepository(ch).upsertBatch(
+    items.map((i) => ({ ...i, domain: DOMAIN, attributes: {}, updated_at_ms: 1_000 })),
+  );
 
   log('attaching and saving a LoRA r=8 adapter on stories260K');
   const model = new LlamaModel(loadLlama2cCheckpoint(MODEL));
   attachLora(model, { rank: 8, alpha: 16, dropout: 0 }, 1);
   const rand = mulberry32(2);
   for (const [name, v] of model.loraVariables())
-    if (name.endsWith('lora_B')) v.assign(tf.tensor(Float32Array.from({ length: v.size }, () => (rand() - 0.5) * 0.04), v.shape));
+    if (name.endsWith('lora_B'))
+      v.assign(
+        tf.tensor(
+          Float32Array.from({ length: v.size }, () => (rand() - 0.5) * 0.04),
+          v.shape,
+        ),
+      );
   const adapterDir = join(home, 'adapter-src');
-  saveLoraAdapter(model, adapterDir, { baseModelId: 'stories260K.bin', baseChecksum: await sha256File(MODEL), lineage: { bench: true } });
+  saveLoraAdapter(model, adapterDir, {
+    baseModelId: 'stories260K.bin',
+    baseChecksum: await sha256File(MODEL),
+    lineage: { bench: true },
+  });
   model.dispose();
   const record = await store.put('adapters/bench-lora-r8', adapterDir);
 
@@ -155,7 +174,8 @@ async function main(opts: Options): Promise<void> {
       SERVING_BASE_MODEL: MODEL,
       SERVING_TOKENIZER: TOKENIZER,
     };
-    for (const [k, v] of Object.entries(process.env)) if (k.startsWith('SERVING_') && v !== undefined) servingEnv[k] = v;
+    for (const [k, v] of Object.entries(process.env))
+      if (k.startsWith('SERVING_') && v !== undefined) servingEnv[k] = v;
     serving = await startService('serving', port, servingEnv, 'SERVING_PORT', 180_000);
     const event: AdapterEvent = {
       kind: 'promoted',
@@ -167,7 +187,10 @@ async function main(opts: Options): Promise<void> {
       reasons: ['bench'],
       ts: Date.now(),
     };
-    await producer.send({ topic: TOPICS.adapters, messages: [{ key: event.adapter_id, value: JSON.stringify(event) }] });
+    await producer.send({
+      topic: TOPICS.adapters,
+      messages: [{ key: event.adapter_id, value: JSON.stringify(event) }],
+    });
     for (let i = 0; ; i++) {
       const current = (await (await fetch(`${url}/v1/adapter`)).json()) as { adapter_id: string };
       if (current.adapter_id === 'bench-lora-r8') break;
@@ -198,7 +221,9 @@ async function main(opts: Options): Promise<void> {
       if (i >= 10) sequential.push(performance.now() - t);
     }
     sequential.sort((a, b) => a - b);
-    log(`sequential (one at a time): p50 ${round(percentile(sequential, 50))} ms, p99 ${round(percentile(sequential, 99))} ms`);
+    log(
+      `sequential (one at a time): p50 ${round(percentile(sequential, 50))} ms, p99 ${round(percentile(sequential, 99))} ms`,
+    );
 
     const steps = [];
     for (const [rate, durationS] of [
@@ -209,8 +234,18 @@ async function main(opts: Options): Promise<void> {
       const load = avgLoad();
       const cpuBefore = cpuSecondsOf(serving.child.pid!);
       log(`step: ${rate} req/s for ${durationS} s (load average ${load})`);
-      const result = await runLoad({ url, rate, durationS, maxRequests: opts.maxRequests, bodies, timeoutMs: 10_000 });
-      const step = { ...summarise(result, cpuSecondsOf(serving.child.pid!) - cpuBefore), load_average_1m: load };
+      const result = await runLoad({
+        url,
+        rate,
+        durationS,
+        maxRequests: opts.maxRequests,
+        bodies,
+        timeoutMs: 10_000,
+      });
+      const step = {
+        ...summarise(result, cpuSecondsOf(serving.child.pid!) - cpuBefore),
+        load_average_1m: load,
+      };
       log(
         `  ${step.rps} req/s answered, p50 ${step.p50_ms} ms, p95 ${step.p95_ms} ms, p99 ${step.p99_ms} ms, errors ${step.errors}, serving CPU ${step.serving_cpu_ms_per_request} ms/request`,
       );
@@ -232,19 +267,33 @@ async function main(opts: Options): Promise<void> {
       p95_ms: main?.p95_ms ?? null,
       p99_ms: main?.p99_ms ?? null,
       errors: steps.reduce((n, s) => n + s.errors, 0),
-      target: { rps: 50, p99_ms: 50, met: main ? main.p99_ms <= 50 && main.errors === 0 && main.offered_rps >= 50 : false },
+      target: {
+        rps: 50,
+        p99_ms: 50,
+        met: main ? main.p99_ms <= 50 && main.errors === 0 && main.offered_rps >= 50 : false,
+      },
       sequential_p50_ms: round(percentile(sequential, 50)),
       sequential_p99_ms: round(percentile(sequential, 99)),
       mean_batch_size: batchCount > 0 ? round(batchSum / batchCount, 2) : null,
       steps,
       machine: { cpus: cpus().length, load_average_1m_end: avgLoad(), node: process.version },
-      serving_env: Object.fromEntries(Object.entries(servingEnv).filter(([k]) => k.startsWith('SERVING_') && k !== 'SERVING_GROUP_ID')),
+      serving_env: Object.fromEntries(
+        Object.entries(servingEnv).filter(([k]) => k.startsWith('SERVING_') && k !== 'SERVING_GROUP_ID'),
+      ),
       measured_at: new Date().toISOString(),
     };
     mkdirSync(dirname(resolve(opts.out)), { recursive: true });
     writeFileSync(resolve(opts.out), JSON.stringify(result, null, 2) + '\n');
     log(`wrote ${opts.out}`);
-    process.stdout.write(JSON.stringify({ rps: result.rps, p50_ms: result.p50_ms, p95_ms: result.p95_ms, p99_ms: result.p99_ms, errors: result.errors }) + '\n');
+    process.stdout.write(
+      JSON.stringify({
+        rps: result.rps,
+        p50_ms: result.p50_ms,
+        p95_ms: result.p95_ms,
+        p99_ms: result.p99_ms,
+        errors: result.errors,
+      }) + '\n',
+    );
   } finally {
     await serving?.stop();
     await producer.disconnect();

@@ -3,9 +3,22 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Kafka } from 'kafkajs';
 import type { InteractionEvent, ItemEvent } from '@cprec/contracts';
-import { datasetReplaySource, KafkaReplaySink, ReplayRunner, replayProgressPath, syntheticDataset, ProgressStore, ReplayProgress } from '@cprec/datasets';
+import {
+  datasetReplaySource,
+  KafkaReplaySink,
+  ReplayRunner,
+  replayProgressPath,
+  syntheticDataset,
+  ProgressStore,
+  ReplayProgress,
+} from '@cprec/datasets';
 import { createKafka, createReliableProducer, ensureTopics, kafkaSettingsFromEnv } from '@cprec/messaging';
-import { planReplay, replayCommand, ReplayCommandOptions, SYNTHETIC_START_MS } from '../../cli/src/commands/replay.command';
+import {
+  planReplay,
+  replayCommand,
+  ReplayCommandOptions,
+  SYNTHETIC_START_MS,
+} from '../../cli/src/commands/replay.command';
 
 /** The options `cprec replay` parses from these arguments, without running it. */
 async function replayArgs(args: string[]): Promise<ReplayCommandOptions> {
@@ -45,7 +58,10 @@ interface Consumed {
 }
 
 /** Reads both topics from the beginning until the expected counts arrived (or the deadline). */
-async function consumeAll(topics: { interactions: string; items: string }, expected: { interactions: number; items: number }): Promise<Consumed> {
+async function consumeAll(
+  topics: { interactions: string; items: string },
+  expected: { interactions: number; items: number },
+): Promise<Consumed> {
   const consumer = kafka.consumer({ groupId: `replay-test-${runId}-${Math.random().toString(36).slice(2)}` });
   const consumed: Consumed = { interactions: [], items: [] };
   await consumer.connect();
@@ -56,12 +72,19 @@ async function consumeAll(topics: { interactions: string; items: string }, expec
         const value = JSON.parse(message.value!.toString('utf8')) as unknown;
         if (topic === topics.items) consumed.items.push(value as ItemEvent);
         else {
-          consumed.interactions.push({ event: value as InteractionEvent, partition, key: message.key?.toString('utf8') });
+          consumed.interactions.push({
+            event: value as InteractionEvent,
+            partition,
+            key: message.key?.toString('utf8'),
+          });
         }
       },
     });
     const deadline = Date.now() + 60_000;
-    while (Date.now() < deadline && (consumed.interactions.length < expected.interactions || consumed.items.length < expected.items)) {
+    while (
+      Date.now() < deadline &&
+      (consumed.interactions.length < expected.interactions || consumed.items.length < expected.items)
+    ) {
       await new Promise((r) => setTimeout(r, 200));
     }
     // Linger briefly so that any surplus (duplicates) would also arrive and fail the count.
@@ -80,7 +103,8 @@ function expectExactlyTheStream(consumed: Consumed, expected: InteractionEvent[]
   expect(new Set(ids)).toEqual(new Set(expected.map((e) => e.event_id)));
   // Per user: one partition, and the order of the stream (event time, then seq).
   const expectedOrder = new Map<string, string[]>();
-  for (const e of expected) expectedOrder.set(e.user_id, [...(expectedOrder.get(e.user_id) ?? []), e.event_id]);
+  for (const e of expected)
+    expectedOrder.set(e.user_id, [...(expectedOrder.get(e.user_id) ?? []), e.event_id]);
   const seenOrder = new Map<string, string[]>();
   const partitionOf = new Map<string, number>();
   for (const { event, partition, key } of consumed.interactions) {
@@ -92,7 +116,9 @@ function expectExactlyTheStream(consumed: Consumed, expected: InteractionEvent[]
   expect(seenOrder).toEqual(expectedOrder);
 }
 
-async function expectedStream(config: Parameters<typeof syntheticDataset>[0]): Promise<{ interactions: InteractionEvent[]; items: number }> {
+async function expectedStream(
+  config: Parameters<typeof syntheticDataset>[0],
+): Promise<{ interactions: InteractionEvent[]; items: number }> {
   const interactions: InteractionEvent[] = [];
   let items = 0;
   for await (const record of datasetReplaySource([syntheticDataset(config)]).records()) {
@@ -113,34 +139,78 @@ describe('replay into Kafka', () => {
     const producer = createReliableProducer(kafka);
     await producer.connect();
     try {
-      const summary = await new ReplayRunner(new KafkaReplaySink(producer, topics), new MemoryStore()).run(datasetReplaySource([syntheticDataset(config)]), {
-        key: 'it',
-        batchSize: 250,
-      });
+      const summary = await new ReplayRunner(new KafkaReplaySink(producer, topics), new MemoryStore()).run(
+        datasetReplaySource([syntheticDataset(config)]),
+        {
+          key: 'it',
+          batchSize: 250,
+        },
+      );
       expect(summary.outcome).toBe('completed');
     } finally {
       await producer.disconnect();
     }
     const expected = await expectedStream(config);
-    expectExactlyTheStream(await consumeAll(topics, { interactions: expected.interactions.length, items: expected.items }), expected.interactions, expected.items);
+    expectExactlyTheStream(
+      await consumeAll(topics, { interactions: expected.interactions.length, items: expected.items }),
+      expected.interactions,
+      expected.items,
+    );
   }, 120_000);
 
   it('cprec replay: SIGINT mid-stream, then --resume, delivers the stream with no duplicates and no gaps', async () => {
-    const topics = { interactions: `test.replay-cli.${runId}.interactions`, items: `test.replay-cli.${runId}.items` };
-    const args = ['--synthetic', '--users', '300', '--seed', '5', '--interactions-topic', topics.interactions, '--items-topic', topics.items, '--brokers', settings.brokers, '--batch-size', '100', '--rate-cap', '1500', '--no-progress'];
+    const topics = {
+      interactions: `test.replay-cli.${runId}.interactions`,
+      items: `test.replay-cli.${runId}.items`,
+    };
+    const args = [
+      '--synthetic',
+      '--users',
+      '300',
+      '--seed',
+      '5',
+      '--interactions-topic',
+      topics.interactions,
+      '--items-topic',
+      topics.items,
+      '--brokers',
+      settings.brokers,
+      '--batch-size',
+      '100',
+      '--rate-cap',
+      '1500',
+      '--no-progress',
+    ];
     // The key the command derives from these arguments names its progress file.
     const startMs = SYNTHETIC_START_MS;
     const { key } = planReplay(await replayArgs(args), { CPREC_KAFKA_BROKERS: settings.brokers });
     const progressFile = replayProgressPath(key, ROOT);
-    const readProgress = (): ReplayProgress | null => (existsSync(progressFile) ? (JSON.parse(readFileSync(progressFile, 'utf8')) as ReplayProgress) : null);
+    const readProgress = (): ReplayProgress | null =>
+      existsSync(progressFile) ? (JSON.parse(readFileSync(progressFile, 'utf8')) as ReplayProgress) : null;
 
-    const runCli = (extra: string[], interruptAfter: number | null): Promise<{ code: number | null; stdout: string; stderr: string }> =>
+    const runCli = (
+      extra: string[],
+      interruptAfter: number | null,
+    ): Promise<{ code: number | null; stdout: string; stderr: string }> =>
       new Promise((resolvePromise, reject) => {
-        const child = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', '-r', 'tsconfig-paths/register', 'cli/src/main.ts', 'replay', ...args, ...extra], {
-          cwd: ROOT,
-          env: { ...process.env, KAFKAJS_NO_PARTITIONER_WARNING: '1' },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        });
+        const child = spawn(
+          process.execPath,
+          [
+            '-r',
+            'ts-node/register/transpile-only',
+            '-r',
+            'tsconfig-paths/register',
+            'cli/src/main.ts',
+            'replay',
+            ...args,
+            ...extra,
+          ],
+          {
+            cwd: ROOT,
+            env: { ...process.env, KAFKAJS_NO_PARTITIONER_WARNING: '1' },
+            stdio: ['ignore', 'pipe', 'pipe'],
+          },
+        );
         let stdout = '';
         let stderr = '';
         child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -162,7 +232,13 @@ describe('replay into Kafka', () => {
       });
 
     try {
-      const expected = await expectedStream({ seed: 5, users: 300, domains: ['games', 'beauty', 'books'], eventsPerUser: 20, startMs });
+      const expected = await expectedStream({
+        seed: 5,
+        users: 300,
+        domains: ['games', 'beauty', 'books'],
+        eventsPerUser: 20,
+        startMs,
+      });
       const total = expected.items + expected.interactions.length;
 
       const first = await runCli([], 1500);
@@ -179,7 +255,11 @@ describe('replay into Kafka', () => {
       expect(second.stdout).toContain(`skipped     ${afterInterrupt.acknowledged}`);
       expect(readProgress()).toMatchObject({ acknowledged: total, done: true });
 
-      expectExactlyTheStream(await consumeAll(topics, { interactions: expected.interactions.length, items: expected.items }), expected.interactions, expected.items);
+      expectExactlyTheStream(
+        await consumeAll(topics, { interactions: expected.interactions.length, items: expected.items }),
+        expected.interactions,
+        expected.items,
+      );
     } finally {
       rmSync(progressFile, { force: true });
     }

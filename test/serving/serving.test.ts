@@ -34,7 +34,20 @@ const database = uniqueName('cprec_it_serving');
 const settings = testClickHouseSettings(database);
 const home = mkdtempSync(join(tmpdir(), 'cprec-serving-it-'));
 const store = new LocalArtefactStore(join(home, 'artefacts'));
-const WORDS = ['red', 'blue', 'green', 'fast', 'slow', 'bright', 'soft', 'loud', 'tiny', 'grand', 'old', 'new'];
+const WORDS = [
+  'red',
+  'blue',
+  'green',
+  'fast',
+  'slow',
+  'bright',
+  'soft',
+  'loud',
+  'tiny',
+  'grand',
+  'old',
+  'new',
+];
 const DOMAIN = 'books';
 const ITEMS = Array.from({ length: 12 }, (_, i) => ({
   item_id: `${DOMAIN}-${i}`,
@@ -83,27 +96,53 @@ const recommend = async (body: unknown): Promise<RecommendBody> => {
   return json as unknown as RecommendBody;
 };
 
-const explicit = { history: ['books-1', 'books-2'], domain: DOMAIN, candidate_ids: ['books-5', 'books-6', 'books-7'], k: 3 };
+const explicit = {
+  history: ['books-1', 'books-2'],
+  domain: DOMAIN,
+  candidate_ids: ['books-5', 'books-6', 'books-7'],
+  k: 3,
+};
 
 /** The trainer's tiny base: a word tokenizer over the catalogue titles and seeded random weights. */
 async function putTinyBase(): Promise<{ sha256: string; model: LlamaModel }> {
   const titles = ITEMS.map((i) => i.title).sort();
   const dir = mkdtempSync(join(tmpdir(), 'cprec-tiny-'));
-  writeFileSync(join(dir, 'tiny-model.json'), JSON.stringify({ format: 'cprec-tiny-random/1', config: TINY_CONFIG, seed: 1, titles }));
+  writeFileSync(
+    join(dir, 'tiny-model.json'),
+    JSON.stringify({ format: 'cprec-tiny-random/1', config: TINY_CONFIG, seed: 1, titles }),
+  );
   const record = await store.put('base-models/tiny-random', dir);
   rmSync(dir, { recursive: true, force: true });
   const tokenizer = WordTokenizer.forTitles(titles);
-  return { sha256: record.sha256, model: new LlamaModel(randomWeights({ ...TINY_CONFIG, vocabSize: tokenizer.vocabSize }, 1)) };
+  return {
+    sha256: record.sha256,
+    model: new LlamaModel(randomWeights({ ...TINY_CONFIG, vocabSize: tokenizer.vocabSize }, 1)),
+  };
 }
 
 /** A LoRA adapter on the tiny base with random non-zero B (so it changes scores), stored as an artefact. */
-async function putAdapter(model: LlamaModel, baseSha256: string, key: string, seed: number): Promise<ArtefactRecord> {
+async function putAdapter(
+  model: LlamaModel,
+  baseSha256: string,
+  key: string,
+  seed: number,
+): Promise<ArtefactRecord> {
   attachLora(model, { rank: 2, alpha: 4, dropout: 0 }, seed);
   const rand = mulberry32(seed);
   for (const [name, v] of model.loraVariables())
-    if (name.endsWith('lora_B')) v.assign(tf.tensor(Float32Array.from({ length: v.size }, () => rand() - 0.5), v.shape));
+    if (name.endsWith('lora_B'))
+      v.assign(
+        tf.tensor(
+          Float32Array.from({ length: v.size }, () => rand() - 0.5),
+          v.shape,
+        ),
+      );
   const dir = mkdtempSync(join(tmpdir(), 'cprec-adapter-'));
-  saveLoraAdapter(model, dir, { baseModelId: 'tiny-random', baseChecksum: baseSha256, lineage: { round_id: key } });
+  saveLoraAdapter(model, dir, {
+    baseModelId: 'tiny-random',
+    baseChecksum: baseSha256,
+    lineage: { round_id: key },
+  });
   const record = await store.put(key, dir);
   rmSync(dir, { recursive: true, force: true });
   return record;
@@ -128,7 +167,9 @@ beforeAll(async () => {
   await runMigrations(settings);
   ch = createClickHouse(settings);
   control = new ControlPlaneRepository(ch);
-  await new ItemRepository(ch).upsertBatch(ITEMS.map((i) => ({ ...i, domain: DOMAIN, attributes: {}, updated_at_ms: 1_000 })));
+  await new ItemRepository(ch).upsertBatch(
+    ITEMS.map((i) => ({ ...i, domain: DOMAIN, attributes: {}, updated_at_ms: 1_000 })),
+  );
   const rows = [];
   for (let u = 0; u < 8; u++)
     for (let k = 0; k < 6; k++)
@@ -195,7 +236,9 @@ describe('serving actor', () => {
   });
 
   it('reads the history of a user id and lets the first stage propose items the user does not have', async () => {
-    const [sequence] = (await new SequenceStore(ch).readDomainSequences(DOMAIN)).filter((s) => s.userId === 'u0');
+    const [sequence] = (await new SequenceStore(ch).readDomainSequences(DOMAIN)).filter(
+      (s) => s.userId === 'u0',
+    );
     const body = await recommend({ user_id: 'u0', domain: DOMAIN, k: 3, n_candidates: 5 });
     expect(['sasrec', 'popularity']).toContain(body.first_stage);
     expect(body.items.length).toBeGreaterThan(0);
@@ -225,7 +268,11 @@ describe('serving actor', () => {
   it('hot-swaps to a promoted adapter, refuses a corrupted one and keeps serving, rolls back over HTTP and Kafka', async () => {
     const before = await recommend(explicit);
     await promote('it-a1', adapterA);
-    const swapped = await eventually(() => recommend(explicit), (b) => b.adapter_id === 'it-a1', 'switch to it-a1');
+    const swapped = await eventually(
+      () => recommend(explicit),
+      (b) => b.adapter_id === 'it-a1',
+      'switch to it-a1',
+    );
     expect(swapped.adapter_version).toBe(adapterA.sha256.slice(0, 12));
     // The adapter changes the model: same request, different scores.
     const scoreOf = (b: RecommendBody, id: string) => b.items.find((i) => i.item_id === id)!.score;
@@ -255,15 +302,26 @@ describe('serving actor', () => {
       requested_by: 'integration-test',
       ts: Date.now(),
     };
-    await producer.send({ topic: TOPICS.servingCommands, messages: [{ key: command.command_id, value: JSON.stringify(command) }] });
-    await eventually(() => recommend(explicit), (b) => b.adapter_id === 'it-a1', 'rollback to it-a1 over Kafka');
+    await producer.send({
+      topic: TOPICS.servingCommands,
+      messages: [{ key: command.command_id, value: JSON.stringify(command) }],
+    });
+    await eventually(
+      () => recommend(explicit),
+      (b) => b.adapter_id === 'it-a1',
+      'rollback to it-a1 over Kafka',
+    );
 
     const events = await control.listServingEvents();
     const kinds = events.map((e) => `${e.event}:${e.adapter_id}`);
-    expect(kinds).toEqual(expect.arrayContaining(['switch:it-a1', 'load_failed:it-bad', 'rollback:base', 'rollback:it-a1']));
+    expect(kinds).toEqual(
+      expect.arrayContaining(['switch:it-a1', 'load_failed:it-bad', 'rollback:base', 'rollback:it-a1']),
+    );
     expect((await control.currentServingAdapter())?.adapter_id).toBe('it-a1');
     const metrics = await (await fetch(`${url}/metrics`)).text();
-    expect(metrics).toMatch(/cprec_serving_adapter_info\{adapter_id="it-a1",adapter_version="[0-9a-f]{12}"[^}]*\} 1/);
+    expect(metrics).toMatch(
+      /cprec_serving_adapter_info\{adapter_id="it-a1",adapter_version="[0-9a-f]{12}"[^}]*\} 1/,
+    );
     expect(metrics).toMatch(/cprec_serving_errors_total\{route="recommend",status="400"[^}]*\} [1-9]/);
     expect(metrics).toMatch(/cprec_serving_request_duration_seconds_bucket/);
   });

@@ -193,7 +193,7 @@ export function register(program: Command): void {
           throw new Error(`round ended as ${round?.state ?? 'unknown'}: ${round?.message ?? ''}`);
 
         // Evaluation and promotion happen in the evaluator; wait for the gate's decision.
-        let evaluations: Array<Record<string, unknown>> = [];
+        const evaluations: Array<Record<string, unknown>> = [];
         for (let i = 0; i < 300 && evaluations.length === 0; i++) {
           const adapters = await json<Array<{ adapter_id: string; round_id: string }>>(
             `${operator}/v1/adapters`,

@@ -24,7 +24,8 @@ import {
 function int(name: string) {
   return (v: string): number => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
+    if (!Number.isInteger(n) || n < 0)
+      throw new InvalidArgumentError(`${name} must be a non-negative integer`);
     return n;
   };
 }
@@ -53,7 +54,9 @@ interface EvalFlags {
 export function register(program: Command): void {
   program
     .command('eval')
-    .description('evaluate a model/adapter on a domain test split: HR@1, Valid Ratio, HR@k, NDCG@k per sparsity bucket')
+    .description(
+      'evaluate a model/adapter on a domain test split: HR@1, Valid Ratio, HR@k, NDCG@k per sparsity bucket',
+    )
     .requiredOption('--checkpoint <path>', 'base model: llama2.c .bin or Hugging Face directory')
     .requiredOption('--tokenizer <file>', 'llama2.c tokenizer.bin or Hugging Face tokenizer.json')
     .option('--adapter <dir>', 'LoRA adapter directory (none: zero-shot base model)')
@@ -76,7 +79,10 @@ export function register(program: Command): void {
       try {
         let hybrid = null;
         if (flags.adapter) {
-          const checksum = existsSync(flags.checkpoint) && !flags.checkpoint.endsWith('/') ? await sha256File(flags.checkpoint).catch(() => undefined) : undefined;
+          const checksum =
+            existsSync(flags.checkpoint) && !flags.checkpoint.endsWith('/')
+              ? await sha256File(flags.checkpoint).catch(() => undefined)
+              : undefined;
           loadLoraAdapter(model, flags.adapter, checksum ? { expectedBaseChecksum: checksum } : {});
           const sftDir = dirname(flags.adapter);
           if (existsSync(join(sftDir, PROJECTOR_FILE)) && existsSync(join(sftDir, ITEM_EMBEDDINGS_FILE))) {
@@ -96,7 +102,10 @@ export function register(program: Command): void {
           model,
           tokenizer,
           examples: split.test,
-          budget: { maxTokens: Math.min(flags.maxTokens, model.config.maxSeqLen), maxTitleTokens: flags.maxTitleTokens },
+          budget: {
+            maxTokens: Math.min(flags.maxTokens, model.config.maxSeqLen),
+            maxTitleTokens: flags.maxTitleTokens,
+          },
           style: hybrid ? 'hybrid' : 'text',
           placeholderId: 0,
           hybrid,
@@ -105,7 +114,9 @@ export function register(program: Command): void {
             if (done % 25 === 0 || done === total) process.stderr.write(`  ${done}/${total}\n`);
           },
         });
-        process.stdout.write(flags.json ? JSON.stringify(report, null, 2) + '\n' : formatReport(report) + '\n');
+        process.stdout.write(
+          flags.json ? JSON.stringify(report, null, 2) + '\n' : formatReport(report) + '\n',
+        );
       } finally {
         projector?.dispose();
         model.dispose();

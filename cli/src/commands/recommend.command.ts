@@ -53,7 +53,10 @@ export function register(program: Command): void {
     .requiredOption('--domain <domain>', 'target domain')
     .option('--user <userId>', 'user whose stored history is used')
     .option('--history <ids>', 'explicit history: comma-separated item ids, oldest first')
-    .option('--candidates <ids>', 'comma-separated candidate item ids to re-rank (default: first stage proposes)')
+    .option(
+      '--candidates <ids>',
+      'comma-separated candidate item ids to re-rank (default: first stage proposes)',
+    )
     .option('-k <n>', 'items to return', '10')
     .option('--n-candidates <n>', 'first-stage candidates when --candidates is absent')
     .option('--json', 'print JSON')

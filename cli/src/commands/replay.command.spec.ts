@@ -26,7 +26,19 @@ describe('cprec replay arguments', () => {
   });
 
   it('collects repeated --dataset, parses numbers and applies defaults', async () => {
-    const options = await parse(['--dataset', 'a', '--dataset', 'b', '--speed', '2.5', '--rate-cap', '1000', '--limit', '50', '--resume']);
+    const options = await parse([
+      '--dataset',
+      'a',
+      '--dataset',
+      'b',
+      '--speed',
+      '2.5',
+      '--rate-cap',
+      '1000',
+      '--limit',
+      '50',
+      '--resume',
+    ]);
     expect(options).toMatchObject({
       dataset: ['a', 'b'],
       speed: 2.5,
@@ -66,10 +78,17 @@ describe('planReplay', () => {
     try {
       const dir = join(root, 'amazon2018-game');
       mkdirSync(join(dir, 'derived'), { recursive: true });
-      writeFileSync(join(dir, 'derived', 'user2item.jsonl.gz'), gzipSync('{"user_id":1,"item_ids":[2],"timestamps":[3]}\n'));
+      writeFileSync(
+        join(dir, 'derived', 'user2item.jsonl.gz'),
+        gzipSync('{"user_id":1,"item_ids":[2],"timestamps":[3]}\n'),
+      );
       writeFileSync(join(dir, 'derived', 'item2title.jsonl.gz'), gzipSync('{"item_id":2,"title":"x"}\n'));
-      expect(planReplay(await parse(['--dataset', dir]), {}).datasets.map((d) => [d.name, d.format])).toEqual([['amazon2018-game', 'seqrec-jsonl']]);
-      expect(planReplay(await parse(['--dataset', dir, '--synthetic']), {}).datasets.map((d) => d.format)).toEqual(['seqrec-jsonl', 'synthetic']);
+      expect(planReplay(await parse(['--dataset', dir]), {}).datasets.map((d) => [d.name, d.format])).toEqual(
+        [['amazon2018-game', 'seqrec-jsonl']],
+      );
+      expect(
+        planReplay(await parse(['--dataset', dir, '--synthetic']), {}).datasets.map((d) => d.format),
+      ).toEqual(['seqrec-jsonl', 'synthetic']);
       const defaults = await parse([]);
       expect(() => planReplay({ ...defaults, dataset: [root] }, {})).toThrow(/unknown dataset layout/);
     } finally {

@@ -14,7 +14,13 @@ import {
   ReplaySummary,
   syntheticDataset,
 } from '@cprec/datasets';
-import { createKafka, createReliableProducer, defaultTopicSpecs, ensureTopics, kafkaSettingsFromEnv } from '@cprec/messaging';
+import {
+  createKafka,
+  createReliableProducer,
+  defaultTopicSpecs,
+  ensureTopics,
+  kafkaSettingsFromEnv,
+} from '@cprec/messaging';
 
 /** Synthetic replays start on this date so a given seed always yields the same stream. */
 export const SYNTHETIC_START_MS = Date.UTC(2023, 0, 1);
@@ -82,12 +88,28 @@ export function replayCommand(action: (options: ReplayCommandOptions) => Promise
     .option('--synthetic', 'replay the seeded synthetic generator (the default when no --dataset is given)')
     .option('--users <n>', 'synthetic: number of users', positiveInt, 1000)
     .option('--seed <s>', 'synthetic: random seed', integer, 42)
-    .option('--domains <list>', 'synthetic: comma-separated domains (games,beauty,books,toys,sports)', 'games,beauty,books')
+    .option(
+      '--domains <list>',
+      'synthetic: comma-separated domains (games,beauty,books,toys,sports)',
+      'games,beauty,books',
+    )
     .option('--events-per-user <n>', 'synthetic: mean interactions per user', positiveNumber, 20)
-    .option('--drift-after-days <d>', 'synthetic: tastes rotate this many days after the start', positiveNumber)
-    .addOption(new Option('--speed <daysPerSecond>', 'event-time days replayed per wall-clock second').argParser(positiveNumber).conflicts('asFastAsPossible'))
+    .option(
+      '--drift-after-days <d>',
+      'synthetic: tastes rotate this many days after the start',
+      positiveNumber,
+    )
+    .addOption(
+      new Option('--speed <daysPerSecond>', 'event-time days replayed per wall-clock second')
+        .argParser(positiveNumber)
+        .conflicts('asFastAsPossible'),
+    )
     .option('--as-fast-as-possible', 'no event-time pacing (the default)')
-    .option('--rate-cap <eventsPerSecond>', 'never send more than this many events per second', positiveNumber)
+    .option(
+      '--rate-cap <eventsPerSecond>',
+      'never send more than this many events per second',
+      positiveNumber,
+    )
     .option('--limit <n>', 'stop after the first n records of the stream (items count too)', positiveInt)
     .option('--resume', 'continue after the records an interrupted run with the same arguments had delivered')
     .option('--brokers <list>', 'Kafka bootstrap servers (default: $CPREC_KAFKA_BROKERS or 127.0.0.1:19092)')
@@ -119,10 +141,14 @@ export function planReplay(options: ReplayCommandOptions, env: NodeJS.ProcessEnv
   const syntheticConfig = {
     seed: options.seed,
     users: options.users,
-    domains: options.domains.split(',').map((d) => d.trim()).filter(Boolean),
+    domains: options.domains
+      .split(',')
+      .map((d) => d.trim())
+      .filter(Boolean),
     eventsPerUser: options.eventsPerUser,
     startMs,
-    driftAtMs: options.driftAfterDays === undefined ? null : startMs + Math.round(options.driftAfterDays * 86_400_000),
+    driftAtMs:
+      options.driftAfterDays === undefined ? null : startMs + Math.round(options.driftAfterDays * 86_400_000),
   };
   if (useSynthetic) datasets.push(syntheticDataset(syntheticConfig));
   const brokers = options.brokers ?? kafkaSettingsFromEnv('cprec-replay', env).brokers;
@@ -167,7 +193,17 @@ async function replay(options: ReplayCommandOptions): Promise<void> {
   process.on('SIGINT', onSigint);
   process.on('SIGTERM', onSigint);
 
-  const bar = options.progress && process.stderr.isTTY ? new SingleBar({ format: ' {bar} {percentage}% | {value}/{total} | {rate} ev/s | ETA {eta_formatted}', etaBuffer: 50, stream: process.stderr }, Presets.shades_classic) : null;
+  const bar =
+    options.progress && process.stderr.isTTY
+      ? new SingleBar(
+          {
+            format: ' {bar} {percentage}% | {value}/{total} | {rate} ev/s | ETA {eta_formatted}',
+            etaBuffer: 50,
+            stream: process.stderr,
+          },
+          Presets.shades_classic,
+        )
+      : null;
   let started = false;
   let lastLog = 0;
   const onProgress = (stats: ReplayStats): void => {
@@ -180,12 +216,17 @@ async function replay(options: ReplayCommandOptions): Promise<void> {
       bar.update(stats.position, { rate: Math.round(stats.eventsPerSecond) });
     } else if (stats.elapsedMs - lastLog >= 5000) {
       lastLog = stats.elapsedMs;
-      process.stderr.write(`replay: ${stats.position}${stats.total === null ? '' : `/${stats.total}`} records, ${Math.round(stats.eventsPerSecond)} events/s\n`);
+      process.stderr.write(
+        `replay: ${stats.position}${stats.total === null ? '' : `/${stats.total}`} records, ${Math.round(stats.eventsPerSecond)} events/s\n`,
+      );
     }
   };
 
   try {
-    const runner = new ReplayRunner(new KafkaReplaySink(producer, { interactions: options.interactionsTopic, items: options.itemsTopic }), new FileProgressStore(progressFile));
+    const runner = new ReplayRunner(
+      new KafkaReplaySink(producer, { interactions: options.interactionsTopic, items: options.itemsTopic }),
+      new FileProgressStore(progressFile),
+    );
     const summary = await runner.run(datasetReplaySource(datasets), {
       key,
       batchSize: options.batchSize,

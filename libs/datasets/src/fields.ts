@@ -21,7 +21,8 @@ export function idField(row: Row, key: string, where: string): string {
 
 export function numberValue(value: unknown, where: string): number {
   if (typeof value === 'number' && Number.isFinite(value)) return value;
-  if (typeof value === 'string' && value.trim() !== '' && Number.isFinite(Number(value))) return Number(value);
+  if (typeof value === 'string' && value.trim() !== '' && Number.isFinite(Number(value)))
+    return Number(value);
   throw new Error(`${where}: must be a number`);
 }
 

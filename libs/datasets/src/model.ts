@@ -1,7 +1,13 @@
 import type { InteractionEvent, ItemEvent } from '@cprec/contracts';
 
 /** The on-disk layouts cprec can read; `openDataset` detects them from a folder's files. */
-export const DATASET_FORMATS = ['seqrec-jsonl', 'amazon2014-linked', 'recbole', 'amazon-raw-json', 'synthetic'] as const;
+export const DATASET_FORMATS = [
+  'seqrec-jsonl',
+  'amazon2014-linked',
+  'recbole',
+  'amazon-raw-json',
+  'synthetic',
+] as const;
 export type DatasetFormat = (typeof DATASET_FORMATS)[number];
 
 /**

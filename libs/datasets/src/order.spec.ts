@@ -38,18 +38,27 @@ function perUserStream(users: number, perUser: number): InteractionEvent[] {
 describe('global event-time order', () => {
   it('orders ties by user then seq', () => {
     const events = [ev('b', 5, 0), ev('a', 5, 2), ev('a', 5, 1), ev('a', 1, 9)];
-    expect([...events].sort(compareInteractions).map((e) => e.event_id)).toEqual(['e-a-9', 'e-a-1', 'e-a-2', 'e-b-0']);
+    expect([...events].sort(compareInteractions).map((e) => e.event_id)).toEqual([
+      'e-a-9',
+      'e-a-1',
+      'e-a-2',
+      'e-b-0',
+    ]);
   });
 
   it('k-way merges ordered streams', async () => {
-    const merged = await collect(mergeByTime([from([ev('a', 1, 0), ev('a', 4, 1)]), from([]), from([ev('b', 2, 0), ev('b', 4, 1)])]));
+    const merged = await collect(
+      mergeByTime([from([ev('a', 1, 0), ev('a', 4, 1)]), from([]), from([ev('b', 2, 0), ev('b', 4, 1)])]),
+    );
     expect(merged.map((e) => e.event_id)).toEqual(['e-a-0', 'e-b-0', 'e-a-1', 'e-b-1']);
   });
 
   it('external sort through temporary runs equals an in-memory sort and reports the count', async () => {
     const input = perUserStream(37, 23);
     let counted = -1;
-    const sorted = await collect(timeOrderedInteractions(from(input), { chunkSize: 50, onCounted: (n) => (counted = n) }));
+    const sorted = await collect(
+      timeOrderedInteractions(from(input), { chunkSize: 50, onCounted: (n) => (counted = n) }),
+    );
     expect(counted).toBe(input.length);
     expect(sorted).toEqual([...input].sort(compareInteractions));
     const inMemory = await collect(timeOrderedInteractions(from(input), { chunkSize: 10_000 }));

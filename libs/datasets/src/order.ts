@@ -61,7 +61,9 @@ class MinHeap<T> {
  * k-way merge of streams that are each already in event-time order into one ordered stream.
  * Holds one pending event per stream. Equal events keep stream order (earlier stream first).
  */
-export async function* mergeByTime(streams: readonly AsyncIterable<InteractionEvent>[]): AsyncGenerator<InteractionEvent> {
+export async function* mergeByTime(
+  streams: readonly AsyncIterable<InteractionEvent>[],
+): AsyncGenerator<InteractionEvent> {
   interface Head {
     event: InteractionEvent;
     source: number;

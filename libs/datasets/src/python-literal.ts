@@ -31,15 +31,35 @@ export function parsePythonLiteral(text: string): PyValue {
         const next = text[pos + 1];
         pos += 2;
         switch (next) {
-          case 'n': out += '\n'; break;
-          case 't': out += '\t'; break;
-          case 'r': out += '\r'; break;
-          case '0': out += '\0'; break;
-          case 'x': out += String.fromCharCode(parseInt(text.slice(pos, pos + 2), 16)); pos += 2; break;
-          case 'u': out += String.fromCharCode(parseInt(text.slice(pos, pos + 4), 16)); pos += 4; break;
-          case 'U': out += String.fromCodePoint(parseInt(text.slice(pos, pos + 8), 16)); pos += 8; break;
-          case undefined: fail('unterminated escape'); break;
-          default: out += next; // \\ \' \" and unknown escapes keep the character
+          case 'n':
+            out += '\n';
+            break;
+          case 't':
+            out += '\t';
+            break;
+          case 'r':
+            out += '\r';
+            break;
+          case '0':
+            out += '\0';
+            break;
+          case 'x':
+            out += String.fromCharCode(parseInt(text.slice(pos, pos + 2), 16));
+            pos += 2;
+            break;
+          case 'u':
+            out += String.fromCharCode(parseInt(text.slice(pos, pos + 4), 16));
+            pos += 4;
+            break;
+          case 'U':
+            out += String.fromCodePoint(parseInt(text.slice(pos, pos + 8), 16));
+            pos += 8;
+            break;
+          case undefined:
+            fail('unterminated escape');
+            break;
+          default:
+            out += next; // \\ \' \" and unknown escapes keep the character
         }
         continue;
       }
@@ -93,13 +113,19 @@ export function parsePythonLiteral(text: string): PyValue {
     if (ch === '[') return parseSequence(']');
     if (ch === '(') return parseSequence(')');
     if (ch === "'" || ch === '"') return parseString();
-    for (const [word, value] of [['True', true], ['False', false], ['None', null]] as const) {
+    for (const [word, value] of [
+      ['True', true],
+      ['False', false],
+      ['None', null],
+    ] as const) {
       if (text.startsWith(word, pos)) {
         pos += word.length;
         return value;
       }
     }
-    const number = /^[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|inf|nan)/u.exec(text.slice(pos, pos + 64));
+    const number = /^[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|inf|nan)/u.exec(
+      text.slice(pos, pos + 64),
+    );
     if (number) {
       pos += number[0].length;
       return Number(number[0].replace('inf', 'Infinity').replace('nan', 'NaN'));

@@ -24,7 +24,10 @@ export interface DatasetSpec {
 /** Which layout a folder holds, judged by its file names. */
 export function detectFormat(path: string): Exclude<DatasetFormat, 'synthetic'> {
   if (!existsSync(path) || !statSync(path).isDirectory()) throw new Error(`${path}: not a folder`);
-  if (existsSync(join(path, 'derived', 'interactions.jsonl.gz')) && existsSync(join(path, 'derived', 'items.jsonl.gz'))) {
+  if (
+    existsSync(join(path, 'derived', 'interactions.jsonl.gz')) &&
+    existsSync(join(path, 'derived', 'items.jsonl.gz'))
+  ) {
     return 'amazon2014-linked';
   }
   if (existsSync(join(path, 'derived', 'user2item.jsonl.gz'))) return 'seqrec-jsonl';
@@ -41,10 +44,15 @@ export function detectFormat(path: string): Exclude<DatasetFormat, 'synthetic'> 
  * JSON dump (`reviews_*` for 2014, `<Category>.json[.gz]` / `<Category>_5.json[.gz]` for 2018).
  */
 function amazonRawFiles(path: string): { reviews: string; meta?: string } {
-  const dumps = readdirSync(path).filter((f) => /\.json(\.gz)?$/u.test(f)).sort();
+  const dumps = readdirSync(path)
+    .filter((f) => /\.json(\.gz)?$/u.test(f))
+    .sort();
   const meta = dumps.find((f) => f.startsWith('meta'));
   const reviews = dumps.filter((f) => f !== meta);
-  if (reviews.length !== 1) throw new Error(`${path}: expected exactly one reviews dump besides meta_*, found ${reviews.join(', ') || 'none'}`);
+  if (reviews.length !== 1)
+    throw new Error(
+      `${path}: expected exactly one reviews dump besides meta_*, found ${reviews.join(', ') || 'none'}`,
+    );
   return { reviews: join(path, reviews[0]!), ...(meta ? { meta: join(path, meta) } : {}) };
 }
 
@@ -57,15 +65,36 @@ export function openDataset(spec: DatasetSpec): Dataset {
   const common = platform === undefined ? {} : { platform };
   switch (format) {
     case 'seqrec-jsonl':
-      return seqRecJsonlDataset({ dir: path, dataset: name, domain: spec.domain ?? domainSlug(name), ...common });
+      return seqRecJsonlDataset({
+        dir: path,
+        dataset: name,
+        domain: spec.domain ?? domainSlug(name),
+        ...common,
+      });
     case 'amazon2014-linked':
-      return amazon2014LinkedDataset({ dir: path, dataset: name, ...(spec.domains ? { domains: spec.domains } : {}), ...common });
+      return amazon2014LinkedDataset({
+        dir: path,
+        dataset: name,
+        ...(spec.domains ? { domains: spec.domains } : {}),
+        ...common,
+      });
     case 'recbole': {
       const prefix = detectRecBolePrefix(path);
       if (!prefix) throw new Error(`${path}: no RecBole .inter file found`);
-      return recBoleDataset({ dir: path, prefix, dataset: name, domain: spec.domain ?? domainSlug(prefix), ...common });
+      return recBoleDataset({
+        dir: path,
+        prefix,
+        dataset: name,
+        domain: spec.domain ?? domainSlug(prefix),
+        ...common,
+      });
     }
     case 'amazon-raw-json':
-      return amazonRawDataset({ ...amazonRawFiles(path), dataset: name, domain: spec.domain ?? domainSlug(name), ...common });
+      return amazonRawDataset({
+        ...amazonRawFiles(path),
+        dataset: name,
+        domain: spec.domain ?? domainSlug(name),
+        ...common,
+      });
   }
 }

@@ -34,7 +34,9 @@ describe('eventId', () => {
 
 describe('parsePythonLiteral', () => {
   it('parses the 2014 metadata subset', () => {
-    expect(parsePythonLiteral(`{'a': [1, -2.5e3, (True, False, None)], "b": 'it\\'s \\u00e9\\x41', 'c': {}}`)).toEqual({
+    expect(
+      parsePythonLiteral(`{'a': [1, -2.5e3, (True, False, None)], "b": 'it\\'s \\u00e9\\x41', 'c': {}}`),
+    ).toEqual({
       a: [1, -2500, [true, false, null]],
       b: "it's éA",
       c: {},

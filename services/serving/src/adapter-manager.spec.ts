@@ -1,4 +1,10 @@
-import { AdapterManager, BASE_REF, RollbackRefusedError, type AdapterRef, type ServingEvent } from './adapter-manager';
+import {
+  AdapterManager,
+  BASE_REF,
+  RollbackRefusedError,
+  type AdapterRef,
+  type ServingEvent,
+} from './adapter-manager';
 
 /** A loaded "model" that knows whether it was released. */
 class FakeModel {
@@ -9,7 +15,11 @@ class FakeModel {
   }
 }
 
-const ref = (id: string): AdapterRef => ({ adapterId: id, uri: `file:///store/${id}/@content`, sha256: id.padEnd(64, '0') });
+const ref = (id: string): AdapterRef => ({
+  adapterId: id,
+  uri: `file:///store/${id}/@content`,
+  sha256: id.padEnd(64, '0'),
+});
 
 function setup(opts: { corrupted?: Set<string>; registry?: Map<string, AdapterRef> } = {}) {
   const events: ServingEvent[] = [];
@@ -19,7 +29,8 @@ function setup(opts: { corrupted?: Set<string>; registry?: Map<string, AdapterRe
   const manager = new AdapterManager<FakeModel>({
     load: async (r) => {
       loads.push(r.adapterId);
-      if (corrupted.has(r.adapterId)) throw new Error(`artefact "${r.adapterId}" is corrupted and was refused`);
+      if (corrupted.has(r.adapterId))
+        throw new Error(`artefact "${r.adapterId}" is corrupted and was refused`);
       return new FakeModel(r.adapterId);
     },
     record: async (e) => void events.push(e),
@@ -38,7 +49,9 @@ describe('AdapterManager (hot swap and rollback)', () => {
     expect(outcome).toEqual({ ok: true, adapterId: 'a1', previousAdapterId: 'base', changed: true });
     expect(manager.current()!.ref.adapterId).toBe('a1');
     expect(base.disposed).toBe(true);
-    expect(events.map((e) => [e.event, e.adapter_id, e.previous_adapter_id])).toEqual([['switch', 'a1', 'base']]);
+    expect(events.map((e) => [e.event, e.adapter_id, e.previous_adapter_id])).toEqual([
+      ['switch', 'a1', 'base'],
+    ]);
     expect(manager.historyIds()).toEqual(['base']);
   });
 
@@ -78,7 +91,11 @@ describe('AdapterManager (hot swap and rollback)', () => {
     const { manager } = setup({ registry });
     await manager.start(BASE_REF);
     for (const id of ['a1', 'a2', 'a3']) await manager.promote(ref(id));
-    expect(await manager.rollback('a1')).toMatchObject({ ok: true, adapterId: 'a1', previousAdapterId: 'a3' });
+    expect(await manager.rollback('a1')).toMatchObject({
+      ok: true,
+      adapterId: 'a1',
+      previousAdapterId: 'a3',
+    });
     expect(manager.historyIds()).toEqual(['base']);
     expect(await manager.rollback('old')).toMatchObject({ ok: true, adapterId: 'old' });
     expect(manager.historyIds()).toEqual(['base']);

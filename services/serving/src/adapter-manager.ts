@@ -95,7 +95,12 @@ export class AdapterManager<T extends Disposable> {
       if (previous) this.history.push(previous);
       this.replace(ref, loaded.value);
       await this.record('switch', ref.adapterId, previous?.adapterId ?? '', 'promoted');
-      return { ok: true, adapterId: ref.adapterId, previousAdapterId: previous?.adapterId ?? '', changed: true };
+      return {
+        ok: true,
+        adapterId: ref.adapterId,
+        previousAdapterId: previous?.adapterId ?? '',
+        changed: true,
+      };
     });
   }
 
@@ -123,8 +128,11 @@ export class AdapterManager<T extends Disposable> {
           target = this.history[at];
         } else {
           const resolved =
-            toAdapterId === BASE_REF.adapterId ? BASE_REF : ((await this.ports.resolve?.(toAdapterId)) ?? null);
-          if (!resolved) throw new RollbackRefusedError(`unknown adapter "${toAdapterId}": cannot roll back to it`);
+            toAdapterId === BASE_REF.adapterId
+              ? BASE_REF
+              : ((await this.ports.resolve?.(toAdapterId)) ?? null);
+          if (!resolved)
+            throw new RollbackRefusedError(`unknown adapter "${toAdapterId}": cannot roll back to it`);
           keep = this.history.length;
           target = resolved;
         }
@@ -134,7 +142,12 @@ export class AdapterManager<T extends Disposable> {
       this.history.length = keep;
       this.replace(target, loaded.value);
       await this.record('rollback', target.adapterId, previous?.adapterId ?? '', reason);
-      return { ok: true, adapterId: target.adapterId, previousAdapterId: previous?.adapterId ?? '', changed: true };
+      return {
+        ok: true,
+        adapterId: target.adapterId,
+        previousAdapterId: previous?.adapterId ?? '',
+        changed: true,
+      };
     });
   }
 

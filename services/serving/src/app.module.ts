@@ -1,5 +1,10 @@
 import { Module } from '@nestjs/common';
-import { clickHouseSettingsFromEnv, createClickHouse, ensureDatabase, runMigrations } from '@cprec/clickhouse';
+import {
+  clickHouseSettingsFromEnv,
+  createClickHouse,
+  ensureDatabase,
+  runMigrations,
+} from '@cprec/clickhouse';
 import { HealthRegistry, ObservabilityModule } from '@cprec/service-common';
 import { loadServingConfig, SERVING_CONFIG } from './config';
 import { ServingController } from './serving.controller';
@@ -23,9 +28,16 @@ import { CLICKHOUSE, ServingService } from './serving.service';
     {
       provide: 'SERVING_HEALTH_REGISTRATION',
       inject: [HealthRegistry, ServingService, CLICKHOUSE],
-      useFactory: (health: HealthRegistry, serving: ServingService, ch: ReturnType<typeof createClickHouse>) => {
+      useFactory: (
+        health: HealthRegistry,
+        serving: ServingService,
+        ch: ReturnType<typeof createClickHouse>,
+      ) => {
         health.register(serving);
-        health.register({ name: 'clickhouse', check: async () => ((await ch.ping()) ? null : 'ping failed') });
+        health.register({
+          name: 'clickhouse',
+          check: async () => ((await ch.ping()) ? null : 'ping failed'),
+        });
         return true;
       },
     },

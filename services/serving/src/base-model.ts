@@ -1,7 +1,13 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { ArtefactStore } from '@cprec/artefacts';
-import { loadLlama2cCheckpoint, Llama2cTokenizer, randomWeights, sha256File, type LlamaConfig } from '@cprec/lm';
+import {
+  loadLlama2cCheckpoint,
+  Llama2cTokenizer,
+  randomWeights,
+  sha256File,
+  type LlamaConfig,
+} from '@cprec/lm';
 import type { BaseModel } from '@cprec/training';
 import { WordTokenizer } from '@cprec/training/testing';
 import type { ServingConfig } from './config';
@@ -45,7 +51,9 @@ export async function loadServingBase(config: ServingConfig, artefacts: Artefact
   let record = await artefacts.stat(TINY_MODEL_KEY);
   while (!record) {
     if (Date.now() > deadline)
-      throw new Error(`the tiny-random base model (${TINY_MODEL_KEY}) is not in the artefact store; start the trainer first`);
+      throw new Error(
+        `the tiny-random base model (${TINY_MODEL_KEY}) is not in the artefact store; start the trainer first`,
+      );
     await sleep(1_000);
     record = await artefacts.stat(TINY_MODEL_KEY);
   }

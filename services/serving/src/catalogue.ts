@@ -1,10 +1,4 @@
-import {
-  ClickHouse,
-  DOMAIN_SEQUENCES_TABLE,
-  ident,
-  ItemRepository,
-  sql,
-} from '@cprec/clickhouse';
+import { ClickHouse, DOMAIN_SEQUENCES_TABLE, ident, ItemRepository, sql } from '@cprec/clickhouse';
 
 /**
  * Read side of the catalogue and the sequences for serving: item titles (cached in memory for
@@ -61,7 +55,8 @@ export class ServingCatalogue {
   async warm(domain: string): Promise<number> {
     const now = this.now();
     const all = await retryOnReset(() => this.items.get(domain));
-    for (const item of all) this.titles.set(`${domain}\u0000${item.item_id}`, { title: item.title, atMs: now });
+    for (const item of all)
+      this.titles.set(`${domain}\u0000${item.item_id}`, { title: item.title, atMs: now });
     return all.length;
   }
 

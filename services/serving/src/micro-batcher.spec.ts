@@ -12,7 +12,10 @@ describe('MicroBatcher', () => {
     );
     const results = await Promise.all([1, 2, 3, 4, 5].map((x) => batcher.submit(x)));
     expect(results).toEqual([10, 20, 30, 40, 50]);
-    expect(batches).toEqual([[1, 2, 3], [4, 5]]);
+    expect(batches).toEqual([
+      [1, 2, 3],
+      [4, 5],
+    ]);
   });
 
   it('collects requests arriving within the window', async () => {

@@ -44,5 +44,7 @@ export function parseBody<S extends z.ZodType>(schema: S, body: unknown): Parsed
   if (body === undefined || body === null || typeof body !== 'object' || Array.isArray(body))
     return { ok: false, message: 'the body must be a JSON object (Content-Type: application/json)' };
   const result = schema.safeParse(body);
-  return result.success ? { ok: true, value: result.data } : { ok: false, message: describeIssues(result.error) };
+  return result.success
+    ? { ok: true, value: result.data }
+    : { ok: false, message: describeIssues(result.error) };
 }

@@ -61,7 +61,11 @@ export class ServingController {
           502,
           `adapter ${outcome.adapterId} failed to load (${outcome.error}); ${this.serving.serving?.adapterId ?? 'the current adapter'} keeps serving`,
         );
-      return { adapter_id: outcome.adapterId, previous_adapter_id: outcome.previousAdapterId, changed: outcome.changed };
+      return {
+        adapter_id: outcome.adapterId,
+        previous_adapter_id: outcome.previousAdapterId,
+        changed: outcome.changed,
+      };
     });
   }
 

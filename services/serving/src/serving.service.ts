@@ -15,7 +15,12 @@ import {
 import { selectBackend } from '@cprec/lm';
 import { createKafka, defaultTopicSpecs, ensureTopics } from '@cprec/messaging';
 import { HealthCheck, METRICS_REGISTRY } from '@cprec/service-common';
-import { RecommenderRuntime, type LoadedRecommender, type RankRequest, type ScoredCandidate } from '@cprec/training';
+import {
+  RecommenderRuntime,
+  type LoadedRecommender,
+  type RankRequest,
+  type ScoredCandidate,
+} from '@cprec/training';
 import { AdapterManager, BASE_REF, type AdapterRef, type SwitchOutcome } from './adapter-manager';
 import { loadServingBase } from './base-model';
 import { ServingCatalogue } from './catalogue';
@@ -89,7 +94,14 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
       refreshMs: config.SERVING_FIRST_STAGE_REFRESH_MS,
       minSequencesForSasrec: config.SERVING_SASREC_MIN_SEQUENCES,
       fitBudgetMs: config.SERVING_SASREC_FIT_BUDGET_MS,
-      sasrec: { hiddenDim: 32, maxLen: 20, numBlocks: 1, numHeads: 1, epochs: config.SERVING_SASREC_EPOCHS, batchSize: 64 },
+      sasrec: {
+        hiddenDim: 32,
+        maxLen: 20,
+        numBlocks: 1,
+        numHeads: 1,
+        epochs: config.SERVING_SASREC_EPOCHS,
+        batchSize: 64,
+      },
       onError: (m) => this.logger.warn(m),
       onBuilt: (domain, what) => this.logger.log(`first stage for ${domain}: ${what}`),
     });
@@ -104,7 +116,11 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
   get serving(): { adapterId: string; adapterVersion: string; history: string[] } | null {
     const current = this.manager?.current();
     if (!current || !this.manager) return null;
-    return { adapterId: current.ref.adapterId, adapterVersion: this.versionOf(current.ref), history: this.manager.historyIds() };
+    return {
+      adapterId: current.ref.adapterId,
+      adapterVersion: this.versionOf(current.ref),
+      history: this.manager.historyIds(),
+    };
   }
 
   private versionOf(ref: AdapterRef): string {
@@ -126,7 +142,8 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
       record: async (e) => {
         this.metrics.adapterLoads.inc({ outcome: e.event });
         if (e.event === 'load_failed') this.logger.error(`adapter ${e.adapter_id} refused: ${e.detail}`);
-        else this.logger.log(`${e.event}: ${e.previous_adapter_id || '(none)'} → ${e.adapter_id} (${e.detail})`);
+        else
+          this.logger.log(`${e.event}: ${e.previous_adapter_id || '(none)'} → ${e.adapter_id} (${e.detail})`);
         await this.controlPlane.insertServingEvent(e);
       },
       resolve: (id) => this.resolveAdapter(id),
@@ -140,7 +157,11 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
       ...(c.SERVING_QUEUE_DEADLINE_MS > 0
         ? {
             maxQueueMs: c.SERVING_QUEUE_DEADLINE_MS,
-            shed: (ms: number) => new ServingError(503, `overloaded: the request waited ${Math.round(ms)} ms for the model; retry later`),
+            shed: (ms: number) =>
+              new ServingError(
+                503,
+                `overloaded: the request waited ${Math.round(ms)} ms for the model; retry later`,
+              ),
           }
         : {}),
     });
@@ -161,7 +182,9 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
           this.logger.log(`resumed serving adapter ${ref.adapterId}`);
           return;
         } catch (err) {
-          this.logger.error(`could not resume adapter ${last.adapter_id}: ${(err as Error).message}; serving the base model`);
+          this.logger.error(
+            `could not resume adapter ${last.adapter_id}: ${(err as Error).message}; serving the base model`,
+          );
         }
       }
     }
@@ -192,7 +215,9 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
     const dir = await this.artefacts.localPath(key); // re-hashes; throws ArtefactIntegrityError
     const record = await this.artefacts.stat(key);
     if (!record || record.sha256 !== ref.sha256)
-      throw new Error(`artefact ${key} has sha256 ${record?.sha256 ?? '(none)'}, the promotion announced ${ref.sha256}`);
+      throw new Error(
+        `artefact ${key} has sha256 ${record?.sha256 ?? '(none)'}, the promotion announced ${ref.sha256}`,
+      );
     const loaded = runtime.load(dir, { adapterId: ref.adapterId });
     try {
       loaded.smokeTest();
@@ -244,12 +269,17 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
         if (!command.ok) return this.logger.warn(`serving command refused: ${command.reason}`);
         if (Date.now() - command.value.ts > this.config.SERVING_COMMAND_MAX_AGE_MS)
           return this.logger.warn(`serving command ${command.value.command_id} is too old; ignored`);
-        await this.rollback(command.value.to_adapter_id, `${command.value.requested_by} (${command.value.command_id})`).catch(
-          (err: Error) => this.logger.warn(`rollback ${command.value.command_id} refused: ${err.message}`),
+        await this.rollback(
+          command.value.to_adapter_id,
+          `${command.value.requested_by} (${command.value.command_id})`,
+        ).catch((err: Error) =>
+          this.logger.warn(`rollback ${command.value.command_id} refused: ${err.message}`),
         );
       },
     });
-    this.logger.log(`consuming ${TOPICS.adapters}, ${TOPICS.servingCommands} as group ${this.config.SERVING_GROUP_ID}`);
+    this.logger.log(
+      `consuming ${TOPICS.adapters}, ${TOPICS.servingCommands} as group ${this.config.SERVING_GROUP_ID}`,
+    );
   }
 
   async switchTo(ref: AdapterRef): Promise<SwitchOutcome> {
@@ -285,7 +315,10 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
     if (!history) {
       history = await this.catalogue.userHistory(req.domain, req.user_id!);
       if (!history)
-        throw new ServingError(404, `user "${req.user_id}" has no history in domain "${req.domain}"; pass an explicit history`);
+        throw new ServingError(
+          404,
+          `user "${req.user_id}" has no history in domain "${req.domain}"; pass an explicit history`,
+        );
     }
     let candidateIds: string[];
     let firstStage: RecommendResponse['first_stage'];
@@ -313,7 +346,10 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
     if (explicitHistory) {
       const unknown = history.filter((id) => !titles.has(id));
       if (unknown.length > 0)
-        throw new ServingError(400, `history: unknown items in domain "${req.domain}": ${unknown.slice(0, 10).join(', ')}`);
+        throw new ServingError(
+          400,
+          `history: unknown items in domain "${req.domain}": ${unknown.slice(0, 10).join(', ')}`,
+        );
     }
     const scored = await this.batcher.submit({
       domain: req.domain,

@@ -27,7 +27,9 @@ export function parseAmazonLine(line: string, where: string): Row {
     try {
       return asRow(parsePythonLiteral(line), where);
     } catch (pyError) {
-      throw new Error(`${where}: neither JSON (${(jsonError as Error).message}) nor a Python literal (${(pyError as Error).message})`);
+      throw new Error(
+        `${where}: neither JSON (${(jsonError as Error).message}) nor a Python literal (${(pyError as Error).message})`,
+      );
     }
   }
 }
@@ -49,7 +51,14 @@ export function amazonRawDataset(options: AmazonRawOptions): Dataset {
       const userId = idField(row, 'reviewerID', where);
       const itemId = idField(row, 'asin', where);
       const ts = secondsToMs(numberField(row, 'unixReviewTime', where));
-      const event: InteractionEvent = { event_id: eventId(dataset, userId, itemId, ts, seq), user_id: userId, item_id: itemId, domain, ts, seq };
+      const event: InteractionEvent = {
+        event_id: eventId(dataset, userId, itemId, ts, seq),
+        user_id: userId,
+        item_id: itemId,
+        domain,
+        ts,
+        seq,
+      };
       if (platform !== undefined) event.platform = platform;
       yield event;
       seq++;

@@ -79,8 +79,13 @@ describe('SeqRecBenchmark JSONL layout', () => {
 
   it('reports misaligned lists with the file position', async () => {
     const dir = writeFolder();
-    writeFileSync(join(dir, 'derived', 'user2item.jsonl.gz'), jsonl([{ user_id: 1, item_ids: [1, 2], timestamps: [0] }]));
-    await expect(collect(openDataset({ path: dir }).interactions())).rejects.toThrow(/user2item\.jsonl\.gz:1: item_ids has 2 entries but timestamps has 1/);
+    writeFileSync(
+      join(dir, 'derived', 'user2item.jsonl.gz'),
+      jsonl([{ user_id: 1, item_ids: [1, 2], timestamps: [0] }]),
+    );
+    await expect(collect(openDataset({ path: dir }).interactions())).rejects.toThrow(
+      /user2item\.jsonl\.gz:1: item_ids has 2 entries but timestamps has 1/,
+    );
   });
 });
 
@@ -127,8 +132,14 @@ describe('RecBole atomic files', () => {
   it('reads a plain .inter with timestamps and a .item with a title column', async () => {
     const dir = join(root, 'ml');
     mkdirSync(dir);
-    writeFileSync(join(dir, 'ml.inter'), 'user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t10\t5\t1000\n2\t11\t3\t999.5\n');
-    writeFileSync(join(dir, 'ml.item'), 'item_id:token\tmovie_title:token_seq\tyear:token\n10\tHeat &amp; Dust\t1995\n11\tAlien\t1979\n');
+    writeFileSync(
+      join(dir, 'ml.inter'),
+      'user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t10\t5\t1000\n2\t11\t3\t999.5\n',
+    );
+    writeFileSync(
+      join(dir, 'ml.item'),
+      'item_id:token\tmovie_title:token_seq\tyear:token\n10\tHeat &amp; Dust\t1995\n11\tAlien\t1979\n',
+    );
     const ds = openDataset({ path: dir });
     expect(ds.format).toBe('recbole');
     const events = await collect(ds.interactions());
@@ -146,7 +157,9 @@ describe('RecBole atomic files', () => {
     const dir = join(root, 'x');
     mkdirSync(dir);
     writeFileSync(join(dir, 'x.inter'), 'user_id:token\titem_id:token\na\t1\nb\t2\na\t3\n');
-    const events = await collect(recBoleDataset({ dir, dataset: 'x', domain: 'x', syntheticStartMs: 0 }).interactions());
+    const events = await collect(
+      recBoleDataset({ dir, dataset: 'x', domain: 'x', syntheticStartMs: 0 }).interactions(),
+    );
     expect(events.map((e) => [e.user_id, e.item_id, e.ts])).toEqual([
       ['x:a', '1', 0],
       ['x:b', '2', 0],
@@ -163,7 +176,10 @@ describe('RecBole atomic files', () => {
     writeFileSync(join(dir, 'Scientific.test.inter'), header + '0\t0 1 2 3\t1\n1\t2 0\t3\n');
     writeFileSync(join(dir, 'Scientific.item2index'), 'B00A\t0\nB00B\t1\nB00C\t2\nB00D\t3\n');
     writeFileSync(join(dir, 'Scientific.user2index'), 'AUSER0\t0\nAUSER1\t1\n');
-    writeFileSync(join(dir, 'Scientific.text'), 'item_id:token\ttext:token_seq\nB00A\tSanding Roll. Industrial &amp; Scientific. ACME. \nB00B\tGloves. Safety. \n');
+    writeFileSync(
+      join(dir, 'Scientific.text'),
+      'item_id:token\ttext:token_seq\nB00A\tSanding Roll. Industrial &amp; Scientific. ACME. \nB00B\tGloves. Safety. \n',
+    );
     const ds = openDataset({ path: dir, name: 'sci' });
     const events = await collect(ds.interactions());
     const day = 86_400_000;
@@ -192,7 +208,14 @@ describe('Amazon raw JSON dumps', () => {
     writeFileSync(
       join(dir, 'reviews_Beauty_5.json.gz'),
       jsonl([
-        { reviewerID: 'A2', asin: '0001', reviewerName: 'x', overall: 5, unixReviewTime: 1400000000, reviewTime: '05 13, 2014' },
+        {
+          reviewerID: 'A2',
+          asin: '0001',
+          reviewerName: 'x',
+          overall: 5,
+          unixReviewTime: 1400000000,
+          reviewTime: '05 13, 2014',
+        },
         { reviewerID: 'A1', asin: '0002', unixReviewTime: 1300000000 },
       ]),
     );
@@ -211,7 +234,12 @@ describe('Amazon raw JSON dumps', () => {
     ]);
     const items = await collect(ds.items());
     expect(items).toEqual([
-      { item_id: '0001', domain: 'beauty', title: 'Rose & Lily "Night" Cream', attributes: { brand: "L'Or" } },
+      {
+        item_id: '0001',
+        domain: 'beauty',
+        title: 'Rose & Lily "Night" Cream',
+        attributes: { brand: "L'Or" },
+      },
       { item_id: '0002', domain: 'beauty', title: 'Strict JSON Soap' },
     ]);
     expectValid(events, items);

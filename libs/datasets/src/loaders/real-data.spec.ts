@@ -12,7 +12,9 @@ const present = existsSync(DATA);
 const describeIfData = present ? describe : describe.skip;
 if (!present) process.stderr.write(`real-data.spec: ${DATA} is absent, skipping the real-dataset checks\n`);
 
-async function countDataset(path: string): Promise<{ interactions: number; users: number; items: number; titled: number; ordered: boolean }> {
+async function countDataset(
+  path: string,
+): Promise<{ interactions: number; users: number; items: number; titled: number; ordered: boolean }> {
   const ds = openDataset({ path });
   const users = new Set<string>();
   const items = new Set<string>();
@@ -34,11 +36,23 @@ async function countDataset(path: string): Promise<{ interactions: number; users
 describeIfData('real datasets in ../shared/data', () => {
   it('amazon2018-game matches SOURCE.md: 50,597 users, 16,874 items, 453,637 interactions, all titled', async () => {
     const counts = await countDataset(join(DATA, 'amazon2018-game'));
-    expect(counts).toEqual({ interactions: 453_637, users: 50_597, items: 16_874, titled: 16_874, ordered: true });
+    expect(counts).toEqual({
+      interactions: 453_637,
+      users: 50_597,
+      items: 16_874,
+      titled: 16_874,
+      ordered: true,
+    });
   }, 60_000);
 
   it('amazon2018-scientific-unisrec matches SOURCE.md: 8,442 users, 4,385 items, 59,384 interactions', async () => {
     const counts = await countDataset(join(DATA, 'amazon2018-scientific-unisrec'));
-    expect(counts).toEqual({ interactions: 59_384, users: 8_442, items: 4_385, titled: 4_385, ordered: true });
+    expect(counts).toEqual({
+      interactions: 59_384,
+      users: 8_442,
+      items: 4_385,
+      titled: 4_385,
+      ordered: true,
+    });
   }, 60_000);
 });

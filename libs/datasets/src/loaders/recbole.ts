@@ -47,7 +47,8 @@ export function detectRecBolePrefix(dir: string): string | null {
     const match = /^(.+?)(?:\.(?:train|valid|test))?\.inter$/u.exec(file);
     if (match?.[1]) prefixes.add(match[1]);
   }
-  if (prefixes.size > 1) throw new Error(`${dir}: several RecBole datasets (${[...prefixes].join(', ')}); pass a prefix`);
+  if (prefixes.size > 1)
+    throw new Error(`${dir}: several RecBole datasets (${[...prefixes].join(', ')}); pass a prefix`);
   return prefixes.size === 1 ? [...prefixes][0]! : null;
 }
 
@@ -83,12 +84,22 @@ export function recBoleDataset(options: RecBoleOptions): Dataset {
   const file = (suffix: string): string => join(dir, `${prefix}.${suffix}`);
 
   function makeEvent(userId: string, itemId: string, ts: number, seq: number): InteractionEvent {
-    const event: InteractionEvent = { event_id: eventId(dataset, userId, itemId, ts, seq), user_id: userId, item_id: itemId, domain, ts, seq };
+    const event: InteractionEvent = {
+      event_id: eventId(dataset, userId, itemId, ts, seq),
+      user_id: userId,
+      item_id: itemId,
+      domain,
+      ts,
+      seq,
+    };
     if (platform !== undefined) event.platform = platform;
     return event;
   }
 
-  async function* plainInteractions(users: Map<string, string> | null, items: Map<string, string> | null): AsyncGenerator<InteractionEvent> {
+  async function* plainInteractions(
+    users: Map<string, string> | null,
+    items: Map<string, string> | null,
+  ): AsyncGenerator<InteractionEvent> {
     const path = file('inter');
     let header: Header | null = null;
     let userCol = -1;
@@ -108,13 +119,15 @@ export function recBoleDataset(options: RecBoleOptions): Dataset {
       const cells = line.split('\t');
       const rawUser = cells[userCol]?.trim() ?? '';
       const rawItem = cells[itemCol]?.trim() ?? '';
-      if (rawUser === '' || rawItem === '') throw new Error(`${path}: row ${seq + 1} lacks a user or item id`);
+      if (rawUser === '' || rawItem === '')
+        throw new Error(`${path}: row ${seq + 1} lacks a user or item id`);
       const userId = users?.get(rawUser) ?? (users ? rawUser : `${dataset}:${rawUser}`);
       const itemId = items?.get(rawItem) ?? rawItem;
       let ts: number;
       if (tsCol >= 0) {
         const seconds = Number(cells[tsCol]);
-        if (!Number.isFinite(seconds)) throw new Error(`${path}: row ${seq + 1} has timestamp '${cells[tsCol]}'`);
+        if (!Number.isFinite(seconds))
+          throw new Error(`${path}: row ${seq + 1} has timestamp '${cells[tsCol]}'`);
         ts = secondsToMs(seconds);
       } else {
         const k = positionOfUser.get(userId) ?? 0;
@@ -125,7 +138,10 @@ export function recBoleDataset(options: RecBoleOptions): Dataset {
     }
   }
 
-  async function* sequentialInteractions(users: Map<string, string> | null, items: Map<string, string> | null): AsyncGenerator<InteractionEvent> {
+  async function* sequentialInteractions(
+    users: Map<string, string> | null,
+    items: Map<string, string> | null,
+  ): AsyncGenerator<InteractionEvent> {
     // Longest history+target per user, in order of first appearance (Map keeps insertion order).
     const longest = new Map<string, string[]>();
     for (const split of SPLITS) {
@@ -141,14 +157,16 @@ export function recBoleDataset(options: RecBoleOptions): Dataset {
           userCol = header.index('user_id');
           listCol = header.index('item_id_list');
           itemCol = header.index('item_id');
-          if (userCol < 0 || itemCol < 0) throw new Error(`${path}: header needs user_id and item_id columns`);
+          if (userCol < 0 || itemCol < 0)
+            throw new Error(`${path}: header needs user_id and item_id columns`);
           continue;
         }
         const cells = line.split('\t');
         const user = cells[userCol]?.trim() ?? '';
         const history = listCol >= 0 ? (cells[listCol] ?? '').trim().split(/\s+/u).filter(Boolean) : [];
         const target = cells[itemCol]?.trim() ?? '';
-        if (user === '' || target === '') throw new Error(`${path}: row lacks a user or target item: '${line}'`);
+        if (user === '' || target === '')
+          throw new Error(`${path}: row lacks a user or target item: '${line}'`);
         const sequence = [...history, target];
         const known = longest.get(user);
         if (!known || known.length < sequence.length) longest.set(user, sequence);
@@ -182,8 +200,11 @@ export function recBoleDataset(options: RecBoleOptions): Dataset {
         header = parseHeader(line);
         idCol = header.index('item_id');
         const rawHeader = line.split('\t');
-        titleCol = ['title', 'text', 'movie_title', 'name'].map((n) => header!.index(n)).find((i) => i >= 0) ?? rawHeader.findIndex((h) => h.endsWith(':token_seq'));
-        if (idCol < 0 || titleCol < 0) throw new Error(`${path}: header needs item_id and a title/text column`);
+        titleCol =
+          ['title', 'text', 'movie_title', 'name'].map((n) => header!.index(n)).find((i) => i >= 0) ??
+          rawHeader.findIndex((h) => h.endsWith(':token_seq'));
+        if (idCol < 0 || titleCol < 0)
+          throw new Error(`${path}: header needs item_id and a title/text column`);
         continue;
       }
       const cells = line.split('\t');

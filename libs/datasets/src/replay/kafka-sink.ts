@@ -23,12 +23,18 @@ export class KafkaReplaySink implements ReplaySink {
     const interactions: Message[] = [];
     const items: Message[] = [];
     for (const record of batch) {
-      if (record.kind === 'interaction') interactions.push({ key: record.event.user_id, value: JSON.stringify(record.event) });
-      else items.push({ key: `${record.event.domain}/${record.event.item_id}`, value: JSON.stringify(record.event) });
+      if (record.kind === 'interaction')
+        interactions.push({ key: record.event.user_id, value: JSON.stringify(record.event) });
+      else
+        items.push({
+          key: `${record.event.domain}/${record.event.item_id}`,
+          value: JSON.stringify(record.event),
+        });
     }
     const topicMessages: TopicMessages[] = [];
     if (items.length > 0) topicMessages.push({ topic: this.topics.items, messages: items });
-    if (interactions.length > 0) topicMessages.push({ topic: this.topics.interactions, messages: interactions });
+    if (interactions.length > 0)
+      topicMessages.push({ topic: this.topics.interactions, messages: interactions });
     if (topicMessages.length > 0) await this.producer.sendBatch({ acks: -1, topicMessages });
   }
 }

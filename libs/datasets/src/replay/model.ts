@@ -1,7 +1,8 @@
 import type { InteractionEvent, ItemEvent } from '@cprec/contracts';
 
 /** One message of a replay, in the order it must be sent. */
-export type ReplayRecord = { kind: 'item'; event: ItemEvent } | { kind: 'interaction'; event: InteractionEvent };
+export type ReplayRecord =
+  { kind: 'item'; event: ItemEvent } | { kind: 'interaction'; event: InteractionEvent };
 
 /** Where a replay goes. `send` resolves only once every record of the batch is acknowledged. */
 export interface ReplaySink {

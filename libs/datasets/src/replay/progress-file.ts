@@ -26,10 +26,19 @@ export class FileProgressStore implements ProgressStore {
       throw err;
     }
     const value = JSON.parse(text) as Partial<ReplayProgress>;
-    if (typeof value.key !== 'string' || typeof value.acknowledged !== 'number' || typeof value.done !== 'boolean') {
+    if (
+      typeof value.key !== 'string' ||
+      typeof value.acknowledged !== 'number' ||
+      typeof value.done !== 'boolean'
+    ) {
       throw new Error(`${this.path}: not a replay progress file`);
     }
-    return { key: value.key, acknowledged: value.acknowledged, done: value.done, updatedAt: String(value.updatedAt ?? '') };
+    return {
+      key: value.key,
+      acknowledged: value.acknowledged,
+      done: value.done,
+      updatedAt: String(value.updatedAt ?? ''),
+    };
   }
 
   async save(progress: ReplayProgress): Promise<void> {

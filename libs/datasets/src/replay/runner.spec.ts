@@ -15,7 +15,13 @@ class RecordingSink implements ReplaySink {
   readonly batches: ReplayRecord[][] = [];
   readonly sendTimes: number[] = [];
   calls = 0;
-  constructor(private readonly hooks: { onCall?: (call: number) => void; afterStore?: (call: number) => void; clock?: ReplayClock } = {}) {}
+  constructor(
+    private readonly hooks: {
+      onCall?: (call: number) => void;
+      afterStore?: (call: number) => void;
+      clock?: ReplayClock;
+    } = {},
+  ) {}
   get records(): ReplayRecord[] {
     return this.batches.flat();
   }
@@ -70,7 +76,8 @@ const ids = (records: readonly ReplayRecord[]): string[] =>
   records.map((r) => (r.kind === 'item' ? `item:${r.event.item_id}` : r.event.event_id));
 
 describe('ReplayRunner', () => {
-  const synthetic = () => datasetReplaySource([syntheticDataset({ seed: 3, users: 40, itemsPerDomain: 30, eventsPerUser: 10 })]);
+  const synthetic = () =>
+    datasetReplaySource([syntheticDataset({ seed: 3, users: 40, itemsPerDomain: 30, eventsPerUser: 10 })]);
 
   it('sends items first, then interactions in global time order, in bounded batches', async () => {
     const sink = new RecordingSink();
@@ -83,7 +90,13 @@ describe('ReplayRunner', () => {
     const times = records.flatMap((r) => (r.kind === 'interaction' ? [r.event.ts] : []));
     expect(times).toEqual([...times].sort((a, b) => a - b));
     expect(Math.max(...sink.batches.map((b) => b.length))).toBe(64);
-    expect(summary).toMatchObject({ outcome: 'completed', sent: records.length, skipped: 0, total: records.length, items: 90 });
+    expect(summary).toMatchObject({
+      outcome: 'completed',
+      sent: records.length,
+      skipped: 0,
+      total: records.length,
+      items: 90,
+    });
     expect(store.value).toMatchObject({ key: 'k', acknowledged: records.length, done: true });
   });
 
@@ -94,13 +107,21 @@ describe('ReplayRunner', () => {
     const store = new MemoryStore();
     const controller = new AbortController();
     const first = new RecordingSink({ onCall: (call) => call === 4 && controller.abort() });
-    const interrupted = await new ReplayRunner(first, store).run(synthetic(), { key: 'k', batchSize: 50, signal: controller.signal });
+    const interrupted = await new ReplayRunner(first, store).run(synthetic(), {
+      key: 'k',
+      batchSize: 50,
+      signal: controller.signal,
+    });
     expect(interrupted.outcome).toBe('interrupted');
     expect(interrupted.sent).toBe(200);
     expect(store.value).toMatchObject({ acknowledged: 200, done: false });
 
     const second = new RecordingSink();
-    const resumed = await new ReplayRunner(second, store).run(synthetic(), { key: 'k', batchSize: 50, resume: true });
+    const resumed = await new ReplayRunner(second, store).run(synthetic(), {
+      key: 'k',
+      batchSize: 50,
+      resume: true,
+    });
     expect(resumed).toMatchObject({ outcome: 'completed', skipped: 200 });
     expect([...ids(first.records), ...ids(second.records)]).toEqual(ids(full.records));
 
@@ -118,7 +139,9 @@ describe('ReplayRunner', () => {
         if (call === 3) throw new Error('process died');
       },
     });
-    await expect(new ReplayRunner(crashing, store).run(synthetic(), { key: 'k', batchSize: 40 })).rejects.toThrow('process died');
+    await expect(
+      new ReplayRunner(crashing, store).run(synthetic(), { key: 'k', batchSize: 40 }),
+    ).rejects.toThrow('process died');
     expect(store.value?.acknowledged).toBe(80);
     const rest = new RecordingSink();
     await new ReplayRunner(rest, store).run(synthetic(), { key: 'k', batchSize: 40, resume: true });
@@ -135,7 +158,9 @@ describe('ReplayRunner', () => {
     store.value = { key: 'other', acknowledged: 5, done: false, updatedAt: '' };
     const sink = new RecordingSink();
     const records = [1, 2, 3].map((i) => ({ kind: 'interaction' as const, event: interaction('u', i, i) }));
-    expect((await new ReplayRunner(sink, store).run(arraySource(records), { key: 'k', resume: true })).skipped).toBe(0);
+    expect(
+      (await new ReplayRunner(sink, store).run(arraySource(records), { key: 'k', resume: true })).skipped,
+    ).toBe(0);
     expect(sink.records).toHaveLength(3);
     const again = new RecordingSink();
     await new ReplayRunner(again, store).run(arraySource(records), { key: 'k' });
@@ -144,9 +169,16 @@ describe('ReplayRunner', () => {
 
   it('stops at the limit and a resume with a larger limit continues from there', async () => {
     const store = new MemoryStore();
-    const records = Array.from({ length: 10 }, (_, i) => ({ kind: 'interaction' as const, event: interaction('u', i, i) }));
+    const records = Array.from({ length: 10 }, (_, i) => ({
+      kind: 'interaction' as const,
+      event: interaction('u', i, i),
+    }));
     const first = new RecordingSink();
-    const limited = await new ReplayRunner(first, store).run(arraySource(records), { key: 'k', limit: 4, batchSize: 3 });
+    const limited = await new ReplayRunner(first, store).run(arraySource(records), {
+      key: 'k',
+      limit: 4,
+      batchSize: 3,
+    });
     expect(limited).toMatchObject({ sent: 4, total: 4, outcome: 'completed' });
     expect(store.value).toMatchObject({ acknowledged: 4, done: false });
     const second = new RecordingSink();
@@ -157,8 +189,16 @@ describe('ReplayRunner', () => {
   it('paces by event time: one day per second sends each day one second after the previous', async () => {
     const clock = new FakeClock();
     const sink = new RecordingSink({ clock });
-    const records = [0, 0, 1, 1, 1, 3].map((day, i) => ({ kind: 'interaction' as const, event: interaction(`u${i}`, 1e12 + day * DAY, i) }));
-    await new ReplayRunner(sink, new MemoryStore()).run(arraySource(records), { key: 'k', speedDaysPerSecond: 1, clock, batchSize: 100 });
+    const records = [0, 0, 1, 1, 1, 3].map((day, i) => ({
+      kind: 'interaction' as const,
+      event: interaction(`u${i}`, 1e12 + day * DAY, i),
+    }));
+    await new ReplayRunner(sink, new MemoryStore()).run(arraySource(records), {
+      key: 'k',
+      speedDaysPerSecond: 1,
+      clock,
+      batchSize: 100,
+    });
     expect(sink.batches.map((b) => b.length)).toEqual([2, 3, 1]);
     expect(sink.sendTimes).toEqual([0, 1000, 3000]);
   });
@@ -166,8 +206,15 @@ describe('ReplayRunner', () => {
   it('honours a rate cap', async () => {
     const clock = new FakeClock();
     const sink = new RecordingSink({ clock });
-    const records = Array.from({ length: 100 }, (_, i) => ({ kind: 'interaction' as const, event: interaction('u', i, i) }));
-    const summary = await new ReplayRunner(sink, new MemoryStore()).run(arraySource(records), { key: 'k', rateCap: 50, clock });
+    const records = Array.from({ length: 100 }, (_, i) => ({
+      kind: 'interaction' as const,
+      event: interaction('u', i, i),
+    }));
+    const summary = await new ReplayRunner(sink, new MemoryStore()).run(arraySource(records), {
+      key: 'k',
+      rateCap: 50,
+      clock,
+    });
     expect(sink.batches.every((b) => b.length === 5)).toBe(true);
     // Batch n (1-based) may leave no earlier than when its 5n-th record is due at 50/s.
     sink.sendTimes.forEach((t, n) => expect(t).toBeGreaterThanOrEqual(((n + 1) * 5 * 1000) / 50));
@@ -186,7 +233,12 @@ describe('FileProgressStore', () => {
       expect(await store.load()).toBeNull();
       await store.save({ key: 'dataset=a', acknowledged: 12, done: false, updatedAt: 'now' });
       await store.save({ key: 'dataset=a', acknowledged: 24, done: true, updatedAt: 'later' });
-      expect(await store.load()).toEqual({ key: 'dataset=a', acknowledged: 24, done: true, updatedAt: 'later' });
+      expect(await store.load()).toEqual({
+        key: 'dataset=a',
+        acknowledged: 24,
+        done: true,
+        updatedAt: 'later',
+      });
       expect(readdirSync(join(root, '.cprec', 'replay'))).toHaveLength(1); // no temp files left behind
     } finally {
       rmSync(root, { recursive: true, force: true });

@@ -93,16 +93,32 @@ export class ReplayRunner {
     let position = 0;
     let batch: ReplayRecord[] = [];
     // Records per batch under a rate cap: about ten batches per second keep the pace smooth.
-    const effectiveBatch = rateCap === null ? batchSize : Math.max(1, Math.min(batchSize, Math.floor(rateCap / 10)));
+    const effectiveBatch =
+      rateCap === null ? batchSize : Math.max(1, Math.min(batchSize, Math.floor(rateCap / 10)));
     let eventOrigin: number | null = null;
 
     const stats = (): ReplayStats => {
       const elapsedMs = clock.now() - startedAt;
-      const total = source.total === null ? null : limit === null ? source.total : Math.min(source.total, limit);
-      return { sent, skipped: Math.min(resumeFrom, position), position, total, elapsedMs, eventsPerSecond: elapsedMs > 0 ? (sent * 1000) / elapsedMs : 0, items, interactions };
+      const total =
+        source.total === null ? null : limit === null ? source.total : Math.min(source.total, limit);
+      return {
+        sent,
+        skipped: Math.min(resumeFrom, position),
+        position,
+        total,
+        elapsedMs,
+        eventsPerSecond: elapsedMs > 0 ? (sent * 1000) / elapsedMs : 0,
+        items,
+        interactions,
+      };
     };
     const save = (done: boolean): Promise<void> =>
-      this.store.save({ key: options.key, acknowledged: resumeFrom + sent, done, updatedAt: new Date().toISOString() });
+      this.store.save({
+        key: options.key,
+        acknowledged: resumeFrom + sent,
+        done,
+        updatedAt: new Date().toISOString(),
+      });
 
     const flush = async (): Promise<void> => {
       if (batch.length === 0) return;

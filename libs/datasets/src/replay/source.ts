@@ -9,7 +9,10 @@ import type { ReplayRecord, ReplaySource } from './model';
  * order by the external sort (bounded memory, see `timeOrderedInteractions`). Deterministic:
  * the same datasets always give the same records in the same order, which resume relies on.
  */
-export function datasetReplaySource(datasets: readonly Dataset[], sortOptions: Omit<TimeOrderOptions, 'onCounted'> = {}): ReplaySource {
+export function datasetReplaySource(
+  datasets: readonly Dataset[],
+  sortOptions: Omit<TimeOrderOptions, 'onCounted'> = {},
+): ReplaySource {
   let itemCount: number | null = null;
   let interactionCount: number | null = null;
   async function* allInteractions(): AsyncGenerator<InteractionEvent> {
@@ -24,7 +27,10 @@ export function datasetReplaySource(datasets: readonly Dataset[], sortOptions: O
       }
     }
     itemCount = items;
-    const ordered = timeOrderedInteractions(allInteractions(), { ...sortOptions, onCounted: (n) => (interactionCount = n) });
+    const ordered = timeOrderedInteractions(allInteractions(), {
+      ...sortOptions,
+      onCounted: (n) => (interactionCount = n),
+    });
     for await (const event of ordered) yield { kind: 'interaction', event };
   }
   return {

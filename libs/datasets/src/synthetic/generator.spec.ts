@@ -9,10 +9,20 @@ async function collect<T>(stream: AsyncIterable<T>): Promise<T[]> {
   return out;
 }
 
-const small: Partial<SyntheticConfig> = { seed: 7, users: 300, itemsPerDomain: 120, eventsPerUser: 30, domainActivity: 1 };
+const small: Partial<SyntheticConfig> = {
+  seed: 7,
+  users: 300,
+  itemsPerDomain: 120,
+  eventsPerUser: 30,
+  domainActivity: 1,
+};
 
 /** Empirical most frequent topic of each (user, domain) among events passing `keep`. */
-function empiricalTopTopics(ds: SyntheticDataset, events: InteractionEvent[], keep: (e: InteractionEvent) => boolean = () => true): Map<string, number> {
+function empiricalTopTopics(
+  ds: SyntheticDataset,
+  events: InteractionEvent[],
+  keep: (e: InteractionEvent) => boolean = () => true,
+): Map<string, number> {
   const counts = new Map<string, number[]>();
   for (const e of events) {
     if (!keep(e)) continue;
@@ -22,7 +32,8 @@ function empiricalTopTopics(ds: SyntheticDataset, events: InteractionEvent[], ke
     counts.set(key, row);
   }
   const top = new Map<string, number>();
-  for (const [key, row] of counts) if (row.reduce((a, b) => a + b, 0) >= 6) top.set(key, row.indexOf(Math.max(...row)));
+  for (const [key, row] of counts)
+    if (row.reduce((a, b) => a + b, 0) >= 6) top.set(key, row.indexOf(Math.max(...row)));
   return top;
 }
 
@@ -58,7 +69,9 @@ describe('synthetic generator', () => {
     for (const item of items) {
       expect(ItemEventSchema.safeParse(item).success).toBe(true);
       const theme = THEMES[ds.truth.itemTopic(item.domain, item.item_id)!]!;
-      expect(item.title.split(' ').some((w) => theme.adjectives.includes(w) || theme.nouns.includes(w))).toBe(true);
+      expect(item.title.split(' ').some((w) => theme.adjectives.includes(w) || theme.nouns.includes(w))).toBe(
+        true,
+      );
       expect(item.attributes?.['topic']).toBe(theme.name);
     }
     expect(new Set(items.map((i) => `${i.domain}|${i.title}`)).size).toBe(items.length);
@@ -95,8 +108,14 @@ describe('synthetic generator', () => {
   it('carries cross-domain signal that grows with crossDomainStrength', async () => {
     const strong = syntheticDataset({ ...small, crossDomainStrength: 0.9 });
     const none = syntheticDataset({ ...small, crossDomainStrength: 0 });
-    const strongAgreement = crossDomainAgreement(strong, empiricalTopTopics(strong, await collect(strong.interactions())));
-    const noneAgreement = crossDomainAgreement(none, empiricalTopTopics(none, await collect(none.interactions())));
+    const strongAgreement = crossDomainAgreement(
+      strong,
+      empiricalTopTopics(strong, await collect(strong.interactions())),
+    );
+    const noneAgreement = crossDomainAgreement(
+      none,
+      empiricalTopTopics(none, await collect(none.interactions())),
+    );
     expect(strongAgreement).toBeGreaterThan(0.6); // chance is 1/6
     expect(noneAgreement).toBeLessThan(0.35);
   });
@@ -104,7 +123,15 @@ describe('synthetic generator', () => {
   it('drifts: after driftAtMs each user prefers the rotated topic', async () => {
     const start = Date.UTC(2023, 0, 1);
     const driftAtMs = start + 90 * 86_400_000;
-    const ds = syntheticDataset({ ...small, users: 200, eventsPerUser: 60, startMs: start, spanDays: 180, driftAtMs, driftShift: 2 });
+    const ds = syntheticDataset({
+      ...small,
+      users: 200,
+      eventsPerUser: 60,
+      startMs: start,
+      spanDays: 180,
+      driftAtMs,
+      driftShift: 2,
+    });
     const events = await collect(ds.interactions());
     const before = empiricalTopTopics(ds, events, (e) => e.ts < driftAtMs);
     const after = empiricalTopTopics(ds, events, (e) => e.ts >= driftAtMs);
@@ -116,13 +143,17 @@ describe('synthetic generator', () => {
       both++;
       if (topic === (earlier + 2) % ds.truth.topics) rotated++;
       const [user, domain] = key.split('|') as [string, string];
-      expect(ds.truth.topTopic(user, domain, 'after')).toBe((ds.truth.topTopic(user, domain, 'before') + 2) % ds.truth.topics);
+      expect(ds.truth.topTopic(user, domain, 'after')).toBe(
+        (ds.truth.topTopic(user, domain, 'before') + 2) % ds.truth.topics,
+      );
     }
     expect(both).toBeGreaterThan(100);
     expect(rotated / both).toBeGreaterThan(0.6);
   });
 
   it('rejects an impossible config with every problem named', () => {
-    expect(() => syntheticDataset({ topics: 99, domains: ['cars'] })).toThrow(/topics must be 1\.\.8.*unknown domain 'cars'/);
+    expect(() => syntheticDataset({ topics: 99, domains: ['cars'] })).toThrow(
+      /topics must be 1\.\.8.*unknown domain 'cars'/,
+    );
   });
 });

@@ -181,7 +181,10 @@ export function syntheticDataset(overrides: Partial<SyntheticConfig> = {}): Synt
     for (const domain of config.domains) {
       const own = peakedTaste(rng, k);
       const s = config.crossDomainStrength;
-      before.set(domain, global.map((g, t) => s * g + (1 - s) * own[t]!));
+      before.set(
+        domain,
+        global.map((g, t) => s * g + (1 - s) * own[t]!),
+      );
       if (nextFloat(rng) < config.domainActivity) active.push(domain);
     }
     if (active.length === 0) active.push(config.domains[nextInt(rng, 0, config.domains.length - 1)]!);
@@ -190,7 +193,8 @@ export function syntheticDataset(overrides: Partial<SyntheticConfig> = {}): Synt
     return result;
   }
 
-  const rotate = (taste: readonly number[]): number[] => taste.map((_, t) => taste[(((t - config.driftShift) % k) + k) % k]!);
+  const rotate = (taste: readonly number[]): number[] =>
+    taste.map((_, t) => taste[(((t - config.driftShift) % k) + k) % k]!);
 
   function tasteAt(p: UserProfile, domain: string, ts: number): number[] {
     const before = p.before.get(domain)!;
@@ -261,7 +265,8 @@ export function syntheticDataset(overrides: Partial<SyntheticConfig> = {}): Synt
     if (u === undefined) throw new Error(`unknown synthetic user '${userId}'`);
     return u;
   };
-  const argmax = (values: readonly number[]): number => values.reduce((best, v, i) => (v > values[best]! ? i : best), 0);
+  const argmax = (values: readonly number[]): number =>
+    values.reduce((best, v, i) => (v > values[best]! ? i : best), 0);
   const truth: SyntheticGroundTruth = {
     topics: k,
     topicNames: THEMES.slice(0, k).map((t) => t.name),
@@ -281,20 +286,35 @@ export function syntheticDataset(overrides: Partial<SyntheticConfig> = {}): Synt
     topTopic: (userId, domain, phase = 'before') => argmax(truth.domainTaste(userId, domain, phase)),
   };
 
-  return { name: dataset, format: 'synthetic', config, truth, userIds, userInteractions, items, interactions };
+  return {
+    name: dataset,
+    format: 'synthetic',
+    config,
+    truth,
+    userIds,
+    userInteractions,
+    items,
+    interactions,
+  };
 }
 
 function validate(config: SyntheticConfig): void {
   const problems: string[] = [];
   if (!Number.isInteger(config.seed)) problems.push('seed must be an integer');
   if (!Number.isInteger(config.users) || config.users < 1) problems.push('users must be a positive integer');
-  if (!Number.isInteger(config.topics) || config.topics < 1 || config.topics > THEMES.length) problems.push(`topics must be 1..${THEMES.length}`);
+  if (!Number.isInteger(config.topics) || config.topics < 1 || config.topics > THEMES.length)
+    problems.push(`topics must be 1..${THEMES.length}`);
   if (config.domains.length === 0) problems.push('at least one domain is needed');
-  for (const d of config.domains) if (!DOMAIN_VOCABULARIES[d]) problems.push(`unknown domain '${d}' (known: ${Object.keys(DOMAIN_VOCABULARIES).join(', ')})`);
-  if (!Number.isInteger(config.itemsPerDomain) || config.itemsPerDomain < config.topics) problems.push('itemsPerDomain must be an integer ≥ topics');
+  for (const d of config.domains)
+    if (!DOMAIN_VOCABULARIES[d])
+      problems.push(`unknown domain '${d}' (known: ${Object.keys(DOMAIN_VOCABULARIES).join(', ')})`);
+  if (!Number.isInteger(config.itemsPerDomain) || config.itemsPerDomain < config.topics)
+    problems.push('itemsPerDomain must be an integer ≥ topics');
   if (!(config.eventsPerUser >= 1)) problems.push('eventsPerUser must be ≥ 1');
-  if (!(config.crossDomainStrength >= 0 && config.crossDomainStrength <= 1)) problems.push('crossDomainStrength must be in [0, 1]');
-  if (!(config.domainActivity > 0 && config.domainActivity <= 1)) problems.push('domainActivity must be in (0, 1]');
+  if (!(config.crossDomainStrength >= 0 && config.crossDomainStrength <= 1))
+    problems.push('crossDomainStrength must be in [0, 1]');
+  if (!(config.domainActivity > 0 && config.domainActivity <= 1))
+    problems.push('domainActivity must be in (0, 1]');
   if (!(config.spanDays > 0)) problems.push('spanDays must be > 0');
   if (problems.length > 0) throw new Error(`invalid synthetic config: ${problems.join('; ')}`);
 }
@@ -313,7 +333,8 @@ function buildCatalogue(config: SyntheticConfig, domain: string, domainIndex: nu
     const pick = <T>(list: readonly T[]): T => list[nextInt(rng, 0, list.length - 1)]!;
     let title = vocabulary.template(pick(theme.adjectives), pick(theme.nouns), pick(vocabulary.products));
     // 360 combinations per theme and domain; larger catalogues get numbered editions.
-    for (let edition = 2; used.has(title); edition++) title = `${title.replace(/ \(Edition \d+\)$/u, '')} (Edition ${edition})`;
+    for (let edition = 2; used.has(title); edition++)
+      title = `${title.replace(/ \(Edition \d+\)$/u, '')} (Edition ${edition})`;
     used.add(title);
     itemIds.push(`${domain}-${String(j).padStart(5, '0')}`);
     titles.push(title);

@@ -73,7 +73,9 @@ function i32(backend: MathBackendCPU, t: TensorInfo): Int32Array {
 }
 
 function allFloat32(backend: MathBackendCPU, tensors: TensorInfo[]): boolean {
-  return tensors.every((t) => t.dtype === 'float32' && backend.data.get(t.dataId).values instanceof Float32Array);
+  return tensors.every(
+    (t) => t.dtype === 'float32' && backend.data.get(t.dataId).values instanceof Float32Array,
+  );
 }
 
 function input(args: KernelArgs, name: string): TensorInfo {
@@ -109,11 +111,24 @@ function contiguousStrides(shape: number[]): number[] {
   return strides;
 }
 
-function transposeValues(addon: NativeKernelAddon, values: Float32Array, shape: number[], perm: number[]): Float32Array {
+function transposeValues(
+  addon: NativeKernelAddon,
+  values: Float32Array,
+  shape: number[],
+  perm: number[],
+): Float32Array {
   const inStrides = contiguousStrides(shape);
   const outShape = perm.map((p) => shape[p]);
   const out = new Float32Array(values.length);
-  addon.copyStrided(values, 0, ints(perm.map((p) => inStrides[p])), out, 0, ints(contiguousStrides(outShape)), ints(outShape));
+  addon.copyStrided(
+    values,
+    0,
+    ints(perm.map((p) => inStrides[p])),
+    out,
+    0,
+    ints(contiguousStrides(outShape)),
+    ints(outShape),
+  );
   return out;
 }
 
@@ -154,7 +169,19 @@ function buildKernels(addon: NativeKernelAddon): Record<string, (args: KernelArg
     );
     const batch = Math.max(batchA, batchB);
     const out = new Float32Array(new ArrayBuffer(4 * batch * m * n));
-    addon.matmul(f32(backend, a), f32(backend, b), out, batch, batchA, batchB, m, n, innerA, transposeA, transposeB);
+    addon.matmul(
+      f32(backend, a),
+      f32(backend, b),
+      out,
+      batch,
+      batchA,
+      batchB,
+      m,
+      n,
+      innerA,
+      transposeA,
+      transposeB,
+    );
     return backend.makeTensorInfo(outOuter.concat([m, n]), 'float32', out);
   };
 
@@ -188,11 +215,17 @@ function buildKernels(addon: NativeKernelAddon): Record<string, (args: KernelArg
     }
     if (activation) {
       const kernelName = activationKernel[activation];
-      if (!kernelName) throw new Error(`Activation ${activation} has not been implemented for the CPU backend.`);
+      if (!kernelName)
+        throw new Error(`Activation ${activation} has not been implemented for the CPU backend.`);
       const activationInputs: KernelArgs['inputs'] =
         activation === 'prelu' ? { x: current, alpha: preluActivationWeights } : { x: current };
-      const activationAttrs: NamedAttrMap = activation === 'leakyrelu' ? { alpha: leakyreluAlpha ?? 0.2 } : {};
-      const activated = callCpuKernel(kernelName, { inputs: activationInputs, backend, attrs: activationAttrs });
+      const activationAttrs: NamedAttrMap =
+        activation === 'leakyrelu' ? { alpha: leakyreluAlpha ?? 0.2 } : {};
+      const activated = callCpuKernel(kernelName, {
+        inputs: activationInputs,
+        backend,
+        attrs: activationAttrs,
+      });
       backend.disposeIntermediateTensorInfo(current);
       current = activated;
     }
@@ -301,7 +334,15 @@ function buildKernels(addon: NativeKernelAddon): Record<string, (args: KernelArg
     const offset = begin.reduce((s, b, d) => s + b * strides[d], 0);
     const out = new Float32Array(util.sizeFromShape(size));
     if (out.length > 0) {
-      addon.copyStrided(f32(backend, x), offset, ints(strides), out, 0, ints(contiguousStrides(size)), ints(size));
+      addon.copyStrided(
+        f32(backend, x),
+        offset,
+        ints(strides),
+        out,
+        0,
+        ints(contiguousStrides(size)),
+        ints(size),
+      );
     }
     return backend.makeTensorInfo(size, 'float32', out);
   };
@@ -338,14 +379,25 @@ function buildKernels(addon: NativeKernelAddon): Record<string, (args: KernelArg
     const backend = cpuOf(args);
     const x = input(args, 'x');
     if (!allFloat32(backend, [x])) return fallback('PadV2', args);
-    const { paddings, constantValue } = attrs(args) as { paddings: Array<[number, number]>; constantValue: number };
+    const { paddings, constantValue } = attrs(args) as {
+      paddings: Array<[number, number]>;
+      constantValue: number;
+    };
     const outShape = paddings.map((p, d) => p[0] + x.shape[d] + p[1]);
     const outStrides = contiguousStrides(outShape);
     const out = new Float32Array(util.sizeFromShape(outShape));
     addon.fill(out, constantValue);
     if (util.sizeFromShape(x.shape) > 0) {
       const offset = paddings.reduce((s, p, d) => s + p[0] * outStrides[d], 0);
-      addon.copyStrided(f32(backend, x), 0, ints(contiguousStrides(x.shape)), out, offset, ints(outStrides), ints(x.shape));
+      addon.copyStrided(
+        f32(backend, x),
+        0,
+        ints(contiguousStrides(x.shape)),
+        out,
+        offset,
+        ints(outStrides),
+        ints(x.shape),
+      );
     }
     return backend.makeTensorInfo(outShape, 'float32', out);
   };
@@ -369,7 +421,15 @@ function buildKernels(addon: NativeKernelAddon): Record<string, (args: KernelArg
     let offset = 0;
     for (const t of inputs) {
       if (util.sizeFromShape(t.shape) > 0) {
-        addon.copyStrided(f32(backend, t), 0, ints(contiguousStrides(t.shape)), out, offset, ints(outStrides), ints(t.shape));
+        addon.copyStrided(
+          f32(backend, t),
+          0,
+          ints(contiguousStrides(t.shape)),
+          out,
+          offset,
+          ints(outStrides),
+          ints(t.shape),
+        );
       }
       offset += t.shape[$axis] * outStrides[$axis];
     }
@@ -430,13 +490,15 @@ function buildKernels(addon: NativeKernelAddon): Record<string, (args: KernelArg
     const backend = cpuOf(args);
     const x = input(args, 'x');
     const segmentIds = input(args, 'segmentIds');
-    if (!allFloat32(backend, [x]) || segmentIds.dtype !== 'int32') return fallback('UnsortedSegmentSum', args);
+    if (!allFloat32(backend, [x]) || segmentIds.dtype !== 'int32')
+      return fallback('UnsortedSegmentSum', args);
     const { numSegments } = attrs(args) as { numSegments: number };
     const rowShape = x.shape.slice(segmentIds.shape.length);
     const inner = util.sizeFromShape(rowShape);
     const outShape = [numSegments, ...rowShape];
     const out = new Float32Array(numSegments * inner);
-    if (out.length > 0) addon.unsortedSegmentSum(f32(backend, x), i32(backend, segmentIds), out, numSegments, inner);
+    if (out.length > 0)
+      addon.unsortedSegmentSum(f32(backend, x), i32(backend, segmentIds), out, numSegments, inner);
     return backend.makeTensorInfo(outShape, 'float32', out);
   };
 

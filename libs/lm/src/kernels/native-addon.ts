@@ -38,8 +38,21 @@ export interface NativeKernelAddon {
     shape: Int32Array,
   ): void;
   fill(dst: Float32Array, value: number): void;
-  gather(x: Float32Array, indices: Int32Array, out: Float32Array, outer: number, dimSize: number, inner: number): void;
-  unsortedSegmentSum(x: Float32Array, segmentIds: Int32Array, out: Float32Array, numSegments: number, inner: number): void;
+  gather(
+    x: Float32Array,
+    indices: Int32Array,
+    out: Float32Array,
+    outer: number,
+    dimSize: number,
+    inner: number,
+  ): void;
+  unsortedSegmentSum(
+    x: Float32Array,
+    segmentIds: Int32Array,
+    out: Float32Array,
+    numSegments: number,
+    inner: number,
+  ): void;
   describe(): { blasThreads: number; ompThreads: number; blasConfig: string };
   setThreads(n: number): void;
 }
@@ -83,7 +96,10 @@ export function loadNativeAddon(): AddonLoadResult {
     if (typeof addon.matmul !== 'function') throw new Error('addon has no matmul export');
     cached = { addon, path };
   } catch (error) {
-    cached = { addon: null, reason: `failed to load ${path}: ${error instanceof Error ? error.message : String(error)}` };
+    cached = {
+      addon: null,
+      reason: `failed to load ${path}: ${error instanceof Error ? error.message : String(error)}`,
+    };
   }
   return cached;
 }

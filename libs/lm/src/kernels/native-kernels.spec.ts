@@ -32,7 +32,10 @@ function randomValues(size: number, seed: number, positive = false): Float32Arra
 
 type Build = () => tf.Tensor | tf.Tensor[];
 
-async function runOn(backend: string, build: Build): Promise<Array<{ shape: number[]; dtype: string; values: Float32Array }>> {
+async function runOn(
+  backend: string,
+  build: Build,
+): Promise<Array<{ shape: number[]; dtype: string; values: Float32Array }>> {
   await tf.setBackend(backend);
   return tf.tidy(() => {
     const result = build();
@@ -80,11 +83,25 @@ async function expectNativeMatchesJs(build: Build, tolerance = 1e-5): Promise<vo
 
 let seed = 1;
 const t = (shape: number[], positive = false): tf.Tensor =>
-  tf.tensor(randomValues(shape.reduce((s, d) => s * d, 1), seed++, positive), shape);
+  tf.tensor(
+    randomValues(
+      shape.reduce((s, d) => s * d, 1),
+      seed++,
+      positive,
+    ),
+    shape,
+  );
 
 /** Fixed inputs per test case: created once so both backends see identical values. */
 function fixed(shapes: number[][], positive = false): () => tf.Tensor[] {
-  const data = shapes.map((s) => ({ shape: s, values: randomValues(s.reduce((p, d) => p * d, 1), seed++, positive) }));
+  const data = shapes.map((s) => ({
+    shape: s,
+    values: randomValues(
+      s.reduce((p, d) => p * d, 1),
+      seed++,
+      positive,
+    ),
+  }));
   return () => data.map((d) => tf.tensor(d.values, d.shape));
 }
 
@@ -96,23 +113,64 @@ describeNative('native tfjs kernels', () => {
   it('loaded the addon and overrode the profiled kernels', () => {
     if (!status.loaded) throw new Error(`native addon not available in CI: ${status.reason}`);
     expect(status.kernels).toEqual(
-      expect.arrayContaining(['BatchMatMul', '_FusedMatMul', 'Add', 'Multiply', 'Softmax', 'Sum', 'Transpose', 'GatherV2']),
+      expect.arrayContaining([
+        'BatchMatMul',
+        '_FusedMatMul',
+        'Add',
+        'Multiply',
+        'Softmax',
+        'Sum',
+        'Transpose',
+        'GatherV2',
+      ]),
     );
-    expect(tf.getKernel('BatchMatMul', 'cpu')?.kernelFunc).not.toBe(tf.getKernel('BatchMatMul', 'cpu-js')?.kernelFunc);
+    expect(tf.getKernel('BatchMatMul', 'cpu')?.kernelFunc).not.toBe(
+      tf.getKernel('BatchMatMul', 'cpu-js')?.kernelFunc,
+    );
   });
 
   describe('BatchMatMul', () => {
     const cases: Array<[number[], number[]]> = [
-      [[2, 3], [3, 4]],
-      [[1, 1], [1, 1]],
-      [[0, 3], [3, 4]],
-      [[5, 0], [0, 4]],
-      [[3, 4, 5], [3, 5, 6]],
-      [[1, 4, 5], [3, 5, 6]],
-      [[3, 4, 5], [1, 5, 6]],
-      [[2, 2, 7, 9], [2, 2, 9, 3]],
-      [[64, 128], [128, 96]],
-      [[16, 32, 24], [16, 24, 40]],
+      [
+        [2, 3],
+        [3, 4],
+      ],
+      [
+        [1, 1],
+        [1, 1],
+      ],
+      [
+        [0, 3],
+        [3, 4],
+      ],
+      [
+        [5, 0],
+        [0, 4],
+      ],
+      [
+        [3, 4, 5],
+        [3, 5, 6],
+      ],
+      [
+        [1, 4, 5],
+        [3, 5, 6],
+      ],
+      [
+        [3, 4, 5],
+        [1, 5, 6],
+      ],
+      [
+        [2, 2, 7, 9],
+        [2, 2, 9, 3],
+      ],
+      [
+        [64, 128],
+        [128, 96],
+      ],
+      [
+        [16, 32, 24],
+        [16, 24, 40],
+      ],
     ];
     for (const [aShape, bShape] of cases) {
       for (const transposeA of [false, true]) {
@@ -133,16 +191,9 @@ describeNative('native tfjs kernels', () => {
   });
 
   describe('_FusedMatMul', () => {
-    const activations: Array<'linear' | 'relu' | 'elu' | 'relu6' | 'sigmoid' | 'prelu' | 'leakyrelu' | undefined> = [
-      undefined,
-      'linear',
-      'relu',
-      'elu',
-      'relu6',
-      'sigmoid',
-      'prelu',
-      'leakyrelu',
-    ];
+    const activations: Array<
+      'linear' | 'relu' | 'elu' | 'relu6' | 'sigmoid' | 'prelu' | 'leakyrelu' | undefined
+    > = [undefined, 'linear', 'relu', 'elu', 'relu6', 'sigmoid', 'prelu', 'leakyrelu'];
     for (const activation of activations) {
       for (const transposeB of [false, true]) {
         it(`bias + ${activation ?? 'no activation'} transposeB=${transposeB}`, async () => {
@@ -175,19 +226,40 @@ describeNative('native tfjs kernels', () => {
       SquaredDifference: tf.squaredDifference,
     };
     const shapes: Array<[number[], number[]]> = [
-      [[3, 4], [3, 4]],
+      [
+        [3, 4],
+        [3, 4],
+      ],
       [[3, 4], [4]],
       [[4], [3, 4]],
-      [[3, 1], [1, 4]],
-      [[2, 3, 4], [3, 1]],
+      [
+        [3, 1],
+        [1, 4],
+      ],
+      [
+        [2, 3, 4],
+        [3, 1],
+      ],
       [[], [5]],
       [[5], []],
       [[0, 4], [4]],
-      [[2, 1, 3], [2, 5, 1]],
+      [
+        [2, 1, 3],
+        [2, 5, 1],
+      ],
       [[1, 1, 1], [1]],
-      [[64, 600], [64, 600]],
-      [[8, 8, 64, 64], [64, 64]],
-      [[8, 4, 64, 16], [8, 1, 64, 1]],
+      [
+        [64, 600],
+        [64, 600],
+      ],
+      [
+        [8, 8, 64, 64],
+        [64, 64],
+      ],
+      [
+        [8, 4, 64, 16],
+        [8, 1, 64, 1],
+      ],
     ];
     for (const [name, op] of Object.entries(ops)) {
       for (const [aShape, bShape] of shapes) {
@@ -201,7 +273,9 @@ describeNative('native tfjs kernels', () => {
       }
     }
     it('falls back to JS for int32 inputs', async () => {
-      await expectNativeMatchesJs(() => tf.add(tf.tensor([1, 2, 3], [3], 'int32'), tf.tensor([4], [1], 'int32')));
+      await expectNativeMatchesJs(() =>
+        tf.add(tf.tensor([1, 2, 3], [3], 'int32'), tf.tensor([4], [1], 'int32')),
+      );
     });
   });
 
@@ -269,8 +343,19 @@ describeNative('native tfjs kernels', () => {
 
   describe('data movement', () => {
     it('Transpose, all permutations of rank 3 and a head split', async () => {
-      const inputs = fixed([[2, 3, 4], [4, 16, 8, 8], [0, 3, 2]]);
-      for (const perm of [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]]) {
+      const inputs = fixed([
+        [2, 3, 4],
+        [4, 16, 8, 8],
+        [0, 3, 2],
+      ]);
+      for (const perm of [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+      ]) {
         await expectNativeMatchesJs(() => tf.transpose(inputs()[0], perm));
       }
       await expectNativeMatchesJs(() => tf.transpose(inputs()[1], [0, 2, 1, 3]));
@@ -284,7 +369,13 @@ describeNative('native tfjs kernels', () => {
       await expectNativeMatchesJs(() => tf.slice(inputs()[0], [3], [1]));
     });
     it('SplitV and Concat', async () => {
-      const inputs = fixed([[4, 6], [2, 3], [2, 0], [2, 4], [3, 2, 5]]);
+      const inputs = fixed([
+        [4, 6],
+        [2, 3],
+        [2, 0],
+        [2, 4],
+        [3, 2, 5],
+      ]);
       await expectNativeMatchesJs(() => tf.split(inputs()[0], [2, 4], 1));
       await expectNativeMatchesJs(() => tf.split(inputs()[0], 2, 0));
       await expectNativeMatchesJs(() => {
@@ -297,18 +388,42 @@ describeNative('native tfjs kernels', () => {
       });
     });
     it('PadV2', async () => {
-      const inputs = fixed([[3, 4], [2, 1, 3]]);
-      await expectNativeMatchesJs(() => tf.pad(inputs()[0], [[1, 2], [0, 3]], 1.5));
-      await expectNativeMatchesJs(() => tf.pad(inputs()[1], [[0, 0], [2, 0], [1, 1]]));
+      const inputs = fixed([
+        [3, 4],
+        [2, 1, 3],
+      ]);
+      await expectNativeMatchesJs(() =>
+        tf.pad(
+          inputs()[0],
+          [
+            [1, 2],
+            [0, 3],
+          ],
+          1.5,
+        ),
+      );
+      await expectNativeMatchesJs(() =>
+        tf.pad(inputs()[1], [
+          [0, 0],
+          [2, 0],
+          [1, 1],
+        ]),
+      );
     });
     it('Tile', async () => {
-      const inputs = fixed([[2, 3], [2, 1, 3, 4]]);
+      const inputs = fixed([
+        [2, 3],
+        [2, 1, 3, 4],
+      ]);
       await expectNativeMatchesJs(() => tf.tile(inputs()[0], [2, 3]));
       await expectNativeMatchesJs(() => tf.tile(inputs()[1], [1, 1, 2, 1]));
       await expectNativeMatchesJs(() => tf.tile(inputs()[1], [2, 3, 1, 2]));
     });
     it('GatherV2 on axes 0 and 1 with 1-d and 2-d indices', async () => {
-      const inputs = fixed([[10, 4], [3, 5, 2]]);
+      const inputs = fixed([
+        [10, 4],
+        [3, 5, 2],
+      ]);
       const idx = (values: number[], shape: number[]): tf.Tensor => tf.tensor(values, shape, 'int32');
       await expectNativeMatchesJs(() => tf.gather(inputs()[0], idx([0, 9, 3, 3], [4])));
       await expectNativeMatchesJs(() => tf.gather(inputs()[0], idx([1, 2, 2, 0, 3, 1], [2, 3]), 0));
@@ -316,7 +431,10 @@ describeNative('native tfjs kernels', () => {
       await expectNativeMatchesJs(() => tf.gather(inputs()[0], idx([], [0])));
     });
     it('UnsortedSegmentSum with repeated and missing segment ids', async () => {
-      const inputs = fixed([[6, 4], [2, 3, 5]]);
+      const inputs = fixed([
+        [6, 4],
+        [2, 3, 5],
+      ]);
       await expectNativeMatchesJs(() =>
         tf.unsortedSegmentSum(inputs()[0], tf.tensor1d([0, 2, 2, 5, 1, 0], 'int32'), 7),
       );
@@ -326,12 +444,25 @@ describeNative('native tfjs kernels', () => {
   });
 
   it('gradients through a small LLaMA-shaped decoder match the JS backend within 1e-4', async () => {
-    const config = { dim: 16, hiddenDim: 24, layers: 2, heads: 4, kvHeads: 2, vocab: 32, seqLen: 8, loraRank: 2, seed: 3 };
+    const config = {
+      dim: 16,
+      hiddenDim: 24,
+      layers: 2,
+      heads: 4,
+      kvHeads: 2,
+      vocab: 32,
+      seqLen: 8,
+      loraRank: 2,
+      seed: 3,
+    };
     const gradsOn = async (backend: string): Promise<{ loss: number; grads: Float32Array[] }> => {
       await tf.setBackend(backend);
       const model = createTinyDecoder(config);
       const { tokens, targets } = tinyDecoderBatch(config, 2);
-      const { value, grads } = tf.variableGrads(() => tinyDecoderLoss(model, tokens, targets), model.allVariables());
+      const { value, grads } = tf.variableGrads(
+        () => tinyDecoderLoss(model, tokens, targets),
+        model.allVariables(),
+      );
       const result = {
         loss: value.dataSync()[0],
         grads: model.allVariables().map((v) => Float32Array.from(grads[v.name].dataSync() as Float32Array)),
@@ -352,11 +483,24 @@ describeNative('native tfjs kernels', () => {
 
   it('leaks no tensors or backend buffers', async () => {
     await tf.setBackend('cpu');
-    const config = { dim: 8, hiddenDim: 12, layers: 1, heads: 2, kvHeads: 1, vocab: 16, seqLen: 4, loraRank: 2, seed: 5 };
+    const config = {
+      dim: 8,
+      hiddenDim: 12,
+      layers: 1,
+      heads: 2,
+      kvHeads: 1,
+      vocab: 16,
+      seqLen: 4,
+      loraRank: 2,
+      seed: 5,
+    };
     const model = createTinyDecoder(config);
     const { tokens, targets } = tinyDecoderBatch(config, 2);
     const run = (): void => {
-      const { value, grads } = tf.variableGrads(() => tinyDecoderLoss(model, tokens, targets), model.allVariables());
+      const { value, grads } = tf.variableGrads(
+        () => tinyDecoderLoss(model, tokens, targets),
+        model.allVariables(),
+      );
       value.dispose();
       Object.values(grads).forEach((g) => g.dispose());
       tf.tidy(() => {

@@ -27,15 +27,20 @@ export function registerTfjsGradients(): void {
     cache.set(file, module);
     const source = readFileSync(file, 'utf8');
     const { outputText } = ts.transpileModule(source, {
-      compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2020, esModuleInterop: true },
+      compilerOptions: {
+        module: ts.ModuleKind.CommonJS,
+        target: ts.ScriptTarget.ES2020,
+        esModuleInterop: true,
+      },
       fileName: file,
     });
     const localRequire = (specifier: string): unknown => {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- the transpiled module's own require
       if (!specifier.startsWith('.')) return require(specifier);
       const target = resolve(dirname(file), specifier);
       return load(target.endsWith('.js') ? target : `${target}.js`);
     };
-    // eslint-disable-next-line @typescript-eslint/no-implied-eval -- evaluating the transpiled module is the point
+    // Evaluating the transpiled module is the point (tfjs-core ships its gradients only as ES modules).
     const evaluate = new Function('require', 'module', 'exports', outputText) as (
       r: (s: string) => unknown,
       m: { exports: unknown },

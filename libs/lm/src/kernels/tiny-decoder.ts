@@ -121,7 +121,10 @@ function rope(x: tf.Tensor4D, cos: tf.Tensor2D, sin: tf.Tensor2D): tf.Tensor4D {
   const half = d / 2;
   const x1 = tf.slice(x, [0, 0, 0, 0], [b, h, t, half]);
   const x2 = tf.slice(x, [0, 0, 0, half], [b, h, t, half]);
-  return tf.concat([tf.sub(tf.mul(x1, cos), tf.mul(x2, sin)), tf.add(tf.mul(x1, sin), tf.mul(x2, cos))], 3) as tf.Tensor4D;
+  return tf.concat(
+    [tf.sub(tf.mul(x1, cos), tf.mul(x2, sin)), tf.add(tf.mul(x1, sin), tf.mul(x2, cos))],
+    3,
+  ) as tf.Tensor4D;
 }
 
 function ropeTables(seqLen: number, headDim: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {

@@ -11,7 +11,9 @@ import { KVCache, type InjectedEmbeddings, type LlamaModel } from '@cprec/lm';
 /** log-softmax of the last column of a [1, T, V] logits tensor, as a host array. */
 function lastLogProbs(logits: tf.Tensor3D): Float32Array {
   const [, t, v] = logits.shape;
-  const out = tf.tidy(() => tf.logSoftmax(tf.reshape(tf.slice(logits, [0, t - 1, 0], [1, 1, v]), [v])).dataSync());
+  const out = tf.tidy(() =>
+    tf.logSoftmax(tf.reshape(tf.slice(logits, [0, t - 1, 0], [1, 1, v]), [v])).dataSync(),
+  );
   logits.dispose();
   return out as Float32Array;
 }
@@ -93,7 +95,9 @@ export function scoreContinuations(
       const width = Math.max(...chunk.map((c) => c.length)) - 1;
       if (width === 0) continue;
       const inputs = chunk.map((c) => Array.from({ length: width }, (_, j) => (j < c.length - 1 ? c[j] : 0)));
-      const targets = chunk.map((c) => Array.from({ length: width }, (_, j) => (j + 1 < c.length ? c[j + 1] : 0)));
+      const targets = chunk.map((c) =>
+        Array.from({ length: width }, (_, j) => (j + 1 < c.length ? c[j + 1] : 0)),
+      );
       const mask = chunk.map((c) => Array.from({ length: width }, (_, j) => (j + 1 < c.length ? 1 : 0)));
       const cache = prefix.repeatBatch(chunk.length);
       try {

@@ -65,7 +65,10 @@ export async function loadDomainSplit(dataset: Dataset, options: DomainSplitOpti
   const sequences = [...domains.sequences()];
   const seen = [...new Set(sequences.map((s) => s.domain))];
   const domain = options.domain ?? seen[0];
-  if (domain === undefined) throw new Error(`${dataset.name}: no interactions${options.domain ? ` in domain ${options.domain}` : ''}`);
+  if (domain === undefined)
+    throw new Error(
+      `${dataset.name}: no interactions${options.domain ? ` in domain ${options.domain}` : ''}`,
+    );
   if (options.domain === undefined && seen.length > 1)
     throw new Error(`${dataset.name} has several domains (${seen.join(', ')}): choose one`);
   const pool = new ItemPool(domain, itemsByDomain.get(domain) ?? []);

@@ -58,7 +58,13 @@ describe('evaluateModel', () => {
 
   it('builds the report from per-example outcomes (hand-checked) without leaking tensors', async () => {
     const before = tf.memory().numTensors;
-    const { report, cases: results } = await evaluateModel({ model, tokenizer, budget, style: 'text', examples: cases });
+    const { report, cases: results } = await evaluateModel({
+      model,
+      tokenizer,
+      budget,
+      style: 'text',
+      examples: cases,
+    });
     expect(tf.memory().numTensors).toBe(before);
     expect(results).toHaveLength(6);
     for (const r of results) {
@@ -74,7 +80,9 @@ describe('evaluateModel', () => {
     expect(report.overall.hr1).toBeCloseTo(results.filter((r) => r.generatedRank === 1).length / n, 12);
     const lik1 = results.filter((r) => r.likelihoodRank === 1).length / n;
     expect(report.overall.likelihood!.hr[1]).toBeCloseTo(lik1, 12);
-    const ndcg3 = results.reduce((a, r) => a + (r.likelihoodRank! <= 3 ? 1 / Math.log2(r.likelihoodRank! + 1) : 0), 0) / n;
+    const ndcg3 =
+      results.reduce((a, r) => a + (r.likelihoodRank! <= 3 ? 1 / Math.log2(r.likelihoodRank! + 1) : 0), 0) /
+      n;
     expect(report.overall.likelihood!.ndcg[3]).toBeCloseTo(ndcg3, 12);
     // 3 candidates: the likelihood rank is always within 3, so HR@3 = HR@5 = 1.
     expect(report.overall.likelihood!.hr[3]).toBe(1);
@@ -93,7 +101,13 @@ describe('evaluateModel', () => {
     );
     const projector = new ItemProjector({ inDim: 4, hiddenDim: 16, outDim: 16 }, 2);
     const before = tf.memory().numTensors;
-    const hybrid: PromptSettings = { tokenizer, budget, style: 'hybrid', placeholderId: tokenizer.placeholderId, hybrid: { embeddings: table, projector } };
+    const hybrid: PromptSettings = {
+      tokenizer,
+      budget,
+      style: 'hybrid',
+      placeholderId: tokenizer.placeholderId,
+      hybrid: { embeddings: table, projector },
+    };
     const encoded = encodePrompt(cases[0]!, hybrid);
     expect(encoded.placeholders).toHaveLength(5);
     const { report } = await evaluateModel({ model, examples: cases, ...hybrid });

@@ -97,7 +97,12 @@ function withInjection<T>(
  * 1-based rank of the target by exact candidate likelihood: log p(title + EOS | prompt) summed over
  * tokens (the answer format SFT trains), ties against the target.
  */
-export function likelihoodRank(model: LlamaModel, items: SampleItems, settings: PromptSettings, batchSize = 20): number {
+export function likelihoodRank(
+  model: LlamaModel,
+  items: SampleItems,
+  settings: PromptSettings,
+  batchSize = 20,
+): number {
   const encoded = encodePrompt(items, settings);
   const { tokenizer } = settings;
   const continuations = encoded.candidateTitles.map((t) => [...tokenizer.encode(t), tokenizer.eosId]);

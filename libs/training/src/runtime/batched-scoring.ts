@@ -52,7 +52,9 @@ export function scoreJobs(
   const pads = jobs.map((j) => width - j.promptIds.length);
   const ids = jobs.map((j, b) => [...new Array<number>(pads[b]).fill(0), ...Array.from(j.promptIds)]);
   const padded = pads.some((p) => p > 0);
-  const mask = padded ? jobs.map((_, b) => Array.from({ length: width }, (__, t) => (t < pads[b] ? 0 : 1))) : null;
+  const mask = padded
+    ? jobs.map((_, b) => Array.from({ length: width }, (__, t) => (t < pads[b] ? 0 : 1)))
+    : null;
   const inject = opts.inject
     ? {
         positions: opts.inject.positions.map(([b, t]) => [b, t + pads[b]] as const),
@@ -83,11 +85,15 @@ export function scoreJobs(
     for (let start = 0; start < rows.length; start += maxRows) {
       const chunk = rows.slice(start, start + maxRows);
       const w = Math.max(...chunk.map((r) => r.tokens.length)) - 1;
-      const inputs = chunk.map((r) => Array.from({ length: w }, (_, j) => (j < r.tokens.length - 1 ? r.tokens[j] : 0)));
+      const inputs = chunk.map((r) =>
+        Array.from({ length: w }, (_, j) => (j < r.tokens.length - 1 ? r.tokens[j] : 0)),
+      );
       const targets = chunk.map((r) =>
         Array.from({ length: w }, (_, j) => (j + 1 < r.tokens.length ? r.tokens[j + 1] : 0)),
       );
-      const weights = chunk.map((r) => Array.from({ length: w }, (_, j) => (j + 1 < r.tokens.length ? 1 : 0)));
+      const weights = chunk.map((r) =>
+        Array.from({ length: w }, (_, j) => (j + 1 < r.tokens.length ? 1 : 0)),
+      );
       const cache = gatherCache(
         prefix,
         chunk.map((r) => r.job),

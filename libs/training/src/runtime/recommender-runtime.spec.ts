@@ -3,7 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { attachLora, LlamaModel, mulberry32, randomWeights, saveLoraAdapter, type LlamaConfig } from '@cprec/lm';
+import {
+  attachLora,
+  LlamaModel,
+  mulberry32,
+  randomWeights,
+  saveLoraAdapter,
+  type LlamaConfig,
+} from '@cprec/lm';
 import { WordTokenizer } from '../testing/word-tokenizer';
 import { encodePrompt } from '../eval/evaluate';
 import { scoreContinuations } from '../eval/decoding';
@@ -52,7 +59,12 @@ function saveAdapter(out: string, baseChecksum = 'a'.repeat(64)): void {
   const rand = mulberry32(11);
   for (const [name, v] of model.loraVariables())
     if (name.endsWith('lora_B'))
-      v.assign(tf.tensor(Float32Array.from({ length: v.size }, () => (rand() - 0.5) * 0.5), v.shape));
+      v.assign(
+        tf.tensor(
+          Float32Array.from({ length: v.size }, () => (rand() - 0.5) * 0.5),
+          v.shape,
+        ),
+      );
   saveLoraAdapter(model, out, { baseModelId: 'tiny', baseChecksum, lineage: { round_id: 'r1' } });
   model.dispose();
 }
@@ -73,7 +85,8 @@ describe('RecommenderRuntime', () => {
       const r = requests[0];
       const ranked = rec.rank(r);
       expect(ranked.map((c) => c.rank)).toEqual([1, 2, 3, 4]);
-      for (let i = 1; i < ranked.length; i++) expect(ranked[i - 1].score).toBeGreaterThanOrEqual(ranked[i].score);
+      for (let i = 1; i < ranked.length; i++)
+        expect(ranked[i - 1].score).toBeGreaterThanOrEqual(ranked[i].score);
       const longest = r.candidates.reduce((a, b) => (b.title.length > a.title.length ? b : a));
       const encoded = encodePrompt({ ...r, target: longest }, rec.settings);
       const reference = scoreContinuations(
@@ -164,7 +177,9 @@ describe('RecommenderRuntime', () => {
       disposeInjection(inject);
       expectClose(scoresInRequestOrder(r, ranked), reference);
       const batched = rec.rankBatch(requests);
-      requests.forEach((q, i) => expectClose(scoresInRequestOrder(q, batched[i]), scoresInRequestOrder(q, rec.rank(q))));
+      requests.forEach((q, i) =>
+        expectClose(scoresInRequestOrder(q, batched[i]), scoresInRequestOrder(q, rec.rank(q))),
+      );
     } finally {
       rec.dispose();
     }

@@ -135,7 +135,9 @@ export class RecommenderRuntime {
     const weights = loadCheckpoint(checkpoint);
     const tokenizer = loadTokenizer(tokenizerPath, weights.config.vocabSize);
     // A HF directory is pinned by its weights file (the config travels with it).
-    const weightsFile = statSync(checkpoint).isDirectory() ? join(checkpoint, 'model.safetensors') : checkpoint;
+    const weightsFile = statSync(checkpoint).isDirectory()
+      ? join(checkpoint, 'model.safetensors')
+      : checkpoint;
     const baseChecksum = options.baseChecksum ?? (await sha256File(weightsFile));
     return new RecommenderRuntime(
       {
@@ -167,7 +169,9 @@ export class RecommenderRuntime {
     const model = new LlamaModel(this.base.weights);
     let projector: ItemProjector | null = null;
     try {
-      const manifest = loadLoraAdapter(model, bundle.loraDir, { expectedBaseChecksum: this.base.baseChecksum });
+      const manifest = loadLoraAdapter(model, bundle.loraDir, {
+        expectedBaseChecksum: this.base.baseChecksum,
+      });
       if (this.options.mergeLora ?? true) mergeLora(model);
       let hybrid: HybridParts | null = null;
       if (bundle.projectorFile && bundle.embeddingsFile) {
@@ -248,7 +252,9 @@ export class LoadedRecommender {
     try {
       scores = scoreJobs(this.model, jobs, {
         inject,
-        ...(this.runtime.options.maxRowsPerForward ? { maxRows: this.runtime.options.maxRowsPerForward } : {}),
+        ...(this.runtime.options.maxRowsPerForward
+          ? { maxRows: this.runtime.options.maxRowsPerForward }
+          : {}),
       });
     } finally {
       disposeInjection(inject);

@@ -8,7 +8,14 @@ import type { SampleItems } from '@cprec/corpus';
 import { WordTokenizer } from '../testing/word-tokenizer';
 import { tinyBaseWeights } from '../experiment/tiny-base';
 import type { EvaluationCase } from '../eval/cases';
-import { DEFAULT_SFT_CONFIG, fineTune, PROJECTOR_FILE, SFT_ADAPTER_DIR, type SftConfig, type SftStepReport } from './fine-tune';
+import {
+  DEFAULT_SFT_CONFIG,
+  fineTune,
+  PROJECTOR_FILE,
+  SFT_ADAPTER_DIR,
+  type SftConfig,
+  type SftStepReport,
+} from './fine-tune';
 import { ItemEmbeddingTable } from './item-embeddings';
 import { ItemProjector } from './projector';
 
@@ -20,7 +27,14 @@ function samples(n: number, offset = 0): EvaluationCase[] {
     const i = (k + offset) % 8;
     const target = item((i + 1) % 8);
     const candidates = [item((i + 4) % 8), target, item((i + 6) % 8)];
-    return { domain: 'games', userId: `u${k}`, historyLength: 2, history: [item((i + 7) % 8), item(i)], candidates, target };
+    return {
+      domain: 'games',
+      userId: `u${k}`,
+      historyLength: 2,
+      history: [item((i + 7) % 8), item(i)],
+      candidates,
+      target,
+    };
   });
 }
 
@@ -65,7 +79,11 @@ describe('fineTune (LLaRA-style)', () => {
     // A "CPT adapter" to start from.
     attachLora(model, { rank: 2, alpha: 4, dropout: 0 }, 9);
     const cptDir = join(dir, 'cpt');
-    saveLoraAdapter(model, cptDir, { baseModelId: 'tiny', baseChecksum: 'c'.repeat(64), lineage: { round_id: 'r7', kind: 'cpt' } });
+    saveLoraAdapter(model, cptDir, {
+      baseModelId: 'tiny',
+      baseChecksum: 'c'.repeat(64),
+      lineage: { round_id: 'r7', kind: 'cpt' },
+    });
     const cptA = (model.loraVariables().values().next().value as tf.Variable).dataSync().slice();
 
     const before = tf.memory().numTensors;
@@ -92,7 +110,8 @@ describe('fineTune (LLaRA-style)', () => {
     expect(first[0]).toMatchObject({ hybridProbability: 0, hybridSamples: 0 });
     expect(first[11]!.hybridProbability).toBe(1);
     expect(first[11]!.hybridSamples).toBe(4);
-    for (let i = 1; i < 12; i++) expect(first[i]!.hybridProbability).toBeGreaterThan(first[i - 1]!.hybridProbability);
+    for (let i = 1; i < 12; i++)
+      expect(first[i]!.hybridProbability).toBeGreaterThan(first[i - 1]!.hybridProbability);
     expect(first.every((s) => Number.isFinite(s.loss))).toBe(true);
 
     expect(Object.keys(result.validationHr1).sort()).toEqual(['0.0001', '0.01']);
@@ -122,7 +141,9 @@ describe('fineTune (LLaRA-style)', () => {
     // Nothing leaked besides the adapters that stay on the model (same count as before).
     expect(tf.memory().numTensors).toBe(before);
     expect(existsSync(join(dir, 'sft', SFT_ADAPTER_DIR, 'adapter.safetensors'))).toBe(true);
-    expect(JSON.parse(readFileSync(join(dir, 'sft', SFT_ADAPTER_DIR, 'adapter.json'), 'utf8')).lineage.projector).toBe(PROJECTOR_FILE);
+    expect(
+      JSON.parse(readFileSync(join(dir, 'sft', SFT_ADAPTER_DIR, 'adapter.json'), 'utf8')).lineage.projector,
+    ).toBe(PROJECTOR_FILE);
   });
 
   it('lowers the answer loss on a learnable task and trains text-only without embeddings', async () => {

@@ -38,4 +38,3 @@ export function injectionFor(
 export function disposeInjection(inject: InjectedEmbeddings | null): void {
   inject?.vectors.dispose();
 }
-

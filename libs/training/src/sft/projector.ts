@@ -29,7 +29,8 @@ export class ItemProjector {
     seed = 1,
   ) {
     for (const [k, v] of Object.entries(config))
-      if (!Number.isInteger(v) || v <= 0) throw new Error(`projector ${k} must be a positive integer, got ${v}`);
+      if (!Number.isInteger(v) || v <= 0)
+        throw new Error(`projector ${k} must be a positive integer, got ${v}`);
     const rand = mulberry32(seed);
     // Glorot-uniform weights, zero biases (PyTorch's nn.Linear uses a similar fan-in bound).
     const glorot = (rows: number, cols: number): tf.Tensor2D => {
@@ -78,7 +79,11 @@ export class ItemProjector {
       tensors.set(name, { shape: v.shape, data: (v.dataSync() as Float32Array).slice() });
     writeFileSync(
       path,
-      serializeSafetensors(tensors, { ...metadata, format: PROJECTOR_FORMAT, config: JSON.stringify(this.config) }),
+      serializeSafetensors(tensors, {
+        ...metadata,
+        format: PROJECTOR_FORMAT,
+        config: JSON.stringify(this.config),
+      }),
     );
   }
 
