@@ -6,6 +6,7 @@ import { createKafka, createReliableProducer, defaultTopicSpecs, ensureTopics } 
 import { HealthCheck, METRICS_REGISTRY } from '@cprec/service-common';
 import { INGEST_CONFIG, IngestConfig } from './config';
 import { PrometheusIngestMetrics } from './ingest.metrics';
+import { deadLetterBatches } from './pipeline/dead-letter-batches';
 import { IngestPipeline } from './pipeline/ingest-pipeline';
 import { IngestStore } from './pipeline/ports';
 
@@ -152,11 +153,11 @@ export class IngestConsumerService implements OnApplicationBootstrap, OnApplicat
 
   private async sendDeadLetters(records: readonly DeadLetter[]): Promise<void> {
     if (!this.producer) throw new Error('dead-letter producer not connected');
-    await this.producer.send({
-      topic: TOPICS.deadLetter,
-      acks: -1,
-      messages: records.map((r) => ({ key: r.key, value: JSON.stringify(r) })),
-    });
+    // Requests under the broker's size limit: one oversized request would be refused on every
+    // retry and stall the consumer (seen with a backlog holding many oversized messages).
+    for (const messages of deadLetterBatches(records)) {
+      await this.producer.send({ topic: TOPICS.deadLetter, acks: -1, messages });
+    }
   }
 
   /** SIGTERM: stop fetching, store and commit what is buffered, then leave the group. */

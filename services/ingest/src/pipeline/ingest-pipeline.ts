@@ -106,7 +106,8 @@ export class IngestPipeline {
 
   shouldFlush(): boolean {
     if (this.pendingOffsets.size === 0) return false;
-    if (this.interactions.length + this.items.length >= this.options.maxBatchRows) return true;
+    // Dead letters count too: a flood of bad input must not grow the buffer until the timer fires.
+    if (this.buffered >= this.options.maxBatchRows) return true;
     return (
       this.oldestBufferedAt !== null && Date.now() - this.oldestBufferedAt >= this.options.flushIntervalMs
     );
