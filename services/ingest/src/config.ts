@@ -16,6 +16,10 @@ export const IngestEnvSchema = CommonEnvSchema.extend({
   INGEST_RECENT_IDS: envInt(500_000),
   INGEST_RETRY_INITIAL_MS: envInt(200, 1),
   INGEST_RETRY_MAX_MS: envInt(10_000, 1),
+  /** kafkajs `partitionsConsumedConcurrently`: batches of different partitions parsed at once. */
+  INGEST_PARTITIONS_CONCURRENTLY: envInt(1, 1),
+  /** kafkajs `maxBytesPerPartition`: how much one fetch may return per partition. */
+  INGEST_MAX_BYTES_PER_PARTITION: envInt(4 * 1024 * 1024, 1024),
 });
 export type IngestConfig = z.infer<typeof IngestEnvSchema>;
 

@@ -58,7 +58,7 @@ export class IngestConsumerService implements OnApplicationBootstrap, OnApplicat
       groupId: this.config.INGEST_GROUP_ID,
       sessionTimeout: 30_000,
       heartbeatInterval: 3_000,
-      maxBytesPerPartition: 4 * 1024 * 1024,
+      maxBytesPerPartition: this.config.INGEST_MAX_BYTES_PER_PARTITION,
     });
     this.consumer = consumer;
     const metrics = new PrometheusIngestMetrics(this.registry);
@@ -104,7 +104,8 @@ export class IngestConsumerService implements OnApplicationBootstrap, OnApplicat
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: 1,
+      // Above 1, each concurrent eachBatch may hold one more buffer while waiting in flushBehind.
+      partitionsConsumedConcurrently: this.config.INGEST_PARTITIONS_CONCURRENTLY,
       eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
         if (!isRunning() || isStale()) return;
         const messages = batch.messages.map((m) => ({
