@@ -14,7 +14,9 @@ const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;'
  * figure in docs/, where a charting dependency (and a browser to render it) would be overkill.
  */
 export function lineChartSvg(title: string, xLabel: string, series: readonly Series[], width = 720, height = 360): string {
-  const pad = { left: 60, right: 70, top: 30, bottom: 60 };
+  // Legend: two entries per row under the plot (series names can be long).
+  const legendRows = Math.ceil(series.length / 2);
+  const pad = { left: 60, right: 70, top: 30, bottom: 46 + legendRows * 14 };
   const w = width - pad.left - pad.right;
   const h = height - pad.top - pad.bottom;
   const all = series.flatMap((s) => s.points);
@@ -32,6 +34,7 @@ export function lineChartSvg(title: string, xLabel: string, series: readonly Ser
     const [lo, hi] = ranges[axis];
     return pad.top + h - ((y - lo) / (hi - lo)) * h;
   };
+  const fmtTick = (v: number): string => (Number.isInteger(v) ? String(v) : v.toFixed(1));
   const fmt = (v: number): string => (Math.abs(v) < 0.01 && v !== 0 ? v.toExponential(1) : v.toFixed(2));
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`,
@@ -44,7 +47,7 @@ export function lineChartSvg(title: string, xLabel: string, series: readonly Ser
   ];
   for (let i = 0; i <= 4; i++) {
     const f = i / 4;
-    out.push(`<text x="${px(f * xMax)}" y="${pad.top + h + 14}" text-anchor="middle">${Math.round(f * xMax)}</text>`);
+    out.push(`<text x="${px(f * xMax)}" y="${pad.top + h + 14}" text-anchor="middle">${fmtTick(f * xMax)}</text>`);
     for (const axis of ['left', 'right'] as const) {
       const [lo, hi] = ranges[axis];
       const y = lo + f * (hi - lo);
@@ -57,8 +60,8 @@ export function lineChartSvg(title: string, xLabel: string, series: readonly Ser
       const pts = s.points.map(([x, y]) => `${px(x).toFixed(1)},${py(y, s.axis).toFixed(1)}`).join(' ');
       out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="1.5" points="${pts}"/>`);
     }
-    const lx = pad.left + (i % 3) * 200;
-    const ly = height - 22 + Math.floor(i / 3) * 13;
+    const lx = pad.left + (i % 2) * Math.floor(w / 2);
+    const ly = pad.top + h + 46 + Math.floor(i / 2) * 14;
     out.push(`<line x1="${lx}" y1="${ly - 4}" x2="${lx + 18}" y2="${ly - 4}" stroke="${s.color}" stroke-width="2"/>`);
     out.push(`<text x="${lx + 22}" y="${ly}">${esc(`${s.name} (${s.axis} axis)`)}</text>`);
   });
