@@ -8,7 +8,7 @@ export interface FineTuningInput {
   tokenizer: Tokenizer;
   /** The round's CPT adapter: LoRA starts from it (CPRec). */
   cptAdapterDir: string;
-  /** Global step the fine-tuning steps are numbered from (the CPT adapter's last step + 1). */
+  /** Global step the fine-tuning steps are numbered from (the step after the CPT adapter's last). */
   firstStep: number;
   onStep?: (step: RunnerStep) => void | Promise<void>;
   shouldStop?: () => boolean;

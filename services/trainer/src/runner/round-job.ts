@@ -145,7 +145,8 @@ export async function runRoundJob(
         model,
         tokenizer,
         cptAdapterDir: cpt.adapterDir,
-        firstStep: Number(cpt.adapterManifest.lineage.global_step ?? 0) + 1,
+        // The adapter's global step counts the steps done: the next step's number.
+        firstStep: Number(cpt.adapterManifest.lineage.global_step ?? 0),
         onStep: hooks.onStep,
         shouldStop: hooks.shouldStop,
       });
