@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { CommonEnvSchema, envInt, envList, loadConfig } from '@cprec/service-common';
+import { CommonEnvSchema, envBool, envInt, envList, loadConfig } from '@cprec/service-common';
 
 export const IngestEnvSchema = CommonEnvSchema.extend({
   INGEST_PORT: envInt(8101, 1),
@@ -16,6 +16,8 @@ export const IngestEnvSchema = CommonEnvSchema.extend({
   INGEST_RECENT_IDS: envInt(500_000),
   INGEST_RETRY_INITIAL_MS: envInt(200, 1),
   INGEST_RETRY_MAX_MS: envInt(10_000, 1),
+  /** A new consumer group starts at the oldest retained message (true) or at the newest (false). */
+  INGEST_FROM_BEGINNING: envBool(true),
   /** kafkajs `partitionsConsumedConcurrently`: batches of different partitions parsed at once. */
   INGEST_PARTITIONS_CONCURRENTLY: envInt(1, 1),
   /** kafkajs `maxBytesPerPartition`: how much one fetch may return per partition. */

@@ -100,7 +100,10 @@ export class IngestConsumerService implements OnApplicationBootstrap, OnApplicat
       this.logger.error(this.lastError);
     });
     await consumer.connect();
-    await consumer.subscribe({ topics: [TOPICS.interactions, TOPICS.items], fromBeginning: true });
+    await consumer.subscribe({
+      topics: [TOPICS.interactions, TOPICS.items],
+      fromBeginning: this.config.INGEST_FROM_BEGINNING,
+    });
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
