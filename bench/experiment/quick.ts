@@ -39,7 +39,14 @@ import {
   type TokenBudget,
 } from '@cprec/corpus';
 import { openDataset } from '@cprec/datasets';
-import { Gru4Rec, ItemIndex, Popularity, rankOfTarget, SasRec, type SequentialRecommender } from '@cprec/sasrec';
+import {
+  Gru4Rec,
+  ItemIndex,
+  Popularity,
+  rankOfTarget,
+  SasRec,
+  type SequentialRecommender,
+} from '@cprec/sasrec';
 import {
   ArraySampleSource,
   DEFAULT_CPT_CONFIG,
@@ -86,7 +93,8 @@ const ALL_TARGETS = [
 const TARGETS = process.env.TARGET_NAMES
   ? ALL_TARGETS.filter((t) => process.env.TARGET_NAMES!.split(',').includes(t.domain))
   : ALL_TARGETS;
-const log = (msg: string): void => void process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+const log = (msg: string): void =>
+  void process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
 interface Row {
   method: string;
@@ -126,7 +134,10 @@ async function loadSources(): Promise<{
     if (!s) poolIds.set(i.domain, (s = new Set()));
     s.add(i.itemId);
   };
-  const linked = openDataset({ path: join(DATA, 'amazon2014-linked'), domains: ['beauty', 'clothing', 'toy'] });
+  const linked = openDataset({
+    path: join(DATA, 'amazon2014-linked'),
+    domains: ['beauty', 'clothing', 'toy'],
+  });
   for await (const item of linked.items()) titles.set(`${item.domain}/${item.item_id}`, item.title);
   for await (const e of linked.interactions()) {
     const i = interactionFromEvent(e);
@@ -147,25 +158,50 @@ async function loadSources(): Promise<{
   return { domainSeqs: [...domains.sequences()], mixedSeqs: [...mixed.sequences()], titles, pools };
 }
 
-function cptSamples(src: Awaited<ReturnType<typeof loadSources>>, seed: number): { ds: SampleItems[]; mix: SampleItems[] } {
+function cptSamples(
+  src: Awaited<ReturnType<typeof loadSources>>,
+  seed: number,
+): { ds: SampleItems[]; mix: SampleItems[] } {
   const rng = createRng(deriveSeed(seed, 'quick-cpt'));
   const title = (i: Interaction): string => src.titles.get(`${i.domain}/${i.itemId}`) ?? '';
-  const make = (history: readonly Interaction[], target: Interaction, userItems: string[]): SampleItems | null => {
+  const make = (
+    history: readonly Interaction[],
+    target: Interaction,
+    userItems: string[],
+  ): SampleItems | null => {
     if (!title(target)) return null;
-    const { candidates } = sampleCandidates({ target: target.itemId, userItems, domainItems: src.pools.get(target.domain)!, rng, count: CPT_CANDIDATES - 1 });
+    const { candidates } = sampleCandidates({
+      target: target.itemId,
+      userItems,
+      domainItems: src.pools.get(target.domain)!,
+      rng,
+      count: CPT_CANDIDATES - 1,
+    });
     return {
       history: history.slice(-HISTORY).map((h) => ({ itemId: h.itemId, title: title(h) })),
-      candidates: candidates.map((id) => ({ itemId: id, title: src.titles.get(`${target.domain}/${id}`) ?? '' })),
+      candidates: candidates.map((id) => ({
+        itemId: id,
+        title: src.titles.get(`${target.domain}/${id}`) ?? '',
+      })),
       target: { itemId: target.itemId, title: title(target) },
     };
   };
   const perDomain = new Map<string, SampleItems[]>();
   for (const seq of shuffleInPlace([...src.domainSeqs], rng).slice(0, 4000)) {
-    const all = [...domainSamples({ userId: '', domain: seq.items[0]!.domain, items: seq.items }, { historyCap: HISTORY })];
+    const all = [
+      ...domainSamples(
+        { userId: '', domain: seq.items[0]!.domain, items: seq.items },
+        { historyCap: HISTORY },
+      ),
+    ];
     const s = all[all.length - 1];
     const list = perDomain.get(seq.items[0]!.domain) ?? [];
     if (s && list.length < CPT_DS) {
-      const made = make(s.history, s.target, seq.items.map((i) => i.itemId));
+      const made = make(
+        s.history,
+        s.target,
+        seq.items.map((i) => i.itemId),
+      );
       if (made) list.push(made);
     }
     perDomain.set(seq.items[0]!.domain, list);
@@ -176,7 +212,11 @@ function cptSamples(src: Awaited<ReturnType<typeof loadSources>>, seed: number):
     const all = [...mixedSamples({ userId: '', items: seq.items }, { windowSize: HISTORY + 1 })];
     const s = all[all.length - 1];
     if (!s) continue;
-    const made = make(s.history, s.target, seq.items.filter((i) => i.domain === s.target.domain).map((i) => i.itemId));
+    const made = make(
+      s.history,
+      s.target,
+      seq.items.filter((i) => i.domain === s.target.domain).map((i) => i.itemId),
+    );
     if (made) mix.push(made);
   }
   return { ds: shuffleInPlace([...perDomain.values()].flat(), rng), mix };
@@ -192,7 +232,11 @@ function sftSamples(split: DomainSplit, seed: number): SampleItems[] {
     if (seq.items.length < 2) continue;
     const target = seq.items[seq.items.length - 1]!;
     const { candidates } = sampleCandidates({ target, userItems: seq.items, domainItems: pool, rng });
-    out.push({ history: seq.items.slice(-HISTORY - 1, -1).map(item), candidates: candidates.map(item), target: item(target) });
+    out.push({
+      history: seq.items.slice(-HISTORY - 1, -1).map(item),
+      candidates: candidates.map(item),
+      target: item(target),
+    });
   }
   return out;
 }
@@ -270,9 +314,23 @@ async function main(): Promise<void> {
     settings: Omit<Parameters<typeof evaluateModel>[0], 'model' | 'examples'>,
   ): Promise<Row> => {
     const t0 = Date.now();
-    const lik = await evaluateModel({ ...settings, model, examples: test, ks: [1], generation: false, likelihood: true });
+    const lik = await evaluateModel({
+      ...settings,
+      model,
+      examples: test,
+      ks: [1],
+      generation: false,
+      likelihood: true,
+    });
     const genCases = test.slice(0, GEN_USERS);
-    const gen = await evaluateModel({ ...settings, model, examples: genCases, ks: [1], generation: true, likelihood: false });
+    const gen = await evaluateModel({
+      ...settings,
+      model,
+      examples: genCases,
+      ks: [1],
+      generation: true,
+      likelihood: false,
+    });
     const row: Row = {
       method,
       target,
@@ -285,7 +343,10 @@ async function main(): Promise<void> {
       nGeneration: genCases.length,
       seconds: (Date.now() - t0) / 1000,
     };
-    const sample = gen.cases.slice(0, 3).map((c) => JSON.stringify(c.generations[0] ?? '')).join(', ');
+    const sample = gen.cases
+      .slice(0, 3)
+      .map((c) => JSON.stringify(c.generations[0] ?? ''))
+      .join(', ');
     log(
       `  ${target} ${method}: HR@1 (likelihood, n=${row.n}) ${row.likelihoodHr1?.toFixed(3)}; ` +
         `HR@1 (generation, n=${row.nGeneration}) ${row.hr1.toFixed(3)}, valid ${row.validRatio.toFixed(3)}; ` +
@@ -306,7 +367,17 @@ async function main(): Promise<void> {
           baseModelId: 'stories260K',
           baseChecksum,
           tokenizer,
-          config: { ...DEFAULT_CPT_CONFIG, batchSize: 4, budget: lmBudget, lora: { rank: 8, alpha: 16, dropout: 0.05 }, etaLow: 5e-6, etaHigh: 5e-4, annealFraction: 0.25, checkpointEvery: 1000, seed },
+          config: {
+            ...DEFAULT_CPT_CONFIG,
+            batchSize: 4,
+            budget: lmBudget,
+            lora: { rank: 8, alpha: 16, dropout: 0.05 },
+            etaLow: 5e-6,
+            etaHigh: 5e-4,
+            annealFraction: 0.25,
+            checkpointEvery: 1000,
+            seed,
+          },
           previousTrunkDir: null,
           roundDir: join(work, `cpt-${seed}`),
           domainSamples: new ArraySampleSource(ds),
@@ -314,14 +385,21 @@ async function main(): Promise<void> {
           watermark: 0,
           onStep: (s) => {
             curve.cpt.push({ step: s.step, loss: s.loss, lr: s.lr });
-            if (s.roundStep % 5 === 0) log(`  cpt ${s.phase} ${s.roundStep}/${s.roundSteps} loss ${s.loss.toFixed(3)} lr ${s.lr.toExponential(2)}`);
+            if (s.roundStep % 5 === 0)
+              log(
+                `  cpt ${s.phase} ${s.roundStep}/${s.roundSteps} loss ${s.loss.toFixed(3)} lr ${s.lr.toExponential(2)}`,
+              );
           },
         }),
       );
       for (const t of TARGETS) {
         const tag = `seed ${seed} ${t.domain}`;
         const split = await timed(`${tag} split`, () =>
-          loadDomainSplit(openDataset({ path: join(DATA, t.name) }), { seed, limitUsers: REC_USERS, historyCap: HISTORY }),
+          loadDomainSplit(openDataset({ path: join(DATA, t.name) }), {
+            seed,
+            limitUsers: REC_USERS,
+            historyCap: HISTORY,
+          }),
         );
         const test = split.test.slice(0, TEST_USERS);
         const validation = split.validation.slice(0, Math.max(8, Math.floor(GEN_USERS / 2)));
@@ -330,9 +408,26 @@ async function main(): Promise<void> {
         const train = split.trainSequences.map((s) => index.encode(s.items));
         const recs: SequentialRecommender[] = [
           new Popularity({ numItems: index.size }),
-          new Gru4Rec({ numItems: index.size, maxLen: 20, embeddingDim: 32, hiddenDim: 32, epochs: 8, batchSize: 128, seed }),
+          new Gru4Rec({
+            numItems: index.size,
+            maxLen: 20,
+            embeddingDim: 32,
+            hiddenDim: 32,
+            epochs: 8,
+            batchSize: 128,
+            seed,
+          }),
         ];
-        const sasrec = new SasRec({ numItems: index.size, maxLen: 20, hiddenDim: 32, numBlocks: 1, numHeads: 1, epochs: 8, batchSize: 128, seed });
+        const sasrec = new SasRec({
+          numItems: index.size,
+          maxLen: 20,
+          hiddenDim: 32,
+          numBlocks: 1,
+          numHeads: 1,
+          epochs: 8,
+          batchSize: 128,
+          seed,
+        });
         recs.push(sasrec);
         for (const rec of recs) {
           const t0 = Date.now();
@@ -341,11 +436,30 @@ async function main(): Promise<void> {
             test.map((c) => index.encode(c.history.map((h) => h.itemId))),
             test.map((c) => index.encode(c.candidates.map((x) => x.itemId))),
           );
-          const hits = test.filter((c, i) => rankOfTarget(scores[i]!, c.candidates.findIndex((x) => x.itemId === c.target.itemId)) === 1).length;
+          const hits = test.filter(
+            (c, i) =>
+              rankOfTarget(
+                scores[i]!,
+                c.candidates.findIndex((x) => x.itemId === c.target.itemId),
+              ) === 1,
+          ).length;
           const seconds = (Date.now() - t0) / 1000;
           // A recommender ranks the candidate set: it never answers outside it (Valid Ratio 1 by construction).
-          rows.push({ method: rec.name, target: t.domain, seed, hr1: hits / test.length, validRatio: 1, hr1OverValid: hits / test.length, likelihoodHr1: null, n: test.length, nGeneration: 0, seconds });
-          log(`  ${t.domain} ${rec.name} HR@1 ${(hits / test.length).toFixed(3)} (${train.length} training users, ${seconds.toFixed(0)} s)`);
+          rows.push({
+            method: rec.name,
+            target: t.domain,
+            seed,
+            hr1: hits / test.length,
+            validRatio: 1,
+            hr1OverValid: hits / test.length,
+            likelihoodHr1: null,
+            n: test.length,
+            nGeneration: 0,
+            seconds,
+          });
+          log(
+            `  ${t.domain} ${rec.name} HR@1 ${(hits / test.length).toFixed(3)} (${train.length} training users, ${seconds.toFixed(0)} s)`,
+          );
         }
         const table = sasrec.itemEmbeddings();
         const embeddings = ItemEmbeddingTable.fromDenseTable(table, index.toJSON());
@@ -356,7 +470,10 @@ async function main(): Promise<void> {
         loadLoraAdapter(model, cpt.adapterDir, { expectedBaseChecksum: baseChecksum });
         rows.push(await evaluateLm('CPRec w/o SFT', t.domain, seed, test, text));
         flush(false);
-        for (const [method, init] of [['LLaRA (SFT only)', null], ['CPRec (CPT+SFT)', cpt.adapterDir]] as const) {
+        for (const [method, init] of [
+          ['LLaRA (SFT only)', null],
+          ['CPRec (CPT+SFT)', cpt.adapterDir],
+        ] as const) {
           const res = await timed(`${tag} ${method} SFT`, () =>
             fineTune({
               model,
@@ -370,15 +487,39 @@ async function main(): Promise<void> {
               baseChecksum,
               outDir: join(work, `sft-${seed}-${t.domain}-${init ? 'cprec' : 'llara'}`),
               sasrecRef: `sasrec:${t.name}:seed${seed}`,
-              config: { ...DEFAULT_SFT_CONFIG, batchSize: 4, epochs: SFT_EPOCHS, learningRates: SFT_LRS, budget: lmBudget, lora: { rank: 8, alpha: 16, dropout: 0.05 }, maxValidationExamples: validation.length, seed },
+              config: {
+                ...DEFAULT_SFT_CONFIG,
+                batchSize: 4,
+                epochs: SFT_EPOCHS,
+                learningRates: SFT_LRS,
+                budget: lmBudget,
+                lora: { rank: 8, alpha: 16, dropout: 0.05 },
+                maxValidationExamples: validation.length,
+                seed,
+              },
               onStep: (s) => {
-                if (s.step % 4 === 0) log(`  sft ${method} lr ${s.learningRateCandidate} ${s.step}/${s.steps} loss ${s.loss.toFixed(3)}`);
+                if (s.step % 4 === 0)
+                  log(
+                    `  sft ${method} lr ${s.learningRateCandidate} ${s.step}/${s.steps} loss ${s.loss.toFixed(3)}`,
+                  );
               },
             }),
           );
-          curve.sft[`${t.domain} ${method}`] = res.curve.map((c) => ({ step: c.step, loss: c.loss, lr: c.lr }));
-          log(`  ${t.domain} ${method}: lr ${res.learningRate} chosen from validation HR@1 ${JSON.stringify(res.validationHr1)}`);
-          const hybrid = { tokenizer, budget: lmBudget, style: 'hybrid', placeholderId: 0, hybrid: { embeddings, projector: res.projector! } } as const;
+          curve.sft[`${t.domain} ${method}`] = res.curve.map((c) => ({
+            step: c.step,
+            loss: c.loss,
+            lr: c.lr,
+          }));
+          log(
+            `  ${t.domain} ${method}: lr ${res.learningRate} chosen from validation HR@1 ${JSON.stringify(res.validationHr1)}`,
+          );
+          const hybrid = {
+            tokenizer,
+            budget: lmBudget,
+            style: 'hybrid',
+            placeholderId: 0,
+            hybrid: { embeddings, projector: res.projector! },
+          } as const;
           rows.push(await evaluateLm(method, t.domain, seed, test, hybrid));
           res.projector?.dispose();
           flush(false);
@@ -393,13 +534,32 @@ async function main(): Promise<void> {
   flush(true);
 }
 
-function writeOutputs(rows: Row[], curves: SeedCurves[], wallSeconds: number, native: boolean, stageSeconds: Record<string, number>, complete: boolean, scaleOverride?: Record<string, unknown>): void {
+function writeOutputs(
+  rows: Row[],
+  curves: SeedCurves[],
+  wallSeconds: number,
+  native: boolean,
+  stageSeconds: Record<string, number>,
+  complete: boolean,
+  scaleOverride?: Record<string, unknown>,
+): void {
   const root = resolve(__dirname, '../..');
-  const methods = ['popularity', 'gru4rec', 'sasrec', 'base LM zero-shot', 'CPRec w/o SFT', 'LLaRA (SFT only)', 'CPRec (CPT+SFT)'];
+  const methods = [
+    'popularity',
+    'gru4rec',
+    'sasrec',
+    'base LM zero-shot',
+    'CPRec w/o SFT',
+    'LLaRA (SFT only)',
+    'CPRec (CPT+SFT)',
+  ];
   const targets = TARGETS.map((t) => t.domain);
   const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
   const cell = (m: string, t: string, f: (r: Row) => number | null): string => {
-    const vals = rows.filter((r) => r.method === m && r.target === t).map(f).filter((v): v is number => v !== null);
+    const vals = rows
+      .filter((r) => r.method === m && r.target === t)
+      .map(f)
+      .filter((v): v is number => v !== null);
     if (vals.length === 0) return '–';
     // Spread = half the range over seeds (with 2 seeds: |a − b| / 2, i.e. mean ± this covers both).
     const spread = (Math.max(...vals) - Math.min(...vals)) / 2;
@@ -421,7 +581,21 @@ function writeOutputs(rows: Row[], curves: SeedCurves[], wallSeconds: number, na
     budget,
     evaluationCandidates: 20,
   };
-  const json = JSON.stringify({ date: new Date().toISOString(), complete, wallSeconds, nativeKernels: native, scale, stageSeconds, rows, curves }, null, 1) + '\n';
+  const json =
+    JSON.stringify(
+      {
+        date: new Date().toISOString(),
+        complete,
+        wallSeconds,
+        nativeKernels: native,
+        scale,
+        stageSeconds,
+        rows,
+        curves,
+      },
+      null,
+      1,
+    ) + '\n';
   if (PARTIAL_OUT) {
     writeFileSync(PARTIAL_OUT, json);
     return;
@@ -430,7 +604,15 @@ function writeOutputs(rows: Row[], curves: SeedCurves[], wallSeconds: number, na
   writeFileSync(join(root, 'bench/results/experiment-quick.json'), json);
   // Ranking HR@1: a recommender's own scores, an LM's exact candidate likelihood; both over all test users.
   const lines = [
-    '| method | ' + targets.flatMap((t) => [`${t} HR@1 (ranking, all test users)`, `${t} HR@1 (generation, subset)`, `${t} Valid Ratio (subset)`]).join(' | ') + ' |',
+    '| method | ' +
+      targets
+        .flatMap((t) => [
+          `${t} HR@1 (ranking, all test users)`,
+          `${t} HR@1 (generation, subset)`,
+          `${t} Valid Ratio (subset)`,
+        ])
+        .join(' | ') +
+      ' |',
     '| --- | ' + targets.flatMap(() => ['---:', '---:', '---:']).join(' | ') + ' |',
     ...methods.map(
       (m) =>
@@ -438,7 +620,11 @@ function writeOutputs(rows: Row[], curves: SeedCurves[], wallSeconds: number, na
         targets
           .flatMap((t) =>
             isLm(m)
-              ? [cell(m, t, (r) => r.likelihoodHr1), cell(m, t, (r) => r.hr1), cell(m, t, (r) => r.validRatio)]
+              ? [
+                  cell(m, t, (r) => r.likelihoodHr1),
+                  cell(m, t, (r) => r.hr1),
+                  cell(m, t, (r) => r.validRatio),
+                ]
               : [cell(m, t, (r) => r.hr1), '(ranks candidates)', '1 (by construction)'],
           )
           .join(' | ') +
@@ -450,19 +636,58 @@ function writeOutputs(rows: Row[], curves: SeedCurves[], wallSeconds: number, na
   mkdirSync(join(root, 'docs/figures'), { recursive: true });
   const cptCurves = curves.filter((c) => c.cpt.length > 0);
   if (cptCurves.length > 0) {
-    const series: Series[] = cptCurves.map((c, i) => ({ name: `CPT loss, seed ${c.seed}`, points: c.cpt.map((p) => [p.step, p.loss]), color: colors[i % colors.length]!, axis: 'left' }));
-    series.push({ name: 'CPT lr (WSA)', points: cptCurves[0]!.cpt.map((p) => [p.step, p.lr]), color: '#ff7f0e', axis: 'right' });
-    writeFileSync(join(root, 'docs/figures/experiment-quick-cpt.svg'), lineChartSvg('Quick experiment: CPT loss per step and the WSA learning rate', 'CPT optimizer step', series, 900, 440));
+    const series: Series[] = cptCurves.map((c, i) => ({
+      name: `CPT loss, seed ${c.seed}`,
+      points: c.cpt.map((p) => [p.step, p.loss]),
+      color: colors[i % colors.length]!,
+      axis: 'left',
+    }));
+    series.push({
+      name: 'CPT lr (WSA)',
+      points: cptCurves[0]!.cpt.map((p) => [p.step, p.lr]),
+      color: '#ff7f0e',
+      axis: 'right',
+    });
+    writeFileSync(
+      join(root, 'docs/figures/experiment-quick-cpt.svg'),
+      lineChartSvg(
+        'Quick experiment: CPT loss per step and the WSA learning rate',
+        'CPT optimizer step',
+        series,
+        900,
+        440,
+      ),
+    );
   }
   const sftCurve = curves.find((c) => Object.keys(c.sft).length > 0);
   if (sftCurve) {
     const entries = Object.entries(sftCurve.sft);
-    const series: Series[] = entries.map(([name, pts], i) => ({ name: `SFT loss ${name}`, points: pts.map((p) => [p.step + 1, p.loss]), color: colors[i % colors.length]!, axis: 'left' }));
-    series.push({ name: 'SFT lr', points: entries[0]![1].map((p) => [p.step + 1, p.lr]), color: '#ff7f0e', axis: 'right' });
-    writeFileSync(join(root, 'docs/figures/experiment-quick-sft.svg'), lineChartSvg(`Quick experiment, seed ${sftCurve.seed}: SFT loss per step and learning rate`, 'SFT optimizer step', series, 900, 460));
+    const series: Series[] = entries.map(([name, pts], i) => ({
+      name: `SFT loss ${name}`,
+      points: pts.map((p) => [p.step + 1, p.loss]),
+      color: colors[i % colors.length]!,
+      axis: 'left',
+    }));
+    series.push({
+      name: 'SFT lr',
+      points: entries[0]![1].map((p) => [p.step + 1, p.lr]),
+      color: '#ff7f0e',
+      axis: 'right',
+    });
+    writeFileSync(
+      join(root, 'docs/figures/experiment-quick-sft.svg'),
+      lineChartSvg(
+        `Quick experiment, seed ${sftCurve.seed}: SFT loss per step and learning rate`,
+        'SFT optimizer step',
+        series,
+        900,
+        460,
+      ),
+    );
   }
   writeFileSync(join(root, 'bench/results/experiment-quick-table.md'), lines.join('\n') + '\n');
-  if (complete) log(`\n${lines.join('\n')}\nwall ${wallSeconds.toFixed(0)} s; scale ${JSON.stringify(scale)}`);
+  if (complete)
+    log(`\n${lines.join('\n')}\nwall ${wallSeconds.toFixed(0)} s; scale ${JSON.stringify(scale)}`);
 }
 
 main().catch((err: unknown) => {

@@ -13,7 +13,13 @@ const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;'
  * A plain SVG polyline chart with two y axes. Hand-written: a handful of lines for a static
  * figure in docs/, where a charting dependency (and a browser to render it) would be overkill.
  */
-export function lineChartSvg(title: string, xLabel: string, series: readonly Series[], width = 720, height = 360): string {
+export function lineChartSvg(
+  title: string,
+  xLabel: string,
+  series: readonly Series[],
+  width = 720,
+  height = 360,
+): string {
   // Legend: two entries per row under the plot (series names can be long).
   const legendRows = Math.ceil(series.length / 2);
   const pad = { left: 60, right: 70, top: 30, bottom: 46 + legendRows * 14 };
@@ -47,12 +53,16 @@ export function lineChartSvg(title: string, xLabel: string, series: readonly Ser
   ];
   for (let i = 0; i <= 4; i++) {
     const f = i / 4;
-    out.push(`<text x="${px(f * xMax)}" y="${pad.top + h + 14}" text-anchor="middle">${fmtTick(f * xMax)}</text>`);
+    out.push(
+      `<text x="${px(f * xMax)}" y="${pad.top + h + 14}" text-anchor="middle">${fmtTick(f * xMax)}</text>`,
+    );
     for (const axis of ['left', 'right'] as const) {
       const [lo, hi] = ranges[axis];
       const y = lo + f * (hi - lo);
       const x = axis === 'left' ? pad.left - 4 : pad.left + w + 4;
-      out.push(`<text x="${x}" y="${py(y, axis) + 4}" text-anchor="${axis === 'left' ? 'end' : 'start'}">${fmt(y)}</text>`);
+      out.push(
+        `<text x="${x}" y="${py(y, axis) + 4}" text-anchor="${axis === 'left' ? 'end' : 'start'}">${fmt(y)}</text>`,
+      );
     }
   }
   series.forEach((s, i) => {
@@ -62,7 +72,9 @@ export function lineChartSvg(title: string, xLabel: string, series: readonly Ser
     }
     const lx = pad.left + (i % 2) * Math.floor(w / 2);
     const ly = pad.top + h + 46 + Math.floor(i / 2) * 14;
-    out.push(`<line x1="${lx}" y1="${ly - 4}" x2="${lx + 18}" y2="${ly - 4}" stroke="${s.color}" stroke-width="2"/>`);
+    out.push(
+      `<line x1="${lx}" y1="${ly - 4}" x2="${lx + 18}" y2="${ly - 4}" stroke="${s.color}" stroke-width="2"/>`,
+    );
     out.push(`<text x="${lx + 22}" y="${ly}">${esc(`${s.name} (${s.axis} axis)`)}</text>`);
   });
   out.push('</svg>');

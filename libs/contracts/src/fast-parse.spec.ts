@@ -87,7 +87,9 @@ function randomMessage(rng: RandomGenerator): string {
   ];
   if (chance(rng, 30)) fields.push(['schema_version', pick(rng, ['1', '1', '1.0', '2', '0', '"1"', 'null'])]);
   if (chance(rng, 40)) {
-    const platform = chance(rng, 85) ? randomString(rng, 10) : pick(rng, ['', 'p'.repeat(64), 'p'.repeat(65)]);
+    const platform = chance(rng, 85)
+      ? randomString(rng, 10)
+      : pick(rng, ['', 'p'.repeat(64), 'p'.repeat(65)]);
     fields.push(['platform', chance(rng, 95) ? JSON.stringify(platform) : pick(rng, ['3', 'null', '[]'])]);
   }
   if (chance(rng, 50)) {
@@ -171,7 +173,9 @@ describe('acceptInteractionFast', () => {
   it('accepts the common event shapes and rejects values that are not plain events', () => {
     const event = { event_id: 'ev-1', user_id: 'u1', item_id: 'i1', domain: 'video_games', ts: 1 };
     expect(acceptInteractionFast(event)).toBe(event);
-    expect(acceptInteractionFast({ ...event, seq: 3, platform: 'web', title: '', schema_version: 1 })).not.toBeNull();
+    expect(
+      acceptInteractionFast({ ...event, seq: 3, platform: 'web', title: '', schema_version: 1 }),
+    ).not.toBeNull();
     expect(acceptInteractionFast({ ...event, title: undefined })).toBeNull(); // left to zod
     expect(acceptInteractionFast([event])).toBeNull();
     expect(acceptInteractionFast(null)).toBeNull();

@@ -43,9 +43,9 @@ describe('interactionRowsJsonEachRow', () => {
 
   it('refuses timestamps ClickHouse DateTime cannot hold, naming the event', () => {
     const base = { user_id: 'u', item_id: 'i', domain: 'd' };
-    expect(() => interactionRowsJsonEachRow([{ ...base, event_id: 'late', ts: 4_294_967_296_000 }], 0)).toThrow(
-      /late: ts 4294967296000 is outside/,
-    );
+    expect(() =>
+      interactionRowsJsonEachRow([{ ...base, event_id: 'late', ts: 4_294_967_296_000 }], 0),
+    ).toThrow(/late: ts 4294967296000 is outside/);
     expect(() => interactionRowsJsonEachRow([{ ...base, event_id: 'neg', ts: -1 }], 0)).toThrow(RangeError);
     expect(interactionRowsJsonEachRow([], 0)).toBe('');
   });

@@ -140,7 +140,10 @@ export class InteractionRepository {
    * status is only sent once the INSERT has finished: a failure can never arrive as a 200 with
    * the error in the body, and the caller commits Kafka offsets on success.
    */
-  async insertEvents(events: readonly InteractionEventFields[], ingestedAtMs: number = Date.now()): Promise<void> {
+  async insertEvents(
+    events: readonly InteractionEventFields[],
+    ingestedAtMs: number = Date.now(),
+  ): Promise<void> {
     if (events.length === 0) return;
     const body = Buffer.from(interactionRowsJsonEachRow(events, ingestedAtMs), 'utf8');
     const result = await this.ch.client.exec({

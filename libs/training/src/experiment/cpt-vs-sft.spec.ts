@@ -29,7 +29,9 @@ describe('CPT on source domains, then SFT, beats SFT alone on the target domain'
       expect(r.cptThenSft.hr1 - r.sftOnly.hr1).toBeGreaterThan(Math.max(0.1, 3 * standardError));
     }
     const mean = (f: (r: CptVsSftResult) => number) => results.reduce((a, r) => a + f(r), 0) / results.length;
-    const spread = Math.max(...results.map((r) => Math.abs(r.cptThenSft.hr1 - mean((x) => x.cptThenSft.hr1))));
+    const spread = Math.max(
+      ...results.map((r) => Math.abs(r.cptThenSft.hr1 - mean((x) => x.cptThenSft.hr1))),
+    );
     expect(mean((r) => r.cptThenSft.hr1) - mean((r) => r.sftOnly.hr1)).toBeGreaterThan(2 * spread);
   });
 });

@@ -86,7 +86,11 @@ export async function buildSyntheticScenario(config: SyntheticScenarioConfig): P
   }
   const rng = createRng(deriveSeed(config.seed, 'synthetic-scenario'));
   const item = (i: Interaction) => ({ itemId: i.itemId, title: titles.get(i.itemId) ?? '' });
-  const withCandidates = (history: readonly Interaction[], target: Interaction, userItems: readonly string[]): SampleItems => {
+  const withCandidates = (
+    history: readonly Interaction[],
+    target: Interaction,
+    userItems: readonly string[],
+  ): SampleItems => {
     const { candidates } = sampleCandidates({
       target: target.itemId,
       userItems,
@@ -122,7 +126,7 @@ export async function buildSyntheticScenario(config: SyntheticScenarioConfig): P
   // Deterministic shuffles so caps take a spread of users, not the first ones.
   const shuffled = <T>(xs: T[]): T[] => {
     for (let i = xs.length - 1; i > 0; i--) {
-      const j = Math.floor((rng.unsafeNext() >>> 0) / 4294967296 * (i + 1));
+      const j = Math.floor(((rng.unsafeNext() >>> 0) / 4294967296) * (i + 1));
       [xs[i], xs[j]] = [xs[j]!, xs[i]!];
     }
     return xs;
@@ -131,18 +135,30 @@ export async function buildSyntheticScenario(config: SyntheticScenarioConfig): P
   // Target users: a few train the SFT (sparse), disjoint others are validated and tested.
   shuffled(targetUsers);
   const pool = pools.get(config.targetDomain)!;
-  const splitOptions = { splitId: `synthetic-${config.seed}`, splitSeed: config.seed, domainItems: pool, negatives: config.negatives };
+  const splitOptions = {
+    splitId: `synthetic-${config.seed}`,
+    splitSeed: config.seed,
+    domainItems: pool,
+    negatives: config.negatives,
+  };
   const validation = [];
   const test = [];
   const targetTrain: SampleItems[] = [];
   const targetTrainSequences: string[][] = [];
   for (const user of targetUsers) {
-    const split = leaveOneOut({ userId: user.userId, domain: config.targetDomain, items: user.items }, splitOptions);
+    const split = leaveOneOut(
+      { userId: user.userId, domain: config.targetDomain, items: user.items },
+      splitOptions,
+    );
     if (targetTrain.length < config.targetTrainSamples && user.items.length >= 2) {
       const userItems = user.items.map((i) => i.itemId);
       targetTrainSequences.push(userItems);
-      for (const s of domainSamples({ userId: user.userId, domain: config.targetDomain, items: user.items }, { historyCap: config.historyCap }))
-        if (targetTrain.length < config.targetTrainSamples) targetTrain.push(withCandidates(s.history, s.target, userItems));
+      for (const s of domainSamples(
+        { userId: user.userId, domain: config.targetDomain, items: user.items },
+        { historyCap: config.historyCap },
+      ))
+        if (targetTrain.length < config.targetTrainSamples)
+          targetTrain.push(withCandidates(s.history, s.target, userItems));
       continue;
     }
     if (split.validation && validation.length < config.validationExamples) validation.push(split.validation);

@@ -36,7 +36,9 @@ describe('deadLetterBatches', () => {
     expect(size(batch!)).toBeLessThanOrEqual(20_000);
     const sent = DeadLetterSchema.parse(JSON.parse(batch![0]!.value));
     const kept = Buffer.from(sent.original_base64, 'base64');
-    expect(sent.reason).toBe(`${big.reason}; original_base64 holds the first ${kept.length} of 50000 bytes (dead-letter message size limit)`);
+    expect(sent.reason).toBe(
+      `${big.reason}; original_base64 holds the first ${kept.length} of 50000 bytes (dead-letter message size limit)`,
+    );
     expect(kept.length).toBeGreaterThan(10_000);
     expect(kept.equals(Buffer.from(big.original_base64, 'base64').subarray(0, kept.length))).toBe(true);
     expect({ ...sent, reason: big.reason, original_base64: big.original_base64 }).toEqual(big);

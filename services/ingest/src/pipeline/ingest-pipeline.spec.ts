@@ -208,7 +208,8 @@ function deferred(): { promise: Promise<void>; release: () => void } {
 }
 /** Lets every pending promise callback and timer of 0 ms run. */
 const settle = () => new Promise<void>((r) => setTimeout(r, 5));
-const committedOffsets = (commits: PartitionOffset[][]) => commits.map((c) => c.map((o) => o.offset).join(','));
+const committedOffsets = (commits: PartitionOffset[][]) =>
+  commits.map((c) => c.map((o) => o.offset).join(','));
 
 describe('IngestPipeline double buffering (flushBehind)', () => {
   it('returns while the store is busy, so the next batch is parsed during the insert', async () => {

@@ -126,9 +126,7 @@ export class IngestPipeline {
    */
   flush(keepAlive?: () => Promise<void>): Promise<void> {
     this.flushesInFlight++;
-    const next = this.flushing
-      .then(() => this.flushNow(keepAlive))
-      .finally(() => this.flushesInFlight--);
+    const next = this.flushing.then(() => this.flushNow(keepAlive)).finally(() => this.flushesInFlight--);
     this.flushing = next.catch(() => undefined);
     return next;
   }
@@ -141,7 +139,10 @@ export class IngestPipeline {
    * are in memory — the one being stored and the one being filled. The started flush's failure
    * (only possible after `stop()`) goes to `onError`; its rows are back in the buffer, uncommitted.
    */
-  async flushBehind(keepAlive: (() => Promise<void>) | undefined, onError: (err: Error) => void): Promise<void> {
+  async flushBehind(
+    keepAlive: (() => Promise<void>) | undefined,
+    onError: (err: Error) => void,
+  ): Promise<void> {
     await this.flushing;
     this.flush(keepAlive).catch(onError);
   }
