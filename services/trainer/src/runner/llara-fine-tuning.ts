@@ -98,6 +98,11 @@ export class LlaraFineTuning implements FineTuningPort {
     const { job, model, tokenizer } = input;
     const s = this.spec;
     const splitId = looSplitId(domain, s.split.epoch, s.split.seed);
+    // Checked before asking for a split: prompts need titles, and a domain unknown here should
+    // not wait for a split that may never come.
+    const catalogue = await source.catalogue(domain);
+    if (catalogue.length === 0)
+      return { kind: 'skipped', reason: 'the catalogue has no titled item', steps: 0 };
     try {
       await source.ensureLooSplit(splitId, domain, s.split.seed);
     } catch (err) {
@@ -107,12 +112,7 @@ export class LlaraFineTuning implements FineTuningPort {
         steps: 0,
       };
     }
-    const [examples, catalogue] = await Promise.all([
-      source.validationExamples(splitId, domain),
-      source.catalogue(domain),
-    ]);
-    if (catalogue.length === 0)
-      return { kind: 'skipped', reason: 'the catalogue has no titled item', steps: 0 };
+    const examples = await source.validationExamples(splitId, domain);
     const data = buildSftData(examples, {
       domain,
       catalogue,
