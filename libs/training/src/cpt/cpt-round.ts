@@ -165,7 +165,8 @@ export async function runCptRound(input: CptRoundInput): Promise<CptRoundResult>
 
     const encode = (items: SampleItems): EncodedSample | null => {
       try {
-        return encodeSample(cptSample(items, 'all'), input.tokenizer, config.budget);
+        const sample = cptSample(items, 'all');
+        return encodeSample(config.phrasing ? { ...sample, phrasing: config.phrasing } : sample, input.tokenizer, config.budget);
       } catch (err) {
         if (err instanceof TokenBudgetError) {
           skipped++;

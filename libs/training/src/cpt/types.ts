@@ -1,5 +1,5 @@
 import type { LoraConfig } from '@cprec/lm';
-import type { TokenBudget } from '@cprec/corpus';
+import type { Phrasing, TokenBudget } from '@cprec/corpus';
 import type { DataVariant } from '../schedule';
 
 /** Continual pre-training settings (defaults from the paper where it gives them). */
@@ -31,6 +31,11 @@ export interface CptConfig {
   maxGradNorm: number;
   /** Seed for LoRA initialisation and dropout. */
   seed: number;
+  /**
+   * CPT template; omitted = the paper's unified template (`CPT_PHRASING`). Only tiny synthetic
+   * experiments set a shorter one (step time grows with prompt length).
+   */
+  phrasing?: Phrasing;
 }
 
 export const DEFAULT_CPT_CONFIG: CptConfig = {

@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LlamaModel, type LlamaConfig } from '@cprec/lm';
-import { tinyBaseWeights } from './tiny-base';
-import type { TokenBudget } from '@cprec/corpus';
+import { tinyBaseWeights, type TinyBaseProfile } from './tiny-base';
+import { ANSWER_SEPARATOR, CPT_PHRASING, ITEM_SEPARATOR, LLARA_PHRASINGS, type Phrasing, type TokenBudget } from '@cprec/corpus';
 import { ArraySampleSource } from '../data/sample-source';
 import { DEFAULT_CPT_CONFIG, runCptRound, type CptConfig } from '../cpt';
 import { DEFAULT_SFT_CONFIG, fineTune, type SftConfig } from '../sft/fine-tune';
@@ -17,11 +17,18 @@ export interface CptVsSftConfig {
   budget: TokenBudget;
   cpt: Partial<CptConfig>;
   sft: Partial<SftConfig>;
+  /**
+   * CPT template; omitted = the paper's unified template. Fine-tuning always uses LLaRA's
+   * phrasings and evaluation the first of them (= the unified template), for both arms.
+   */
+  phrasing?: Phrasing;
+  /** How the random base is scaled (`tinyBaseWeights`); default `unit`. */
+  base?: TinyBaseProfile;
 }
 
 export interface CptVsSftResult {
   seed: number;
-  /** HR@1 (greedy generation, correct/total) on the target test split. */
+  /** hr1: greedy-generation HR@1 (correct/total); likelihoodHr1: exact candidate-likelihood HR@1. */
   sftOnly: { hr1: number; validRatio: number; likelihoodHr1: number };
   cptThenSft: { hr1: number; validRatio: number; likelihoodHr1: number };
   cptSteps: number;
@@ -36,8 +43,10 @@ export interface CptVsSftResult {
  */
 export async function runCptVsSft(config: CptVsSftConfig): Promise<CptVsSftResult> {
   const scenario = await buildSyntheticScenario(config.scenario);
-  const tokenizer = WordTokenizer.forTitles(scenario.titles.values());
-  const model = new LlamaModel(tinyBaseWeights({ ...config.model, vocabSize: tokenizer.vocabSize }, config.scenario.seed));
+  const tokenizer = shownTextTokenizer(scenario.titles.values(), config.budget.maxTitleTokens, config.phrasing);
+  const model = new LlamaModel(
+    tinyBaseWeights({ ...config.model, vocabSize: tokenizer.vocabSize }, config.scenario.seed, config.base ?? 'unit'),
+  );
   const dir = mkdtempSync(join(tmpdir(), 'cprec-cpt-vs-sft-'));
   const base = { baseModelId: 'tiny-synthetic', baseChecksum: 'synthetic'.padEnd(64, '0') };
   const sftConfig: SftConfig = { ...DEFAULT_SFT_CONFIG, budget: config.budget, seed: config.scenario.seed, ...config.sft };
@@ -48,7 +57,13 @@ export async function runCptVsSft(config: CptVsSftConfig): Promise<CptVsSftResul
       model,
       ...base,
       tokenizer,
-      config: { ...DEFAULT_CPT_CONFIG, budget: config.budget, seed: config.scenario.seed, ...config.cpt },
+      config: {
+        ...DEFAULT_CPT_CONFIG,
+        budget: config.budget,
+        seed: config.scenario.seed,
+        ...config.cpt,
+        ...(config.phrasing ? { phrasing: config.phrasing } : {}),
+      },
       previousTrunkDir: null,
       roundDir: join(dir, 'cpt'),
       domainSamples: new ArraySampleSource(scenario.domainSamples),
@@ -94,28 +109,51 @@ export async function runCptVsSft(config: CptVsSftConfig): Promise<CptVsSftResul
   }
 }
 
-/** The configuration the unit test uses (small enough for the cpu backend). */
+/**
+ * The configuration the unit test uses (tuned with tune.ts, see docs/results.md): one-token
+ * titles (the adjective, which carries the topic), 4 candidates, 8 history items, 8 topics so a
+ * topic says a lot about the next title, a short CPT template (step time and attention dilution
+ * grow with prompt length), and the `quiet` base with one direction per token (vocabulary ≤ dim).
+ */
 export function quickSyntheticComparison(seed: number): CptVsSftConfig {
-  const budget = { maxTokens: 160, maxTitleTokens: 2 };
+  const budget = { maxTokens: 128, maxTitleTokens: 1 };
   return {
     scenario: {
       seed,
       users: 500,
-      // Titles are "<Adjective> <Noun> <Product>": two tokens carry the topic in every domain.
       sourceDomains: ['beauty', 'toys', 'sports'],
       targetDomain: 'games',
-      generator: { crossDomainStrength: 1, topics: 4, itemsPerDomain: 48, eventsPerUser: 14, domainActivity: 1, zipfExponent: 0.5 },
-      historyCap: 4,
-      negatives: 9,
-      maxDomainSamples: 160,
+      generator: { crossDomainStrength: 1, topics: 8, itemsPerDomain: 48, eventsPerUser: 14, domainActivity: 1, zipfExponent: 0.5 },
+      historyCap: 8,
+      negatives: 3,
+      maxDomainSamples: 1200,
       maxMixedSamples: 96,
       targetTrainSamples: 24,
       validationExamples: 24,
-      testExamples: 80,
+      testExamples: 100,
     },
-    model: { dim: 32, hiddenDim: 64, nLayers: 2, nHeads: 4, nKvHeads: 2, maxSeqLen: 160, normEps: 1e-5, ropeTheta: 10000, tiedClassifier: true },
+    model: { dim: 128, hiddenDim: 256, nLayers: 2, nHeads: 4, nKvHeads: 2, maxSeqLen: 128, normEps: 1e-5, ropeTheta: 10000, tiedClassifier: true },
     budget,
-    cpt: { batchSize: 8, lora: { rank: 16, alpha: 32, dropout: 0 }, etaLow: 1e-4, etaHigh: 5e-3, warmupFraction: 0.05, annealFraction: 0.25, checkpointEvery: 1000 },
+    phrasing: { id: 'synthetic-short', text: 'bought {history} candidates {candidates} answer' },
+    base: 'quiet',
+    cpt: { batchSize: 8, lora: { rank: 16, alpha: 32, dropout: 0 }, etaLow: 1e-4, etaHigh: 3e-3, warmupFraction: 0.05, annealFraction: 0.25, checkpointEvery: 1000 },
     sft: { batchSize: 8, epochs: 3, learningRates: [2e-3], lora: { rank: 16, alpha: 32, dropout: 0 }, maxValidationExamples: 24 },
   };
+}
+
+/**
+ * A word tokenizer over exactly what prompts can show: the template words (the unified CPT
+ * template, LLaRA's fine-tuning phrasings and `phrasing` if given) and every title cut to
+ * `maxTitleTokens` words. Words a prompt never shows (the rest of long titles) would only add
+ * rows the frozen tied classifier has to keep down; a vocabulary no larger than the model's dim
+ * lets the tiny base give every token its own direction (see `tinyBaseWeights`).
+ */
+export function shownTextTokenizer(titles: Iterable<string>, maxTitleTokens: number, phrasing?: Phrasing): WordTokenizer {
+  const all = [...titles];
+  const full = WordTokenizer.forTitles(all);
+  const shown = all.map((title) => full.decode(full.encode(title).slice(0, maxTitleTokens)));
+  const templates = [CPT_PHRASING, ...LLARA_PHRASINGS, ...(phrasing ? [phrasing] : [])].map((p) =>
+    p.text.replace(/\{(history|candidates)\}/g, ' '),
+  );
+  return new WordTokenizer([...templates, ITEM_SEPARATOR, ANSWER_SEPARATOR, ' ', ...shown]);
 }
