@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { CommonEnvSchema, envInt, loadConfig } from '@cprec/service-common';
+import { CommonEnvSchema, envBool, envInt, loadConfig } from '@cprec/service-common';
 
 export const SequencerEnvSchema = CommonEnvSchema.extend({
   SEQUENCER_PORT: envInt(8102, 1),
@@ -15,6 +15,8 @@ export const SequencerEnvSchema = CommonEnvSchema.extend({
   SEQUENCER_RETRY_MAX_MS: envInt(30_000, 1),
   /** Client id of the CorpusStats producer. */
   SEQUENCER_CLIENT_ID: z.string().min(1).default('cprec-sequencer'),
+  /** A new split-request consumer group starts at the oldest retained request (true) or the newest. */
+  SEQUENCER_FROM_BEGINNING: envBool(true),
 });
 export type SequencerConfig = z.infer<typeof SequencerEnvSchema>;
 

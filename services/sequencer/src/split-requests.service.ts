@@ -81,7 +81,10 @@ export class SplitRequestsService implements OnApplicationBootstrap, OnApplicati
     const start = async (attempt: number): Promise<void> => {
       try {
         await consumer.connect();
-        await consumer.subscribe({ topic: TOPICS.sequencerCommands, fromBeginning: true });
+        await consumer.subscribe({
+          topic: TOPICS.sequencerCommands,
+          fromBeginning: this.config.SEQUENCER_FROM_BEGINNING,
+        });
         await consumer.run({
           eachMessage: async ({ message, heartbeat }) => {
             const beat = setInterval(() => void heartbeat().catch(() => undefined), 3_000);
