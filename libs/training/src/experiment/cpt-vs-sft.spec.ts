@@ -35,12 +35,16 @@ describeExperiment('CPT on source domains, then SFT, beats SFT alone on the targ
       const n = r.testExamples;
       const p = (r.sftOnly.likelihoodHr1 + r.cptThenSft.likelihoodHr1) / 2;
       const standardError = Math.sqrt((2 * p * (1 - p)) / n);
-      expect(r.cptThenSft.likelihoodHr1 - r.sftOnly.likelihoodHr1).toBeGreaterThan(Math.max(0.1, 3 * standardError));
+      expect(r.cptThenSft.likelihoodHr1 - r.sftOnly.likelihoodHr1).toBeGreaterThan(
+        Math.max(0.1, 3 * standardError),
+      );
     }
     const mean = (f: (r: CptVsSftResult) => number) => results.reduce((a, r) => a + f(r), 0) / results.length;
     const spread = Math.max(
       ...results.map((r) => Math.abs(r.cptThenSft.likelihoodHr1 - mean((x) => x.cptThenSft.likelihoodHr1))),
     );
-    expect(mean((r) => r.cptThenSft.likelihoodHr1) - mean((r) => r.sftOnly.likelihoodHr1)).toBeGreaterThan(2 * spread);
+    expect(mean((r) => r.cptThenSft.likelihoodHr1) - mean((r) => r.sftOnly.likelihoodHr1)).toBeGreaterThan(
+      2 * spread,
+    );
   });
 });

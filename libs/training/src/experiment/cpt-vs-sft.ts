@@ -3,7 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LlamaModel, type LlamaConfig } from '@cprec/lm';
 import { tinyBaseWeights, type TinyBaseProfile } from './tiny-base';
-import { ANSWER_SEPARATOR, CPT_PHRASING, ITEM_SEPARATOR, LLARA_PHRASINGS, type Phrasing, type TokenBudget } from '@cprec/corpus';
+import {
+  ANSWER_SEPARATOR,
+  CPT_PHRASING,
+  ITEM_SEPARATOR,
+  LLARA_PHRASINGS,
+  type Phrasing,
+  type TokenBudget,
+} from '@cprec/corpus';
 import { ArraySampleSource } from '../data/sample-source';
 import { DEFAULT_CPT_CONFIG, runCptRound, type CptConfig } from '../cpt';
 import { DEFAULT_SFT_CONFIG, fineTune, type SftConfig } from '../sft/fine-tune';
@@ -43,13 +50,26 @@ export interface CptVsSftResult {
  */
 export async function runCptVsSft(config: CptVsSftConfig): Promise<CptVsSftResult> {
   const scenario = await buildSyntheticScenario(config.scenario);
-  const tokenizer = shownTextTokenizer(scenario.titles.values(), config.budget.maxTitleTokens, config.phrasing);
+  const tokenizer = shownTextTokenizer(
+    scenario.titles.values(),
+    config.budget.maxTitleTokens,
+    config.phrasing,
+  );
   const model = new LlamaModel(
-    tinyBaseWeights({ ...config.model, vocabSize: tokenizer.vocabSize }, config.scenario.seed, config.base ?? 'unit'),
+    tinyBaseWeights(
+      { ...config.model, vocabSize: tokenizer.vocabSize },
+      config.scenario.seed,
+      config.base ?? 'unit',
+    ),
   );
   const dir = mkdtempSync(join(tmpdir(), 'cprec-cpt-vs-sft-'));
   const base = { baseModelId: 'tiny-synthetic', baseChecksum: 'synthetic'.padEnd(64, '0') };
-  const sftConfig: SftConfig = { ...DEFAULT_SFT_CONFIG, budget: config.budget, seed: config.scenario.seed, ...config.sft };
+  const sftConfig: SftConfig = {
+    ...DEFAULT_SFT_CONFIG,
+    budget: config.budget,
+    seed: config.scenario.seed,
+    ...config.sft,
+  };
   try {
     let cptSteps = 0;
     const cpt = await runCptRound({
@@ -123,7 +143,14 @@ export function quickSyntheticComparison(seed: number): CptVsSftConfig {
       users: 500,
       sourceDomains: ['beauty', 'toys', 'sports'],
       targetDomain: 'games',
-      generator: { crossDomainStrength: 1, topics: 8, itemsPerDomain: 48, eventsPerUser: 14, domainActivity: 1, zipfExponent: 0.5 },
+      generator: {
+        crossDomainStrength: 1,
+        topics: 8,
+        itemsPerDomain: 48,
+        eventsPerUser: 14,
+        domainActivity: 1,
+        zipfExponent: 0.5,
+      },
       historyCap: 8,
       negatives: 3,
       maxDomainSamples: 1200,
@@ -132,12 +159,36 @@ export function quickSyntheticComparison(seed: number): CptVsSftConfig {
       validationExamples: 24,
       testExamples: 100,
     },
-    model: { dim: 128, hiddenDim: 256, nLayers: 2, nHeads: 4, nKvHeads: 2, maxSeqLen: 128, normEps: 1e-5, ropeTheta: 10000, tiedClassifier: true },
+    model: {
+      dim: 128,
+      hiddenDim: 256,
+      nLayers: 2,
+      nHeads: 4,
+      nKvHeads: 2,
+      maxSeqLen: 128,
+      normEps: 1e-5,
+      ropeTheta: 10000,
+      tiedClassifier: true,
+    },
     budget,
     phrasing: { id: 'synthetic-short', text: 'bought {history} candidates {candidates} answer' },
     base: 'quiet',
-    cpt: { batchSize: 8, lora: { rank: 16, alpha: 32, dropout: 0 }, etaLow: 1e-4, etaHigh: 3e-3, warmupFraction: 0.05, annealFraction: 0.25, checkpointEvery: 1000 },
-    sft: { batchSize: 8, epochs: 3, learningRates: [2e-3], lora: { rank: 16, alpha: 32, dropout: 0 }, maxValidationExamples: 24 },
+    cpt: {
+      batchSize: 8,
+      lora: { rank: 16, alpha: 32, dropout: 0 },
+      etaLow: 1e-4,
+      etaHigh: 3e-3,
+      warmupFraction: 0.05,
+      annealFraction: 0.25,
+      checkpointEvery: 1000,
+    },
+    sft: {
+      batchSize: 8,
+      epochs: 3,
+      learningRates: [2e-3],
+      lora: { rank: 16, alpha: 32, dropout: 0 },
+      maxValidationExamples: 24,
+    },
   };
 }
 
@@ -148,7 +199,11 @@ export function quickSyntheticComparison(seed: number): CptVsSftConfig {
  * rows the frozen tied classifier has to keep down; a vocabulary no larger than the model's dim
  * lets the tiny base give every token its own direction (see `tinyBaseWeights`).
  */
-export function shownTextTokenizer(titles: Iterable<string>, maxTitleTokens: number, phrasing?: Phrasing): WordTokenizer {
+export function shownTextTokenizer(
+  titles: Iterable<string>,
+  maxTitleTokens: number,
+  phrasing?: Phrasing,
+): WordTokenizer {
   const all = [...titles];
   const full = WordTokenizer.forTitles(all);
   const shown = all.map((title) => full.decode(full.encode(title).slice(0, maxTitleTokens)));

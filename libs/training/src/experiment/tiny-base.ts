@@ -23,7 +23,11 @@ export type TinyBaseProfile = 'unit' | 'quiet';
  * the embedding's norm and the embeddings to norm ≈ 2, so the base's logits have std ≈ 2 and the
  * adapters are not fighting loud random features.
  */
-export function tinyBaseWeights(config: LlamaConfig, seed: number, profile: TinyBaseProfile = 'unit'): LlamaWeights {
+export function tinyBaseWeights(
+  config: LlamaConfig,
+  seed: number,
+  profile: TinyBaseProfile = 'unit',
+): LlamaWeights {
   const w = randomWeights(config, seed);
   const scale = (a: Float32Array, f: number): void => {
     for (let i = 0; i < a.length; i++) a[i]! *= f;
@@ -34,7 +38,8 @@ export function tinyBaseWeights(config: LlamaConfig, seed: number, profile: Tiny
   if (profile === 'unit') {
     scale(w.tokEmbedding, 0.5 / initStd);
     const layerScale = 1 / Math.sqrt(config.dim) / initStd;
-    for (const l of w.layers) for (const k of ['wq', 'wk', 'wv', 'wo', 'w1', 'w2', 'w3'] as const) scale(l[k], layerScale);
+    for (const l of w.layers)
+      for (const k of ['wq', 'wk', 'wv', 'wo', 'w1', 'w2', 'w3'] as const) scale(l[k], layerScale);
     return w;
   }
   const embeddingNorm = 2;

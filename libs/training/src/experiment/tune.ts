@@ -52,40 +52,74 @@ function merge<T>(base: T, over: Json): T {
 }
 
 /** Mean CPT loss by token kind (template / history title / candidate title / answer) on source samples. */
-function diagnose(model: LlamaModel, tokenizer: WordTokenizer, samples: readonly SampleItems[], config: CptVsSftConfig, log: (...a: unknown[]) => void): void {
+function diagnose(
+  model: LlamaModel,
+  tokenizer: WordTokenizer,
+  samples: readonly SampleItems[],
+  config: CptVsSftConfig,
+  log: (...a: unknown[]) => void,
+): void {
   const sums: Record<string, [number, number]> = {};
   const titleIds = new Set<number>();
-  for (const s of samples) for (const it of [...s.history, ...s.candidates]) for (const id of tokenizer.encode(it.title)) titleIds.add(id);
+  for (const s of samples)
+    for (const it of [...s.history, ...s.candidates])
+      for (const id of tokenizer.encode(it.title)) titleIds.add(id);
   const marker = tokenizer.encode(' are')[0];
   for (const items of samples) {
     const sample = cptSample(items, 'all');
-    const enc = encodeSample(config.phrasing ? { ...sample, phrasing: config.phrasing } : sample, tokenizer, config.budget);
+    const enc = encodeSample(
+      config.phrasing ? { ...sample, phrasing: config.phrasing } : sample,
+      tokenizer,
+      config.budget,
+    );
     const ids = Array.from(enc.inputIds);
     const lp = tf.tidy(() => tf.logSoftmax(model.forward([ids])).arraySync() as number[][][])[0]!;
     let candidatesStart = ids.lastIndexOf(marker!, enc.promptLength);
     if (candidatesStart < 0) candidatesStart = Math.floor(enc.promptLength / 2);
     for (let i = 1; i < ids.length; i++) {
-      const kind = i >= enc.promptLength ? (ids[i] === tokenizer.eosId ? 'eos' : 'answer') : !titleIds.has(ids[i]!) ? 'template' : i < candidatesStart ? 'history' : 'candidate';
+      const kind =
+        i >= enc.promptLength
+          ? ids[i] === tokenizer.eosId
+            ? 'eos'
+            : 'answer'
+          : !titleIds.has(ids[i]!)
+            ? 'template'
+            : i < candidatesStart
+              ? 'history'
+              : 'candidate';
       const e = (sums[kind] ??= [0, 0]);
       e[0] -= lp[i - 1]![ids[i]!]!;
       e[1]++;
     }
   }
-  log('loss by token kind', Object.fromEntries(Object.entries(sums).map(([k, [a, n]]) => [k, +(a / n).toFixed(3)])));
+  log(
+    'loss by token kind',
+    Object.fromEntries(Object.entries(sums).map(([k, [a, n]]) => [k, +(a / n).toFixed(3)])),
+  );
 }
 
 async function main(): Promise<void> {
   const backend = await selectBackend('auto');
   const seed = Number(process.env.SEED ?? 1);
-  const config: CptVsSftConfig = merge(quickSyntheticComparison(seed), JSON.parse(process.env.OVERRIDES ?? '{}') as Json);
+  const config: CptVsSftConfig = merge(
+    quickSyntheticComparison(seed),
+    JSON.parse(process.env.OVERRIDES ?? '{}') as Json,
+  );
   const generation = process.env.GEN === '1';
   const evalEvery = Number(process.env.EVAL_EVERY ?? 0);
   const log = (...a: unknown[]) =>
-    console.log(`[${(performance.now() / 1000).toFixed(1)}s]`, ...a.map((x) => (typeof x === "object" ? JSON.stringify(x) : x)));
+    console.log(
+      `[${(performance.now() / 1000).toFixed(1)}s]`,
+      ...a.map((x) => (typeof x === 'object' ? JSON.stringify(x) : x)),
+    );
   log('backend', backend.source);
   if (config.phrasing) config.cpt = { ...config.cpt, phrasing: config.phrasing };
   const scenario = await buildSyntheticScenario(config.scenario);
-  const tokenizer = shownTextTokenizer(scenario.titles.values(), config.budget.maxTitleTokens, config.phrasing);
+  const tokenizer = shownTextTokenizer(
+    scenario.titles.values(),
+    config.budget.maxTitleTokens,
+    config.phrasing,
+  );
   log('scenario', {
     domainSamples: scenario.domainSamples.length,
     mixed: scenario.mixedSamples.length,
@@ -94,7 +128,13 @@ async function main(): Promise<void> {
     test: scenario.test.length,
     vocab: tokenizer.vocabSize,
   });
-  const model = new LlamaModel(tinyBaseWeights({ ...config.model, vocabSize: tokenizer.vocabSize }, seed, (process.env.BASE ?? config.base ?? 'quiet') as TinyBaseProfile));
+  const model = new LlamaModel(
+    tinyBaseWeights(
+      { ...config.model, vocabSize: tokenizer.vocabSize },
+      seed,
+      (process.env.BASE ?? config.base ?? 'quiet') as TinyBaseProfile,
+    ),
+  );
   const dir = mkdtempSync(join(tmpdir(), 'cprec-tune-'));
   const base = { baseModelId: 'tiny-synthetic', baseChecksum: 'synthetic'.padEnd(64, '0') };
   const evaluate = async (label: string, cptFormat = false) => {
@@ -134,17 +174,21 @@ async function main(): Promise<void> {
       watermark: 0,
       onStep: async (r) => {
         losses.push(r.loss);
-        if (evalEvery > 0 && r.roundStep % evalEvery === 0) await evaluate(`cpt step ${r.roundStep} zero-shot`, true);
+        if (evalEvery > 0 && r.roundStep % evalEvery === 0)
+          await evaluate(`cpt step ${r.roundStep} zero-shot`, true);
         if (r.roundStep % 25 === 0 || r.roundStep === r.roundSteps) {
           const s = (performance.now() - t) / 1000;
-          log(`cpt ${r.roundStep}/${r.roundSteps} ${r.phase} lr=${r.lr.toExponential(2)} loss(avg25)=${(losses.slice(-25).reduce((a, b) => a + b, 0) / Math.min(25, losses.length)).toFixed(3)} tokens=${r.tokens} s/step=${(s / 25).toFixed(3)}`);
+          log(
+            `cpt ${r.roundStep}/${r.roundSteps} ${r.phase} lr=${r.lr.toExponential(2)} loss(avg25)=${(losses.slice(-25).reduce((a, b) => a + b, 0) / Math.min(25, losses.length)).toFixed(3)} tokens=${r.tokens} s/step=${(s / 25).toFixed(3)}`,
+          );
           t = performance.now();
         }
       },
     });
     await evaluate('cpt zero-shot');
     if (config.phrasing) await evaluate('cpt zero-shot (cpt phrasing)', true);
-    if (process.env.DIAG === '1') diagnose(model, tokenizer, scenario.domainSamples.slice(0, 64), config, log);
+    if (process.env.DIAG === '1')
+      diagnose(model, tokenizer, scenario.domainSamples.slice(0, 64), config, log);
     const sftConfig: SftConfig = { ...DEFAULT_SFT_CONFIG, budget: config.budget, seed, ...config.sft };
     const sft = async (label: string, initAdapterDir: string | null) => {
       const t0 = performance.now();
@@ -159,7 +203,13 @@ async function main(): Promise<void> {
         ...base,
         config: sftConfig,
       });
-      log(label, 'sft', { lr: r.learningRate, validationHr1: r.validationHr1, seconds: ((performance.now() - t0) / 1000).toFixed(1), lossFirst: r.curve[0]?.loss, lossLast: r.curve.at(-1)?.loss });
+      log(label, 'sft', {
+        lr: r.learningRate,
+        validationHr1: r.validationHr1,
+        seconds: ((performance.now() - t0) / 1000).toFixed(1),
+        lossFirst: r.curve[0]?.loss,
+        lossLast: r.curve.at(-1)?.loss,
+      });
       return evaluate(label);
     };
     const withCpt = await sft('cpt+sft', cpt.adapterDir);
