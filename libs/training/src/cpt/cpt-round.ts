@@ -166,7 +166,11 @@ export async function runCptRound(input: CptRoundInput): Promise<CptRoundResult>
     const encode = (items: SampleItems): EncodedSample | null => {
       try {
         const sample = cptSample(items, 'all');
-        return encodeSample(config.phrasing ? { ...sample, phrasing: config.phrasing } : sample, input.tokenizer, config.budget);
+        return encodeSample(
+          config.phrasing ? { ...sample, phrasing: config.phrasing } : sample,
+          input.tokenizer,
+          config.budget,
+        );
       } catch (err) {
         if (err instanceof TokenBudgetError) {
           skipped++;
