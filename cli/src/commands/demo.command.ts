@@ -179,7 +179,7 @@ export function register(program: Command): void {
         let round: RoundView | null = null;
         while (Date.now() < deadline) {
           try {
-            round = await json<RoundView>(`${operator}/v1/rounds/${roundId}`);
+            round = (await json<{ round: RoundView }>(`${operator}/v1/rounds/${roundId}`)).round;
             const line = `${round.state} step ${round.step}/${round.total_steps}${round.loss === null ? '' : ` loss ${round.loss.toFixed(3)}`}${round.lr === null ? '' : ` lr ${round.lr.toExponential(2)}`}`;
             if (line !== last) say(`round ${line}`);
             last = line;
@@ -201,9 +201,11 @@ export function register(program: Command): void {
           const mine = adapters.filter((a) => a.round_id === roundId).map((a) => a.adapter_id);
           for (const id of mine)
             evaluations.push(
-              ...(await json<Array<Record<string, unknown>>>(
-                `${operator}/v1/evaluations?adapter_id=${encodeURIComponent(id)}`,
-              )),
+              ...(
+                await json<{ evaluations: Array<Record<string, unknown>> }>(
+                  `${operator}/v1/evaluations?adapter_id=${encodeURIComponent(id)}`,
+                )
+              ).evaluations,
             );
           if (evaluations.length === 0) await sleep(2_000);
         }
