@@ -195,7 +195,7 @@ export function register(program: Command): void {
         // Evaluation and promotion happen in the evaluator; wait for the gate's decision.
         const evaluations: Array<Record<string, unknown>> = [];
         for (let i = 0; i < 300 && evaluations.length === 0; i++) {
-          const adapters = await json<Array<{ adapter_id: string; round_id: string }>>(
+          const { adapters } = await json<{ adapters: Array<{ adapter_id: string; round_id: string }> }>(
             `${operator}/v1/adapters`,
           );
           const mine = adapters.filter((a) => a.round_id === roundId).map((a) => a.adapter_id);
