@@ -145,7 +145,14 @@ export function quickSyntheticComparison(seed: number): CptVsSftConfig {
       users: 2000,
       sourceDomains: ['beauty', 'toys', 'sports'],
       targetDomain: 'games',
-      generator: { crossDomainStrength: 1, topics: 8, itemsPerDomain: 48, eventsPerUser: 14, domainActivity: 1, zipfExponent: 0.5 },
+      generator: {
+        crossDomainStrength: 1,
+        topics: 8,
+        itemsPerDomain: 48,
+        eventsPerUser: 14,
+        domainActivity: 1,
+        zipfExponent: 0.5,
+      },
       historyCap: 8,
       negatives: 3,
       maxDomainSamples: 4000,
@@ -154,14 +161,38 @@ export function quickSyntheticComparison(seed: number): CptVsSftConfig {
       validationExamples: 100,
       testExamples: 400,
     },
-    model: { dim: 128, hiddenDim: 256, nLayers: 1, nHeads: 4, nKvHeads: 2, maxSeqLen: 128, normEps: 1e-5, ropeTheta: 10000, tiedClassifier: true },
+    model: {
+      dim: 128,
+      hiddenDim: 256,
+      nLayers: 1,
+      nHeads: 4,
+      nKvHeads: 2,
+      maxSeqLen: 128,
+      normEps: 1e-5,
+      ropeTheta: 10000,
+      tiedClassifier: true,
+    },
     budget,
     // CPT in the paper's unified template (= the evaluation phrasing): a skill learned in a
     // shorter template did not carry over to it (tune.ts's notes).
     base: 'quiet',
-    cpt: { batchSize: 8, lora: { rank: 16, alpha: 32, dropout: 0 }, etaLow: 1e-4, etaHigh: 2e-3, warmupFraction: 0.05, annealFraction: 0.2, checkpointEvery: 1000 },
+    cpt: {
+      batchSize: 8,
+      lora: { rank: 16, alpha: 32, dropout: 0 },
+      etaLow: 1e-4,
+      etaHigh: 2e-3,
+      warmupFraction: 0.05,
+      annealFraction: 0.2,
+      checkpointEvery: 1000,
+    },
     // Same grid for both arms, chosen on the validation split.
-    sft: { batchSize: 8, epochs: 3, learningRates: [5e-4, 2e-3], lora: { rank: 16, alpha: 32, dropout: 0 }, maxValidationExamples: 100 },
+    sft: {
+      batchSize: 8,
+      epochs: 3,
+      learningRates: [5e-4, 2e-3],
+      lora: { rank: 16, alpha: 32, dropout: 0 },
+      maxValidationExamples: 100,
+    },
   };
 }
 
