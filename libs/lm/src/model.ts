@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { groupedAttention } from './kernels/attention';
 import { embeddingLookup, injectRows } from './embedding';
 import { LlamaConfig, LoraConfig, LoraTarget, validateConfig } from './types';
 import { LAYER_TENSORS, LayerWeights, LlamaWeights } from './weights';
@@ -319,17 +320,15 @@ export class LlamaModel {
       const cos = tf.reshape(tf.gather(this.ropeCos, tf.reshape(positions, [-1])), [pb, T, 1, hs]);
       const sin = tf.reshape(tf.gather(this.ropeSin, tf.reshape(positions, [-1])), [pb, T, 1, hs]);
 
-      // Attention bias, causal by column plus padded keys, materialised once per forward at the
-      // full score shape [B, nKv, kvMul*T, Tk]: same-shape adds take the backends' fast path,
-      // while broadcasting adds fall back to per-element index arithmetic on the JS cpu backend.
+      // Attention bias [1 or B, 1, T, Tk]: causal by column, plus padded keys.
       const Tk = past + T;
-      let bias: tf.Tensor | null = null;
+      let bias: tf.Tensor4D | null = null;
       if (T > 1 || fullMask) {
         const causal = new Float32Array(T * Tk);
         for (let i = 0; i < T; i++) for (let j = past + i + 1; j < Tk; j++) causal[i * Tk + j] = -1e9;
-        let b: tf.Tensor = tf.tensor(causal, [1, 1, T, Tk]);
-        if (fullMask) b = tf.add(b, tf.reshape(tf.mul(tf.sub(1, fullMask), -1e9), [B, 1, 1, Tk]));
-        bias = tf.tile(b, [b.shape[0] === B ? 1 : B, c.nKvHeads, kvMul, 1]);
+        bias = tf.tensor4d(causal, [1, 1, T, Tk]);
+        if (fullMask)
+          bias = tf.add(bias, tf.reshape(tf.mul(tf.sub(1, fullMask), -1e9), [B, 1, 1, Tk])) as tf.Tensor4D;
       }
 
       let x: tf.Tensor2D = embeddingLookup(
@@ -368,9 +367,7 @@ export class LlamaModel {
         // Group query heads by their kv head: [B, nKv, kvMul*T, hs] so no k/v repetition is needed.
         // 1/sqrt(hs) is applied to q (B·T·dim values) rather than to the larger score matrix.
         const qg = tf.reshape(tf.transpose(tf.mul(q, scale), [0, 2, 1, 3]), [B, c.nKvHeads, kvMul * T, hs]);
-        let scores: tf.Tensor = tf.matMul(qg, k, false, true);
-        if (bias) scores = tf.add(scores, bias);
-        const att = tf.matMul(tf.softmax(scores), v); // [B, nKv, kvMul*T, hs]
+        const att = groupedAttention(qg as tf.Tensor4D, k as tf.Tensor4D, v, bias, T); // [B, nKv, kvMul*T, hs]
         const merged = tf.reshape(tf.transpose(tf.reshape(att, [B, c.nHeads, T, hs]), [0, 2, 1, 3]), [
           B * T,
           c.dim,

@@ -18,8 +18,50 @@
 
 namespace {
 
-constexpr int64_t kParallelThreshold = 1 << 15;
+// Threading policy, from measurements on the 2-vCPU VM this runs on (docs/kernels.md): waking a
+// sleeping worker thread costs about 0.7 ms there (the idle vCPU has to be woken by the
+// hypervisor), while a 2048×64 element-wise add takes 0.04 ms on one thread, and memory-bound
+// element-wise ops are no faster on two threads even at 4M elements. So element-wise copies,
+// adds and reductions stay on the calling thread; only work that takes milliseconds on one core
+// (large matrix products, fused attention, transcendental maps over millions of values) is split.
+constexpr int64_t kParallelThreshold = int64_t{1} << 40;  // memory-bound element-wise: never
+constexpr int64_t kTranscendentalThreshold = int64_t{1} << 20;  // exp/log/sigmoid values
+constexpr double kParallelFlops = 1e8;  // matrix-product flops worth a thread wake-up
 constexpr int kMaxRank = 24;
+
+// exp on floats that the compiler can vectorize (std::exp in a loop stays scalar).
+// Cephes' expf polynomial after reducing x = n ln2 + r: relative error about 2e-7 (less
+// precise for denormal results, below -87.3), 0 under them and infinite above FLT_MAX like
+// std::exp; NaN stays NaN.
+#pragma omp declare simd
+inline float VecExp(float x) {
+  // Branch- and select-free (floor by truncation and correction; range ends by bit masks) so
+  // loops calling it vectorize: GCC leaves a loop scalar for a std::floor call or a float select.
+  const float clamped = std::min(std::max(x, -104.0f), 88.72283f);
+  const float fx = clamped * 1.44269504088896341f + 0.5f;
+  int32_t ni = static_cast<int32_t>(fx);
+  ni -= static_cast<int32_t>(fx < static_cast<float>(ni));
+  const float n = static_cast<float>(ni);
+  const float r = clamped - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float y = p * r * r + r + 1.0f;
+  // 2^n as two normal powers of two, so n from -150 (denormal results) to 128 (up to FLT_MAX)
+  // needs no special case; below -104 the result is 0, above 88.72 infinity.
+  const int32_t under = -static_cast<int32_t>(x < -104.0f);
+  const int32_t over = -static_cast<int32_t>(x > 88.72283f);
+  const int32_t half = ni >> 1;
+  const int32_t bits1 = ((half + 127) << 23) & ~under;
+  const int32_t bits2 = (((ni - half + 127) << 23) & ~over) | (0x7f800000 & over);
+  float scale1, scale2;
+  std::memcpy(&scale1, &bits1, sizeof scale1);
+  std::memcpy(&scale2, &bits2, sizeof scale2);
+  return y * scale1 * scale2;
+}
 
 template <typename T>
 T* DataOf(const Napi::Value& v) {
@@ -61,24 +103,44 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   const int ldb = tb ? k : n;
   const int64_t strideA = static_cast<int64_t>(m) * k, strideB = static_cast<int64_t>(k) * n,
                 strideC = static_cast<int64_t>(m) * n;
-  // Many small products (attention heads): run whole products per thread with single-threaded
-  // BLAS; a few large ones: let OpenBLAS thread each product.
-  const bool perBatchParallel = batch >= 2 && strideC * k < (int64_t{1} << 22);
-  if (perBatchParallel) {
-    const int saved = openblas_get_num_threads();
-    openblas_set_num_threads(1);
-#pragma omp parallel for schedule(static)
+  // OpenBLAS runs single-threaded (set at load: its own thread pool pays the wake-up cost on
+  // every call, 3-6 ms for a 128³ product measured here); large work is split here instead.
+  const auto gemm = [&](const float* pa, const float* pb, float* pc, int rows, int cols) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, rows, cols, k,
+                1.0f, pa, lda, pb, ldb, 0.0f, pc, n);
+  };
+  const double flops = 2.0 * static_cast<double>(batch) * m * n * k;
+  const int threads = flops >= kParallelFlops ? omp_get_max_threads() : 1;
+  if (threads > 1 && batch >= threads) {
+#pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t bi = 0; bi < batch; bi++) {
-      cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k,
-                  1.0f, a + (bi % batchA) * strideA, lda, b + (bi % batchB) * strideB, ldb, 0.0f,
-                  out + bi * strideC, n);
+      gemm(a + (bi % batchA) * strideA, b + (bi % batchB) * strideB, out + bi * strideC, m, n);
     }
-    openblas_set_num_threads(saved);
+  } else if (threads > 1) {
+    // One large product: each thread takes a block of output rows (or columns when m is small).
+    for (int64_t bi = 0; bi < batch; bi++) {
+      const float* pa = a + (bi % batchA) * strideA;
+      const float* pb = b + (bi % batchB) * strideB;
+      float* pc = out + bi * strideC;
+      const bool byRows = m >= n;
+#pragma omp parallel num_threads(threads)
+      {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        const int extent = byRows ? m : n;
+        const int chunk = (extent + nt - 1) / nt;
+        const int s0 = std::min(extent, t * chunk), s1 = std::min(extent, s0 + chunk);
+        if (s0 < s1) {
+          if (byRows) {
+            gemm(ta ? pa + s0 : pa + static_cast<int64_t>(s0) * lda, pb, pc + static_cast<int64_t>(s0) * n, s1 - s0, n);
+          } else {
+            gemm(pa, tb ? pb + static_cast<int64_t>(s0) * ldb : pb + s0, pc + s0, m, s1 - s0);
+          }
+        }
+      }
+    }
   } else {
     for (int64_t bi = 0; bi < batch; bi++) {
-      cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k,
-                  1.0f, a + (bi % batchA) * strideA, lda, b + (bi % batchB) * strideB, ldb, 0.0f,
-                  out + bi * strideC, n);
+      gemm(a + (bi % batchA) * strideA, b + (bi % batchB) * strideB, out + bi * strideC, m, n);
     }
   }
   return info.Env().Undefined();
@@ -241,13 +303,13 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Unary ops. Op codes match UNARY_OPS in index.ts. Transcendentals are evaluated in double to
-// track JS Math.* (which is double) before rounding to float32 like the JS kernels do.
+// Unary ops. Op codes match UNARY_OPS in index.ts. Log is evaluated in double like JS Math.log;
+// exp (and sigmoid through it) uses the vectorized VecExp, within 3e-7 of the double result.
 enum UnaryOp { kExp = 0, kLog, kNeg, kSqrt, kRsqrt, kReciprocal, kSigmoid, kRelu, kSquare, kAbs };
 
 template <typename F>
 void RunUnary(const float* x, float* out, int64_t n, F f) {
-#pragma omp parallel for schedule(static) if (n >= kParallelThreshold)
+#pragma omp parallel for schedule(static) if (n >= kTranscendentalThreshold)
   for (int64_t i = 0; i < n; i++) out[i] = f(x[i]);
 }
 
@@ -257,7 +319,7 @@ Napi::Value Unary(const Napi::CallbackInfo& info) {
   float* out = DataOf<float>(info[2]);
   const int64_t n = static_cast<int64_t>(LengthOf<float>(info[1]));
   switch (op) {
-    case kExp: RunUnary(x, out, n, [](float v) { return static_cast<float>(std::exp(static_cast<double>(v))); }); break;
+    case kExp: RunUnary(x, out, n, [](float v) { return VecExp(v); }); break;
     case kLog: RunUnary(x, out, n, [](float v) { return static_cast<float>(std::log(static_cast<double>(v))); }); break;
     case kNeg: RunUnary(x, out, n, [](float v) { return -v; }); break;
     case kSqrt: RunUnary(x, out, n, [](float v) { return static_cast<float>(std::sqrt(static_cast<double>(v))); }); break;
@@ -266,7 +328,7 @@ Napi::Value Unary(const Napi::CallbackInfo& info) {
       break;
     case kReciprocal: RunUnary(x, out, n, [](float v) { return static_cast<float>(1.0 / static_cast<double>(v)); }); break;
     case kSigmoid:
-      RunUnary(x, out, n, [](float v) { return static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(v)))); });
+      RunUnary(x, out, n, [](float v) { return 1.0f / (1.0f + VecExp(-v)); });
       break;
     // tfjs cpu Relu keeps NaN (x < 0 ? 0 : x).
     case kRelu: RunUnary(x, out, n, [](float v) { return v < 0.0f ? 0.0f : v; }); break;
@@ -283,7 +345,7 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
   const float* x = DataOf<float>(info[0]);
   float* out = DataOf<float>(info[1]);
   const int64_t rows = IntOf(info[2]), cols = IntOf(info[3]);
-#pragma omp parallel for schedule(static) if (rows * cols >= kParallelThreshold)
+#pragma omp parallel for schedule(static) if (rows * cols >= kTranscendentalThreshold)
   for (int64_t r = 0; r < rows; r++) {
     const float* px = x + r * cols;
     float* po = out + r * cols;
@@ -294,12 +356,11 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
       mx = px[c] > mx ? px[c] : mx;
     }
     if (nan) mx = NAN;
+#pragma omp simd
+    for (int64_t c = 0; c < cols; c++) po[c] = VecExp(px[c] - mx);
     double sum = 0;
-    for (int64_t c = 0; c < cols; c++) {
-      const float e = static_cast<float>(std::exp(static_cast<double>(px[c] - mx)));
-      po[c] = e;
-      sum += e;
-    }
+#pragma omp simd reduction(+ : sum)
+    for (int64_t c = 0; c < cols; c++) sum += po[c];
     const float fsum = static_cast<float>(sum);
     for (int64_t c = 0; c < cols; c++) po[c] = po[c] / fsum;
   }
@@ -408,10 +469,123 @@ Napi::Value UnsortedSegmentSum(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// ---------------------------------------------------------------------------------------------
+// Fused attention. Profiling the LoRA training step showed the attention score tensors
+// ([B, kvHeads, rows, keys], 16 MB per layer at batch 8 × 256) dominating: the unfused graph
+// reads and writes them about ten times per layer (bias add, softmax, matmuls, and the softmax
+// gradient's Mul/Sum/Sub/Mul). Here each (batch, kv head) unit is done while its scores sit in
+// cache, one unit per thread with single-threaded BLAS.
+
+
+// Runs body(unit) for every (batch, kv head) unit, split across threads when the work is
+// worth a wake-up (`flops` estimates it).
+template <typename Body>
+void ForEachUnit(int64_t units, double flops, Body body) {
+  const int threads = flops >= kParallelFlops ? omp_get_max_threads() : 1;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
+  for (int64_t u = 0; u < units; u++) body(u);
+}
+
+// probs[u] = softmax(q[u] k[u]^T + bias), out[u] = probs[u] v[u].
+// q [units, m, head], k and v [units, keys, head], probs [units, m, keys], out [units, m, head].
+// bias (optional) [biasBatch, timeRows, keys]: row r of a unit reads bias row r % timeRows of
+// its batch (unit / biasUnitsPerBatch) when biasPerBatch, else of the only batch; grouped query
+// heads stack timeRows-row blocks, so one causal/padding pattern serves them all.
+// Args: q, k, v, bias|null, probs, out, units, m, keys, head, timeRows, biasUnitsPerBatch, biasPerBatch
+Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
+  const float* q = DataOf<float>(info[0]);
+  const float* k = DataOf<float>(info[1]);
+  const float* v = DataOf<float>(info[2]);
+  const bool hasBias = !info[3].IsNull() && !info[3].IsUndefined();
+  const float* bias = hasBias ? DataOf<float>(info[3]) : nullptr;
+  float* probs = DataOf<float>(info[4]);
+  float* out = DataOf<float>(info[5]);
+  const int64_t units = IntOf(info[6]), m = IntOf(info[7]), keys = IntOf(info[8]), head = IntOf(info[9]);
+  const int64_t timeRows = IntOf(info[10]), biasUnitsPerBatch = IntOf(info[11]);
+  const bool biasPerBatch = Truthy(info[12]);
+  if (units == 0 || m == 0) return info.Env().Undefined();
+  ForEachUnit(units, 4.0 * units * m * keys * head, [&](int64_t u) {
+    float* p = probs + u * m * keys;
+    const float* qu = q + u * m * head;
+    const float* ku = k + u * keys * head;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, keys, head, 1.0f, qu, head, ku, head, 0.0f, p,
+                keys);
+    const float* biasBase = hasBias ? bias + (biasPerBatch ? (u / biasUnitsPerBatch) * timeRows * keys : 0)
+                                    : nullptr;
+    for (int64_t r = 0; r < m; r++) {
+      float* row = p + r * keys;
+      if (biasBase) {
+        const float* b = biasBase + (r % timeRows) * keys;
+#pragma omp simd
+        for (int64_t c = 0; c < keys; c++) row[c] += b[c];
+      }
+      // `omp simd` lets the compiler reorder these reductions into vector lanes (it may not
+      // otherwise: float addition is not associative).
+      float mx = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : mx)
+      for (int64_t c = 0; c < keys; c++) mx = std::max(mx, row[c]);
+#pragma omp simd
+      for (int64_t c = 0; c < keys; c++) row[c] = VecExp(row[c] - mx);
+      float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t c = 0; c < keys; c++) sum += row[c];
+      const float inv = 1.0f / sum;
+#pragma omp simd
+      for (int64_t c = 0; c < keys; c++) row[c] *= inv;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, head, keys, 1.0f, p, keys,
+                v + u * keys * head, head, 0.0f, out + u * m * head, head);
+  });
+  return info.Env().Undefined();
+}
+
+// Gradients of AttentionForward given dOut and its saved probs (the bias is a constant).
+// Args: q, k, v, probs, dOut, dQ, dK, dV, units, m, keys, head
+Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
+  const float* q = DataOf<float>(info[0]);
+  const float* k = DataOf<float>(info[1]);
+  const float* v = DataOf<float>(info[2]);
+  const float* probs = DataOf<float>(info[3]);
+  const float* dOut = DataOf<float>(info[4]);
+  float* dQ = DataOf<float>(info[5]);
+  float* dK = DataOf<float>(info[6]);
+  float* dV = DataOf<float>(info[7]);
+  const int64_t units = IntOf(info[8]), m = IntOf(info[9]), keys = IntOf(info[10]), head = IntOf(info[11]);
+  if (units == 0 || m == 0) return info.Env().Undefined();
+  ForEachUnit(units, 8.0 * units * m * keys * head, [&](int64_t u) {
+    const float* p = probs + u * m * keys;
+    const float* dou = dOut + u * m * head;
+    const float* qu = q + u * m * head;
+    const float* ku = k + u * keys * head;
+    const float* vu = v + u * keys * head;
+    std::vector<float> ds(static_cast<size_t>(m * keys));
+    // dV = P^T dO; dP = dO V^T; dS = P (dP - rowsum(dP P)); dQ = dS K; dK = dS^T Q.
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, keys, head, m, 1.0f, p, keys, dou, head, 0.0f,
+                dV + u * keys * head, head);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, keys, head, 1.0f, dou, head, vu, head, 0.0f,
+                ds.data(), keys);
+    for (int64_t r = 0; r < m; r++) {
+      float* row = ds.data() + r * keys;
+      const float* pr = p + r * keys;
+      float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+      for (int64_t c = 0; c < keys; c++) dot += row[c] * pr[c];
+#pragma omp simd
+      for (int64_t c = 0; c < keys; c++) row[c] = pr[c] * (row[c] - dot);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, head, keys, 1.0f, ds.data(), keys, ku, head,
+                0.0f, dQ + u * m * head, head);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, keys, head, m, 1.0f, ds.data(), keys, qu, head,
+                0.0f, dK + u * keys * head, head);
+  });
+  return info.Env().Undefined();
+}
+
 // Info about the build, for `cprec doctor` and the benchmark.
 Napi::Value Describe(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("blasThreads", openblas_get_num_threads());
+  o.Set("parallelFlops", kParallelFlops);
   o.Set("ompThreads", omp_get_max_threads());
   o.Set("blasConfig", openblas_get_config());
   return o;
@@ -419,12 +593,12 @@ Napi::Value Describe(const Napi::CallbackInfo& info) {
 
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   const int n = static_cast<int>(IntOf(info[0]));
-  openblas_set_num_threads(n);
   omp_set_num_threads(n);
   return info.Env().Undefined();
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  openblas_set_num_threads(1);
   exports.Set("matmul", Napi::Function::New(env, Matmul));
   exports.Set("binary", Napi::Function::New(env, Binary));
   exports.Set("unary", Napi::Function::New(env, Unary));
@@ -434,6 +608,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("fill", Napi::Function::New(env, Fill));
   exports.Set("gather", Napi::Function::New(env, Gather));
   exports.Set("unsortedSegmentSum", Napi::Function::New(env, UnsortedSegmentSum));
+  exports.Set("attentionForward", Napi::Function::New(env, AttentionForward));
+  exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward));
   exports.Set("describe", Napi::Function::New(env, Describe));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   return exports;

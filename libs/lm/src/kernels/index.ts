@@ -548,6 +548,11 @@ export function registerNativeKernels(): NativeKernelStatus {
   return status;
 }
 
+/** True once the native kernels replaced the JS ones on the `cpu` backend in this process. */
+export function nativeKernelsActive(): boolean {
+  return status?.loaded === true;
+}
+
 /**
  * Registers a backend (default `cpu-js`) that runs the original tfjs-backend-cpu JS kernels,
  * even after the native ones replaced them on `cpu`. Used by the specs and the benchmark to

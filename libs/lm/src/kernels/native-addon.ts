@@ -53,6 +53,35 @@ export interface NativeKernelAddon {
     numSegments: number,
     inner: number,
   ): void;
+  attentionForward(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    bias: Float32Array | null,
+    probs: Float32Array,
+    out: Float32Array,
+    units: number,
+    rows: number,
+    keys: number,
+    head: number,
+    timeRows: number,
+    biasUnitsPerBatch: number,
+    biasPerBatch: boolean,
+  ): void;
+  attentionBackward(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    probs: Float32Array,
+    dOut: Float32Array,
+    dQ: Float32Array,
+    dK: Float32Array,
+    dV: Float32Array,
+    units: number,
+    rows: number,
+    keys: number,
+    head: number,
+  ): void;
   describe(): { blasThreads: number; ompThreads: number; blasConfig: string };
   setThreads(n: number): void;
 }

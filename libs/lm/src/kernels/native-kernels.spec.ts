@@ -171,6 +171,20 @@ describeNative('native tfjs kernels', () => {
         [16, 32, 24],
         [16, 24, 40],
       ],
+      // Above the kernel's threading threshold (1e8 flops): split by output rows, by output
+      // columns (m < n), and by batch.
+      [
+        [601, 300],
+        [300, 377],
+      ],
+      [
+        [97, 800],
+        [800, 701],
+      ],
+      [
+        [3, 260, 250],
+        [3, 250, 270],
+      ],
     ];
     for (const [aShape, bShape] of cases) {
       for (const transposeA of [false, true]) {
@@ -300,6 +314,34 @@ describeNative('native tfjs kernels', () => {
         });
       }
     }
+    // exp and sigmoid use a polynomial exp in the native kernels: check its range ends, where it
+    // must underflow to exactly 0, overflow to Infinity and keep NaN, like Math.exp.
+    const extremes = [
+      -1e9,
+      -200,
+      -103.9,
+      -88,
+      -87.3,
+      -1e-30,
+      0,
+      1e-30,
+      1,
+      50,
+      88.5,
+      88.8,
+      200,
+      NaN,
+      Infinity,
+      -Infinity,
+    ];
+    for (const [name, op] of [
+      ['Exp', tf.exp],
+      ['Sigmoid', tf.sigmoid],
+    ] as const) {
+      it(`${name} at the float range ends, ±Infinity and NaN`, async () => {
+        await expectNativeMatchesJs(() => op(tf.tensor1d(extremes)));
+      });
+    }
   });
 
   describe('Softmax', () => {
@@ -309,6 +351,21 @@ describeNative('native tfjs kernels', () => {
         await expectNativeMatchesJs(() => tf.softmax(inputs()[0]));
       });
     }
+    it('rows with masked (-1e9) entries, huge spreads and a NaN', async () => {
+      await expectNativeMatchesJs(() =>
+        tf.softmax(
+          tf.tensor2d(
+            [
+              [0, -1e9, 3, -1e9],
+              [1000, -1000, 0, 999],
+              [-1e9, -1e9, -1e9, -1e9],
+              [1, NaN, 2, 3],
+            ],
+            [4, 4],
+          ),
+        ),
+      );
+    });
   });
 
   describe('reductions', () => {
