@@ -1,8 +1,15 @@
+/**
+ * Model-only cost of one `/v1/recommend` request (no HTTP): ms per request for batches of 1, 4
+ * and 8 twenty-candidate requests on stories260K, and with PROFILE=1 the kernels of one request.
+ *   npx ts-node -r tsconfig-paths/register --transpile-only bench/serving/scoring-profile.ts
+ * Knobs: BACKEND (auto), MAXTOK (192 prompt tokens), TITLE (12 tokens per title).
+ */
+import { resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend } from '@cprec/lm';
 import { RecommenderRuntime } from '@cprec/training';
-const MODEL = '/work/shared/models/stories260K/stories260K.bin';
-const TOK = '/work/shared/models/stories260K/tok512.bin';
+const MODEL = resolve(__dirname, '../../../shared/models/stories260K/stories260K.bin');
+const TOK = resolve(__dirname, '../../../shared/models/stories260K/tok512.bin');
 async function main() {
   const b = await selectBackend((process.env.BACKEND ?? 'auto') as 'auto');
   console.log('backend', b.backend, JSON.stringify(b).slice(0, 200));

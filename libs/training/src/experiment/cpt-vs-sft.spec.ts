@@ -1,4 +1,5 @@
 import { selectBackend } from '@cprec/lm';
+import { registerNativeKernels } from '@cprec/lm/kernels';
 import { quickSyntheticComparison, runCptVsSft, type CptVsSftResult } from './cpt-vs-sft';
 
 // Training a tiny LM end to end (CPT, two fine-tunings, evaluation) per seed.
@@ -12,20 +13,31 @@ jest.setTimeout(30 * 60_000);
  * standard errors) of the test split's HR@1.
  *
  * The HR@1 asserted is the likelihood-ranking one (exact candidate scoring, what serving and the
- * promotion gate use): a 2-layer random-base model does not learn to copy a candidate title
+ * promotion gate use): a tiny random-base model does not learn to copy a candidate title
  * through LoRA in a CI budget (measured with tune.ts), so its generation HR@1 mostly measures
  * answer validity, not recommendation. Generation HR@1 is still logged.
+ *
+ * Measured 2026-11-22 (test split of 400, 4 candidates, chance 0.25), likelihood HR@1 SFT-only vs
+ * CPT+SFT: seed 1 0.275 vs 0.3825 (margin 0.108 against a required 0.100), seed 2 0.2375 vs
+ * 0.4525. Seed 1's margin is narrow: the effect is real but this world is small.
  */
-// Not yet passing: CPT learns the topic skill (zero-shot HR@1 ≈ 0.47 in its own phrasing) but it
-// does not carry over to the unified template SFT and evaluation use (see tune.ts's notes). It runs when asked for, so the
-// tuning work can use it: CPREC_SLOW_EXPERIMENT_TESTS=1 npx jest libs/training/src/experiment.
-const describeExperiment = process.env.CPREC_SLOW_EXPERIMENT_TESTS === '1' ? describe : describe.skip;
+// About 6 minutes on 2 cores with the native kernels (both seeds); with the plain JS kernels it
+// would take hours, so without the addon it is skipped, except in CI where the addon is built and
+// its absence is a failure. CPREC_SKIP_EXPERIMENT_TESTS=1 skips it for quick local runs.
+const nativeBuilt = registerNativeKernels().loaded;
+if (!nativeBuilt && process.env.CI !== 'true')
+  console.warn('CPT-vs-SFT experiment skipped: native kernels not built (bash scripts/build-native.sh)');
+const describeExperiment =
+  process.env.CPREC_SKIP_EXPERIMENT_TESTS === '1' || (!nativeBuilt && process.env.CI !== 'true')
+    ? describe.skip
+    : describe;
 
 describeExperiment('CPT on source domains, then SFT, beats SFT alone on the target domain', () => {
   const results: CptVsSftResult[] = [];
   beforeAll(async () => {
-    // Native kernels when built (much faster); the JS cpu backend otherwise. Same numbers either way up to float rounding.
-    await selectBackend('auto');
+    const backend = await selectBackend('auto');
+    if (!backend.nativeKernels)
+      throw new Error('the experiment needs the native kernels (bash scripts/build-native.sh)');
     for (const seed of [1, 2]) results.push(await runCptVsSft(quickSyntheticComparison(seed)));
     console.log(JSON.stringify(results, null, 1));
   });
