@@ -49,7 +49,9 @@ export class RollbackRefusedError extends Error {}
  * - The serving adapter is one reference (`current()`); a swap loads and verifies the new one
  *   completely while the old keeps answering, then replaces the reference in one assignment, so a
  *   request sees either the old or the new adapter, never a half-loaded one. The old one is
- *   disposed after the switch (scoring is synchronous, so no request is inside it then).
+ *   disposed after the switch: a batch already handed to it was posted to its scoring worker
+ *   before the dispose message, and a worker handles messages in order (or, on the serving
+ *   thread, scoring is synchronous, so no request is inside it then).
  * - A refused load leaves the current adapter serving and records `load_failed` with the reason.
  * - History: every adapter replaced by a promotion is pushed on a stack; `rollback()` returns to
  *   the top of the stack (re-loaded and re-verified from its artefact: nothing stale is kept in

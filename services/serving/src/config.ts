@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { CommonEnvSchema, envInt, loadConfig } from '@cprec/service-common';
@@ -24,6 +25,11 @@ export const ServingEnvSchema = CommonEnvSchema.extend({
   /** Micro-batching: wait up to this many ms for company (0 = only what queued during the last batch). */
   SERVING_BATCH_WINDOW_MS: envInt(0),
   SERVING_MAX_BATCH: envInt(8, 1),
+  /**
+   * Scoring worker threads (each with its own copy of the model); 0 = score on the serving
+   * thread. Default: one per core the process may use.
+   */
+  SERVING_WORKERS: envInt(availableParallelism(), 0),
   /** Load shedding: 503 for a request that waited longer than this for the model (0 = never). */
   SERVING_QUEUE_DEADLINE_MS: envInt(2_000),
   SERVING_MAX_ROWS_PER_FORWARD: envInt(64, 1),

@@ -68,7 +68,46 @@ describe('MicroBatcher', () => {
     expect(scored).toEqual([1]);
   });
 
-  it('refuses a non-positive batch size', () => {
+  it('with async processing, keeps at most maxConcurrent batches in flight and lets the queue grow the next', async () => {
+    const started: number[][] = [];
+    let inFlight = 0;
+    let peak = 0;
+    const release: Array<() => void> = [];
+    const batcher = new MicroBatcher<number, number>(
+      async (xs) => {
+        started.push([...xs]);
+        inFlight++;
+        peak = Math.max(peak, inFlight);
+        await new Promise<void>((r) => release.push(r));
+        inFlight--;
+        return xs.map((x) => -x);
+      },
+      { maxBatch: 8, maxConcurrent: 2 },
+    );
+    const first = [1, 2].map((x) => batcher.submit(x));
+    await new Promise((r) => setImmediate(r));
+    const second = [3].map((x) => batcher.submit(x));
+    await new Promise((r) => setImmediate(r));
+    // Two batches are running; these wait for a free slot and then go together.
+    const third = [4, 5, 6].map((x) => batcher.submit(x));
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    expect(started).toEqual([[1, 2], [3]]);
+    release.shift()!();
+    await Promise.all(first);
+    await new Promise((r) => setImmediate(r));
+    expect(started).toEqual([[1, 2], [3], [4, 5, 6]]);
+    while (release.length > 0) release.shift()!();
+    await new Promise((r) => setImmediate(r));
+    while (release.length > 0) release.shift()!();
+    expect(await Promise.all([...first, ...second, ...third])).toEqual([-1, -2, -3, -4, -5, -6]);
+    expect(peak).toBe(2);
+  });
+
+  it('refuses a non-positive batch size or concurrency', () => {
     expect(() => new MicroBatcher<number, number>((xs) => [...xs], { maxBatch: 0 })).toThrow(/maxBatch/);
+    expect(
+      () => new MicroBatcher<number, number>((xs) => [...xs], { maxBatch: 1, maxConcurrent: 0 }),
+    ).toThrow(/maxConcurrent/);
   });
 });

@@ -15,6 +15,12 @@ export interface MicroBatcherOptions {
    */
   maxQueueMs?: number;
   shed?: (waitedMs: number) => Error;
+  /**
+   * Batches being processed at once (default 1 for a synchronous `process`, which cannot overlap
+   * anyway). With scoring workers, one per worker: a batch is formed only when a worker can take
+   * it, so under load requests wait in this queue and the next batch takes all of them.
+   */
+  maxConcurrent?: number;
   /** Called with the size of every batch (metrics). */
   onBatch?: (size: number) => void;
 }
@@ -37,6 +43,7 @@ interface Pending<Req, Res> {
 export class MicroBatcher<Req, Res> {
   private readonly queue: Pending<Req, Res>[] = [];
   private scheduled = false;
+  private inFlight = 0;
 
   constructor(
     private readonly process: (batch: readonly Req[]) => Res[] | Promise<Res[]>,
@@ -44,6 +51,9 @@ export class MicroBatcher<Req, Res> {
   ) {
     if (!Number.isInteger(options.maxBatch) || options.maxBatch < 1)
       throw new Error(`maxBatch must be a positive integer, got ${options.maxBatch}`);
+    const concurrent = options.maxConcurrent ?? 1;
+    if (!Number.isInteger(concurrent) || concurrent < 1)
+      throw new Error(`maxConcurrent must be a positive integer, got ${options.maxConcurrent}`);
   }
 
   submit(request: Req): Promise<Res> {
@@ -80,10 +90,21 @@ export class MicroBatcher<Req, Res> {
         late.reject(shed ? shed(waited) : new Error(`request shed after waiting ${Math.round(waited)} ms`));
       }
     }
+    if (this.inFlight >= (this.options.maxConcurrent ?? 1)) return; // rescheduled when one finishes
     const batch = this.queue.splice(0, this.options.maxBatch);
     if (this.queue.length > 0) this.schedule();
     if (batch.length === 0) return;
     this.options.onBatch?.(batch.length);
+    this.inFlight++;
+    try {
+      await this.run(batch);
+    } finally {
+      this.inFlight--;
+      if (this.queue.length > 0) this.schedule();
+    }
+  }
+
+  private async run(batch: Pending<Req, Res>[]): Promise<void> {
     try {
       const results = await this.process(batch.map((p) => p.request));
       if (results.length !== batch.length)

@@ -15,12 +15,7 @@ import {
 import { selectBackend } from '@cprec/lm';
 import { createKafka, defaultTopicSpecs, ensureTopics } from '@cprec/messaging';
 import { HealthCheck, METRICS_REGISTRY } from '@cprec/service-common';
-import {
-  RecommenderRuntime,
-  type LoadedRecommender,
-  type RankRequest,
-  type ScoredCandidate,
-} from '@cprec/training';
+import { RecommenderRuntime, type RankRequest, type ScoredCandidate } from '@cprec/training';
 import { AdapterManager, BASE_REF, type AdapterRef, type SwitchOutcome } from './adapter-manager';
 import { loadServingBase } from './base-model';
 import { ServingCatalogue } from './catalogue';
@@ -29,6 +24,7 @@ import { FirstStage, type FirstStageSource } from './first-stage';
 import { MicroBatcher } from './micro-batcher';
 import type { RecommendRequest } from './recommend-request';
 import { ServingMetrics } from './serving.metrics';
+import { InProcessScorer, ScoringPool, type Scorer } from './scoring/scoring-pool';
 
 export const CLICKHOUSE = Symbol('CLICKHOUSE');
 
@@ -73,8 +69,11 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
   private readonly firstStage: FirstStage;
   /** Every adapter announced as promoted, so a named rollback can return to one not in the history. */
   private readonly known = new Map<string, AdapterRef>();
+  /** The model on this thread (SERVING_WORKERS=0), or the scoring workers. */
   private runtime: RecommenderRuntime | null = null;
-  private manager: AdapterManager<LoadedRecommender> | null = null;
+  private pool: ScoringPool | null = null;
+  private baseChecksum = '';
+  private manager: AdapterManager<Scorer> | null = null;
   private batcher: MicroBatcher<RankRequest, Scored> | null = null;
   private consumer: Consumer | null = null;
   private joined = false;
@@ -109,6 +108,7 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
 
   async check(): Promise<string | null> {
     if (this.problem) return this.problem;
+    if (this.pool?.problem) return this.pool.problem;
     if (!this.joined) return 'adapter consumer has not joined its group yet';
     return null;
   }
@@ -124,20 +124,28 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
   }
 
   private versionOf(ref: AdapterRef): string {
-    return (ref.sha256 || this.runtime?.base.baseChecksum || '').slice(0, 12);
+    return (ref.sha256 || this.baseChecksum).slice(0, 12);
   }
 
   async onApplicationBootstrap(): Promise<void> {
     const c = this.config;
-    const backend = await selectBackend(c.SERVING_BACKEND);
-    this.logger.log(`tfjs backend ${backend.backend}`);
-    const base = await loadServingBase(c, this.artefacts);
-    this.runtime = RecommenderRuntime.fromBase(base, {
-      budget: { maxTokens: c.SERVING_MAX_TOKENS, maxTitleTokens: c.SERVING_MAX_TITLE_TOKENS },
-      mergeLora: c.SERVING_MERGE_LORA === 1,
-      maxRowsPerForward: c.SERVING_MAX_ROWS_PER_FORWARD,
-    });
-    this.manager = new AdapterManager<LoadedRecommender>({
+    if (c.SERVING_WORKERS > 0) {
+      const base = await loadServingBase(c, this.artefacts);
+      this.baseChecksum = base.baseChecksum;
+      this.pool = await ScoringPool.start(c, c.SERVING_WORKERS);
+      this.logger.log(`${c.SERVING_WORKERS} scoring worker(s) ready`);
+    } else {
+      const backend = await selectBackend(c.SERVING_BACKEND);
+      this.logger.log(`tfjs backend ${backend.backend}, scoring on the serving thread`);
+      const base = await loadServingBase(c, this.artefacts);
+      this.baseChecksum = base.baseChecksum;
+      this.runtime = RecommenderRuntime.fromBase(base, {
+        budget: { maxTokens: c.SERVING_MAX_TOKENS, maxTitleTokens: c.SERVING_MAX_TITLE_TOKENS },
+        mergeLora: c.SERVING_MERGE_LORA === 1,
+        maxRowsPerForward: c.SERVING_MAX_ROWS_PER_FORWARD,
+      });
+    }
+    this.manager = new AdapterManager<Scorer>({
       load: (ref) => this.loadAdapter(ref),
       record: async (e) => {
         this.metrics.adapterLoads.inc({ outcome: e.event });
@@ -153,6 +161,7 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
     this.batcher = new MicroBatcher<RankRequest, Scored>((requests) => this.scoreBatch(requests), {
       windowMs: c.SERVING_BATCH_WINDOW_MS,
       maxBatch: c.SERVING_MAX_BATCH,
+      maxConcurrent: Math.max(1, this.pool?.size ?? 1),
       onBatch: (n) => this.metrics.batchSize.observe(n),
       ...(c.SERVING_QUEUE_DEADLINE_MS > 0
         ? {
@@ -203,13 +212,8 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
    * Verified load: the artefact must be one of our store's, re-hashed (every file) and carry the
    * sha256 the promotion announced; then the model is built and a smoke inference must succeed.
    */
-  private async loadAdapter(ref: AdapterRef): Promise<LoadedRecommender> {
-    const runtime = this.runtime!;
-    if (ref.adapterId === BASE_REF.adapterId && ref.uri === '') {
-      const base = runtime.loadBase();
-      base.smokeTest();
-      return base;
-    }
+  private async loadAdapter(ref: AdapterRef): Promise<Scorer> {
+    if (ref.adapterId === BASE_REF.adapterId && ref.uri === '') return this.loadVerified(ref.adapterId, null);
     const key = this.artefacts.keyOfUri(ref.uri);
     if (!key) throw new Error(`${ref.uri} is not an artefact of the store at ${this.artefacts.root}`);
     const dir = await this.artefacts.localPath(key); // re-hashes; throws ArtefactIntegrityError
@@ -218,14 +222,21 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
       throw new Error(
         `artefact ${key} has sha256 ${record?.sha256 ?? '(none)'}, the promotion announced ${ref.sha256}`,
       );
-    const loaded = runtime.load(dir, { adapterId: ref.adapterId });
+    return this.loadVerified(ref.adapterId, dir);
+  }
+
+  /** Builds the model from a verified directory (null = base) where it will score, smoke-tested. */
+  private async loadVerified(adapterId: string, dir: string | null): Promise<Scorer> {
+    if (this.pool) return this.pool.load(adapterId, dir);
+    const runtime = this.runtime!;
+    const loaded = dir === null ? runtime.loadBase() : runtime.load(dir, { adapterId });
     try {
       loaded.smokeTest();
     } catch (err) {
       loaded.dispose();
       throw err;
     }
-    return loaded;
+    return new InProcessScorer(loaded);
   }
 
   private async startConsumer(): Promise<void> {
@@ -299,10 +310,12 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
     if (current) this.metrics.setServing(current.ref.adapterId, this.versionOf(current.ref));
   }
 
-  private scoreBatch(requests: readonly RankRequest[]): Scored[] {
+  private async scoreBatch(requests: readonly RankRequest[]): Promise<Scored[]> {
     const current = this.manager?.current();
     if (!current) throw new ServingError(503, 'no model is loaded yet');
-    const ranked = current.value.rankBatch(requests);
+    // rankBatch posts to a worker in this same turn, before any switch can dispose the scorer; a
+    // worker handles its messages in order, so the old adapter outlives this batch there.
+    const ranked = await current.value.rankBatch(requests);
     const adapterVersion = this.versionOf(current.ref);
     return ranked.map((r) => ({ ranked: r, adapterId: current.ref.adapterId, adapterVersion }));
   }
@@ -381,5 +394,6 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
     await this.consumer?.disconnect().catch(() => undefined);
     this.firstStage.dispose();
     await this.manager?.close();
+    await this.pool?.close();
   }
 }
