@@ -123,7 +123,11 @@ function build(policyConfig = { intervalMs: 0, minNewInteractions: 0 }, plannerP
     artefacts,
     policy,
     metrics,
-    { defaultTargetDomains: [], stepFlushMs: 1000 },
+    {
+      defaultTargetDomains: [],
+      stepFlushMs: 1000,
+      writeRetry: { attempts: 3, baseDelayMs: 1, maxDelayMs: 2 },
+    },
     { now: () => now },
   );
 }
@@ -213,6 +217,43 @@ describe('RoundCoordinator', () => {
       global_step: 10,
       parent_trunk_id: null,
     });
+  });
+
+  it('retries failed writes in order until the store is back, and gives up (reported) after the attempts', async () => {
+    // The store is down for the first two attempts: the queued row arrives on the third, and the
+    // rows behind it keep their order.
+    let failures = 2;
+    const insert = store.insertRoundState.getMockImplementation()!;
+    store.insertRoundState.mockImplementation(async (r) => {
+      if (failures-- > 0) throw new Error('ClickHouse unavailable');
+      return insert(r);
+    });
+    const id = await coordinator.trigger('cmd-r', 'alice', 'manual');
+    await flush();
+    executor.started[0]!.listener.onPhase('warmup', 10);
+    await until(() => store.statesOf(id).length >= 2);
+    expect(store.statesOf(id)).toEqual(['queued', 'warmup']);
+    expect(coordinator.status().lastError).toBeNull();
+    expect(events.rounds.map((e) => e.state)).toEqual(['queued', 'warmup']);
+
+    // Down for good: given up after 3 attempts, reported, and the next write still goes through.
+    store.insertRoundState.mockImplementationOnce(async () => {
+      throw new Error('disk full');
+    });
+    store.insertRoundState.mockImplementationOnce(async () => {
+      throw new Error('disk full');
+    });
+    store.insertRoundState.mockImplementationOnce(async () => {
+      throw new Error('disk full');
+    });
+    executor.started[0]!.listener.onStep(step('stable', 2));
+    await until(() => (coordinator.status().lastError ?? '').includes('given up'));
+    expect(coordinator.status().lastError).toMatch(/after 3 attempts, given up: disk full/);
+    executor.started[0]!.listener.onPhase('annealing', 2);
+    await until(() => store.statesOf(id).includes('annealing'));
+    expect(store.statesOf(id)).toContain('annealing');
+    // The lost row stays reported.
+    expect(coordinator.status().lastError).toMatch(/given up/);
   });
 
   it('runs one round at a time, ignores a re-delivered trigger, and cancels queued and running rounds', async () => {

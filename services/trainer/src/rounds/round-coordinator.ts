@@ -25,7 +25,16 @@ export interface CoordinatorConfig {
   defaultTargetDomains: readonly string[];
   /** Round steps are written in batches this often. */
   stepFlushMs: number;
+  /**
+   * A failed write (ClickHouse or Kafka unavailable) is retried with exponential backoff from
+   * `baseDelayMs` up to `maxDelayMs` between attempts, `attempts` times in all, before it is
+   * given up (and reported in status). Later writes wait behind it, so rows and events keep their
+   * order. Default: 10 attempts, 250 ms → 10 s (about a minute in all).
+   */
+  writeRetry?: { attempts: number; baseDelayMs: number; maxDelayMs: number };
 }
+
+const DEFAULT_WRITE_RETRY = { attempts: 10, baseDelayMs: 250, maxDelayMs: 10_000 };
 
 interface Round {
   id: string;
@@ -473,11 +482,34 @@ export class RoundCoordinator {
     });
   }
 
-  /** Serialises writes; a failed write is logged in status and does not block later ones. */
+  /**
+   * Serialises writes and retries a failing one (see `CoordinatorConfig.writeRetry`). The rows
+   * are versioned snapshots and the events idempotent state reports, so writing one again after
+   * a partial failure is harmless. A write that still fails is given up and stays reported in
+   * status (a row or event is missing); it does not block later ones.
+   */
   private enqueueWrite(write: () => Promise<void>): Promise<void> {
-    const next = this.writes.then(write).catch((err: Error) => {
-      this.lastError = `write failed: ${err.message}`;
-    });
+    const retry = this.config.writeRetry ?? DEFAULT_WRITE_RETRY;
+    const attempt = async (): Promise<void> => {
+      for (let n = 1; ; n++) {
+        try {
+          await write();
+          // A retry that got through clears its report; a write given up stays reported.
+          if (this.lastError?.startsWith('write failed (attempt')) this.lastError = null;
+          return;
+        } catch (err) {
+          const reason = (err as Error).message;
+          if (n >= retry.attempts) {
+            this.lastError = `write failed after ${n} attempts, given up: ${reason}`;
+            return;
+          }
+          this.lastError = `write failed (attempt ${n}/${retry.attempts}), retrying: ${reason}`;
+          const delay = Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (n - 1));
+          await new Promise((r) => setTimeout(r, delay));
+        }
+      }
+    };
+    const next = this.writes.then(attempt);
     this.writes = next;
     return next;
   }
