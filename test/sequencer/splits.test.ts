@@ -13,6 +13,7 @@ import {
   sql,
 } from '@cprec/clickhouse';
 import { createRng, randomInt } from '@cprec/corpus';
+import { handleSplitRequest } from '../../services/sequencer/src/split-requests.service';
 import { requireInfra, uniqueName } from '../support/infra';
 
 const database = uniqueName('cprec_it_splits');
@@ -67,6 +68,31 @@ function userItems(userId: string, domain: string): Set<string> {
 }
 
 describe('frozen evaluation splits', () => {
+  it('answers a request it refuses with a recorded reason, visible only to requests sent since', async () => {
+    // A split id reused with another definition can never be created: the sequencer's handler
+    // records why, against the request's own timestamp, for the requester polling the split.
+    await splits.createIfAbsent({ splitId: 'loo-refused', kind: 'loo', domains: ['beauty'], seed: 5 });
+    const conflicting = {
+      kind: 'create_split',
+      split_id: 'loo-refused',
+      split_kind: 'loo',
+      domains: ['beauty'],
+      seed: 6,
+      requested_by: 'evaluator',
+      ts: 1_000,
+    };
+    const outcome = await handleSplitRequest(
+      Buffer.from(JSON.stringify(conflicting)),
+      splits,
+      () => undefined,
+    );
+    expect(outcome).toBe('rejected');
+    expect(await splits.refusalSince('loo-refused', 1_000)).toMatch(/seed/);
+    // A requester that started waiting later does not see that old refusal.
+    expect(await splits.refusalSince('loo-refused', 1_001)).toBeNull();
+    expect(await splits.refusalSince('loo-other', 0)).toBeNull();
+  });
+
   it('stores leave-one-out examples once and returns identical examples on every read', async () => {
     // chunkUsers small so creation pages through users several times
     const request = { splitId: 'loo-a', kind: 'loo' as const, domains: DOMAINS, seed: 1234, chunkUsers: 17 };

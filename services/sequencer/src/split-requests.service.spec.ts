@@ -22,6 +22,9 @@ const stored = {
   createdMs: 0,
 };
 
+const recordRefusal = jest.fn().mockResolvedValue(undefined);
+beforeEach(() => recordRefusal.mockClear());
+
 describe('handleSplitRequest', () => {
   it('freezes the requested split once, passing its definition through', async () => {
     const createIfAbsent = jest
@@ -30,12 +33,12 @@ describe('handleSplitRequest', () => {
       .mockResolvedValueOnce({ split: stored, created: false });
     const lines: string[] = [];
     expect(
-      await handleSplitRequest(Buffer.from(JSON.stringify(request)), { createIfAbsent }, (l) =>
+      await handleSplitRequest(Buffer.from(JSON.stringify(request)), { createIfAbsent, recordRefusal }, (l) =>
         lines.push(l),
       ),
     ).toBe('created');
     expect(
-      await handleSplitRequest(Buffer.from(JSON.stringify(request)), { createIfAbsent }, (l) =>
+      await handleSplitRequest(Buffer.from(JSON.stringify(request)), { createIfAbsent, recordRefusal }, (l) =>
         lines.push(l),
       ),
     ).toBe('existing');
@@ -51,24 +54,34 @@ describe('handleSplitRequest', () => {
   it('skips malformed and conflicting requests instead of retrying them forever', async () => {
     const createIfAbsent = jest.fn().mockRejectedValue(new SplitMismatchError('different seed'));
     const log = jest.fn();
-    expect(await handleSplitRequest(Buffer.from('{oops'), { createIfAbsent }, log)).toBe('rejected');
+    expect(await handleSplitRequest(Buffer.from('{oops'), { createIfAbsent, recordRefusal }, log)).toBe(
+      'rejected',
+    );
     expect(
       await handleSplitRequest(
         Buffer.from(JSON.stringify({ ...request, domains: [] })),
-        { createIfAbsent },
+        { createIfAbsent, recordRefusal },
         log,
       ),
     ).toBe('rejected');
     expect(createIfAbsent).not.toHaveBeenCalled();
-    expect(await handleSplitRequest(Buffer.from(JSON.stringify(request)), { createIfAbsent }, log)).toBe(
-      'rejected',
-    );
+    // Unparseable requests have no split to answer for; a refused valid one gets its reason
+    // recorded against the request's own timestamp, for the requester polling the split.
+    expect(recordRefusal).not.toHaveBeenCalled();
+    expect(
+      await handleSplitRequest(Buffer.from(JSON.stringify(request)), { createIfAbsent, recordRefusal }, log),
+    ).toBe('rejected');
+    expect(recordRefusal).toHaveBeenCalledWith('loo-1', 'different seed', 1);
   });
 
   it('throws on server errors so the message is retried', async () => {
     const createIfAbsent = jest.fn().mockRejectedValue(new Error('ECONNREFUSED'));
     await expect(
-      handleSplitRequest(Buffer.from(JSON.stringify(request)), { createIfAbsent }, () => undefined),
+      handleSplitRequest(
+        Buffer.from(JSON.stringify(request)),
+        { createIfAbsent, recordRefusal },
+        () => undefined,
+      ),
     ).rejects.toThrow('ECONNREFUSED');
   });
 });

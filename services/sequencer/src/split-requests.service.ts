@@ -10,7 +10,7 @@ import { SEQUENCER_CLICKHOUSE } from './sequencer.service';
 /** What to do with one request; kept apart from Kafka so the decisions are unit-testable. */
 export async function handleSplitRequest(
   raw: Buffer | null,
-  splits: Pick<EvalSplitRepository, 'createIfAbsent'>,
+  splits: Pick<EvalSplitRepository, 'createIfAbsent' | 'recordRefusal'>,
   log: (line: string) => void,
 ): Promise<'created' | 'existing' | 'rejected'> {
   let value: unknown;
@@ -45,7 +45,11 @@ export async function handleSplitRequest(
       err instanceof RangeError ||
       err instanceof NotEnoughItemsError
     ) {
-      log(`split request ${r.split_id} refused: ${(err as Error).message}`);
+      const reason = (err as Error).message;
+      log(`split request ${r.split_id} refused: ${reason}`);
+      // The requester polls for the split; the refusal tells it to stop waiting, and why. If this
+      // write fails the message is retried (and refused again), so the answer is not lost.
+      await splits.recordRefusal(r.split_id, reason, r.ts);
       return 'rejected';
     }
     throw err;

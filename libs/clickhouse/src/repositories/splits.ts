@@ -13,6 +13,7 @@ import { ITEMS_TABLE } from './items';
 import { DOMAIN_SEQUENCES_TABLE, SEQUENCER_WATERMARKS_TABLE } from './sequences';
 
 export const EVAL_SPLITS_TABLE = 'eval_splits';
+export const SPLIT_REFUSALS_TABLE = 'split_refusals';
 export const EVAL_EXAMPLES_TABLE = 'eval_examples';
 
 export type SplitKind = 'loo' | 'window';
@@ -108,6 +109,23 @@ function toDomainSequence(domain: string, r: SequenceRow): DomainSequence {
  */
 export class EvalSplitRepository {
   constructor(private readonly ch: ClickHouse) {}
+
+  /** The sequencer's answer to a request it will never fulfil (see migration 0004). */
+  async recordRefusal(splitId: string, reason: string, requestTsMs: number): Promise<void> {
+    await this.ch.insertJsonEachRow(SPLIT_REFUSALS_TABLE, [
+      { split_id: splitId, reason, request_ts_ms: requestTsMs, refused_ms: Date.now() },
+    ]);
+  }
+
+  /** The newest refusal of a request for `splitId` sent at or after `sinceRequestTsMs`, if any. */
+  async refusalSince(splitId: string, sinceRequestTsMs: number): Promise<string | null> {
+    const rows = await this.ch.query<{ reason: string }>(
+      sql`SELECT reason FROM ${ident(SPLIT_REFUSALS_TABLE)} FINAL
+WHERE split_id = ${splitId} AND request_ts_ms >= ${sinceRequestTsMs}
+ORDER BY request_ts_ms DESC LIMIT 1`,
+    );
+    return rows[0]?.reason ?? null;
+  }
 
   async getSplit(splitId: string): Promise<StoredSplit | undefined> {
     const rows = await this.ch.query<Record<string, string | number | string[]>>(

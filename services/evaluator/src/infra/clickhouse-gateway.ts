@@ -52,6 +52,7 @@ export class ClickHouseGateway implements SplitPort, InteractionsPort {
     const deadline = now() + this.options.timeoutMs;
     const resendEveryMs = Math.max(this.options.pollMs, 10_000);
     let lastSent = -Infinity;
+    let firstSent = -Infinity;
     for (;;) {
       if (now() - lastSent >= resendEveryMs) {
         await this.options.request({
@@ -66,9 +67,13 @@ export class ClickHouseGateway implements SplitPort, InteractionsPort {
           ts: now(),
         });
         lastSent = now();
+        if (firstSent === Number.NEGATIVE_INFINITY) firstSent = lastSent;
       }
       await sleep(this.options.pollMs);
       if (await this.splits.getSplit(spec.splitId)) return;
+      // The sequencer answers a request it will never fulfil; stop waiting and say why.
+      const refusal = await this.splits.refusalSince(spec.splitId, firstSent);
+      if (refusal !== null) throw new Error(`the sequencer refused split ${spec.splitId}: ${refusal}`);
       if (now() > deadline)
         throw new Error(
           `the sequencer did not freeze split ${spec.splitId} within ${this.options.timeoutMs} ms (is it running?)`,

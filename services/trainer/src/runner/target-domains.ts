@@ -58,6 +58,7 @@ export class ClickHouseTargetDomains implements TargetDomainSource {
     const deadline = now() + this.wait.timeoutMs;
     const resendEveryMs = Math.max(this.wait.pollMs, 10_000);
     let lastSent = Number.NEGATIVE_INFINITY;
+    let firstSent = Number.NEGATIVE_INFINITY;
     for (;;) {
       if (now() - lastSent >= resendEveryMs) {
         await this.requestSplit({
@@ -70,9 +71,13 @@ export class ClickHouseTargetDomains implements TargetDomainSource {
           ts: now(),
         });
         lastSent = now();
+        if (firstSent === Number.NEGATIVE_INFINITY) firstSent = lastSent;
       }
       await sleep(this.wait.pollMs);
       if (await this.splits.getSplit(splitId)) return;
+      // The sequencer answers a request it will never fulfil; stop waiting and say why.
+      const refusal = await this.splits.refusalSince(splitId, firstSent);
+      if (refusal !== null) throw new Error(`the sequencer refused split ${splitId}: ${refusal}`);
       if (now() > deadline)
         throw new Error(
           `the sequencer did not freeze split ${splitId} within ${this.wait.timeoutMs} ms (is it running? it is the one writer of splits)`,
