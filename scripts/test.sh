@@ -17,7 +17,9 @@ npx prettier --check . > /dev/null || { npx prettier --list-different .; echo "p
 mkdir -p .cprec/test-results
 status=0
 echo "==> unit tests"
-npx jest --ci --selectProjects unit --json --outputFile=.cprec/test-results/unit.json || status=1
+# Two workers: Jest's default on a 2-core machine is one (cores - 1), and the unit specs are
+# single-threaded CPU work (tiny models), so the second core would sit idle.
+npx jest --ci --selectProjects unit --maxWorkers=2 --json --outputFile=.cprec/test-results/unit.json || status=1
 echo "==> integration and end-to-end tests (real Kafka + ClickHouse)"
 npx jest --ci --selectProjects integration --runInBand --forceExit --json --outputFile=.cprec/test-results/integration.json || status=1
 
