@@ -143,6 +143,20 @@ export function cpuFlags(cpuinfoPath = '/proc/cpuinfo'): Set<string> {
   }
 }
 
+/**
+ * Sets the environment OpenMP and OpenBLAS read when the addon's libraries load. Must run on the
+ * main thread before the addon is loaded anywhere in the process: a worker thread's
+ * `process.env` is its own copy, not the process environment the C libraries read, so a process
+ * that loads the addon only in workers calls this first (the serving scoring pool does).
+ */
+export function prepareNativeEnvironment(): void {
+  // libgomp reads its wait policy when it is loaded; the default (spin) would burn the core that
+  // OpenBLAS and the JS thread need between parallel regions on a 2-core machine.
+  process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
+  const coreType = openBlasCoreTypeFor(cpuFlags());
+  if (coreType && process.env.OPENBLAS_CORETYPE === undefined) process.env.OPENBLAS_CORETYPE = coreType;
+}
+
 export function loadNativeAddon(): AddonLoadResult {
   if (cached) return cached;
   const path = nativeAddonCandidates().find((p) => existsSync(p));
@@ -150,11 +164,7 @@ export function loadNativeAddon(): AddonLoadResult {
     cached = { addon: null, reason: 'native addon not built (run `npm run build:native`)' };
     return cached;
   }
-  // libgomp reads its wait policy when it is loaded; the default (spin) would burn the core that
-  // OpenBLAS and the JS thread need between parallel regions on a 2-core machine.
-  process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
-  const coreType = openBlasCoreTypeFor(cpuFlags());
-  if (coreType && process.env.OPENBLAS_CORETYPE === undefined) process.env.OPENBLAS_CORETYPE = coreType;
+  prepareNativeEnvironment();
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports -- native addons load only via require
     const addon = require(path) as NativeKernelAddon;

@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { extname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { prepareNativeEnvironment } from '@cprec/lm/kernels/native-addon';
 import type { LoadedRecommender, RankRequest, ScoredCandidate } from '@cprec/training';
 import type { ServingConfig } from '../config';
 import type { FromWorker, ScoringWorkerData, ToWorker } from './scoring-protocol';
@@ -83,6 +84,9 @@ export class ScoringPool {
   /** Starts `size` workers and waits until each has its base model (or throws the first failure). */
   static async start(config: ServingConfig, size: number): Promise<ScoringPool> {
     if (!Number.isInteger(size) || size < 1) throw new Error(`scoring pool size must be ≥ 1, got ${size}`);
+    // The workers load the native kernels; OpenMP and OpenBLAS read their settings from the
+    // process environment, which only this (main) thread can set.
+    prepareNativeEnvironment();
     const file = join(__dirname, `scoring-worker${extname(__filename)}`);
     // Under ts-node (development, tests) the worker needs the same TypeScript hooks as this thread.
     const execArgv =
