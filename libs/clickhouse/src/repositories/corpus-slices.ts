@@ -153,86 +153,31 @@ interface SampleRow {
 }
 
 /**
- * The query shape of every sample slice. Why not `ARRAY JOIN arrayEnumerate(items)` over the
- * sequence rows: ARRAY JOIN copies every other column into each output row, so a user with n
- * items produced n rows each carrying all n-long arrays — quadratic memory, 3.9 GB for one query
- * on a database with 1,200-item users (ClickHouse's per-query limit stopped it). Instead each
- * sequence row first turns its kept positions (`arrayFilter(t -> keep, ...)`) into an array of
- * small per-sample tuples (history window + target fields), and only that array is joined.
- *
- * `arrays` name the (possibly filtered) parallel arrays; `domains` undefined means a domain
- * sequence, whose items all have the row's `domain` column.
+ * Columns every sample query returns. `arrays` name the (possibly filtered) parallel arrays;
+ * `domains` undefined means a domain sequence, whose items all have the row's `domain`.
  */
-function windowedSamples(opts: {
-  since: number;
-  arrays: { items: string; domains?: string; ts: string; seqs: string; events: string; ingested: string };
-  historyStart: SqlFragment;
-  keep: SqlFragment;
-  /** `SELECT <columns> <from>` of the sequence rows: the arrays are computed at this level. */
-  columns: SqlFragment;
-  from: SqlFragment;
-  select: 'rows' | 'count' | 'users';
-  order: SqlFragment;
-  limit: SqlFragment;
-}): SqlFragment {
-  const { arrays, historyStart } = opts;
+function sampleColumns(
+  since: number,
+  arrays: { items: string; domains?: string; ts: string; seqs: string; events: string; ingested: string },
+  historyStart: SqlFragment,
+): SqlFragment {
   const a = (name: string): SqlFragment => rawSql(name);
   const slice = (name: string): SqlFragment =>
     sql`arraySlice(${a(name)}, ${historyStart}, toInt64(t) - ${historyStart})`;
-  const kept = sql`arrayFilter(t -> ${opts.keep}, arrayEnumerate(${a(arrays.items)}))`;
-  // ClickHouse 18.16 resolves a column a lambda captures (not one of its arguments) only if the
-  // block already holds it: the arrays come from a subquery, and the WHERE names each of them
-  // outside any lambda, or the analyzer would prune them from the subquery ("Unknown
-  // identifier"). The condition itself always holds for non-empty parallel arrays.
-  const parallel = [arrays.domains, arrays.ts, arrays.seqs, arrays.events, arrays.ingested].filter(
-    (x): x is string => x !== undefined,
-  );
-  const present = joinSql(
-    [
-      // user_id too: the replay sampling hashes it inside the lambda (ids are never empty).
-      rawSql(`user_id != ''`),
-      sql`notEmpty(${a(arrays.items)})`,
-      ...parallel.map((x) => sql`length(${a(x)}) = length(${a(arrays.items)})`),
-    ],
-    ' AND ',
-  );
-  const keys = arrays.domains === undefined ? rawSql('user_id, domain') : rawSql('user_id');
-  const level = (extra: SqlFragment): SqlFragment =>
-    sql`SELECT ${keys}, ${extra} FROM (SELECT ${keys}, ${opts.columns} ${opts.from}) WHERE ${present}`;
-  if (opts.select === 'count')
-    return sql`SELECT sum(length(kept)) AS n FROM (${level(sql`${kept} AS kept`)})`;
-  if (opts.select === 'users')
-    return sql`SELECT uniqExact(user_id) AS n FROM (${level(sql`${kept} AS kept`)}) WHERE notEmpty(kept)`;
-  const fields = [
-    slice(arrays.items),
-    slice(arrays.ts),
-    sql`${a(arrays.items)}[t]`,
-    sql`${a(arrays.events)}[t]`,
-    sql`${a(arrays.ts)}[t]`,
-    sql`${a(arrays.seqs)}[t]`,
-    sql`${a(arrays.ingested)}[t]`,
-    ...(arrays.domains === undefined ? [] : [slice(arrays.domains), sql`${a(arrays.domains)}[t]`]),
-  ];
-  const w = (i: number): SqlFragment => rawSql(`tupleElement(w, ${i})`);
-  // The outer query reads only user_id, domain and the windows, so ARRAY JOIN replicates
-  // nothing long (unused subquery columns are dropped).
-  const historyDomains = arrays.domains === undefined ? rawSql('arrayMap(x -> domain, h_items)') : w(8);
-  const targetDomain = arrays.domains === undefined ? rawSql('domain') : w(9);
-  return sql`SELECT user_id,
-  ${w(1)} AS h_items,
+  const historyDomains =
+    arrays.domains === undefined ? rawSql('arrayMap(x -> domain, h_items)') : slice(arrays.domains);
+  const targetDomain = arrays.domains === undefined ? rawSql('domain') : sql`${a(arrays.domains)}[t]`;
+  return sql`user_id,
+  ${slice(arrays.items)} AS h_items,
   ${historyDomains} AS h_domains,
-  ${w(2)} AS h_ts,
-  ${w(3)} AS target,
+  ${slice(arrays.ts)} AS h_ts,
+  ${a(arrays.items)}[t] AS target,
   ${targetDomain} AS target_domain,
-  ${w(4)} AS target_event,
-  ${w(5)} AS target_ts,
-  ${w(6)} AS target_seq,
-  ${w(7)} AS target_ingested,
-  ${w(7)} <= ${opts.since} AS replay
-FROM (${level(sql`arrayMap(t -> tuple(${joinSql(fields, ', ')}), ${kept}) AS windows`)})
-ARRAY JOIN windows AS w
-ORDER BY ${opts.order}
-${opts.limit}`;
+  ${a(arrays.events)}[t] AS target_event,
+  ${a(arrays.ts)}[t] AS target_ts,
+  ${a(arrays.seqs)}[t] AS target_seq,
+  ${a(arrays.ingested)}[t] AS target_ingested,
+  ${a(arrays.ingested)}[t] <= ${since} AS replay`;
 }
 
 /**
@@ -250,26 +195,25 @@ export class SequenceRepository {
     const minHistory = positiveInt('minHistory', q.minHistory ?? 1);
     const since = nonNegativeInt('sinceWatermark', q.sinceWatermark ?? 0);
     const domains = domainList(q.domains);
-    const keep = joinSql(
-      [
-        sql`t > ${minHistory}`,
-        targetWindow(q, rawSql('ingested_ms[t]'), rawSql('user_id'), rawSql('event_ids[t]')),
-      ],
-      ' AND ',
-    );
-    const where =
-      domains === undefined ? rawSql('') : sql`WHERE domain IN (${joinSql(domains.map((d) => sql`${d}`))})`;
-    return windowedSamples({
+    const conditions: SqlFragment[] = [
+      sql`t > ${minHistory}`,
+      targetWindow(q, rawSql('ingested_ms[t]'), rawSql('user_id'), rawSql('event_ids[t]')),
+    ];
+    if (domains !== undefined) conditions.unshift(sql`domain IN (${joinSql(domains.map((d) => sql`${d}`))})`);
+    const where = joinSql(conditions, ' AND ');
+    const from = sql`FROM ${ident(DOMAIN_SEQUENCES_TABLE)} FINAL
+ARRAY JOIN arrayEnumerate(item_ids) AS t
+WHERE ${where}`;
+    if (select === 'count') return sql`SELECT count() AS n ${from}`;
+    const historyStart = sql`greatest(1, toInt64(t) - ${cap})`;
+    return sql`SELECT ${sampleColumns(
       since,
-      arrays: { items: 'item_ids', ts: 'ts_ms', seqs: 'seqs', events: 'event_ids', ingested: 'ingested_ms' },
-      historyStart: sql`greatest(1, toInt64(t) - ${cap})`,
-      keep,
-      columns: rawSql('item_ids, ts_ms, seqs, event_ids, ingested_ms'),
-      from: sql`FROM ${ident(DOMAIN_SEQUENCES_TABLE)} FINAL ${where}`,
-      select,
-      order: streamOrder(q.seed ?? 0, rawSql('user_id'), rawSql('target_event')),
-      limit: limitClause(q),
-    });
+      { items: 'item_ids', ts: 'ts_ms', seqs: 'seqs', events: 'event_ids', ingested: 'ingested_ms' },
+      historyStart,
+    )}
+${from}
+ORDER BY ${streamOrder(q.seed ?? 0, rawSql('user_id'), rawSql('target_event'))}
+${limitClause(q)}`;
   }
 
   private mixedSampleSql(q: MixedSampleQuery, select: 'rows' | 'count' | 'users'): SqlFragment {
@@ -283,12 +227,14 @@ export class SequenceRepository {
     const keep = domains === undefined ? undefined : sql`has([${joinSql(domains.map((d) => sql`${d}`))}], d)`;
     const filtered = (column: string): SqlFragment =>
       keep === undefined ? rawSql(column) : sql`arrayFilter((x, d) -> ${keep}, ${rawSql(column)}, domains)`;
-    const columns = sql`${filtered('domains')} AS f_domains,
+    const source = sql`SELECT user_id,
+  ${filtered('domains')} AS f_domains,
   ${filtered('item_ids')} AS f_items,
   ${filtered('ts_ms')} AS f_ts,
   ${filtered('seqs')} AS f_seqs,
   ${filtered('event_ids')} AS f_events,
-  ${filtered('ingested_ms')} AS f_ingested`;
+  ${filtered('ingested_ms')} AS f_ingested
+FROM ${ident(MIXED_SEQUENCES_TABLE)} FINAL`;
     // The guideline on the window (items ws..t): its history spans ≥ 2 domains counting the
     // target's, and contains the target's domain — i.e. has(history, target domain) and some
     // history item of another domain (libs/corpus isValidMixedWindow).
@@ -298,16 +244,20 @@ export class SequenceRepository {
       [
         rawSql('t >= 2'),
         sql`has(${windowDomains}, f_domains[t])`,
-        // Some history item of another domain; countEqual, not arrayExists(x -> …): a lambda
-        // inside the arrayFilter lambda would have to capture its t.
-        sql`countEqual(${windowDomains}, f_domains[t]) < length(${windowDomains})`,
+        sql`arrayExists(x -> x != f_domains[t], ${windowDomains})`,
         targetWindow(q, rawSql('f_ingested[t]'), rawSql('user_id'), rawSql('f_events[t]')),
       ],
       ' AND ',
     );
-    return windowedSamples({
+    const from = sql`FROM (${source})
+ARRAY JOIN arrayEnumerate(f_items) AS t
+WHERE ${where}`;
+    if (select === 'count') return sql`SELECT count() AS n ${from}`;
+    if (select === 'users') return sql`SELECT uniqExact(user_id) AS n ${from}`;
+    const historyStart = sql`greatest(${windowStart}, toInt64(t) - ${cap})`;
+    return sql`SELECT ${sampleColumns(
       since,
-      arrays: {
+      {
         items: 'f_items',
         domains: 'f_domains',
         ts: 'f_ts',
@@ -315,14 +265,11 @@ export class SequenceRepository {
         events: 'f_events',
         ingested: 'f_ingested',
       },
-      historyStart: sql`greatest(${windowStart}, toInt64(t) - ${cap})`,
-      keep: where,
-      columns,
-      from: sql`FROM ${ident(MIXED_SEQUENCES_TABLE)} FINAL`,
-      select,
-      order: streamOrder(q.seed ?? 0, rawSql('user_id'), rawSql('target_event')),
-      limit: limitClause(q),
-    });
+      historyStart,
+    )}
+${from}
+ORDER BY ${streamOrder(q.seed ?? 0, rawSql('user_id'), rawSql('target_event'))}
+${limitClause(q)}`;
   }
 
   /** Domain-specific samples (libs/corpus `domainSamples`), streamed in the seed's order. */
