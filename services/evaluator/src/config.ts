@@ -45,7 +45,7 @@ export const EvaluatorEnvSchema = CommonEnvSchema.extend({
   /** CPT adapters are evaluated zero-shot and recorded; gate and promote them only when true. */
   EVALUATOR_PROMOTE_CPT: envBool(false),
   /** Prompt budget (as the trainer's TRAINER_MAX_TOKENS / TRAINER_MAX_TITLE_TOKENS). */
-  EVALUATOR_MAX_TOKENS: envInt(192, 16),
+  EVALUATOR_MAX_TOKENS: envInt(256, 16),
   EVALUATOR_MAX_TITLE_TOKENS: envInt(12, 1),
   /** Drift monitoring period (0 = off). */
   EVALUATOR_DRIFT_INTERVAL_MS: envInt(0),

@@ -18,7 +18,7 @@ export const ServingEnvSchema = CommonEnvSchema.extend({
   SERVING_TOKENIZER: z.string().default(resolve(REPO_ROOT, '../shared/models/stories260K/tok512.bin')),
   SERVING_BACKEND: z.enum(['auto', 'cpu', 'wasm', 'tensorflow', 'tensorflow-gpu']).default('auto'),
   /** Prompt budget: the trainer's TRAINER_MAX_TOKENS / TRAINER_MAX_TITLE_TOKENS. */
-  SERVING_MAX_TOKENS: envInt(192, 16),
+  SERVING_MAX_TOKENS: envInt(256, 16),
   SERVING_MAX_TITLE_TOKENS: envInt(12, 1),
   /** Merge LoRA into the base weights (1 = yes). */
   SERVING_MERGE_LORA: envInt(1),

@@ -22,7 +22,7 @@ export const TrainerEnvSchema = CommonEnvSchema.extend({
   /** Domains whose domain-specific samples CPT trains on (empty = all). */
   TRAINER_CPT_DOMAINS: envList([]),
   TRAINER_BATCH_SIZE: envInt(4, 1),
-  TRAINER_MAX_TOKENS: envInt(192, 16),
+  TRAINER_MAX_TOKENS: envInt(256, 16),
   TRAINER_MAX_TITLE_TOKENS: envInt(12, 1),
   /** Upper bound on stable steps per round (0 = no bound). */
   TRAINER_MAX_STEPS_PER_ROUND: envInt(60),

@@ -188,9 +188,22 @@ export async function fineTune(input: SftInput): Promise<SftResult> {
       hybrid,
     };
     const validation = input.validation.slice(0, config.maxValidationExamples);
+    // An example whose prompt cannot fit the budget is left out (the same ones for every rate),
+    // as training leaves such samples out, instead of failing the round.
     let hits = 0;
-    for (const example of validation) if (likelihoodRank(model, example, settings) === 1) hits++;
-    const hr1 = validation.length === 0 ? 0 : hits / validation.length;
+    let scored = 0;
+    for (const example of validation) {
+      let rank: number;
+      try {
+        rank = likelihoodRank(model, example, settings);
+      } catch (err) {
+        if (err instanceof TokenBudgetError) continue;
+        throw err;
+      }
+      scored++;
+      if (rank === 1) hits++;
+    }
+    const hr1 = scored === 0 ? 0 : hits / scored;
     validationHr1[String(lr)] = hr1;
     if (!best || hr1 > best.hr1) {
       best?.projector?.dispose();
