@@ -192,22 +192,43 @@ export function register(program: Command): void {
         if (round?.state !== 'published')
           throw new Error(`round ended as ${round?.state ?? 'unknown'}: ${round?.message ?? ''}`);
 
-        // Evaluation and promotion happen in the evaluator; wait for the gate's decision.
-        const evaluations: Array<Record<string, unknown>> = [];
-        for (let i = 0; i < 300 && evaluations.length === 0; i++) {
-          const { adapters } = await json<{ adapters: Array<{ adapter_id: string; round_id: string }> }>(
-            `${operator}/v1/adapters`,
+        // Evaluation and promotion happen in the evaluator: wait until the gate has decided on
+        // every adapter of the round (the CPT one is recorded zero-shot, the SFT one is gated).
+        const { adapters } = await json<{ adapters: Array<{ adapter_id: string; round_id: string }> }>(
+          `${operator}/v1/adapters`,
+        );
+        const mine = adapters.filter((a) => a.round_id === roundId).map((a) => a.adapter_id);
+        let decisions: Array<{ adapter_id: string; decision: string; reasons: string[] }> = [];
+        const gateDeadline = Date.now() + options.timeoutMin * 60_000;
+        while (Date.now() < gateDeadline) {
+          const { promotions } = await json<{
+            promotions: Array<{ adapter_id: string; decision: string; reasons: string[] }>;
+          }>(`${operator}/v1/promotions?limit=100`);
+          decisions = promotions.filter((p) => mine.includes(p.adapter_id));
+          if (mine.every((id) => decisions.some((d) => d.adapter_id === id))) break;
+          await sleep(2_000);
+        }
+        for (const d of decisions)
+          say(
+            `gate: ${d.adapter_id} ${d.decision}${d.reasons.length > 0 ? ` (${d.reasons.join('; ')})` : ''}`,
           );
-          const mine = adapters.filter((a) => a.round_id === roundId).map((a) => a.adapter_id);
-          for (const id of mine)
-            evaluations.push(
-              ...(
-                await json<{ evaluations: Array<Record<string, unknown>> }>(
-                  `${operator}/v1/evaluations?adapter_id=${encodeURIComponent(id)}`,
-                )
-              ).evaluations,
-            );
-          if (evaluations.length === 0) await sleep(2_000);
+        const evaluations: Array<Record<string, unknown>> = [];
+        for (const id of mine)
+          evaluations.push(
+            ...(
+              await json<{ evaluations: Array<Record<string, unknown>> }>(
+                `${operator}/v1/evaluations?adapter_id=${encodeURIComponent(id)}`,
+              )
+            ).evaluations,
+          );
+        // A promoted adapter reaches serving through Kafka; give the hot swap a moment.
+        const promoted = decisions.find((d) => d.decision === 'promoted');
+        for (let i = 0; promoted && i < 60; i++) {
+          const view = await json<{ current: { adapter_id: string } | null }>(`${operator}/v1/serving`).catch(
+            () => null,
+          );
+          if (view?.current?.adapter_id === promoted.adapter_id) break;
+          await sleep(1_000);
         }
         say('evaluation on the frozen test split (20 candidates):');
         console.table(
