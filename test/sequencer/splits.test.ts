@@ -9,6 +9,7 @@ import {
   ItemRepository,
   runMigrations,
   SequenceStore,
+  EmptySplitError,
   SplitMismatchError,
   sql,
 } from '@cprec/clickhouse';
@@ -68,6 +69,13 @@ function userItems(userId: string, domain: string): Set<string> {
 }
 
 describe('frozen evaluation splits', () => {
+  it('does not freeze a leave-one-out split without examples (its domain has no sequences yet)', async () => {
+    await expect(
+      splits.createIfAbsent({ splitId: 'loo-empty', kind: 'loo', domains: ['no-such-domain'], seed: 1 }),
+    ).rejects.toThrow(EmptySplitError);
+    expect(await splits.getSplit('loo-empty')).toBeUndefined();
+  });
+
   it('answers a request it refuses with a recorded reason, visible only to requests sent since', async () => {
     // A split id reused with another definition can never be created: the sequencer's handler
     // records why, against the request's own timestamp, for the requester polling the split.

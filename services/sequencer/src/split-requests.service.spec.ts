@@ -1,4 +1,5 @@
-import { SplitMismatchError } from '@cprec/clickhouse';
+import { EmptySplitError, SplitMismatchError } from '@cprec/clickhouse';
+import { NotEnoughItemsError } from '@cprec/corpus';
 import { handleSplitRequest } from './split-requests.service';
 
 const request = {
@@ -72,6 +73,25 @@ describe('handleSplitRequest', () => {
       await handleSplitRequest(Buffer.from(JSON.stringify(request)), { createIfAbsent, recordRefusal }, log),
     ).toBe('rejected');
     expect(recordRefusal).toHaveBeenCalledWith('loo-1', 'different seed', 1);
+  });
+
+  it('leaves a split that is not possible yet unfrozen and unrefused, so a later request can succeed', async () => {
+    for (const error of [
+      new EmptySplitError('no sequences of games yet'),
+      new NotEnoughItemsError('games', 3, 19),
+    ]) {
+      const createIfAbsent = jest.fn().mockRejectedValue(error);
+      const lines: string[] = [];
+      expect(
+        await handleSplitRequest(
+          Buffer.from(JSON.stringify(request)),
+          { createIfAbsent, recordRefusal },
+          (l) => lines.push(l),
+        ),
+      ).toBe('rejected');
+      expect(lines[0]).toMatch(/not frozen yet/);
+    }
+    expect(recordRefusal).not.toHaveBeenCalled();
   });
 
   it('throws on server errors so the message is retried', async () => {

@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { Consumer } from 'kafkajs';
-import { ClickHouse, EvalSplitRepository, SplitMismatchError } from '@cprec/clickhouse';
+import { ClickHouse, EmptySplitError, EvalSplitRepository, SplitMismatchError } from '@cprec/clickhouse';
 import { parseWith, SplitRequestCommand, SplitRequestSchema, TOPICS } from '@cprec/contracts';
 import { NotEnoughItemsError } from '@cprec/corpus';
 import { createKafka } from '@cprec/messaging';
@@ -38,17 +38,19 @@ export async function handleSplitRequest(
     log(`split ${split.splitId} ${created ? 'frozen' : 'already frozen'}: ${split.examples} examples`);
     return created ? 'created' : 'existing';
   } catch (err) {
-    // A conflicting or malformed definition will never succeed: drop it. Anything else (the
+    // Not yet possible (no sequences, too few items for the negatives): say so and let the
+    // requester's periodic re-send try again once more data is sequenced.
+    if (err instanceof EmptySplitError || err instanceof NotEnoughItemsError) {
+      log(`split request ${r.split_id} not frozen yet: ${(err as Error).message}`);
+      return 'rejected';
+    }
+    // A conflicting or malformed definition will never succeed: drop it, and answer the
+    // requester (it polls for the split) so it stops waiting and says why. If this write fails
+    // the message is retried (and refused again), so the answer is not lost. Anything else (the
     // server being down) is thrown so the message is retried.
-    if (
-      err instanceof SplitMismatchError ||
-      err instanceof RangeError ||
-      err instanceof NotEnoughItemsError
-    ) {
+    if (err instanceof SplitMismatchError || err instanceof RangeError) {
       const reason = (err as Error).message;
       log(`split request ${r.split_id} refused: ${reason}`);
-      // The requester polls for the split; the refusal tells it to stop waiting, and why. If this
-      // write fails the message is retried (and refused again), so the answer is not lost.
       await splits.recordRefusal(r.split_id, reason, r.ts);
       return 'rejected';
     }

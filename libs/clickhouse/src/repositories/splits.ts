@@ -69,6 +69,15 @@ export class SplitMismatchError extends Error {
   override readonly name = 'SplitMismatchError';
 }
 
+/**
+ * A leave-one-out split would have no examples (its domains have no sequences yet, e.g. a
+ * requester asked before the first events were sequenced). It is not frozen: frozen splits never
+ * change, so an empty one would stay empty for good. Asking again later can succeed.
+ */
+export class EmptySplitError extends Error {
+  override readonly name = 'EmptySplitError';
+}
+
 const KIND_OF: Record<EvaluationExample['kind'], StoredExampleKind> = {
   test: 'loo-test',
   validation: 'loo-valid',
@@ -166,6 +175,10 @@ FROM ${ident(EVAL_SPLITS_TABLE)} FINAL WHERE split_id = ${splitId}`,
     for (const domain of request.domains) {
       examples += await this.createDomain(request, domain, createdMs);
     }
+    if (examples === 0 && request.kind === 'loo')
+      throw new EmptySplitError(
+        `split ${request.splitId} would have no examples: no sequences of ${request.domains.join(', ')} yet`,
+      );
     // Written last: a split whose row exists is complete (a crash before it leaves examples that
     // the next attempt rewrites identically).
     const split: StoredSplit = {
