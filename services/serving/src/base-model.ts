@@ -32,6 +32,31 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * - tiny-random: rebuilt from the trainer's verified artefact (sha256 = the artefact's), waiting
  *   up to SERVING_BASE_WAIT_MS for the trainer to create it.
  */
+/** The base's sha256 (what adapters name) without loading its weights. */
+export async function servingBaseChecksum(config: ServingConfig, artefacts: ArtefactStore): Promise<string> {
+  if (config.SERVING_MODEL === 'llama2c') {
+    if (!existsSync(config.SERVING_BASE_MODEL))
+      throw new Error(`SERVING_BASE_MODEL ${config.SERVING_BASE_MODEL} does not exist`);
+    return sha256File(config.SERVING_BASE_MODEL);
+  }
+  return (await awaitTinyModel(config, artefacts)).sha256;
+}
+
+/** The trainer's tiny-random base record, waited for up to SERVING_BASE_WAIT_MS. */
+async function awaitTinyModel(config: ServingConfig, artefacts: ArtefactStore) {
+  const deadline = Date.now() + config.SERVING_BASE_WAIT_MS;
+  let record = await artefacts.stat(TINY_MODEL_KEY);
+  while (!record) {
+    if (Date.now() > deadline)
+      throw new Error(
+        `the tiny-random base model (${TINY_MODEL_KEY}) is not in the artefact store; start the trainer first`,
+      );
+    await sleep(1_000);
+    record = await artefacts.stat(TINY_MODEL_KEY);
+  }
+  return record;
+}
+
 export async function loadServingBase(config: ServingConfig, artefacts: ArtefactStore): Promise<BaseModel> {
   if (config.SERVING_MODEL === 'llama2c') {
     for (const [what, path] of [
@@ -47,16 +72,7 @@ export async function loadServingBase(config: ServingConfig, artefacts: Artefact
       baseChecksum: await sha256File(config.SERVING_BASE_MODEL),
     };
   }
-  const deadline = Date.now() + config.SERVING_BASE_WAIT_MS;
-  let record = await artefacts.stat(TINY_MODEL_KEY);
-  while (!record) {
-    if (Date.now() > deadline)
-      throw new Error(
-        `the tiny-random base model (${TINY_MODEL_KEY}) is not in the artefact store; start the trainer first`,
-      );
-    await sleep(1_000);
-    record = await artefacts.stat(TINY_MODEL_KEY);
-  }
+  const record = await awaitTinyModel(config, artefacts);
   const dir = await artefacts.localPath(TINY_MODEL_KEY);
   const spec = JSON.parse(readFileSync(join(dir, TINY_MODEL_FILE), 'utf8')) as TinyModelSpec;
   if (spec.format !== 'cprec-tiny-random/1') throw new Error(`${dir}: not a tiny-random model spec`);

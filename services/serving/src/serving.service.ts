@@ -15,9 +15,9 @@ import {
 import { selectBackend } from '@cprec/lm';
 import { createKafka, defaultTopicSpecs, ensureTopics } from '@cprec/messaging';
 import { HealthCheck, METRICS_REGISTRY } from '@cprec/service-common';
-import { RecommenderRuntime, type RankRequest, type ScoredCandidate } from '@cprec/training';
+import type { RankRequest, RecommenderRuntime, ScoredCandidate } from '@cprec/training';
 import { AdapterManager, BASE_REF, type AdapterRef, type SwitchOutcome } from './adapter-manager';
-import { loadServingBase } from './base-model';
+import { loadServingBase, servingBaseChecksum } from './base-model';
 import { ServingCatalogue } from './catalogue';
 import { SERVING_CONFIG, ServingConfig } from './config';
 import { FirstStage, type FirstStageSource } from './first-stage';
@@ -25,6 +25,7 @@ import { MicroBatcher } from './micro-batcher';
 import type { RecommendRequest } from './recommend-request';
 import { ServingMetrics } from './serving.metrics';
 import { InProcessScorer, ScoringPool, type Scorer } from './scoring/scoring-pool';
+import { loadSmokeTested, servingRuntime } from './scoring/serving-runtime';
 
 export const CLICKHOUSE = Symbol('CLICKHOUSE');
 
@@ -130,8 +131,8 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
   async onApplicationBootstrap(): Promise<void> {
     const c = this.config;
     if (c.SERVING_WORKERS > 0) {
-      const base = await loadServingBase(c, this.artefacts);
-      this.baseChecksum = base.baseChecksum;
+      // The workers load the model; this thread only needs the base's identity.
+      this.baseChecksum = await servingBaseChecksum(c, this.artefacts);
       this.pool = await ScoringPool.start(c, c.SERVING_WORKERS);
       this.logger.log(`${c.SERVING_WORKERS} scoring worker(s) ready`);
     } else {
@@ -139,11 +140,7 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
       this.logger.log(`tfjs backend ${backend.backend}, scoring on the serving thread`);
       const base = await loadServingBase(c, this.artefacts);
       this.baseChecksum = base.baseChecksum;
-      this.runtime = RecommenderRuntime.fromBase(base, {
-        budget: { maxTokens: c.SERVING_MAX_TOKENS, maxTitleTokens: c.SERVING_MAX_TITLE_TOKENS },
-        mergeLora: c.SERVING_MERGE_LORA === 1,
-        maxRowsPerForward: c.SERVING_MAX_ROWS_PER_FORWARD,
-      });
+      this.runtime = servingRuntime(base, c);
     }
     this.manager = new AdapterManager<Scorer>({
       load: (ref) => this.loadAdapter(ref),
@@ -228,15 +225,7 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
   /** Builds the model from a verified directory (null = base) where it will score, smoke-tested. */
   private async loadVerified(adapterId: string, dir: string | null): Promise<Scorer> {
     if (this.pool) return this.pool.load(adapterId, dir);
-    const runtime = this.runtime!;
-    const loaded = dir === null ? runtime.loadBase() : runtime.load(dir, { adapterId });
-    try {
-      loaded.smokeTest();
-    } catch (err) {
-      loaded.dispose();
-      throw err;
-    }
-    return new InProcessScorer(loaded);
+    return new InProcessScorer(loadSmokeTested(this.runtime!, adapterId, dir));
   }
 
   private async startConsumer(): Promise<void> {

@@ -2,9 +2,10 @@ import { resolve } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { LocalArtefactStore } from '@cprec/artefacts';
 import { selectBackend } from '@cprec/lm';
-import { RecommenderRuntime, type LoadedRecommender } from '@cprec/training';
+import type { LoadedRecommender, RecommenderRuntime } from '@cprec/training';
 import { loadServingBase } from '../base-model';
 import type { FromWorker, ScoringWorkerData, ToWorker } from './scoring-protocol';
+import { loadSmokeTested, servingRuntime } from './serving-runtime';
 
 /**
  * A scoring thread: its own tfjs engine, base model and loaded adapters (by handle), ranking the
@@ -23,11 +24,7 @@ async function main(): Promise<void> {
       config,
       new LocalArtefactStore(resolve(config.CPREC_HOME, 'artefacts')),
     );
-    runtime = RecommenderRuntime.fromBase(base, {
-      budget: { maxTokens: config.SERVING_MAX_TOKENS, maxTitleTokens: config.SERVING_MAX_TITLE_TOKENS },
-      mergeLora: config.SERVING_MERGE_LORA === 1,
-      maxRowsPerForward: config.SERVING_MAX_ROWS_PER_FORWARD,
-    });
+    runtime = servingRuntime(base, config);
     post({ kind: 'ready', backend: backend.backend });
   } catch (err) {
     post({ kind: 'fatal', error: (err as Error).message });
@@ -42,14 +39,7 @@ async function main(): Promise<void> {
     }
     try {
       if (m.kind === 'load') {
-        const model = m.dir === null ? runtime.loadBase() : runtime.load(m.dir, { adapterId: m.adapterId });
-        try {
-          model.smokeTest();
-        } catch (err) {
-          model.dispose();
-          throw err;
-        }
-        loaded.set(m.handle, model);
+        loaded.set(m.handle, loadSmokeTested(runtime, m.adapterId, m.dir));
         post({ kind: 'loaded', id: m.id });
         return;
       }
