@@ -180,7 +180,11 @@ beforeAll(async () => {
       TRAINER_ETA_LOW: '0.0001',
       TRAINER_STEP_DELAY_MS: '400',
       TRAINER_STOP_GRACE_MS: '20000',
-      TRAINER_COMMAND_MAX_AGE_MS: '60000',
+      // The command topic is shared by every test on the broker and this service's new consumer
+      // group reads it from the beginning: a trigger the fine-tuning test sent ~20-30 s earlier
+      // would otherwise start a round here first, and round 1 would resume its trunk (no warm-up).
+      // This test's own commands are consumed within milliseconds.
+      TRAINER_COMMAND_MAX_AGE_MS: '10000',
     },
     'TRAINER_PORT',
   );
