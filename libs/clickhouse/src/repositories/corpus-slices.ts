@@ -153,31 +153,104 @@ interface SampleRow {
 }
 
 /**
- * Columns every sample query returns. `arrays` name the (possibly filtered) parallel arrays;
- * `domains` undefined means a domain sequence, whose items all have the row's `domain`.
+ * Target positions per chunk of a sequence (see `chunkedTargets`). A sequence of n items costs
+ * about n²/64 array elements for cutting its chunks plus n·(64 + window) for its samples' rows;
+ * a sequence of at most 64 items is a single chunk.
  */
-function sampleColumns(
-  since: number,
-  arrays: { items: string; domains?: string; ts: string; seqs: string; events: string; ingested: string },
-  historyStart: SqlFragment,
+export const SAMPLE_CHUNK_TARGETS = 64;
+
+/** Names of the parallel arrays of the sequence rows a sample query reads. */
+interface SequenceArrays {
+  items: string;
+  /** Undefined for a domain sequence, whose items all have the row's `domain` column. */
+  domains?: string;
+  ts: string;
+  seqs: string;
+  events: string;
+  ingested: string;
+}
+
+/**
+ * `FROM …` of a sample query: one row per target position of every sequence row of `source`,
+ * with these columns (besides `keys`):
+ * - `j`: the target's 1-based index in the chunk arrays, `base + j` its index in the sequence;
+ * - `c_items`, `c_ts` (and `c_domains`): the chunk's items, from `window` items before its first
+ *   target through its last, for history slices (`arraySlice(c_items, …, j - …)`);
+ * - `target`, `target_ts`, `target_seq`, `target_event`, `target_ingested` (and
+ *   `target_domain`): the target's own fields.
+ *
+ * Why chunks: `ARRAY JOIN arrayEnumerate(item_ids)` over whole sequences copies each row's full
+ * arrays into each of its n output rows, so memory grew with n² (3.5 GB for one mixed-sample
+ * query over twenty 1,200-item users and 2,000 short ones, docs/sequencer.md; a lambda over
+ * positions is no better on 18.16, its captured arrays are replicated per element too). Here a
+ * first ARRAY JOIN over chunk starts `s` (every SAMPLE_CHUNK_TARGETS positions) copies the full
+ * arrays only n/64 times, each copy cut at once to its chunk's targets plus the `window` items
+ * before them (all that any of its targets can look back to). The second ARRAY JOIN zips the
+ * chunk's target fields (no copies) and copies only the short history arrays to each target
+ * row. Items before `s` are history only (no row is made for them), so every target is in
+ * exactly one chunk.
+ */
+function chunkedTargets(
+  source: SqlFragment,
+  keys: string,
+  arrays: SequenceArrays,
+  window: number,
 ): SqlFragment {
+  const C = SAMPLE_CHUNK_TARGETS;
   const a = (name: string): SqlFragment => rawSql(name);
+  // s: 0-based index of the chunk's first target; base: 0-based index of its first item.
+  const history = (name: string, alias: string): SqlFragment =>
+    sql`arraySlice(${a(name)}, base + 1, toInt64(s) + ${C} - base) AS ${rawSql(alias)}`;
+  const targets = (name: string, alias: string): SqlFragment =>
+    sql`arraySlice(${a(name)}, s + 1, ${C}) AS ${rawSql(alias)}`;
+  const chunkColumns = [
+    history(arrays.items, 'c_items'),
+    ...(arrays.domains === undefined ? [] : [history(arrays.domains, 'c_domains')]),
+    history(arrays.ts, 'c_ts'),
+    targets(arrays.seqs, 'c_seqs'),
+    targets(arrays.events, 'c_events'),
+    targets(arrays.ingested, 'c_ingested'),
+  ];
+  const fromFirst = (name: string, alias: string): SqlFragment =>
+    sql`arraySlice(${a(name)}, k) AS ${rawSql(alias)}`;
+  const targetColumns = [
+    rawSql('arraySlice(arrayEnumerate(c_items), k) AS j'),
+    fromFirst('c_items', 'target'),
+    ...(arrays.domains === undefined ? [] : [fromFirst('c_domains', 'target_domain')]),
+    fromFirst('c_ts', 'target_ts'),
+    rawSql('c_seqs AS target_seq'),
+    rawSql('c_events AS target_event'),
+    rawSql('c_ingested AS target_ingested'),
+  ];
+  return sql`FROM (SELECT ${rawSql(keys)},
+  greatest(0, toInt64(s) - ${window}) AS base,
+  toInt64(s) - base + 1 AS k,
+  ${joinSql(chunkColumns, ',\n  ')}
+FROM (${source})
+ARRAY JOIN arrayMap(i -> i * ${C}, range(intDiv(length(${a(arrays.items)}) + ${C - 1}, ${C}))) AS s)
+ARRAY JOIN ${joinSql(targetColumns, ',\n  ')}`;
+}
+
+/**
+ * Columns every sample query returns, from the rows of `chunkedTargets`; `historyStart` is the
+ * 1-based index in the chunk arrays of the target's first history item.
+ */
+function sampleColumns(since: number, withDomains: boolean, historyStart: SqlFragment): SqlFragment {
   const slice = (name: string): SqlFragment =>
-    sql`arraySlice(${a(name)}, ${historyStart}, toInt64(t) - ${historyStart})`;
-  const historyDomains =
-    arrays.domains === undefined ? rawSql('arrayMap(x -> domain, h_items)') : slice(arrays.domains);
-  const targetDomain = arrays.domains === undefined ? rawSql('domain') : sql`${a(arrays.domains)}[t]`;
+    sql`arraySlice(${rawSql(name)}, ${historyStart}, toInt64(j) - ${historyStart})`;
+  const historyDomains = withDomains ? slice('c_domains') : rawSql('arrayMap(x -> domain, h_items)');
+  const targetDomain = withDomains ? rawSql('target_domain') : rawSql('domain AS target_domain');
   return sql`user_id,
-  ${slice(arrays.items)} AS h_items,
+  ${slice('c_items')} AS h_items,
   ${historyDomains} AS h_domains,
-  ${slice(arrays.ts)} AS h_ts,
-  ${a(arrays.items)}[t] AS target,
-  ${targetDomain} AS target_domain,
-  ${a(arrays.events)}[t] AS target_event,
-  ${a(arrays.ts)}[t] AS target_ts,
-  ${a(arrays.seqs)}[t] AS target_seq,
-  ${a(arrays.ingested)}[t] AS target_ingested,
-  ${a(arrays.ingested)}[t] <= ${since} AS replay`;
+  ${slice('c_ts')} AS h_ts,
+  target,
+  ${targetDomain},
+  target_event,
+  target_ts,
+  target_seq,
+  target_ingested,
+  target_ingested <= ${since} AS replay`;
 }
 
 /**
@@ -195,22 +268,30 @@ export class SequenceRepository {
     const minHistory = positiveInt('minHistory', q.minHistory ?? 1);
     const since = nonNegativeInt('sinceWatermark', q.sinceWatermark ?? 0);
     const domains = domainList(q.domains);
-    const conditions: SqlFragment[] = [
-      sql`t > ${minHistory}`,
-      targetWindow(q, rawSql('ingested_ms[t]'), rawSql('user_id'), rawSql('event_ids[t]')),
-    ];
-    if (domains !== undefined) conditions.unshift(sql`domain IN (${joinSql(domains.map((d) => sql`${d}`))})`);
-    const where = joinSql(conditions, ' AND ');
-    const from = sql`FROM ${ident(DOMAIN_SEQUENCES_TABLE)} FINAL
-ARRAY JOIN arrayEnumerate(item_ids) AS t
+    const source = sql`SELECT user_id, domain, item_ids, ts_ms, seqs, event_ids, ingested_ms
+FROM ${ident(DOMAIN_SEQUENCES_TABLE)} FINAL${
+      domains === undefined ? rawSql('') : sql`\nWHERE domain IN (${joinSql(domains.map((d) => sql`${d}`))})`
+    }`;
+    // base + j: the target's 1-based position in its (user, domain) sequence.
+    const where = joinSql(
+      [
+        sql`base + j > ${minHistory}`,
+        targetWindow(q, rawSql('target_ingested'), rawSql('user_id'), rawSql('target_event')),
+      ],
+      ' AND ',
+    );
+    const from = sql`${chunkedTargets(
+      source,
+      'user_id, domain',
+      { items: 'item_ids', ts: 'ts_ms', seqs: 'seqs', events: 'event_ids', ingested: 'ingested_ms' },
+      cap,
+    )}
 WHERE ${where}`;
     if (select === 'count') return sql`SELECT count() AS n ${from}`;
-    const historyStart = sql`greatest(1, toInt64(t) - ${cap})`;
-    return sql`SELECT ${sampleColumns(
-      since,
-      { items: 'item_ids', ts: 'ts_ms', seqs: 'seqs', events: 'event_ids', ingested: 'ingested_ms' },
-      historyStart,
-    )}
+    // The chunk starts `cap` items before its first target (or at the sequence's start), so the
+    // cap counted in chunk indices is the same as in sequence indices.
+    const historyStart = sql`greatest(1, toInt64(j) - ${cap})`;
+    return sql`SELECT ${sampleColumns(since, false, historyStart)}
 ${from}
 ORDER BY ${streamOrder(q.seed ?? 0, rawSql('user_id'), rawSql('target_event'))}
 ${limitClause(q)}`;
@@ -237,26 +318,23 @@ ${limitClause(q)}`;
 FROM ${ident(MIXED_SEQUENCES_TABLE)} FINAL`;
     // The guideline on the window (items ws..t): its history spans ≥ 2 domains counting the
     // target's, and contains the target's domain — i.e. has(history, target domain) and some
-    // history item of another domain (libs/corpus isValidMixedWindow).
-    const windowStart = sql`greatest(1, toInt64(t) - ${windowSize - 1})`;
-    const windowDomains = sql`arraySlice(f_domains, ${windowStart}, toInt64(t) - ${windowStart})`;
+    // history item of another domain (libs/corpus isValidMixedWindow). Indices are the chunk's:
+    // a chunk starts N-1 items before its first target (or at the sequence's start), so windows
+    // cut in chunk indices are the windows cut in sequence indices.
+    const windowStart = sql`greatest(1, toInt64(j) - ${windowSize - 1})`;
+    const windowDomains = sql`arraySlice(c_domains, ${windowStart}, toInt64(j) - ${windowStart})`;
     const where = joinSql(
       [
-        rawSql('t >= 2'),
-        sql`has(${windowDomains}, f_domains[t])`,
-        sql`arrayExists(x -> x != f_domains[t], ${windowDomains})`,
-        targetWindow(q, rawSql('f_ingested[t]'), rawSql('user_id'), rawSql('f_events[t]')),
+        rawSql('base + j >= 2'),
+        sql`has(${windowDomains}, target_domain)`,
+        sql`arrayExists(x -> x != target_domain, ${windowDomains})`,
+        targetWindow(q, rawSql('target_ingested'), rawSql('user_id'), rawSql('target_event')),
       ],
       ' AND ',
     );
-    const from = sql`FROM (${source})
-ARRAY JOIN arrayEnumerate(f_items) AS t
-WHERE ${where}`;
-    if (select === 'count') return sql`SELECT count() AS n ${from}`;
-    if (select === 'users') return sql`SELECT uniqExact(user_id) AS n ${from}`;
-    const historyStart = sql`greatest(${windowStart}, toInt64(t) - ${cap})`;
-    return sql`SELECT ${sampleColumns(
-      since,
+    const from = sql`${chunkedTargets(
+      source,
+      'user_id',
       {
         items: 'f_items',
         domains: 'f_domains',
@@ -265,8 +343,16 @@ WHERE ${where}`;
         events: 'f_events',
         ingested: 'f_ingested',
       },
-      historyStart,
+      windowSize - 1,
     )}
+WHERE ${where}`;
+    if (select === 'count') return sql`SELECT count() AS n ${from}`;
+    if (select === 'users') return sql`SELECT uniqExact(user_id) AS n ${from}`;
+    // A cap at or beyond the window changes nothing: the same expression as the window's start,
+    // so the server computes the window's domains once.
+    const historyStart =
+      cap >= windowSize - 1 ? windowStart : sql`greatest(${windowStart}, toInt64(j) - ${cap})`;
+    return sql`SELECT ${sampleColumns(since, true, historyStart)}
 ${from}
 ORDER BY ${streamOrder(q.seed ?? 0, rawSql('user_id'), rawSql('target_event'))}
 ${limitClause(q)}`;
