@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { groupedAttention } from './kernels/attention';
+import { fusedDecoderAvailable, fusedDecoderLayer } from './kernels/decoder-layer';
 import { embeddingLookup, injectRows } from './embedding';
 import { LlamaConfig, LoraConfig, LoraTarget, validateConfig } from './types';
 import { LAYER_TENSORS, LayerWeights, LlamaWeights } from './weights';
@@ -59,6 +60,13 @@ export interface ForwardOptions {
   training?: boolean;
   /** Only compute logits for the last column (generation), returning [B, 1, vocab]. */
   lastOnly?: boolean;
+  /**
+   * The input rows continue prompts held in another cache, which is read but not extended: row i
+   * attends to the cached columns of `prefix.cache` row `prefix.rows[i]` (candidate scoring:
+   * many continuations after one prompt's prefill). Exclusive with `cache`. The fused decoder
+   * reads the shared rows in place; the op graph gathers a per-row copy of the cache.
+   */
+  prefix?: { cache: KVCache; rows: readonly number[] };
 }
 
 /**
@@ -90,6 +98,23 @@ export class KVCache {
       out.values[l] = v ? tf.keep(tf.tile(v, [n, 1, 1, 1])) : null;
     }
     out.mask = this.mask ? tf.keep(tf.tile(this.mask, [n, 1])) : null;
+    return out;
+  }
+
+  /** A new cache whose row i is row `rowsOf[i]` of this one (`repeatBatch` for any rows). */
+  gatherRows(rowsOf: readonly number[]): KVCache {
+    const out = new KVCache(this.nLayers, rowsOf.length);
+    out.length = this.length;
+    tf.tidy(() => {
+      const index = tf.tensor1d(Array.from(rowsOf), 'int32');
+      for (let l = 0; l < this.nLayers; l++) {
+        const k = this.keys[l];
+        const v = this.values[l];
+        out.keys[l] = k ? tf.keep(tf.gather(k, index)) : null;
+        out.values[l] = v ? tf.keep(tf.gather(v, index)) : null;
+      }
+      out.mask = this.mask ? tf.keep(tf.gather(this.mask, index)) : null;
+    });
     return out;
   }
 
@@ -274,15 +299,33 @@ export class LlamaModel {
 
   /**
    * Logits [B, T, vocab] (or [B, 1, vocab] with `lastOnly`) for int token ids [B, T].
-   * With a cache, the ids are the next columns after the cached ones and the cache is extended.
+   * With a cache, the ids are the next columns after the cached ones and the cache is extended;
+   * with `prefix`, they continue rows of a shared cache that stays as it is.
+   *
+   * Blocks run as one fused native kernel each (`fusedDecoderLayer`) when nothing needs their
+   * gradient — not training, no gradient being recorded, LoRA merged or absent — and the native
+   * cpu kernels are active; otherwise as the op graph below, on any backend.
    */
   forward(inputIds: tf.Tensor2D | number[][], opts: ForwardOptions = {}): tf.Tensor3D {
     if (this.disposed) throw new Error('model was disposed');
+    const shared = opts.prefix;
+    if (shared && opts.cache)
+      throw new Error('forward takes either a cache to extend or a shared prefix, not both');
+    const fused = this.canFuse(opts);
+    if (shared && !fused) {
+      // The op graph reads a cache row per input row: gather them into a temporary cache.
+      const rows = shared.cache.gatherRows(shared.rows);
+      try {
+        return this.forward(inputIds, { ...opts, prefix: undefined, cache: rows });
+      } finally {
+        rows.dispose();
+      }
+    }
     const c = this.config;
     const hs = this.headSize;
-    const kvMul = c.nHeads / c.nKvHeads;
     const cache = opts.cache;
-    const past = cache ? cache.length : 0;
+    const source = cache ?? shared?.cache;
+    const past = source ? source.length : 0;
     const oldCache: tf.Tensor[] = [];
     const newColumns = Array.isArray(inputIds) ? (inputIds[0]?.length ?? 0) : inputIds.shape[1];
     const out = tf.tidy(() => {
@@ -293,6 +336,13 @@ export class LlamaModel {
       if (T === 0) throw new Error('forward needs at least one column');
       if (cache && cache.batch !== B)
         throw new Error(`cache batch ${cache.batch} differs from input batch ${B}`);
+      if (shared) {
+        if (shared.rows.length !== B)
+          throw new Error(`prefix rows name ${shared.rows.length} cache rows for a batch of ${B}`);
+        for (const r of shared.rows)
+          if (!Number.isInteger(r) || r < 0 || r >= shared.cache.batch)
+            throw new Error(`prefix row ${r} outside the cache's ${shared.cache.batch} rows`);
+      }
       if (past + T > c.maxSeqLen)
         throw new Error(`sequence of ${past + T} tokens exceeds maxSeqLen ${c.maxSeqLen}`);
       const newMask =
@@ -303,33 +353,30 @@ export class LlamaModel {
             : tf.cast(opts.attentionMask, 'float32');
       if (newMask && (newMask.shape[0] !== B || newMask.shape[1] !== T))
         throw new Error(`attentionMask shape [${newMask.shape.join(', ')}] differs from ids [${B}, ${T}]`);
+      const sourceMask = source?.mask ?? null;
+      const prevMask =
+        past > 0 && sourceMask
+          ? shared
+            ? (tf.gather(sourceMask, tf.tensor1d(Array.from(shared.rows), 'int32')) as tf.Tensor2D)
+            : sourceMask
+          : null;
 
       // Positions: running count of real tokens when padding is present, else column index.
-      const anyMask = newMask !== null || (cache?.mask ?? null) !== null;
+      const anyMask = newMask !== null || prevMask !== null;
       let fullMask: tf.Tensor2D | null = null;
       let positions: tf.Tensor;
       if (anyMask) {
         const cur = newMask ?? tf.ones([B, T]);
-        const prevMask = past > 0 ? (cache?.mask ?? tf.ones([B, past])) : null;
-        fullMask = (prevMask ? tf.concat([prevMask, cur], 1) : cur) as tf.Tensor2D;
+        const before = past > 0 ? (prevMask ?? tf.ones([B, past])) : null;
+        fullMask = (before ? tf.concat([before, cur], 1) : cur) as tf.Tensor2D;
         positions = tf.cast(tf.slice(tf.relu(tf.sub(tf.cumsum(fullMask, 1), 1)), [0, past], [B, T]), 'int32');
       } else {
         positions = tf.reshape(tf.range(past, past + T, 1, 'int32'), [1, T]);
       }
       const pb = positions.shape[0] as number;
-      const cos = tf.reshape(tf.gather(this.ropeCos, tf.reshape(positions, [-1])), [pb, T, 1, hs]);
-      const sin = tf.reshape(tf.gather(this.ropeSin, tf.reshape(positions, [-1])), [pb, T, 1, hs]);
-
-      // Attention bias [1 or B, 1, T, Tk]: causal by column, plus padded keys.
-      const Tk = past + T;
-      let bias: tf.Tensor4D | null = null;
-      if (T > 1 || fullMask) {
-        const causal = new Float32Array(T * Tk);
-        for (let i = 0; i < T; i++) for (let j = past + i + 1; j < Tk; j++) causal[i * Tk + j] = -1e9;
-        bias = tf.tensor4d(causal, [1, 1, T, Tk]);
-        if (fullMask)
-          bias = tf.add(bias, tf.reshape(tf.mul(tf.sub(1, fullMask), -1e9), [B, 1, 1, Tk])) as tf.Tensor4D;
-      }
+      const flatPositions = tf.reshape(positions, [-1]);
+      const cos = tf.gather(this.ropeCos, flatPositions) as tf.Tensor2D; // [pb·T, hs]
+      const sin = tf.gather(this.ropeSin, flatPositions) as tf.Tensor2D;
 
       let x: tf.Tensor2D = embeddingLookup(
         this.tokEmbedding as tf.Tensor2D,
@@ -343,47 +390,55 @@ export class LlamaModel {
         });
         x = injectRows(x, rows, opts.inject.vectors);
       }
-      const training = opts.training ?? false;
-      const scale = 1 / Math.sqrt(hs);
-      for (let l = 0; l < c.nLayers; l++) {
-        const p = this.layers[l];
-        const xb = this.rmsNorm(x, p.attnNorm) as tf.Tensor2D;
-        const q = this.rope(tf.reshape(this.linear(xb, l, 'q', training), [B, T, c.nHeads, hs]), cos, sin);
-        let k = this.rope(tf.reshape(this.linear(xb, l, 'k', training), [B, T, c.nKvHeads, hs]), cos, sin);
-        let v = tf.reshape(this.linear(xb, l, 'v', training), [B, T, c.nKvHeads, hs]) as tf.Tensor4D;
-        k = tf.transpose(k, [0, 2, 1, 3]);
-        v = tf.transpose(v, [0, 2, 1, 3]);
-        if (cache) {
-          const pk = cache.keys[l];
-          const pv = cache.values[l];
-          if (pk && pv) {
-            k = tf.concat([pk, k], 2);
-            v = tf.concat([pv, v], 2);
-            oldCache.push(pk, pv);
-          }
-          cache.keys[l] = tf.keep(k);
-          cache.values[l] = tf.keep(v);
+      const extend = (l: number, k: tf.Tensor4D, v: tf.Tensor4D): void => {
+        if (!cache) return;
+        const pk = cache.keys[l];
+        const pv = cache.values[l];
+        if (pk && pv) {
+          k = tf.concat([pk, k], 2);
+          v = tf.concat([pv, v], 2);
+          oldCache.push(pk, pv);
         }
-        // Group query heads by their kv head: [B, nKv, kvMul*T, hs] so no k/v repetition is needed.
-        // 1/sqrt(hs) is applied to q (B·T·dim values) rather than to the larger score matrix.
-        const qg = tf.reshape(tf.transpose(tf.mul(q, scale), [0, 2, 1, 3]), [B, c.nKvHeads, kvMul * T, hs]);
-        const att = groupedAttention(qg as tf.Tensor4D, k as tf.Tensor4D, v, bias, T); // [B, nKv, kvMul*T, hs]
-        const merged = tf.reshape(tf.transpose(tf.reshape(att, [B, c.nHeads, T, hs]), [0, 2, 1, 3]), [
-          B * T,
-          c.dim,
-        ]) as tf.Tensor2D;
-        x = tf.add(x, this.linear(merged, l, 'o', training));
-        const hb = this.rmsNorm(x, p.ffnNorm) as tf.Tensor2D;
-        const gate = this.linear(hb, l, 'w1', training);
-        const up = this.linear(hb, l, 'w3', training);
-        const act = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up) as tf.Tensor2D;
-        x = tf.add(x, this.linear(act, l, 'w2', training));
+        cache.keys[l] = tf.keep(k);
+        cache.values[l] = tf.keep(v);
+      };
+      if (fused) {
+        const pastRows = shared ? Int32Array.from(shared.rows) : null;
+        for (let l = 0; l < c.nLayers; l++) {
+          const r = fusedDecoderLayer(this.layers[l], {
+            x,
+            batch: B,
+            time: T,
+            cos,
+            sin,
+            pastK: source?.keys[l] ?? null,
+            pastV: source?.values[l] ?? null,
+            pastRows,
+            pastMask: prevMask,
+            newMask,
+            heads: c.nHeads,
+            kvHeads: c.nKvHeads,
+            eps: c.normEps,
+          });
+          x = r.x;
+          extend(l, r.k, r.v);
+        }
+      } else {
+        x = this.graphLayers(x, {
+          B,
+          T,
+          past,
+          cos: tf.reshape(cos, [pb, T, 1, hs]),
+          sin: tf.reshape(sin, [pb, T, 1, hs]),
+          fullMask,
+          training: opts.training ?? false,
+          extend,
+          cache,
+        });
       }
-      if (cache) {
-        if (fullMask) {
-          if (cache.mask) oldCache.push(cache.mask);
-          cache.mask = tf.keep(fullMask);
-        }
+      if (cache && fullMask) {
+        if (cache.mask) oldCache.push(cache.mask);
+        cache.mask = tf.keep(fullMask);
       }
       let h = x;
       let rowsT = T;
@@ -400,6 +455,76 @@ export class LlamaModel {
       for (const t of oldCache) t.dispose();
     }
     return out;
+  }
+
+  /** Whether this forward may use the fused native blocks (which have no gradient). */
+  private canFuse(opts: ForwardOptions): boolean {
+    if (opts.training) return false;
+    if (tf.engine().state.gradientDepth > 0) return false;
+    if (this.lora && !this.lora.merged && this.lora.adapters.size > 0) return false;
+    return fusedDecoderAvailable();
+  }
+
+  /** The decoder blocks as tfjs ops (differentiable, any backend). */
+  private graphLayers(
+    input: tf.Tensor2D,
+    s: {
+      B: number;
+      T: number;
+      past: number;
+      cos: tf.Tensor;
+      sin: tf.Tensor;
+      fullMask: tf.Tensor2D | null;
+      training: boolean;
+      extend: (l: number, k: tf.Tensor4D, v: tf.Tensor4D) => void;
+      cache: KVCache | undefined;
+    },
+  ): tf.Tensor2D {
+    const c = this.config;
+    const hs = this.headSize;
+    const kvMul = c.nHeads / c.nKvHeads;
+    const { B, T, past, cos, sin, fullMask, training } = s;
+    // Attention bias [1 or B, 1, T, Tk]: causal by column, plus padded keys.
+    const Tk = past + T;
+    let bias: tf.Tensor4D | null = null;
+    if (T > 1 || fullMask) {
+      const causal = new Float32Array(T * Tk);
+      for (let i = 0; i < T; i++) for (let j = past + i + 1; j < Tk; j++) causal[i * Tk + j] = -1e9;
+      bias = tf.tensor4d(causal, [1, 1, T, Tk]);
+      if (fullMask)
+        bias = tf.add(bias, tf.reshape(tf.mul(tf.sub(1, fullMask), -1e9), [B, 1, 1, Tk])) as tf.Tensor4D;
+    }
+    const scale = 1 / Math.sqrt(hs);
+    let x = input;
+    for (let l = 0; l < c.nLayers; l++) {
+      const p = this.layers[l];
+      const xb = this.rmsNorm(x, p.attnNorm) as tf.Tensor2D;
+      const q = this.rope(tf.reshape(this.linear(xb, l, 'q', training), [B, T, c.nHeads, hs]), cos, sin);
+      let k = this.rope(tf.reshape(this.linear(xb, l, 'k', training), [B, T, c.nKvHeads, hs]), cos, sin);
+      let v = tf.reshape(this.linear(xb, l, 'v', training), [B, T, c.nKvHeads, hs]) as tf.Tensor4D;
+      k = tf.transpose(k, [0, 2, 1, 3]);
+      v = tf.transpose(v, [0, 2, 1, 3]);
+      if (s.cache) {
+        s.extend(l, k, v);
+        k = s.cache.keys[l] as tf.Tensor4D;
+        v = s.cache.values[l] as tf.Tensor4D;
+      }
+      // Group query heads by their kv head: [B, nKv, kvMul*T, hs] so no k/v repetition is needed.
+      // 1/sqrt(hs) is applied to q (B·T·dim values) rather than to the larger score matrix.
+      const qg = tf.reshape(tf.transpose(tf.mul(q, scale), [0, 2, 1, 3]), [B, c.nKvHeads, kvMul * T, hs]);
+      const att = groupedAttention(qg as tf.Tensor4D, k as tf.Tensor4D, v, bias, T); // [B, nKv, kvMul*T, hs]
+      const merged = tf.reshape(tf.transpose(tf.reshape(att, [B, c.nHeads, T, hs]), [0, 2, 1, 3]), [
+        B * T,
+        c.dim,
+      ]) as tf.Tensor2D;
+      x = tf.add(x, this.linear(merged, l, 'o', training));
+      const hb = this.rmsNorm(x, p.ffnNorm) as tf.Tensor2D;
+      const gate = this.linear(hb, l, 'w1', training);
+      const up = this.linear(hb, l, 'w3', training);
+      const act = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up) as tf.Tensor2D;
+      x = tf.add(x, this.linear(act, l, 'w2', training));
+    }
+    return x;
   }
 
   dispose(): void {

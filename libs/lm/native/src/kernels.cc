@@ -9,6 +9,9 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include "decoder_layer.h"
+#include "kernel_common.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -26,50 +29,19 @@ namespace {
 // (large matrix products, fused attention, transcendental maps over millions of values) is split.
 constexpr int64_t kParallelThreshold = int64_t{1} << 40;  // memory-bound element-wise: never
 constexpr int64_t kTranscendentalThreshold = int64_t{1} << 20;  // exp/log/sigmoid values
-constexpr double kParallelFlops = 1e8;  // matrix-product flops worth a thread wake-up
 constexpr int kMaxRank = 24;
 
-// exp on floats that the compiler can vectorize (std::exp in a loop stays scalar).
-// Cephes' expf polynomial after reducing x = n ln2 + r: relative error about 2e-7 (less
-// precise for denormal results, below -87.3), 0 under them and infinite above FLT_MAX like
-// std::exp; NaN stays NaN.
-#pragma omp declare simd
-inline float VecExp(float x) {
-  // Branch- and select-free (floor by truncation and correction; range ends by bit masks) so
-  // loops calling it vectorize: GCC leaves a loop scalar for a std::floor call or a float select.
-  const float clamped = std::min(std::max(x, -104.0f), 88.72283f);
-  const float fx = clamped * 1.44269504088896341f + 0.5f;
-  int32_t ni = static_cast<int32_t>(fx);
-  ni -= static_cast<int32_t>(fx < static_cast<float>(ni));
-  const float n = static_cast<float>(ni);
-  const float r = clamped - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float y = p * r * r + r + 1.0f;
-  // 2^n as two normal powers of two, so n from -150 (denormal results) to 128 (up to FLT_MAX)
-  // needs no special case; below -104 the result is 0, above 88.72 infinity.
-  const int32_t under = -static_cast<int32_t>(x < -104.0f);
-  const int32_t over = -static_cast<int32_t>(x > 88.72283f);
-  const int32_t half = ni >> 1;
-  const int32_t bits1 = ((half + 127) << 23) & ~under;
-  const int32_t bits2 = (((ni - half + 127) << 23) & ~over) | (0x7f800000 & over);
-  float scale1, scale2;
-  std::memcpy(&scale1, &bits1, sizeof scale1);
-  std::memcpy(&scale2, &bits2, sizeof scale2);
-  return y * scale1 * scale2;
-}
+using cprec::ActiveIsa;
+using cprec::Isa;
+using cprec::kParallelFlops;
+using cprec::VecExp;
 
-// Row softmax kernels, compiled twice (AVX2+FMA and baseline x86-64-v2) and picked at load
+// Row softmax kernels, compiled per instruction set (CPREC_ISA_DISPATCH) and picked at load
 // time by the CPU: exp dominates them and AVX2 doubles its throughput (measured 0.73 → 0.36 ms
 // for 283K values), while the addon must still load on CPUs without AVX2.
-#define CPREC_CLONES __attribute__((target_clones("arch=haswell", "default")))
 
 // out = softmax(x) over n values, like the tfjs kernel: NaN anywhere makes the row NaN.
-CPREC_CLONES void SoftmaxRow(const float* x, float* out, int64_t n) {
+inline __attribute__((always_inline)) void SoftmaxRowBody(const float* x, float* out, int64_t n) {
   float mx = -std::numeric_limits<float>::infinity();
   bool nan = false;
   for (int64_t c = 0; c < n; c++) {
@@ -85,11 +57,13 @@ CPREC_CLONES void SoftmaxRow(const float* x, float* out, int64_t n) {
   const float fsum = static_cast<float>(sum);
   for (int64_t c = 0; c < n; c++) out[c] = out[c] / fsum;
 }
+CPREC_ISA_DISPATCH(SoftmaxRow, SoftmaxRowBody, (const float* x, float* out, int64_t n), (x, out, n))
 
 // row = softmax(row + bias) in place over n values, where every column from `valid` on is
 // masked (bias −1e9): those get exactly the 0 that exp would give, without computing it. For a
 // causal prompt that skips half of the row's exps.
-CPREC_CLONES void BiasedSoftmaxRow(float* row, const float* bias, int64_t n, int64_t valid) {
+inline __attribute__((always_inline)) void BiasedSoftmaxRowBody(float* row, const float* bias, int64_t n,
+                                                           int64_t valid) {
   if (bias) {
 #pragma omp simd
     for (int64_t c = 0; c < valid; c++) row[c] += bias[c];
@@ -106,6 +80,8 @@ CPREC_CLONES void BiasedSoftmaxRow(float* row, const float* bias, int64_t n, int
   for (int64_t c = 0; c < valid; c++) row[c] *= inv;
   std::fill(row + valid, row + n, 0.0f);
 }
+CPREC_ISA_DISPATCH(BiasedSoftmaxRow, BiasedSoftmaxRowBody,
+                   (float* row, const float* bias, int64_t n, int64_t valid), (row, bias, n, valid))
 
 template <typename T>
 T* DataOf(const Napi::Value& v) {
@@ -611,6 +587,7 @@ Napi::Value Describe(const Napi::CallbackInfo& info) {
   o.Set("parallelFlops", kParallelFlops);
   o.Set("ompThreads", omp_get_max_threads());
   o.Set("blasConfig", openblas_get_config());
+  o.Set("isa", cprec::IsaName(cprec::ActiveIsa()));
   return o;
 }
 
@@ -633,6 +610,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("unsortedSegmentSum", Napi::Function::New(env, UnsortedSegmentSum));
   exports.Set("attentionForward", Napi::Function::New(env, AttentionForward));
   exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward));
+  exports.Set("decoderLayer", Napi::Function::New(env, cprec::DecoderLayer));
   exports.Set("describe", Napi::Function::New(env, Describe));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   return exports;

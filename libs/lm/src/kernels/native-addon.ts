@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import type { NativeDecoderLayerArgs } from './decoder-layer';
 
 /** The functions exported by libs/lm/native/src/kernels.cc (all write into caller-owned arrays). */
 export interface NativeKernelAddon {
@@ -82,7 +83,9 @@ export interface NativeKernelAddon {
     keys: number,
     head: number,
   ): void;
-  describe(): { blasThreads: number; ompThreads: number; blasConfig: string };
+  /** Absent from addons built before the fused decoder layer. */
+  decoderLayer?(args: NativeDecoderLayerArgs): void;
+  describe(): { blasThreads: number; ompThreads: number; blasConfig: string; isa?: string };
   setThreads(n: number): void;
 }
 

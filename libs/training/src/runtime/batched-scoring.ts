@@ -26,9 +26,9 @@ export interface BatchedScoringOptions {
  * 1. every prompt in ONE prefill forward, LEFT-padded to the longest, so each prompt's last real
  *    token sits in the last column (positions are the running count of real tokens, padded keys
  *    are masked, so a padded prompt computes what it computes alone);
- * 2. the continuations of every prompt as rows of one (or a few, `maxRows`) forwards over a cache
- *    whose rows are gathered from their prompt's row (right-padded continuations: causality keeps
- *    the padding out of real tokens' scores).
+ * 2. the continuations of every prompt as rows of one (or a few, `maxRows`) forwards that read
+ *    their prompt's row of the prefill cache (`forward`'s `prefix`; right-padded continuations:
+ *    causality keeps the padding out of real tokens' scores).
  *
  * Why: on a small model each tfjs op costs far more in dispatch than in arithmetic, so one forward
  * over B prompts costs little more than one over a single prompt — concurrent serving requests
@@ -94,44 +94,19 @@ export function scoreJobs(
       const weights = chunk.map((r) =>
         Array.from({ length: w }, (_, j) => (j + 1 < r.tokens.length ? 1 : 0)),
       );
-      const cache = gatherCache(
-        prefix,
-        chunk.map((r) => r.job),
-      );
-      try {
-        const logits = model.forward(inputs, { cache });
-        const sums = tf.tidy(() => {
-          const picked = tf.sum(
-            tf.mul(tf.logSoftmax(logits), tf.oneHot(tf.tensor2d(targets, undefined, 'int32'), V)),
-            -1,
-          );
-          return tf.sum(tf.mul(picked, tf.tensor2d(weights)), 1).dataSync() as Float32Array;
-        });
-        logits.dispose();
-        chunk.forEach((r, i) => (scores[r.job][r.index] += sums[i]));
-      } finally {
-        cache.dispose();
-      }
+      const logits = model.forward(inputs, { prefix: { cache: prefix, rows: chunk.map((r) => r.job) } });
+      const sums = tf.tidy(() => {
+        const picked = tf.sum(
+          tf.mul(tf.logSoftmax(logits), tf.oneHot(tf.tensor2d(targets, undefined, 'int32'), V)),
+          -1,
+        );
+        return tf.sum(tf.mul(picked, tf.tensor2d(weights)), 1).dataSync() as Float32Array;
+      });
+      logits.dispose();
+      chunk.forEach((r, i) => (scores[r.job][r.index] += sums[i]));
     }
     return scores;
   } finally {
     prefix.dispose();
   }
-}
-
-/** A new cache whose row i is row `rowsOf[i]` of `cache` (the generalisation of `repeatBatch`). */
-function gatherCache(cache: KVCache, rowsOf: readonly number[]): KVCache {
-  const out = new KVCache(cache.nLayers, rowsOf.length);
-  out.length = cache.length;
-  tf.tidy(() => {
-    const index = tf.tensor1d(Array.from(rowsOf), 'int32');
-    for (let l = 0; l < cache.nLayers; l++) {
-      const k = cache.keys[l];
-      const v = cache.values[l];
-      out.keys[l] = k ? tf.keep(tf.gather(k, index)) : null;
-      out.values[l] = v ? tf.keep(tf.gather(v, index)) : null;
-    }
-    out.mask = cache.mask ? tf.keep(tf.gather(cache.mask, index)) : null;
-  });
-  return out;
 }
