@@ -7,3 +7,4 @@ export * from './splits';
 export * from './titles';
 export * from './templates';
 export * from './encode';
+export * from './memoized-tokenizer';

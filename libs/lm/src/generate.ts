@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { InjectedEmbeddings, KVCache, LlamaModel } from './model';
+import { scoreJobs } from './scoring';
 import { SampleOptions, TokenSampler } from './sampling';
 import { Tokenizer } from './tokenizer';
 
@@ -194,11 +195,9 @@ export function constrainedGenerate(
 }
 
 /**
- * Summed log-likelihood log p(candidate | prompt) for every candidate, for exact rankings.
- * The prompt is run once (batch 1, KV cache); its cache is tiled to the candidate batch and all
- * candidates (right-padded, so causality alone keeps pads out of real tokens) run in one forward
- * per chunk of `batchSize`. This costs prompt + Σ|candidate| token-forwards instead of
- * N·(prompt + candidate) for a full batched forward.
+ * Summed log-likelihood log p(candidate | prompt) for every candidate, for exact rankings: one
+ * prompt's `scoreJobs` (prefill once, candidates as rows over the prompt's cache, `batchSize`
+ * rows per forward).
  */
 export function scoreCandidates(
   model: LlamaModel,
@@ -210,45 +209,10 @@ export function scoreCandidates(
   candidates.forEach((c, i) => {
     if (c.length === 0) throw new Error(`candidate ${i} has no tokens`);
   });
-  const V = model.config.vocabSize;
-  const prefix = new KVCache(model.config.nLayers, 1);
-  try {
-    const firstLogits = model.forward([[...promptIds]], {
-      cache: prefix,
-      lastOnly: true,
-      inject: opts.promptInject,
-    });
-    const first = tf.tidy(() => tf.logSoftmax(tf.reshape(firstLogits, [V])).dataSync() as Float32Array);
-    firstLogits.dispose();
-    const scores = candidates.map((c) => first[c[0]]);
-    const batchSize = opts.batchSize ?? candidates.length;
-    for (let start = 0; start < candidates.length; start += batchSize) {
-      const chunk = candidates.slice(start, start + batchSize);
-      const width = Math.max(...chunk.map((c) => c.length)) - 1;
-      if (width === 0) continue;
-      const inputs = chunk.map((c) => Array.from({ length: width }, (_, j) => (j < c.length - 1 ? c[j] : 0)));
-      const targets = chunk.map((c) =>
-        Array.from({ length: width }, (_, j) => (j + 1 < c.length ? c[j + 1] : 0)),
-      );
-      const mask = chunk.map((c) => Array.from({ length: width }, (_, j) => (j + 1 < c.length ? 1 : 0)));
-      const cache = prefix.repeatBatch(chunk.length);
-      try {
-        const logits = model.forward(inputs, { cache });
-        const sums = tf.tidy(() => {
-          const logp = tf.logSoftmax(logits);
-          const picked = tf.sum(tf.mul(logp, tf.oneHot(tf.tensor2d(targets, undefined, 'int32'), V)), -1);
-          return tf.sum(tf.mul(picked, tf.tensor2d(mask)), 1).dataSync() as Float32Array;
-        });
-        logits.dispose();
-        chunk.forEach((_, i) => (scores[start + i] += sums[i]));
-      } finally {
-        cache.dispose();
-      }
-    }
-    return scores;
-  } finally {
-    prefix.dispose();
-  }
+  return scoreJobs(model, [{ promptIds, continuations: candidates }], {
+    inject: opts.promptInject ?? null,
+    ...(opts.batchSize ? { maxRows: opts.batchSize } : {}),
+  })[0];
 }
 
 /** Candidate indices sorted by descending score (ties by index), for HR@k / NDCG@k. */

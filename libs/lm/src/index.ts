@@ -23,6 +23,7 @@ export * from './embedding';
 export * from './model';
 export * from './sampling';
 export * from './generate';
+export * from './scoring';
 export * from './backend';
 export * from './safetensors';
 export * from './lora';

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { KVCache, type InjectedEmbeddings, type LlamaModel } from '@cprec/lm';
+import { KVCache, scoreJobs, type InjectedEmbeddings, type LlamaModel } from '@cprec/lm';
 
 /**
  * Decoding and scoring with injected prompt embeddings. `@cprec/lm`'s `generate` and
@@ -71,9 +71,8 @@ export function greedyDecode(
 }
 
 /**
- * Summed log p(continuation | prompt) for every continuation (exact candidate likelihood). The
- * prompt runs once; its cache is tiled over a chunk of continuations that run in one forward
- * (right-padded: causality alone keeps padding out of real tokens' scores).
+ * Summed log p(continuation | prompt) for every continuation (exact candidate likelihood): the
+ * one-prompt case of `scoreJobs`, so evaluation scores exactly as serving ranks.
  */
 export function scoreContinuations(
   model: LlamaModel,
@@ -82,41 +81,6 @@ export function scoreContinuations(
   continuations: readonly (readonly number[])[],
   batchSize = continuations.length,
 ): number[] {
-  continuations.forEach((c, i) => {
-    if (c.length === 0) throw new Error(`continuation ${i} is empty`);
-  });
-  const V = model.config.vocabSize;
-  const { cache: prefix, logProbs } = prefill(model, promptIds, inject);
-  try {
-    const scores = continuations.map((c) => logProbs[c[0]]);
-    const step = Math.max(1, batchSize);
-    for (let start = 0; start < continuations.length; start += step) {
-      const chunk = continuations.slice(start, start + step);
-      const width = Math.max(...chunk.map((c) => c.length)) - 1;
-      if (width === 0) continue;
-      const inputs = chunk.map((c) => Array.from({ length: width }, (_, j) => (j < c.length - 1 ? c[j] : 0)));
-      const targets = chunk.map((c) =>
-        Array.from({ length: width }, (_, j) => (j + 1 < c.length ? c[j + 1] : 0)),
-      );
-      const mask = chunk.map((c) => Array.from({ length: width }, (_, j) => (j + 1 < c.length ? 1 : 0)));
-      const cache = prefix.repeatBatch(chunk.length);
-      try {
-        const logits = model.forward(inputs, { cache });
-        const sums = tf.tidy(() => {
-          const picked = tf.sum(
-            tf.mul(tf.logSoftmax(logits), tf.oneHot(tf.tensor2d(targets, undefined, 'int32'), V)),
-            -1,
-          );
-          return tf.sum(tf.mul(picked, tf.tensor2d(mask)), 1).dataSync() as Float32Array;
-        });
-        logits.dispose();
-        chunk.forEach((_, i) => (scores[start + i] += sums[i]));
-      } finally {
-        cache.dispose();
-      }
-    }
-    return scores;
-  } finally {
-    prefix.dispose();
-  }
+  if (promptIds.length === 0) throw new Error('the prompt is empty (it should start with BOS)');
+  return scoreJobs(model, [{ promptIds, continuations }], { inject, maxRows: Math.max(1, batchSize) })[0];
 }

@@ -1,2 +1,1 @@
-export * from './batched-scoring';
 export * from './recommender-runtime';

@@ -7,17 +7,24 @@ import {
   loadTokenizer,
   LlamaModel,
   mergeLora,
+  scoreJobs,
   sha256File,
   type LlamaWeights,
   type LoraManifest,
 } from '@cprec/lm';
-import type { Phrasing, PromptItem, SampleItems, TokenBudget, Tokenizer } from '@cprec/corpus';
+import {
+  memoizeTokenizer,
+  type Phrasing,
+  type PromptItem,
+  type SampleItems,
+  type TokenBudget,
+  type Tokenizer,
+} from '@cprec/corpus';
 import { encodePrompt, type PromptSettings } from '../eval/evaluate';
 import { disposeInjection, injectionFor, type HybridParts } from '../sft/hybrid';
 import { ITEM_EMBEDDINGS_FILE, ItemEmbeddingTable } from '../sft/item-embeddings';
 import { ItemProjector } from '../sft/projector';
 import { PROJECTOR_FILE, SFT_ADAPTER_DIR } from '../sft/fine-tune';
-import { scoreJobs } from './batched-scoring';
 
 /** The adapter id reported when no adapter is loaded (the base model serves). */
 export const BASE_ADAPTER_ID = 'base';
@@ -117,10 +124,15 @@ export interface LoadOptions {
  * loaded adapter (1 MB for stories260K; double the model's memory during a swap in general).
  */
 export class RecommenderRuntime {
+  /** The base tokenizer, memoized: every ranking re-encodes the template and catalogue titles. */
+  readonly tokenizer: Tokenizer;
+
   private constructor(
     readonly base: BaseModel,
     readonly options: RuntimeOptions,
-  ) {}
+  ) {
+    this.tokenizer = memoizeTokenizer(base.tokenizer);
+  }
 
   static fromBase(base: BaseModel, options: RuntimeOptions): RecommenderRuntime {
     return new RecommenderRuntime(base, options);
@@ -148,10 +160,6 @@ export class RecommenderRuntime {
       },
       options,
     );
-  }
-
-  get tokenizer(): Tokenizer {
-    return this.base.tokenizer;
   }
 
   /** The base model without an adapter (adapter id `base`). */

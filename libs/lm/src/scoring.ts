@@ -1,5 +1,4 @@
-import * as tf from '@tensorflow/tfjs-core';
-import { KVCache, type InjectedEmbeddings, type LlamaModel } from '@cprec/lm';
+import { KVCache, type InjectedEmbeddings, type LlamaModel } from './model';
 
 /** One prompt and the continuations to score after it. */
 export interface ScoringJob {
@@ -20,8 +19,8 @@ export interface BatchedScoringOptions {
 }
 
 /**
- * Summed log p(continuation | prompt) for several prompts at once — the candidate likelihood of
- * `scoreContinuations` (eval/decoding.ts) for many requests in two kinds of forward:
+ * Summed log p(continuation | prompt) for several prompts at once — exact candidate likelihoods
+ * for rankings (serving, evaluation, `scoreCandidates`) — in two kinds of forward:
  *
  * 1. every prompt in ONE prefill forward, LEFT-padded to the longest, so each prompt's last real
  *    token sits in the last column (positions are the running count of real tokens, padded keys
@@ -32,7 +31,8 @@ export interface BatchedScoringOptions {
  *
  * Why: on a small model each tfjs op costs far more in dispatch than in arithmetic, so one forward
  * over B prompts costs little more than one over a single prompt — concurrent serving requests
- * scored together share that overhead. A single job is exactly `scoreContinuations`' computation.
+ * scored together share that overhead. This costs prompt + Σ|continuation| token-forwards per
+ * job instead of N·(prompt + continuation) for one forward per candidate.
  */
 export function scoreJobs(
   model: LlamaModel,
@@ -70,9 +70,9 @@ export function scoreJobs(
       ...(mask ? { attentionMask: mask } : {}),
       ...(inject && inject.positions.length > 0 ? { inject } : {}),
     });
-    const first = tf.tidy(() => tf.logSoftmax(tf.reshape(lastLogits, [N, V])).dataSync() as Float32Array);
+    const first = lastLogits.dataSync() as Float32Array;
+    const scores = jobs.map((job, b) => job.continuations.map((c) => logProbability(first, b * V, V, c[0])));
     lastLogits.dispose();
-    const scores = jobs.map((job, b) => job.continuations.map((c) => first[b * V + c[0]]));
 
     // Rows of the continuation forwards: (job, continuation) pairs with more than one token.
     const rows: Array<{ job: number; index: number; tokens: readonly number[] }> = [];
@@ -88,25 +88,29 @@ export function scoreJobs(
       const inputs = chunk.map((r) =>
         Array.from({ length: w }, (_, j) => (j < r.tokens.length - 1 ? r.tokens[j] : 0)),
       );
-      const targets = chunk.map((r) =>
-        Array.from({ length: w }, (_, j) => (j + 1 < r.tokens.length ? r.tokens[j + 1] : 0)),
-      );
-      const weights = chunk.map((r) =>
-        Array.from({ length: w }, (_, j) => (j + 1 < r.tokens.length ? 1 : 0)),
-      );
       const logits = model.forward(inputs, { prefix: { cache: prefix, rows: chunk.map((r) => r.job) } });
-      const sums = tf.tidy(() => {
-        const picked = tf.sum(
-          tf.mul(tf.logSoftmax(logits), tf.oneHot(tf.tensor2d(targets, undefined, 'int32'), V)),
-          -1,
-        );
-        return tf.sum(tf.mul(picked, tf.tensor2d(weights)), 1).dataSync() as Float32Array;
+      const values = logits.dataSync() as Float32Array;
+      chunk.forEach((r, i) => {
+        for (let j = 0; j + 1 < r.tokens.length; j++)
+          scores[r.job][r.index] += logProbability(values, (i * w + j) * V, V, r.tokens[j + 1]);
       });
       logits.dispose();
-      chunk.forEach((r, i) => (scores[r.job][r.index] += sums[i]));
     }
     return scores;
   } finally {
     prefix.dispose();
   }
+}
+
+/**
+ * log softmax(logits[offset, offset + V))[token] (max-shifted, in double). Why not tfjs ops: a
+ * ranking reads a few positions per row, and the op chain over [rows, columns, V] (logSoftmax,
+ * oneHot, mul, sum) cost more than this loop over the positions that count.
+ */
+export function logProbability(logits: Float32Array, offset: number, V: number, token: number): number {
+  let max = -Infinity;
+  for (let v = 0; v < V; v++) if (logits[offset + v] > max) max = logits[offset + v];
+  let sum = 0;
+  for (let v = 0; v < V; v++) sum += Math.exp(logits[offset + v] - max);
+  return logits[offset + token] - max - Math.log(sum);
 }
