@@ -1,3 +1,5 @@
+import { nativeKernelsActive } from './kernels/index';
+import { loadNativeAddon } from './kernels/native-addon';
 import { KVCache, type InjectedEmbeddings, type LlamaModel } from './model';
 
 /** One prompt and the continuations to score after it. */
@@ -70,8 +72,14 @@ export function scoreJobs(
       ...(mask ? { attentionMask: mask } : {}),
       ...(inject && inject.positions.length > 0 ? { inject } : {}),
     });
-    const first = lastLogits.dataSync() as Float32Array;
-    const scores = jobs.map((job, b) => job.continuations.map((c) => logProbability(first, b * V, V, c[0])));
+    const first = logProbabilities(
+      lastLogits.dataSync() as Float32Array,
+      V,
+      Int32Array.from(jobs.flatMap((job, b) => job.continuations.map(() => b * V))),
+      Int32Array.from(jobs.flatMap((job) => job.continuations.map((c) => c[0]))),
+    );
+    let k = 0;
+    const scores = jobs.map((job) => job.continuations.map(() => first[k++]));
     lastLogits.dispose();
 
     // Rows of the continuation forwards: (job, continuation) pairs with more than one token.
@@ -89,10 +97,23 @@ export function scoreJobs(
         Array.from({ length: w }, (_, j) => (j < r.tokens.length - 1 ? r.tokens[j] : 0)),
       );
       const logits = model.forward(inputs, { prefix: { cache: prefix, rows: chunk.map((r) => r.job) } });
-      const values = logits.dataSync() as Float32Array;
+      const offsets: number[] = [];
+      const targets: number[] = [];
       chunk.forEach((r, i) => {
-        for (let j = 0; j + 1 < r.tokens.length; j++)
-          scores[r.job][r.index] += logProbability(values, (i * w + j) * V, V, r.tokens[j + 1]);
+        for (let j = 0; j + 1 < r.tokens.length; j++) {
+          offsets.push((i * w + j) * V);
+          targets.push(r.tokens[j + 1]);
+        }
+      });
+      const picked = logProbabilities(
+        logits.dataSync() as Float32Array,
+        V,
+        Int32Array.from(offsets),
+        Int32Array.from(targets),
+      );
+      k = 0;
+      chunk.forEach((r) => {
+        for (let j = 0; j + 1 < r.tokens.length; j++) scores[r.job][r.index] += picked[k++];
       });
       logits.dispose();
     }
@@ -113,4 +134,24 @@ export function logProbability(logits: Float32Array, offset: number, V: number, 
   let sum = 0;
   for (let v = 0; v < V; v++) sum += Math.exp(logits[offset + v] - max);
   return logits[offset + token] - max - Math.log(sum);
+}
+
+/**
+ * `logProbability` at many (offset, token) positions of one logits array: in one native call
+ * when the native kernels are active (vectorized exp), else in JS.
+ */
+export function logProbabilities(
+  logits: Float32Array,
+  V: number,
+  offsets: Int32Array,
+  tokens: Int32Array,
+): Float32Array {
+  if (offsets.length !== tokens.length) throw new Error('offsets and tokens differ in length');
+  const addon = nativeKernelsActive() ? loadNativeAddon().addon : null;
+  if (addon?.logProbabilities) {
+    const out = new Float32Array(offsets.length);
+    addon.logProbabilities(logits, V, offsets, tokens, out);
+    return out;
+  }
+  return Float32Array.from(offsets, (offset, i) => logProbability(logits, offset, V, tokens[i]));
 }

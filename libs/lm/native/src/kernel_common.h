@@ -48,17 +48,19 @@ inline const char* IsaName(Isa isa) {
 #define CPREC_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
 #define CPREC_TARGET_AVX2 __attribute__((target("avx2,fma")))
 
-// Defines `name` (params) as a dispatcher to three copies of `body_fn` — an always_inline
+// Defines `name` (params) → ret as a dispatcher to three copies of `body_fn` — an always_inline
 // function, so each copy is compiled for its instruction set — picked by ActiveIsa().
-#define CPREC_ISA_DISPATCH(name, body_fn, params, args)                  \
-  CPREC_TARGET_AVX512 void name##Avx512 params { body_fn args; }           \
-  CPREC_TARGET_AVX2 void name##Avx2 params { body_fn args; }               \
-  void name##Base params { body_fn args; }                                 \
-  void name params {                                                       \
-    static void(*const impl) params = ActiveIsa() == Isa::kAvx512 ? name##Avx512 \
-                                      : ActiveIsa() == Isa::kAvx2 ? name##Avx2   \
-                                                                   : name##Base; \
-    impl args;                                                             \
+#define CPREC_ISA_DISPATCH(name, body_fn, params, args) CPREC_ISA_DISPATCH_VALUE(void, name, body_fn, params, args)
+
+#define CPREC_ISA_DISPATCH_VALUE(ret, name, body_fn, params, args)                  \
+  CPREC_TARGET_AVX512 ret name##Avx512 params { return body_fn args; }     \
+  CPREC_TARGET_AVX2 ret name##Avx2 params { return body_fn args; }         \
+  ret name##Base params { return body_fn args; }                           \
+  ret name params {                                                        \
+    static ret(*const impl) params = ActiveIsa() == Isa::kAvx512 ? name##Avx512 \
+                                     : ActiveIsa() == Isa::kAvx2 ? name##Avx2   \
+                                                                  : name##Base; \
+    return impl args;                                                      \
   }
 
 // exp on floats that the compiler can vectorize (std::exp in a loop stays scalar).

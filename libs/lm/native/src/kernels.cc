@@ -370,6 +370,52 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// log softmax(row)[token] of one row of n logits: max-shifted, exps summed in kLanes partial sums.
+inline __attribute__((always_inline)) float LogProbabilityBody(const float* row, int64_t n, int64_t token) {
+  constexpr int64_t kLanes = 16;
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t c = 0; c < n; c++) mx = row[c] > mx ? row[c] : mx;
+  float lanes[kLanes] = {};
+  int64_t c = 0;
+  for (; c + kLanes <= n; c += kLanes) {
+#pragma omp simd
+    for (int64_t l = 0; l < kLanes; l++) lanes[l] += VecExp(row[c + l] - mx);
+  }
+  double sum = 0;
+  for (int64_t l = 0; l < kLanes; l++) sum += lanes[l];
+  for (; c < n; c++) sum += VecExp(row[c] - mx);
+  return static_cast<float>(row[token] - mx - std::log(sum));
+}
+CPREC_ISA_DISPATCH_VALUE(float, LogProbability, LogProbabilityBody, (const float* row, int64_t n, int64_t token),
+                         (row, n, token))
+
+// out[i] = log softmax(logits[offsets[i], offsets[i] + n))[tokens[i]] — the few positions a
+// candidate ranking reads out of a [rows, columns, vocab] logits tensor.
+// Args: logits, n, offsets (Int32Array), tokens (Int32Array), out (Float32Array)
+Napi::Value LogProbabilities(const Napi::CallbackInfo& info) {
+  const float* logits = DataOf<float>(info[0]);
+  const size_t total = LengthOf<float>(info[0]);
+  const int64_t n = IntOf(info[1]);
+  const auto offsets = info[2].As<Napi::Int32Array>();
+  const auto tokens = info[3].As<Napi::Int32Array>();
+  float* out = DataOf<float>(info[4]);
+  const size_t count = offsets.ElementLength();
+  if (tokens.ElementLength() != count || LengthOf<float>(info[4]) != count) {
+    Napi::Error::New(info.Env(), "logProbabilities: offsets, tokens and out differ in length")
+        .ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  for (size_t i = 0; i < count; i++) {
+    const int64_t off = offsets[i], tok = tokens[i];
+    if (off < 0 || static_cast<size_t>(off + n) > total || tok < 0 || tok >= n) {
+      Napi::Error::New(info.Env(), "logProbabilities: position or token out of range").ThrowAsJavaScriptException();
+      return info.Env().Undefined();
+    }
+    out[i] = LogProbability(logits + off, n, tok);
+  }
+  return info.Env().Undefined();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reductions over the innermost `inner` values of each of `outer` rows. Sums accumulate in double
 // like the JS kernels. Args: op (0 sum, 1 max, 2 min), x, out, outer, inner
@@ -611,6 +657,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("attentionForward", Napi::Function::New(env, AttentionForward));
   exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward));
   exports.Set("decoderLayer", Napi::Function::New(env, cprec::DecoderLayer));
+  exports.Set("logProbabilities", Napi::Function::New(env, LogProbabilities));
   exports.Set("describe", Napi::Function::New(env, Describe));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   return exports;

@@ -85,6 +85,14 @@ export interface NativeKernelAddon {
   ): void;
   /** Absent from addons built before the fused decoder layer. */
   decoderLayer?(args: NativeDecoderLayerArgs): void;
+  /** out[i] = log softmax(logits[offsets[i], offsets[i] + n))[tokens[i]]. */
+  logProbabilities?(
+    logits: Float32Array,
+    n: number,
+    offsets: Int32Array,
+    tokens: Int32Array,
+    out: Float32Array,
+  ): void;
   describe(): { blasThreads: number; ompThreads: number; blasConfig: string; isa?: string };
   setThreads(n: number): void;
 }
