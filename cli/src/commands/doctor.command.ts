@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { Command } from 'commander';
 import { BackendPreference, selectBackend } from '@cprec/lm';
+import { loadNativeAddon } from '@cprec/lm/kernels/native-addon';
 
 interface Check {
   name: string;
@@ -67,6 +68,13 @@ function openblasCheck(): Check {
   };
 }
 
+/** What the loaded addon runs: instruction-set variant, BLAS core and threads. */
+function nativeDetail(): string {
+  const info = loadNativeAddon().addon?.describe();
+  if (!info) return 'registered';
+  return `registered (isa ${info.isa ?? 'unknown'}; ${info.blasConfig}; ${info.ompThreads} OpenMP threads)`;
+}
+
 /** `cprec doctor`: what this machine offers to cprec (runtime, tfjs backend, native kernels, servers). */
 export function register(program: Command): void {
   program
@@ -94,7 +102,7 @@ export function register(program: Command): void {
             backend instanceof Error
               ? 'backend failed'
               : backend.nativeKernels
-                ? 'registered'
+                ? nativeDetail()
                 : backend.notes.join('; ') || 'not registered',
         },
         {
