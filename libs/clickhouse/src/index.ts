@@ -11,3 +11,4 @@ export * from './repositories/control-plane';
 export * from './repositories/sequences';
 export * from './repositories/corpus-slices';
 export * from './repositories/splits';
+export * from './repositories/split-wait';

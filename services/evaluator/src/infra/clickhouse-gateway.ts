@@ -1,6 +1,8 @@
 import {
   ClickHouse,
+  awaitFrozenSplit,
   EvalSplitRepository,
+  type SplitWaitOptions,
   ident,
   INTERACTIONS_TABLE,
   ItemRepository,
@@ -12,12 +14,9 @@ import type { SplitRequestCommand } from '@cprec/contracts';
 import { casesFromExamples, type EvaluationCase } from '@cprec/training';
 import type { InteractionsPort, SplitPort, SplitSpec } from '../ports';
 
-export interface SplitGatewayOptions {
+export interface SplitGatewayOptions extends SplitWaitOptions {
   /** Sends a split request to the sequencer's mailbox. */
   request: (command: SplitRequestCommand) => Promise<void>;
-  timeoutMs: number;
-  pollMs: number;
-  now?: () => number;
 }
 
 const KIND: Record<StoredEvalExample['kind'], EvaluationExample['kind']> = {
@@ -25,8 +24,6 @@ const KIND: Record<StoredEvalExample['kind'], EvaluationExample['kind']> = {
   'loo-valid': 'validation',
   window: 'window',
 };
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Splits and interactions as the evaluator reads them. The sequencer is the one writer of
@@ -47,15 +44,11 @@ export class ClickHouseGateway implements SplitPort, InteractionsPort {
   }
 
   async ensureSplit(spec: SplitSpec): Promise<void> {
-    if (await this.splits.getSplit(spec.splitId)) return;
-    const now = this.options.now ?? Date.now;
-    const deadline = now() + this.options.timeoutMs;
-    const resendEveryMs = Math.max(this.options.pollMs, 10_000);
-    let lastSent = -Infinity;
-    let firstSent = -Infinity;
-    for (;;) {
-      if (now() - lastSent >= resendEveryMs) {
-        await this.options.request({
+    await awaitFrozenSplit(
+      this.splits,
+      spec.splitId,
+      (ts) =>
+        this.options.request({
           kind: 'create_split',
           split_id: spec.splitId,
           split_kind: spec.kind,
@@ -64,21 +57,10 @@ export class ClickHouseGateway implements SplitPort, InteractionsPort {
           ...(spec.windowStartMs !== undefined ? { window_start_ms: spec.windowStartMs } : {}),
           ...(spec.windowEndMs !== undefined ? { window_end_ms: spec.windowEndMs } : {}),
           requested_by: 'evaluator',
-          ts: now(),
-        });
-        lastSent = now();
-        if (firstSent === Number.NEGATIVE_INFINITY) firstSent = lastSent;
-      }
-      await sleep(this.options.pollMs);
-      if (await this.splits.getSplit(spec.splitId)) return;
-      // The sequencer answers a request it will never fulfil; stop waiting and say why.
-      const refusal = await this.splits.refusalSince(spec.splitId, firstSent);
-      if (refusal !== null) throw new Error(`the sequencer refused split ${spec.splitId}: ${refusal}`);
-      if (now() > deadline)
-        throw new Error(
-          `the sequencer did not freeze split ${spec.splitId} within ${this.options.timeoutMs} ms (is it running?)`,
-        );
-    }
+          ts,
+        }),
+      this.options,
+    );
   }
 
   async readCases(

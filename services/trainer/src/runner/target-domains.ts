@@ -1,7 +1,9 @@
 import type { Producer } from 'kafkajs';
 import {
   createClickHouse,
+  awaitFrozenSplit,
   EvalSplitRepository,
+  type SplitWaitOptions,
   SequenceRepository,
   type ClickHouse,
   type ClickHouseSettings,
@@ -24,14 +26,6 @@ export interface TargetDomainSource {
   close(): Promise<void>;
 }
 
-export interface SplitWaitOptions {
-  timeoutMs: number;
-  pollMs: number;
-  now?: () => number;
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
 /**
  * Reads splits and the catalogue from ClickHouse; the sequencer is the one writer of splits, so a
  * missing split is requested on its mailbox and polled for. The request is repeated every ten
@@ -53,36 +47,21 @@ export class ClickHouseTargetDomains implements TargetDomainSource {
   }
 
   async ensureLooSplit(splitId: string, domain: string, seed: number): Promise<void> {
-    if (await this.splits.getSplit(splitId)) return;
-    const now = this.wait.now ?? Date.now;
-    const deadline = now() + this.wait.timeoutMs;
-    const resendEveryMs = Math.max(this.wait.pollMs, 10_000);
-    let lastSent = Number.NEGATIVE_INFINITY;
-    let firstSent = Number.NEGATIVE_INFINITY;
-    for (;;) {
-      if (now() - lastSent >= resendEveryMs) {
-        await this.requestSplit({
+    await awaitFrozenSplit(
+      this.splits,
+      splitId,
+      (ts) =>
+        this.requestSplit({
           kind: 'create_split',
           split_id: splitId,
           split_kind: 'loo',
           domains: [domain],
           seed,
           requested_by: 'trainer',
-          ts: now(),
-        });
-        lastSent = now();
-        if (firstSent === Number.NEGATIVE_INFINITY) firstSent = lastSent;
-      }
-      await sleep(this.wait.pollMs);
-      if (await this.splits.getSplit(splitId)) return;
-      // The sequencer answers a request it will never fulfil; stop waiting and say why.
-      const refusal = await this.splits.refusalSince(splitId, firstSent);
-      if (refusal !== null) throw new Error(`the sequencer refused split ${splitId}: ${refusal}`);
-      if (now() > deadline)
-        throw new Error(
-          `the sequencer did not freeze split ${splitId} within ${this.wait.timeoutMs} ms (is it running? it is the one writer of splits)`,
-        );
-    }
+          ts,
+        }),
+      this.wait,
+    );
   }
 
   async validationExamples(splitId: string, domain: string): Promise<ValidationExample[]> {
