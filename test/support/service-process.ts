@@ -42,6 +42,8 @@ export async function startService(
   const child = spawn(
     process.execPath,
     [
+      // Extra node flags for profiling a service under a test or benchmark (e.g. --cpu-prof).
+      ...(process.env.CPREC_SERVICE_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
       '-r',
       'ts-node/register/transpile-only',
       '-r',
