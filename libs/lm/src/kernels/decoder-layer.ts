@@ -1,19 +1,10 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { nativeKernelsActive } from './index';
 import { loadNativeAddon } from './native-addon';
+import type { LayerWeights } from '../weights';
 
-/** One decoder block's weights, [out, in] rows as in `LlamaModel.layers`. */
-export interface DecoderLayerWeights {
-  readonly attnNorm: tf.Tensor;
-  readonly wq: tf.Tensor;
-  readonly wk: tf.Tensor;
-  readonly wv: tf.Tensor;
-  readonly wo: tf.Tensor;
-  readonly ffnNorm: tf.Tensor;
-  readonly w1: tf.Tensor;
-  readonly w2: tf.Tensor;
-  readonly w3: tf.Tensor;
-}
+/** One decoder block's weights as tensors, [out, in] rows as in `LlamaModel.layers`. */
+export type DecoderLayerWeights = Readonly<Record<keyof LayerWeights, tf.Tensor>>;
 
 /** What one fused block reads besides its weights. */
 export interface DecoderLayerInputs {
@@ -49,18 +40,9 @@ export interface DecoderLayerOutputs {
 }
 
 /** The addon's `decoderLayer` argument object (libs/lm/native/src/decoder_layer.cc). */
-export interface NativeDecoderLayerArgs {
+export interface NativeDecoderLayerArgs extends LayerWeights {
   x: Float32Array;
   out: Float32Array;
-  attnNorm: Float32Array;
-  wq: Float32Array;
-  wk: Float32Array;
-  wv: Float32Array;
-  wo: Float32Array;
-  ffnNorm: Float32Array;
-  w1: Float32Array;
-  w2: Float32Array;
-  w3: Float32Array;
   cos: Float32Array;
   sin: Float32Array;
   cosRows: number;
