@@ -33,6 +33,9 @@ const common = {
 };
 
 module.exports = {
+  // Known-slow unit suites first, so a cold perf cache (fresh clone) never leaves one for last.
+  // A global option (Jest reads it only here, not per project); other files keep Jest's order.
+  testSequencer: '<rootDir>/scripts/jest-heavy-first-sequencer.js',
   projects: [
     {
       ...common,
