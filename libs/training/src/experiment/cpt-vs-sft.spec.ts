@@ -24,9 +24,9 @@ jest.setTimeout(30 * 60_000);
  * CPT+SFT: seed 1 0.275 vs 0.3825 (margin 0.108 against a required 0.100), seed 2 0.2375 vs
  * 0.4525. Seed 1's margin is narrow: the effect is real but this world is small.
  */
-// About 2.5 minutes on 2 cores with the native kernels (the two seeds side by side in worker
-// threads; 137 s in a full unit run, against ≈ 6 minutes one seed after the other); with the
-// plain JS kernels it would take hours, so without the addon it is skipped, except in CI where
+// With the native kernels, the two seeds side by side in worker threads take 137 s with both
+// cores to themselves, and ≈ 260 s in the unit tier while the other Jest worker shares the cores
+// (≈ 6 minutes one seed after the other); with the plain JS kernels it would take hours, so without the addon it is skipped, except in CI where
 // the addon is built and its absence is a failure. CPREC_SKIP_EXPERIMENT_TESTS=1 skips it for quick local runs.
 const nativeBuilt = registerNativeKernels().loaded;
 if (!nativeBuilt && process.env.CI !== 'true')
