@@ -26,8 +26,9 @@ jest.setTimeout(30 * 60_000);
  */
 // With the native kernels, the two seeds side by side in worker threads take 137 s with both
 // cores to themselves, and ≈ 260 s in the unit tier while the other Jest worker shares the cores
-// (≈ 6 minutes one seed after the other); with the plain JS kernels it would take hours, so without the addon it is skipped, except in CI where
-// the addon is built and its absence is a failure. CPREC_SKIP_EXPERIMENT_TESTS=1 skips it for quick local runs.
+// (≈ 6 minutes one seed after the other); with the plain JS kernels it would take hours, so
+// without the addon it is skipped, except in CI where the addon is built and its absence is a
+// failure. CPREC_SKIP_EXPERIMENT_TESTS=1 skips it for quick local runs.
 const nativeBuilt = registerNativeKernels().loaded;
 if (!nativeBuilt && process.env.CI !== 'true')
   console.warn('CPT-vs-SFT experiment skipped: native kernels not built (bash scripts/build-native.sh)');
