@@ -27,6 +27,7 @@ const moduleNameMapper = {
 const transform = { '^.+\\.ts$': ['ts-jest', { isolatedModules: true, diagnostics: false }] };
 const common = {
   testEnvironment: 'node',
+  globalSetup: '<rootDir>/scripts/jest-native-environment.ts',
   moduleFileExtensions: ['ts', 'js', 'json'],
   moduleNameMapper,
   transform,
