@@ -9,13 +9,9 @@ bash scripts/bootstrap.sh
 # build-native.sh never fails (the library falls back to the JS kernels), but the test run needs
 # the addon: without it 256+ native-kernel tests and the CPT-vs-SFT experiment would be skipped
 # and the run would still look green.
-addon=libs/lm/native/build/Release/cprec_kernels.node
-if [ ! -f "$addon" ]; then
-  echo "native kernels not built: $addon is missing (see the build-native.sh output above)" >&2
-  exit 1
-fi
-node -e 'require(process.argv[1])' "$ROOT/$addon" || {
-  echo "native kernels built but do not load: $addon (see the error above)" >&2
+addon="$ROOT/libs/lm/native/build/Release/cprec_kernels.node"
+node -e 'require(process.argv[1])' "$addon" || {
+  echo "native kernels missing or not loading: $addon (see the build-native.sh output above)" >&2
   exit 1
 }
 bash infra/local/up

@@ -1,6 +1,6 @@
 import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
-import { registerNativeKernels } from '@cprec/lm/kernels';
+import { useNativeKernelsLikeProduction } from '@cprec/lm/testing/native-kernels';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,12 +10,7 @@ import { Popularity } from './popularity';
 import { transitionPatternSequences } from './synthetic';
 import { Gru4RecConfig } from './types';
 
-// Production trains on the native kernels (selectBackend('auto') registers them), and so does
-// this spec. Without the addon it runs on the (much slower) JS kernels, except in CI, where the
-// addon is built and its absence is a failure.
-const nativeKernels = registerNativeKernels();
-if (!nativeKernels.loaded && process.env.CI === 'true')
-  throw new Error(`native kernels not loaded in CI: ${nativeKernels.reason}`);
+useNativeKernelsLikeProduction();
 
 jest.setTimeout(600_000);
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { LlamaModel, randomWeights, readSafetensors, type LlamaConfig } from '@cprec/lm';
-import { registerNativeKernels } from '@cprec/lm/kernels';
+import { useNativeKernelsLikeProduction } from '@cprec/lm/testing/native-kernels';
 import type { SampleItems } from '@cprec/corpus';
 import { ArraySampleSource, type SampleSource } from '../data/sample-source';
 import { learningRateAt } from '../schedule';
@@ -13,12 +13,7 @@ import { readCheckpointState } from './checkpoint';
 import { ADAPTER_DIR, runCptRound, RoundStoppedError, TRUNK_DIR } from './cpt-round';
 import { CptConfig, DEFAULT_CPT_CONFIG, StepReport } from './types';
 
-// Production trains on the native kernels (selectBackend('auto') registers them), and so does
-// this spec. Without the addon it runs on the (much slower) JS kernels, except in CI, where the
-// addon is built and its absence is a failure.
-const nativeKernels = registerNativeKernels();
-if (!nativeKernels.loaded && process.env.CI === 'true')
-  throw new Error(`native kernels not loaded in CI: ${nativeKernels.reason}`);
+useNativeKernelsLikeProduction();
 
 const words = ['red', 'blue', 'green', 'fast', 'slow', 'game', 'serum', 'shirt', 'toy', 'car'];
 function item(domain: string, i: number) {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { attachLora, LlamaModel, readLoraManifest, saveLoraAdapter, type LlamaConfig } from '@cprec/lm';
-import { registerNativeKernels } from '@cprec/lm/kernels';
+import { useNativeKernelsLikeProduction } from '@cprec/lm/testing/native-kernels';
 import type { SampleItems } from '@cprec/corpus';
 import { WordTokenizer } from '../testing/word-tokenizer';
 import { tinyBaseWeights } from '../experiment/tiny-base';
@@ -20,12 +20,7 @@ import {
 import { ItemEmbeddingTable } from './item-embeddings';
 import { ItemProjector } from './projector';
 
-// Production trains on the native kernels (selectBackend('auto') registers them), and so does
-// this spec. Without the addon it runs on the (much slower) JS kernels, except in CI, where the
-// addon is built and its absence is a failure.
-const nativeKernels = registerNativeKernels();
-if (!nativeKernels.loaded && process.env.CI === 'true')
-  throw new Error(`native kernels not loaded in CI: ${nativeKernels.reason}`);
+useNativeKernelsLikeProduction();
 
 const words = ['red', 'blue', 'green', 'fast', 'slow', 'game', 'serum', 'shirt'];
 const item = (i: number) => ({ itemId: `g-${i}`, title: `${words[i % 8]} ${words[(i * 3 + 1) % 8]}` });
