@@ -31,3 +31,7 @@ export * from './train';
 export * from './hf';
 export * from './hf-tokenizer';
 export * from './load';
+export * from './gguf';
+export * from './byte-level-bpe';
+export * from './gguf-tokenizer';
+export * from './base-model';
