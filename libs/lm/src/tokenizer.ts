@@ -5,6 +5,11 @@ export interface Tokenizer {
   readonly vocabSize: number;
   readonly bosId: number;
   readonly eosId: number;
+  /**
+   * Whether the model expects BOS before a text (GGUF `tokenizer.ggml.add_bos_token`); undefined
+   * when the format does not say (llama2.c models are always trained with BOS first).
+   */
+  readonly addBos?: boolean;
   /** Encodes UTF-8 text; `bos`/`eos` add the special ids at the ends. */
   encode(text: string, opts?: { bos?: boolean; eos?: boolean }): number[];
   /** Decodes ids to text. Bytes from byte-fallback tokens are re-assembled before UTF-8 decoding. */
