@@ -1,4 +1,11 @@
-import { ITEM_SEPARATOR, phrasingParts, type PromptItem, type PromptSample } from './templates';
+import {
+  ANSWER_SEPARATOR,
+  ITEM_SEPARATOR,
+  phrasingParts,
+  type Phrasing,
+  type PromptItem,
+  type PromptSample,
+} from './templates';
 import { displayTitle } from './titles';
 
 /** What the corpus needs from a tokenizer; the LM library's tokenizer satisfies it. */
@@ -40,8 +47,20 @@ export interface EncodedSample {
   readonly placeholders: readonly Placeholder[];
   /** The answer as the model is trained to write it (the target's title after truncation). */
   readonly answerText: string;
+  /**
+   * The answer's token ids exactly as training puts them after the prompt (EOS excluded): equal to
+   * `candidateTokenIds[targetIndex]`.
+   */
+  readonly answerTokenIds: readonly number[];
   /** Candidate titles exactly as shown in the prompt, in prompt order — what generations are matched to. */
   readonly candidateTitles: readonly string[];
+  /**
+   * Each candidate's token ids as the prompt shows them and as an answer naming it is trained
+   * (EOS excluded). Candidate scoring must use these ids: re-encoding the decoded text of a
+   * truncated title does not give them back (a tokenizer that adds a leading space would add it
+   * again, and BPE may merge the cut differently).
+   */
+  readonly candidateTokenIds: readonly (readonly number[])[];
   readonly candidateItemIds: readonly string[];
   /** History items that survived the budget, oldest first. */
   readonly historyItemIds: readonly string[];
@@ -59,20 +78,104 @@ export class TokenBudgetError extends Error {
 }
 
 /**
+ * Whether `encode` puts a space in front of its text (SentencePiece's "dummy prefix", e.g. the
+ * llama2.c tokenizer): then `encode("Mario")` already reads " Mario". Probed once per tokenizer
+ * object by decoding the encoding of a single letter.
+ */
+const prefixSpaceCache = new WeakMap<Tokenizer, boolean>();
+function addsPrefixSpace(tokenizer: Tokenizer): boolean {
+  let known = prefixSpaceCache.get(tokenizer);
+  if (known === undefined) {
+    known = tokenizer.decode(tokenizer.encode('a')).startsWith(' ');
+    prefixSpaceCache.set(tokenizer, known);
+  }
+  return known;
+}
+
+/**
+ * Token ids of `text` as it reads inside running text, its leading space included: " Super Mario"
+ * after "bought" becomes the ids a tokenizer gives " Super Mario" in the middle of a sentence.
+ *
+ * Why pieces carry their leading space: byte-level BPE (GPT-2, SmolLM2) merges a word with the
+ * space before it (" Mario" is one token), so encoding "bought " and "Super Mario" separately would
+ * give "bought", " ", "Super" — a segmentation the pre-trained model has hardly ever seen. With the
+ * space on the next piece, concatenating the pieces gives the ids of the whole text. A tokenizer
+ * with a dummy prefix adds the space itself, so it is given the text without it (and a piece with
+ * no leading space loses the prefix token it would otherwise get, when that token is a lone space).
+ */
+export function encodePiece(tokenizer: Tokenizer, text: string, atStart = false): number[] {
+  if (!addsPrefixSpace(tokenizer)) return tokenizer.encode(text);
+  if (text.startsWith(' ')) return tokenizer.encode(text.slice(1));
+  const ids = tokenizer.encode(text);
+  if (!atStart && ids.length > 0 && tokenizer.decode([ids[0]]) === ' ') return ids.slice(1);
+  return ids;
+}
+
+/** A literal run of the template (whitespace moved onto what follows it) or a list slot. */
+export type PhrasingPiece =
+  | { readonly kind: 'text'; readonly text: string; readonly atStart: boolean }
+  | { readonly kind: 'history' }
+  | { readonly kind: 'candidates' };
+
+/**
+ * The phrasing as `encodeSample` encodes it: literal pieces and slots, every literal's trailing
+ * whitespace moved to the next piece (`encodePiece`). Titles are always encoded with one leading
+ * space, so a slot must follow one space (or start the phrasing), and the phrasing must end where
+ * the answer follows the answer separator (a space). Word-level test tokenizers build their
+ * vocabulary from these pieces.
+ */
+export function phrasingPieces(phrasing: Phrasing): PhrasingPiece[] {
+  const parts = phrasingParts(phrasing);
+  const out: PhrasingPiece[] = [];
+  let first = true;
+  let carried = '';
+  parts.forEach((part, i) => {
+    if (part.kind !== 'text') {
+      if (carried !== ' ' && !(first && carried === ''))
+        throw new Error(
+          `phrasing "${phrasing.id}": a ${part.kind} slot must follow one space (titles carry their leading space)`,
+        );
+      out.push({ kind: part.kind });
+      first = false;
+      carried = '';
+      return;
+    }
+    const body = (carried + part.text).replace(/\s+$/u, '');
+    carried = (carried + part.text).slice(body.length);
+    if (i === parts.length - 1 && carried !== ANSWER_SEPARATOR)
+      throw new Error(`phrasing "${phrasing.id}" must end where the answer follows one space`);
+    if (body.length > 0) {
+      out.push({ kind: 'text', text: body, atStart: first });
+      first = false;
+    }
+  });
+  return out;
+}
+
+type Segment = { kind: 'text'; ids: number[] } | { kind: 'history' } | { kind: 'candidates' };
+
+function templateSegments(sample: PromptSample, tokenizer: Tokenizer): Segment[] {
+  return phrasingPieces(sample.phrasing).map((p) =>
+    p.kind === 'text' ? { kind: 'text', ids: encodePiece(tokenizer, p.text, p.atStart) } : p,
+  );
+}
+
+/**
  * Encodes a prompt sample into token ids under a hard budget.
  *
  * Policy (documented in docs/corpus.md):
  * 1. Titles are normalised (HTML entities, whitespace) and each is cut to `maxTitleTokens`.
- *    The answer uses the target's candidate rendering, so the trained answer is character-for-
- *    character one of the titles the prompt shows.
+ *    The answer uses the target's candidate rendering, so the trained answer is token-for-token
+ *    one of the titles the prompt shows (`candidateTokenIds`).
  * 2. If the sample is still too long, the oldest history items are dropped, down to one.
  * 3. If one history item is still too long (20 long candidate titles), the per-title cap is
  *    lowered step by step — for every title alike — and as much history as fits is then kept.
  * 4. If even one-token titles do not fit, a TokenBudgetError explains the numbers.
  *
  * Pieces (literal text, each title, the separator) are encoded separately and concatenated, so
- * placeholder positions are exact and titles truncate independently. Training and generation
- * encode the same way, so the model always sees this segmentation.
+ * placeholder positions are exact and titles truncate independently; each piece carries its
+ * leading space (`encodePiece`), so without truncation the ids are those of the whole text.
+ * Training, generation and candidate scoring all use these ids.
  */
 export function encodeSample(
   sample: PromptSample,
@@ -89,18 +192,17 @@ export function encodeSample(
     throw new Error('hybrid samples need options.placeholderId');
   const includeAnswer = options.includeAnswer ?? true;
 
-  const parts = phrasingParts(sample.phrasing).map((part) =>
-    part.kind === 'text' ? { kind: part.kind, ids: tokenizer.encode(part.text) } : part,
-  );
+  const parts = templateSegments(sample, tokenizer);
   const literalTokens = parts.reduce((n, p) => n + (p.kind === 'text' ? p.ids.length : 0), 0);
-  const separator = tokenizer.encode(ITEM_SEPARATOR);
+  // ", " between items: the comma here, its space on the next title.
+  const separator = encodePiece(tokenizer, ITEM_SEPARATOR.trimEnd());
 
   const titleCache = new Map<string, { text: string; ids: number[] }>();
   const titleOf = (item: PromptItem): { text: string; ids: number[] } => {
     let entry = titleCache.get(item.itemId);
     if (entry === undefined) {
       const text = displayTitle(item.itemId, item.title);
-      entry = { text, ids: tokenizer.encode(text) };
+      entry = { text, ids: encodePiece(tokenizer, ANSWER_SEPARATOR + text) };
       titleCache.set(item.itemId, entry);
     }
     return entry;
@@ -132,11 +234,12 @@ export function encodeSample(
   while (historyCount > minHistory && costWith(historyCount, cap) > budget.maxTokens) historyCount--;
   const history = sample.history.slice(sample.history.length - historyCount);
 
+  /** The title as shown: whole, or its first `cap` tokens (text decoded from exactly those ids). */
   const shown = (item: PromptItem): { text: string; ids: number[] } => {
     const { text, ids } = titleOf(item);
-    return ids.length <= cap
-      ? { text, ids }
-      : { text: tokenizer.decode(ids.slice(0, cap)), ids: ids.slice(0, cap) };
+    if (ids.length <= cap) return { text, ids };
+    const cut = ids.slice(0, cap);
+    return { text: tokenizer.decode(cut).trim(), ids: cut };
   };
 
   const ids: number[] = [tokenizer.bosId];
@@ -170,12 +273,15 @@ export function encodeSample(
     push(answer.ids, 1);
     push([tokenizer.eosId], 1);
   }
+  const candidates = sample.candidates.map(shown);
   return {
     inputIds: Int32Array.from(ids),
     lossMask: Uint8Array.from(mask),
     placeholders,
     answerText: answer.text,
-    candidateTitles: sample.candidates.map((c) => shown(c).text),
+    answerTokenIds: answer.ids,
+    candidateTitles: candidates.map((c) => c.text),
+    candidateTokenIds: candidates.map((c) => c.ids),
     candidateItemIds: sample.candidates.map((c) => c.itemId),
     historyItemIds: history.map((h) => h.itemId),
     promptLength,

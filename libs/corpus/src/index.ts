@@ -8,3 +8,4 @@ export * from './titles';
 export * from './templates';
 export * from './encode';
 export * from './memoized-tokenizer';
+export * from './protocol';

@@ -58,7 +58,11 @@ export function exampleSeed(
   return deriveSeed(splitSeed, kind, domain, userId, ...extra);
 }
 
-function sameTitleAs(
+/**
+ * The negatives' exclusion for `target`: items whose normalised, lower-cased title equals the
+ * target's (undefined when titles are unknown or the target has none).
+ */
+export function sameTitleExclusion(
   target: string,
   titleOf: SplitOptions['titleOf'],
 ): ((itemId: string) => boolean) | undefined {
@@ -93,7 +97,7 @@ function example(
     domainItems: options.domainItems,
     count: options.negatives ?? DEFAULT_NEGATIVES,
     rng: createRng(seed),
-    exclude: sameTitleAs(target.itemId, options.titleOf),
+    exclude: sameTitleExclusion(target.itemId, options.titleOf),
   });
   return {
     splitId: options.splitId,

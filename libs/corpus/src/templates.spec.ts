@@ -88,8 +88,10 @@ describe('encodeSample', () => {
     expect(enc.inputIds[0]).toBe(1);
     expect(enc.inputIds[enc.inputIds.length - 1]).toBe(2);
     expect(text(enc.inputIds)).toBe(prompt + answer);
-    expect(enc.promptLength).toBe(1 + Buffer.byteLength(prompt));
-    expect(text(enc.inputIds.slice(enc.promptLength))).toBe('Nail Polish');
+    // The answer separator travels with the answer (" Nail Polish"), as BPE merges it with the word.
+    expect(enc.promptLength).toBe(1 + Buffer.byteLength(prompt) - 1);
+    expect(text(enc.inputIds.slice(enc.promptLength))).toBe(' Nail Polish');
+    expect([...enc.inputIds.slice(enc.promptLength, -1)]).toEqual(enc.answerTokenIds);
     const trained = [...enc.lossMask].map((m, i) => (m ? i : -1)).filter((i) => i >= 0);
     expect(trained[0]).toBe(enc.promptLength);
     expect(trained).toHaveLength(enc.inputIds.length - enc.promptLength);
@@ -143,9 +145,12 @@ describe('encodeSample', () => {
 
   it('truncates titles to the per-title budget and the answer like its candidate', () => {
     const sample = cptSample({ history, candidates, target }, 'answer');
-    const enc = encodeSample(sample, byteTokenizer, { maxTokens: 4096, maxTitleTokens: 4 });
+    // Five byte tokens: the leading space and four letters.
+    const enc = encodeSample(sample, byteTokenizer, { maxTokens: 4096, maxTitleTokens: 5 });
     expect(enc.candidateTitles).toEqual(['Blue', 'Nail', 'Hair']);
     expect(enc.answerText).toBe('Nail');
+    expect(enc.answerTokenIds).toEqual(enc.candidateTokenIds[1]);
+    expect(text(enc.candidateTokenIds[0]!)).toBe(' Blue');
     expect(text(enc.inputIds)).toContain('bought Red , Face in the previous');
   });
 
@@ -153,7 +158,7 @@ describe('encodeSample', () => {
     const long = Array.from({ length: 10 }, (_, k) => item(`h${k}`, `History item number ${k}`));
     const sample = cptSample({ history: long, candidates, target });
     const full = encodeSample(sample, byteTokenizer, roomy);
-    // Each history entry costs 23 tokens ("History item number k" + ", "): 30 tokens less drops two.
+    // Each history entry costs 23 tokens (" History item number k" + ","): 30 tokens less drops two.
     const tight = encodeSample(sample, byteTokenizer, {
       maxTokens: full.inputIds.length - 30,
       maxTitleTokens: 64,
@@ -215,7 +220,7 @@ describe('encodeSample', () => {
           { placeholderId: 3 },
         );
         const minimalLength =
-          minimal.inputIds.length - Math.max(0, hist.length - 1) * (3 + (style === 'hybrid' ? 1 : 0));
+          minimal.inputIds.length - Math.max(0, hist.length - 1) * (2 + (style === 'hybrid' ? 1 : 0));
         expect(minimalLength).toBeGreaterThan(budget.maxTokens);
         continue;
       }
@@ -225,7 +230,9 @@ describe('encodeSample', () => {
       expect(enc.titleTokens).toBeLessThanOrEqual(budget.maxTitleTokens);
       const at = cands.indexOf(tgt);
       expect(enc.answerText).toBe(enc.candidateTitles[at]);
-      expect(text(enc.inputIds.slice(enc.promptLength))).toBe(enc.answerText);
+      expect(enc.answerTokenIds).toEqual(enc.candidateTokenIds[at]);
+      expect([...enc.inputIds.slice(enc.promptLength, -1)]).toEqual(enc.answerTokenIds);
+      expect(text(enc.inputIds.slice(enc.promptLength)).trim()).toBe(enc.answerText);
       expect(hist.slice(hist.length - enc.historyItemIds.length).map((h) => h.itemId)).toEqual(
         enc.historyItemIds,
       );

@@ -128,17 +128,19 @@ describe('runCptRound', () => {
     const result = await round('r1', model, domain, mixed, null, { steps });
     expect(tf.memory().numTensors).toBe(before + model.loraVariables().size);
 
-    // 16 samples / batch 2 = 8 stable steps; W = 25% = 2; annealing = 50% of 8 = 4 steps.
-    expect(result.schedule).toMatchObject({ warmupSteps: 2, stableEnd: 8, annealEnd: 12 });
+    // 16 samples / batch 2 = 8 stable steps; annealing = 50% of 8 = 4 steps; W = 25% of all 12 = 3.
+    expect(result.schedule).toMatchObject({ warmupSteps: 3, stableEnd: 8, annealEnd: 12 });
     expect(steps.map((s) => s.phase)).toEqual([
-      ...Array(2).fill('warmup'),
-      ...Array(6).fill('stable'),
+      ...Array(3).fill('warmup'),
+      ...Array(5).fill('stable'),
       ...Array(4).fill('annealing'),
     ]);
     for (const s of steps) expect(s.lr).toBeCloseTo(learningRateAt(result.schedule, s.step), 12);
     expect(steps[0]!.lr).toBe(config.etaLow);
     expect(steps[5]!.lr).toBe(config.etaHigh);
-    expect(steps[11]!.lr).toBeLessThan(steps[8]!.lr);
+    expect(steps[8]!.lr).toBeLessThan(config.etaHigh);
+    // The last step of the round (the last annealing step) runs at exactly η_l.
+    expect(steps[11]!.lr).toBe(config.etaLow);
     expect(domain.drawn).toHaveLength(16);
     expect(mixed.drawn).toHaveLength(8); // 4 annealing steps × batch 2
     expect(steps.every((s) => Number.isFinite(s.loss) && s.tokens > 0)).toBe(true);
@@ -186,7 +188,8 @@ describe('runCptRound', () => {
     // The stable phase continues the global step count at the peak rate: no second warm-up.
     expect(steps[0]).toMatchObject({ phase: 'stable', step: 4, lr: config.etaHigh });
     const r2Trunk = readCheckpointState(r2.trunkDir);
-    expect(r2Trunk).toMatchObject({ globalStep: 6, parentTrunk: r1.trunkDir, warmupSteps: 1 });
+    // W was fixed by round 1: 25% of its 4 stable + 2 annealing steps = 1.5 → 2.
+    expect(r2Trunk).toMatchObject({ globalStep: 6, parentTrunk: r1.trunkDir, warmupSteps: 2 });
     expect(Number(trunkMoments.metadata.step)).toBe(4);
     expect(Number(readSafetensors(join(r2.trunkDir, 'optimizer.safetensors')).metadata.step)).toBe(6);
   });
@@ -232,6 +235,35 @@ describe('runCptRound', () => {
     expect(steps.some((s) => s.phase === 'annealing')).toBe(false);
     expect(domain.drawn).toHaveLength(6);
     expect(mixed.drawn).toHaveLength(2);
+  });
+});
+
+describe('runCptRound with the plain cosine schedule (ablation)', () => {
+  it('warms up as WSA, then decays by one cosine over every remaining step to η_l, data plan unchanged', async () => {
+    const domain = new RecordingSource(new ArraySampleSource(samples('beauty', 16)), 'ds');
+    const mixed = new RecordingSource(new ArraySampleSource(samples('mixed', 6)), 'mix');
+    const steps: StepReport[] = [];
+    await runCptRound({
+      roundId: 'cos',
+      model: newModel(),
+      baseModelId: 'tiny',
+      baseChecksum: 'c'.repeat(64),
+      tokenizer,
+      config: { ...config, scheduleKind: 'cosine' },
+      previousTrunkDir: null,
+      roundDir: join(dir, 'cos'),
+      domainSamples: domain,
+      mixedSamples: mixed,
+      watermark: 0,
+      onStep: (r) => void steps.push(r),
+    });
+    const cos = { kind: 'cosine' as const, etaLow: 1e-4, etaHigh: 1e-2, warmupSteps: 3, totalSteps: 12 };
+    expect(steps).toHaveLength(12);
+    for (const s of steps) expect(s.lr).toBeCloseTo(learningRateAt(cos, s.step), 12);
+    expect(steps[3]!.lr).toBeLessThan(config.etaHigh); // no plateau
+    expect(steps[11]!.lr).toBe(config.etaLow);
+    expect(domain.drawn).toHaveLength(16);
+    expect(mixed.drawn).toHaveLength(8);
   });
 });
 

@@ -10,7 +10,7 @@ import {
 } from '@cprec/corpus';
 import { padBatch } from '../data/batching';
 import { cycleSamples, InterleavedSampleSource, type SampleSource } from '../data/sample-source';
-import { dataPoolFor, learningRateAt, type DataPool, type WsaSchedule } from '../schedule';
+import { dataPoolFor, learningRateAt, warmupStepsFor, type DataPool, type WsaSchedule } from '../schedule';
 import {
   hasCheckpoint,
   loadCheckpoint,
@@ -108,6 +108,13 @@ export async function runCptRound(input: CptRoundInput): Promise<CptRoundResult>
             config.batchSize,
         ),
       );
+      const annealSteps =
+        config.variant === 'ds-mix-s'
+          ? 0
+          : Math.min(
+              config.maxAnnealSteps,
+              Math.max(config.minAnnealSteps, Math.round(config.annealFraction * stableStepsPlanned)),
+            );
       if (input.previousTrunkDir) {
         const trunk = loadCheckpoint(input.previousTrunkDir, model, trainer);
         if (trunk.kind !== 'trunk')
@@ -117,16 +124,14 @@ export async function runCptRound(input: CptRoundInput): Promise<CptRoundResult>
         parentTrunk = input.previousTrunkDir;
       } else {
         attachLora(model, config.lora, config.seed);
-        warmupSteps = Math.round(config.warmupFraction * stableStepsPlanned);
+        // W = 5% of all of the first round's steps, at least one (paper: W = 5% of the CPT steps).
+        warmupSteps = warmupStepsFor(
+          config.warmupFraction,
+          stableStepsPlanned + annealSteps,
+          stableStepsPlanned,
+        );
       }
       const stableEnd = startStep + stableStepsPlanned;
-      const annealSteps =
-        config.variant === 'ds-mix-s'
-          ? 0
-          : Math.min(
-              config.maxAnnealSteps,
-              Math.max(config.minAnnealSteps, Math.round(config.annealFraction * stableStepsPlanned)),
-            );
       state = {
         format: 'cprec-training-checkpoint/1',
         kind: 'progress',
@@ -156,6 +161,21 @@ export async function runCptRound(input: CptRoundInput): Promise<CptRoundResult>
       stableEnd: state.stableEnd,
       annealEnd: state.annealEnd,
     };
+    // The ablation's plain cosine: same warm-up, then one cosine from η_h to η_l over every step
+    // left (stable and annealing data alike), instead of WSA's plateau and short annealing.
+    const lrAt = (t: number): number =>
+      (config.scheduleKind ?? 'wsa') === 'cosine'
+        ? learningRateAt(
+            {
+              kind: 'cosine',
+              etaLow: schedule.etaLow,
+              etaHigh: schedule.etaHigh,
+              warmupSteps: schedule.warmupSteps,
+              totalSteps: schedule.annealEnd,
+            },
+            t,
+          )
+        : learningRateAt(schedule, t);
     const stableStepsTotal =
       state.stableEnd - (state.phase === 'stable' ? state.globalStep - state.phaseStep : state.stableEnd);
     const annealStepsTotal = state.annealEnd - state.stableEnd;
@@ -204,7 +224,7 @@ export async function runCptRound(input: CptRoundInput): Promise<CptRoundResult>
         }
         if (batch.length === 0) break;
         const t = state.globalStep;
-        const lr = learningRateAt(schedule, t);
+        const lr = lrAt(t);
         const padded = padBatch(batch);
         const loss = trainer.trainStep(padded, lr);
         state.globalStep++;

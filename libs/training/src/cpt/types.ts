@@ -14,8 +14,14 @@ export interface CptConfig {
   etaLow: number;
   /** η_h: peak learning rate (paper 5e-4). */
   etaHigh: number;
-  /** W as a fraction of the first round's domain-specific steps (paper 5%). */
+  /** W as a fraction of all of the first round's steps, stable + annealing (paper 5%); at least one step. */
   warmupFraction: number;
+  /**
+   * `wsa` (default): warm-up, stable at η_h, cosine annealing to η_l. `cosine`: the ablation's plain
+   * schedule — the same warm-up, then one cosine from η_h to η_l over all remaining steps (the data
+   * plan of `variant` is unchanged).
+   */
+  scheduleKind?: 'wsa' | 'cosine';
   /** Annealing steps as a fraction of this round's stable steps (MiniCPM-style WSD: ~10%). */
   annealFraction: number;
   /** Bounds on the annealing length in steps. */

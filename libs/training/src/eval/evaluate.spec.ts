@@ -1,14 +1,34 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { LlamaModel, randomWeights, scoreCandidates, type LlamaConfig } from '@cprec/lm';
+import {
+  Llama2cTokenizer,
+  LlamaModel,
+  loadCheckpoint,
+  randomWeights,
+  scoreCandidates,
+  type LlamaConfig,
+} from '@cprec/lm';
+import {
+  STORIES260K_CHECKPOINT,
+  STORIES260K_TOKENIZER,
+  stories260kAvailable,
+} from '@cprec/lm/testing/stories260k';
+import { encodeSample, llaraSample, createRng, type SampleItems } from '@cprec/corpus';
 import { sparsityBucket } from '@cprec/metrics';
 import { WordTokenizer } from '../testing/word-tokenizer';
 import { ItemEmbeddingTable } from '../sft/item-embeddings';
 import { ItemProjector } from '../sft/projector';
 import type { EvaluationCase } from './cases';
 import { disposeInjection, injectionFor } from '../sft/hybrid';
-import { scoreContinuations } from './decoding';
-import { encodePrompt, evaluateModel, likelihoodRank, type PromptSettings } from './evaluate';
+import { greedyDecode, scoreContinuations } from './decoding';
+import {
+  candidateContinuations,
+  encodePrompt,
+  evaluateCase,
+  evaluateModel,
+  likelihoodRank,
+  type PromptSettings,
+} from './evaluate';
 
 jest.setTimeout(600_000);
 
@@ -48,7 +68,7 @@ describe('evaluateModel', () => {
       const scores = scoreCandidates(
         model,
         Array.from(encoded.inputIds),
-        encoded.candidateTitles.map((t) => [...tokenizer.encode(t), tokenizer.eosId]),
+        encoded.candidateTokenIds.map((ids) => [...ids, tokenizer.eosId]),
       );
       const target = encoded.candidateItemIds.indexOf(c.target.itemId);
       const expected = 1 + scores.filter((s, i) => i !== target && s >= scores[target]!).length;
@@ -114,7 +134,7 @@ describe('evaluateModel', () => {
     expect(report.overall.count).toBe(6);
     expect(tf.memory().numTensors).toBe(before);
     // The injected vectors reach the model: scores differ from the same prompt with bare placeholder tokens.
-    const conts = encoded.candidateTitles.map((t) => [...tokenizer.encode(t), tokenizer.eosId]);
+    const conts = candidateContinuations(encoded, tokenizer.eosId);
     const inject = injectionFor([encoded], { embeddings: table, projector });
     const withVectors = scoreContinuations(model, encoded.inputIds, inject, conts);
     disposeInjection(inject);
@@ -122,5 +142,86 @@ describe('evaluateModel', () => {
     expect(withVectors.some((s, i) => Math.abs(s - bare[i]!) > 1e-4)).toBe(true);
     expect(tf.memory().numTensors).toBe(before);
     projector.dispose();
+  });
+});
+
+describe('evaluateCase (one prefill for likelihoods and the answer)', () => {
+  const model = new LlamaModel(randomWeights(config, 5));
+  afterAll(() => model.dispose());
+
+  it('scores exactly as scoreContinuations and generates exactly as greedyDecode', () => {
+    const settings: PromptSettings = { tokenizer, budget, style: 'text' };
+    const before = tf.memory().numTensors;
+    for (const c of cases) {
+      const one = evaluateCase(model, c, settings, { likelihood: true, generation: true, maxNewTokens: 6 });
+      const encoded = encodePrompt(c, settings);
+      const separate = scoreContinuations(
+        model,
+        encoded.inputIds,
+        null,
+        candidateContinuations(encoded, tokenizer.eosId),
+      );
+      one.scores!.forEach((s, i) => expect(s).toBeCloseTo(separate[i]!, 4));
+      const greedy = greedyDecode(model, encoded.inputIds, null, {
+        maxNewTokens: 6,
+        stopTokens: [tokenizer.eosId],
+      });
+      // Stops at a newline too; the word tokenizer has none, so the texts are equal.
+      expect(one.generation).toBe(tokenizer.decode(greedy));
+      expect(one.scoredTokens).toEqual(encoded.candidateTokenIds.map((ids) => ids.length + 1));
+    }
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
+const describeStories = stories260kAvailable() ? describe : describe.skip;
+
+describeStories('candidate scoring on stories260K tokenises titles exactly as training did', () => {
+  const weights = loadCheckpoint(STORIES260K_CHECKPOINT);
+  const tok = Llama2cTokenizer.fromFile(STORIES260K_TOKENIZER, weights.config.vocabSize);
+  const space = tok.encode(' ')[0]!; // the lone-space piece the dummy prefix adds
+  const titled = (i: number, title: string) => ({ itemId: `t${i}`, title });
+  const items: SampleItems = {
+    history: [titled(0, 'The Little Red Boat'), titled(1, 'A Story About a Cat')],
+    candidates: [
+      titled(2, 'Super Mario Odyssey - Nintendo Switch'),
+      titled(3, 'Dance Party'),
+      titled(4, 'Skateboard Deluxe Edition'),
+    ],
+    target: titled(3, 'Dance Party'),
+  };
+  // A title cap that cuts every title: the case that used to re-encode the decoded fragment.
+  const tight = { maxTokens: 512, maxTitleTokens: 3 };
+
+  it('continuations are the trained answer tokens + EOS for every candidate, with no extra space token', () => {
+    // Untruncated, a title's tokens are the tokenizer's own encoding of it (one dummy-prefix space).
+    const whole = encodePrompt(items, {
+      tokenizer: tok,
+      budget: { maxTokens: 512, maxTitleTokens: 64 },
+      style: 'text',
+    });
+    items.candidates.forEach((c, i) => expect(whole.candidateTokenIds[i]).toEqual(tok.encode(c.title)));
+    const settings: PromptSettings = { tokenizer: tok, budget: tight, style: 'text' };
+    const encoded = encodePrompt(items, settings);
+    const continuations = candidateContinuations(encoded, tok.eosId);
+    items.candidates.forEach((c, i) => {
+      const train = encodeSample(
+        llaraSample({ ...items, target: c }, 'text', createRng(0), [
+          { id: 'u', text: 'x {history} y {candidates}. z' },
+        ]),
+        tok,
+        tight,
+      );
+      const trained = [...train.inputIds.slice(train.promptLength)];
+      // The evaluation prompt uses another phrasing, but the answer tokens do not depend on it.
+      expect(continuations[i]).toEqual(trained);
+      // One space before the title, as inside running text (the dummy prefix's, not a second one).
+      expect(tok.decode(continuations[i]!.slice(0, -1))).toMatch(/^ \S/);
+      // What the old code scored: the decoded fragment re-encoded gains a second space token.
+      const reencoded = tok.encode(tok.decode([...encoded.candidateTokenIds[i]!]));
+      expect(reencoded[0]).toBe(space);
+      expect(tok.decode(reencoded)).toMatch(/^ {2}\S/);
+      expect([...reencoded, tok.eosId]).not.toEqual(trained);
+    });
   });
 });

@@ -20,7 +20,7 @@ import {
 } from '@cprec/metrics';
 import { disposeInjection, injectionFor, type HybridParts } from '../sft/hybrid';
 import type { EvaluationCase } from './cases';
-import { greedyDecode, scoreContinuations } from './decoding';
+import { greedyDecode, scoreAndGenerate, scoreContinuations } from './decoding';
 
 /** Everything that decides how a prompt is written and encoded, shared by SFT and evaluation. */
 export interface PromptSettings {
@@ -42,7 +42,7 @@ export interface EvaluateModelOptions extends PromptSettings {
   readonly examples: readonly EvaluationCase[];
   /** Cut-offs for HR@k / NDCG@k; default [1, 3, 5]. The largest is the number of generate-and-remove rounds. */
   readonly ks?: readonly number[];
-  /** Generated tokens per answer; default maxTitleTokens + 4. */
+  /** Generated tokens per answer; default the longest candidate as shown + 4 (`answerTokenLimit`). */
   readonly maxNewTokens?: number;
   /** Run greedy generation (HR@1, Valid Ratio, generate-and-remove HR@k). Default true. */
   readonly generation?: boolean;
@@ -50,6 +50,11 @@ export interface EvaluateModelOptions extends PromptSettings {
   readonly likelihood?: boolean;
   /** Candidates scored per forward (memory bound). Default 20. */
   readonly scoreBatchSize?: number;
+  /**
+   * Generate-and-remove rounds (HR@k by generation up to this k); default the largest k. 1 = one
+   * greedy answer per case (HR@1 and Valid Ratio), with HR@k from likelihood ranking only.
+   */
+  readonly generationRounds?: number;
   readonly onProgress?: (done: number, total: number) => void;
 }
 
@@ -57,6 +62,8 @@ export interface CaseResult extends ExampleOutcome {
   readonly userId: string;
   /** Texts generated in the generate-and-remove rounds (the first one is the HR@1 answer). */
   readonly generations: readonly string[];
+  /** Rank by likelihood per token (summed log-probability / tokens), when scored. */
+  readonly likelihoodRankPerToken?: number;
 }
 
 export interface EvaluationResult {
@@ -94,6 +101,16 @@ function withInjection<T>(
 }
 
 /**
+ * The token sequences candidate scoring compares: each candidate's ids exactly as the prompt shows
+ * them and as an answer naming it is trained (`candidateTokenIds`), then EOS. Never the decoded
+ * title re-encoded: that differs for truncated titles (and, with a dummy-prefix tokenizer, gains
+ * a space token training never saw).
+ */
+export function candidateContinuations(encoded: EncodedSample, eosId: number): number[][] {
+  return encoded.candidateTokenIds.map((ids) => [...ids, eosId]);
+}
+
+/**
  * 1-based rank of the target by exact candidate likelihood: log p(title + EOS | prompt) summed over
  * tokens (the answer format SFT trains), ties against the target.
  */
@@ -104,12 +121,65 @@ export function likelihoodRank(
   batchSize = 20,
 ): number {
   const encoded = encodePrompt(items, settings);
-  const { tokenizer } = settings;
-  const continuations = encoded.candidateTitles.map((t) => [...tokenizer.encode(t), tokenizer.eosId]);
+  const continuations = candidateContinuations(encoded, settings.tokenizer.eosId);
   const scores = withInjection(encoded, settings, (inject) =>
     scoreContinuations(model, encoded.inputIds, inject, continuations, batchSize),
   );
   return rankByScores(scores, encoded.candidateItemIds.indexOf(items.target.itemId));
+}
+
+/** Generated tokens allowed for an answer: the longest candidate as shown plus a margin. */
+export function answerTokenLimit(encoded: EncodedSample, margin = 4): number {
+  return Math.max(1, ...encoded.candidateTokenIds.map((ids) => ids.length)) + margin;
+}
+
+export interface CaseEvaluation {
+  /** Target index in the prompt's candidate order. */
+  readonly targetIndex: number;
+  /** Summed log p(candidate + EOS | prompt) per candidate (prompt order), when scored. */
+  readonly scores: number[] | null;
+  /** Tokens scored per candidate (title + EOS), for per-token normalisation. */
+  readonly scoredTokens: number[] | null;
+  /** The greedy answer's text, when generated. */
+  readonly generation: string | null;
+  /** The encoded prompt (candidate titles as shown, token counts). */
+  readonly encoded: EncodedSample;
+}
+
+/**
+ * One test case with one prefill (`scoreAndGenerate`): exact likelihoods of every candidate and/or
+ * one greedy, unconstrained answer (stopped at EOS, a newline, or `maxNewTokens`, default
+ * `answerTokenLimit`).
+ */
+export function evaluateCase(
+  model: LlamaModel,
+  items: SampleItems,
+  settings: PromptSettings,
+  opts: { likelihood: boolean; generation: boolean; maxNewTokens?: number; scoreBatchSize?: number },
+): CaseEvaluation {
+  const encoded = encodePrompt(items, settings);
+  const { tokenizer } = settings;
+  const continuations = opts.likelihood ? candidateContinuations(encoded, tokenizer.eosId) : [];
+  const result = withInjection(encoded, settings, (inject) =>
+    scoreAndGenerate(model, encoded.inputIds, inject, {
+      continuations,
+      maxRows: opts.scoreBatchSize ?? 20,
+      generate: opts.generation
+        ? {
+            maxNewTokens: opts.maxNewTokens ?? answerTokenLimit(encoded),
+            stopTokens: [tokenizer.eosId],
+            decode: (ids) => tokenizer.decode(ids),
+          }
+        : null,
+    }),
+  );
+  return {
+    targetIndex: encoded.candidateItemIds.indexOf(items.target.itemId),
+    scores: opts.likelihood ? result.scores : null,
+    scoredTokens: opts.likelihood ? continuations.map((c) => c.length) : null,
+    generation: result.generated ? tokenizer.decode(result.generated) : null,
+    encoded,
+  };
 }
 
 /** Greedy, unconstrained answer to the prompt of `items`, as text. */
@@ -136,34 +206,47 @@ export function generateAnswer(
  * - everything per sparsity bucket of the history length (`EvaluationReport`).
  * Zero-shot evaluation is the same call on a model without SFT (any adapter or none loaded).
  * Examples run one at a time (the memory bound is one prompt's KV cache plus one chunk of
- * candidates); the candidates of an example are scored in batches of `scoreBatchSize`.
+ * candidates); the candidates of an example are scored in batches of `scoreBatchSize`, and the
+ * likelihoods and the first answer share one prefill of the prompt (`evaluateCase`).
  */
 export async function evaluateModel(options: EvaluateModelOptions): Promise<EvaluationResult> {
   const ks = options.ks ?? DEFAULT_KS;
-  const kMax = Math.max(...ks);
-  const maxNewTokens = options.maxNewTokens ?? options.budget.maxTitleTokens + 4;
+  const rounds = options.generationRounds ?? Math.max(...ks);
   const generation = options.generation ?? true;
   const likelihood = options.likelihood ?? true;
   const cases: CaseResult[] = [];
   let done = 0;
   for (const example of options.examples) {
+    // First (full candidate list): one prefill for the likelihoods and the HR@1 answer.
+    const first = evaluateCase(options.model, example, options, {
+      likelihood,
+      generation,
+      ...(options.maxNewTokens !== undefined ? { maxNewTokens: options.maxNewTokens } : {}),
+      ...(options.scoreBatchSize !== undefined ? { scoreBatchSize: options.scoreBatchSize } : {}),
+    });
     const generations: string[] = [];
     let generatedRank: number | null = null;
     let firstValid = false;
     if (generation) {
-      const full = encodePrompt(example, options);
-      const targetIndex = full.candidateItemIds.indexOf(example.target.itemId);
       const result = await generateAndRemove({
-        candidateTitles: full.candidateTitles,
-        targetIndex,
-        k: kMax,
+        candidateTitles: first.encoded.candidateTitles,
+        targetIndex: first.targetIndex,
+        k: rounds,
         generate: async (remaining) => {
-          const items: SampleItems = {
-            history: example.history,
-            candidates: remaining.map((r) => example.candidates[r.index]),
-            target: example.target,
-          };
-          const text = generateAnswer(options.model, items, options, maxNewTokens);
+          let text: string;
+          if (generations.length === 0) text = first.generation ?? '';
+          else {
+            const items: SampleItems = {
+              history: example.history,
+              candidates: remaining.map((r) => example.candidates[r.index]),
+              target: example.target,
+            };
+            text = evaluateCase(options.model, items, options, {
+              likelihood: false,
+              generation: true,
+              ...(options.maxNewTokens !== undefined ? { maxNewTokens: options.maxNewTokens } : {}),
+            }).generation!;
+          }
           generations.push(text);
           return text;
         },
@@ -171,8 +254,12 @@ export async function evaluateModel(options: EvaluateModelOptions): Promise<Eval
       generatedRank = result.rank;
       firstValid = result.firstValid;
     }
-    const rank = likelihood
-      ? likelihoodRank(options.model, example, options, options.scoreBatchSize ?? 20)
+    const rank = first.scores ? rankByScores(first.scores, first.targetIndex) : undefined;
+    const perToken = first.scores
+      ? rankByScores(
+          first.scores.map((s, i) => s / first.scoredTokens![i]!),
+          first.targetIndex,
+        )
       : undefined;
     cases.push({
       domain: example.domain,
@@ -181,6 +268,7 @@ export async function evaluateModel(options: EvaluateModelOptions): Promise<Eval
       firstValid,
       generatedRank,
       ...(rank !== undefined ? { likelihoodRank: rank } : {}),
+      ...(perToken !== undefined ? { likelihoodRankPerToken: perToken } : {}),
       generations,
     });
     done++;

@@ -3,19 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LlamaModel, type LlamaConfig } from '@cprec/lm';
 import { tinyBaseWeights, type TinyBaseProfile } from './tiny-base';
-import {
-  ANSWER_SEPARATOR,
-  CPT_PHRASING,
-  ITEM_SEPARATOR,
-  LLARA_PHRASINGS,
-  type Phrasing,
-  type TokenBudget,
-} from '@cprec/corpus';
+import { ANSWER_SEPARATOR, type Phrasing, type TokenBudget } from '@cprec/corpus';
 import { ArraySampleSource } from '../data/sample-source';
 import { DEFAULT_CPT_CONFIG, runCptRound, type CptConfig } from '../cpt';
 import { DEFAULT_SFT_CONFIG, fineTune, type SftConfig } from '../sft/fine-tune';
 import { evaluateModel } from '../eval/evaluate';
-import { WordTokenizer } from '../testing/word-tokenizer';
+import { templateVocabulary, WordTokenizer } from '../testing/word-tokenizer';
 import { buildSyntheticScenario, type SyntheticScenarioConfig } from './synthetic-setup';
 
 export interface CptVsSftConfig {
@@ -208,11 +201,9 @@ export function shownTextTokenizer(
   maxTitleTokens: number,
   phrasing?: Phrasing,
 ): WordTokenizer {
-  const all = [...titles];
-  const full = WordTokenizer.forTitles(all);
+  // Titles as prompts show them: with their leading space (`encodePiece`), cut to the cap.
+  const all = [...titles].map((t) => ANSWER_SEPARATOR + t);
+  const full = new WordTokenizer(all);
   const shown = all.map((title) => full.decode(full.encode(title).slice(0, maxTitleTokens)));
-  const templates = [CPT_PHRASING, ...LLARA_PHRASINGS, ...(phrasing ? [phrasing] : [])].map((p) =>
-    p.text.replace(/\{(history|candidates)\}/g, ' '),
-  );
-  return new WordTokenizer([...templates, ITEM_SEPARATOR, ANSWER_SEPARATOR, ' ', ...shown]);
+  return new WordTokenizer([...templateVocabulary(phrasing ? [phrasing] : []), ...shown]);
 }

@@ -12,7 +12,7 @@ import {
   type LlamaConfig,
 } from '@cprec/lm';
 import { WordTokenizer } from '../testing/word-tokenizer';
-import { encodePrompt } from '../eval/evaluate';
+import { candidateContinuations, encodePrompt } from '../eval/evaluate';
 import { scoreContinuations } from '../eval/decoding';
 import { injectionFor, disposeInjection } from '../sft/hybrid';
 import { ITEM_EMBEDDINGS_FILE, ItemEmbeddingTable } from '../sft/item-embeddings';
@@ -93,7 +93,7 @@ describe('RecommenderRuntime', () => {
         rec.model,
         encoded.inputIds,
         null,
-        encoded.candidateTitles.map((t) => [...tokenizer.encode(t), tokenizer.eosId]),
+        candidateContinuations(encoded, tokenizer.eosId),
       );
       expectClose(scoresInRequestOrder(r, ranked), reference);
     } finally {
@@ -172,7 +172,7 @@ describe('RecommenderRuntime', () => {
         rec.model,
         encoded.inputIds,
         inject,
-        encoded.candidateTitles.map((t) => [...tokenizer.encode(t), tokenizer.eosId]),
+        candidateContinuations(encoded, tokenizer.eosId),
       );
       disposeInjection(inject);
       expectClose(scoresInRequestOrder(r, ranked), reference);

@@ -20,7 +20,7 @@ import {
   type TokenBudget,
   type Tokenizer,
 } from '@cprec/corpus';
-import { encodePrompt, type PromptSettings } from '../eval/evaluate';
+import { candidateContinuations, encodePrompt, type PromptSettings } from '../eval/evaluate';
 import { disposeInjection, injectionFor, type HybridParts } from '../sft/hybrid';
 import { ITEM_EMBEDDINGS_FILE, ItemEmbeddingTable } from '../sft/item-embeddings';
 import { ItemProjector } from '../sft/projector';
@@ -253,7 +253,7 @@ export class LoadedRecommender {
     });
     const jobs = encoded.map((e) => ({
       promptIds: e.inputIds,
-      continuations: e.candidateTitles.map((t) => [...tokenizer.encode(t), tokenizer.eosId]),
+      continuations: candidateContinuations(e, tokenizer.eosId),
     }));
     const inject = this.settings.style === 'hybrid' ? injectionFor(encoded, this.hybrid) : null;
     let scores: number[][];

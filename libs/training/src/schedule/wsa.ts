@@ -1,11 +1,14 @@
 /**
  * Learning-rate schedules for continual pre-training.
  *
- * WSA (Warmup-Stable-Annealing), paper Eq. 2–3, with step t counted from 0:
- *   t < W        : η(t) = η_l + (η_h − η_l) · t / W                      (linear warm-up)
- *   W ≤ t < S    : η(t) = η_h                                            (stable)
- *   S ≤ t ≤ A    : η(t) = η_l + ½ (η_h − η_l) (1 + cos(π (t − S) / (A − S)))  (cosine annealing)
- * and η(t) = η_l after A. `cosine` (warm-up then cosine over the rest) and `constant` are the
+ * WSA (Warmup-Stable-Annealing), paper Eq. 2–3, for the optimizer step t counted from 0:
+ *   t < W        : η(t) = η_l + (η_h − η_l) · t / W                              (linear warm-up)
+ *   W ≤ t < S    : η(t) = η_h                                                    (stable)
+ *   S ≤ t < A    : η(t) = η_l + ½ (η_h − η_l) (1 + cos(π (t − S + 1) / (A − S)))  (cosine annealing)
+ * and η(t) = η_l from A on. Steps S … A−1 are the A − S annealing steps; the last of them, A − 1,
+ * runs at exactly η_l (with `(t − S) / (A − S)` the cosine would reach η_l one step after the last
+ * step, which then ran at ≈ η_l + (η_h − η_l)·π²/(4(A−S)²), e.g. 2.5e-4 with one annealing step).
+ * `cosine` (warm-up then the same cosine over the rest, last step at η_l) and `constant` are the
  * comparison schedules of the ablation.
  */
 export type SchedulePhase = 'warmup' | 'stable' | 'annealing' | 'done';
@@ -45,9 +48,13 @@ export type LrSchedule = WsaSchedule | CosineSchedule | ConstantSchedule;
 export const PAPER_ETA_LOW = 5e-6;
 export const PAPER_ETA_HIGH = 5e-4;
 
+/**
+ * Cosine from `high` to `low` over the steps start … end−1: step start has already decayed by one
+ * step, step end−1 is exactly `low` (cos π = −1 exactly in IEEE doubles).
+ */
 function cosineBetween(low: number, high: number, t: number, start: number, end: number): number {
   if (end <= start) return low;
-  const progress = Math.min(1, Math.max(0, (t - start) / (end - start)));
+  const progress = Math.min(1, Math.max(0, (t - start + 1) / (end - start)));
   return low + 0.5 * (high - low) * (1 + Math.cos(Math.PI * progress));
 }
 
@@ -86,7 +93,7 @@ export function learningRateAt(s: LrSchedule, t: number): number {
     case 'wsa':
       if (t < s.warmupSteps) return linearWarmup(s.etaLow, s.etaHigh, t, s.warmupSteps);
       if (t < s.stableEnd) return s.etaHigh;
-      if (t <= s.annealEnd) return cosineBetween(s.etaLow, s.etaHigh, t, s.stableEnd, s.annealEnd);
+      if (t < s.annealEnd) return cosineBetween(s.etaLow, s.etaHigh, t, s.stableEnd, s.annealEnd);
       return s.etaLow;
   }
 }
@@ -106,19 +113,35 @@ export interface WsaPlanInput {
   domainSpecificSteps: number;
   /** Number of annealing steps (mixed data). MiniCPM-style WSD finds ~10% of all steps enough. */
   annealSteps: number;
-  /** Warm-up as a fraction of the domain-specific steps (paper: 5%). */
+  /** Warm-up as a fraction of all steps, stable + annealing (paper: 5%). */
   warmupFraction?: number;
   etaLow?: number;
   etaHigh?: number;
 }
 
 /**
+ * W for a run of `totalSteps` steps of which the first `stableSteps` are warm-up + stable: the
+ * fraction of all steps, rounded, but at least one step whenever there is a stable phase (a small
+ * run would otherwise round it to 0 and start at η_h), and never past the stable phase.
+ */
+export function warmupStepsFor(fraction: number, totalSteps: number, stableSteps: number): number {
+  if (!(fraction >= 0 && fraction <= 1))
+    throw new RangeError(`warm-up fraction must be in [0, 1], got ${fraction}`);
+  if (stableSteps <= 0) return 0;
+  return Math.min(stableSteps, Math.max(1, Math.round(fraction * totalSteps)));
+}
+
+/**
  * Lays out a WSA schedule over a corpus: warm-up and stable phases consume the domain-specific
- * steps, annealing consumes `annealSteps` of mixed data.
+ * steps, annealing consumes `annealSteps` of mixed data; W is a fraction of all steps.
  */
 export function planWsa(input: WsaPlanInput): WsaSchedule {
-  const warmupSteps = Math.round((input.warmupFraction ?? 0.05) * input.domainSpecificSteps);
   const stableEnd = input.domainSpecificSteps;
+  const warmupSteps = warmupStepsFor(
+    input.warmupFraction ?? 0.05,
+    input.domainSpecificSteps + input.annealSteps,
+    input.domainSpecificSteps,
+  );
   const schedule: WsaSchedule = {
     kind: 'wsa',
     etaLow: input.etaLow ?? PAPER_ETA_LOW,

@@ -3,8 +3,21 @@ import {
   CPT_PHRASING,
   ITEM_SEPARATOR,
   LLARA_PHRASINGS,
+  phrasingPieces,
+  type Phrasing,
   type Tokenizer,
 } from '@cprec/corpus';
+
+/**
+ * The literal pieces of the unified CPT template, LLaRA's phrasings and `extra`, exactly as
+ * `encodeSample` encodes them, plus the item separator: what a word tokenizer needs besides titles.
+ */
+export function templateVocabulary(extra: readonly Phrasing[] = []): string[] {
+  const texts = [CPT_PHRASING, ...LLARA_PHRASINGS, ...extra].flatMap((p) =>
+    phrasingPieces(p).flatMap((piece) => (piece.kind === 'text' ? [piece.text] : [])),
+  );
+  return [...texts, ITEM_SEPARATOR.trimEnd()];
+}
 
 /**
  * A word-level tokenizer over a fixed vocabulary, for tiny models on synthetic data (tests, the
@@ -34,12 +47,13 @@ export class WordTokenizer implements Tokenizer {
     }
   }
 
-  /** A tokenizer that knows every template word plus the given titles. */
+  /**
+   * A tokenizer that knows every piece prompts are made of (`templateVocabulary`) plus the given
+   * titles, each with the leading space it carries in a prompt (`encodePiece`) and without it.
+   */
   static forTitles(titles: Iterable<string>): WordTokenizer {
-    const templateTexts = [CPT_PHRASING, ...LLARA_PHRASINGS].map((p) =>
-      p.text.replace(/\{(history|candidates)\}/g, ' '),
-    );
-    return new WordTokenizer([...templateTexts, ITEM_SEPARATOR, ANSWER_SEPARATOR, ' ', ...titles]);
+    const all = [...titles];
+    return new WordTokenizer([...templateVocabulary(), ...all, ...all.map((t) => ANSWER_SEPARATOR + t)]);
   }
 
   get vocabSize(): number {
