@@ -32,7 +32,6 @@ export * from './hf';
 export * from './hf-tokenizer';
 export * from './load';
 export * from './gguf';
-export * from './gguf';
 export * from './byte-level-bpe';
 export * from './gguf-tokenizer';
 export * from './base-model';

@@ -152,6 +152,26 @@ describe('readGguf', () => {
     expect(Array.from(readGgufTensor(g, 'x'))).toEqual([7]);
   });
 
+  it('reads metadata larger than its 1 MiB read window: a 2.5 MB string and 200k strings across windows', () => {
+    const big = 'ab€'.repeat(500_000); // 2.5 MB of UTF-8
+    const many = Array.from({ length: 200_000 }, (_, i) => `tok${i}`);
+    const bytes = serializeGguf({
+      metadata: [
+        ['before', { type: T.U8, value: 7 }],
+        ['big', { type: T.STRING, value: big }],
+        ['many', { type: T.ARRAY, itemType: T.STRING, value: many }],
+        ['after', { type: T.F64, value: -2.5 }],
+      ],
+      tensors: [{ name: 'x', dims: [2], values: Float32Array.of(3, 4) }],
+    });
+    const g = readGguf(file('big.gguf', bytes));
+    expect(g.metadata.get('before')).toBe(7);
+    expect(g.metadata.get('big')).toBe(big);
+    expect(ggufStringArray(g, 'many')).toEqual(many);
+    expect(g.metadata.get('after')).toBe(-2.5);
+    expect(Array.from(readGgufTensor(g, 'x'))).toEqual([3, 4]);
+  });
+
   it('reads many tensors through one reader that reuses its buffer', () => {
     const g = readGguf(file('reader.gguf', serializeGguf(sampleSpec(3))));
     const r = new GgufTensorReader(g);

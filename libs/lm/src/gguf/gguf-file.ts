@@ -104,36 +104,48 @@ class FileCursor {
     return this.fileSize - this.pos;
   }
 
+  // Each reader takes its bytes before touching `buf`: `take` may replace the window.
   u8(): number {
-    return this.buf[this.take(1)];
+    const at = this.take(1);
+    return this.buf[at];
   }
   i8(): number {
-    return this.buf.readInt8(this.take(1));
+    const at = this.take(1);
+    return this.buf.readInt8(at);
   }
   u16(): number {
-    return this.buf.readUInt16LE(this.take(2));
+    const at = this.take(2);
+    return this.buf.readUInt16LE(at);
   }
   i16(): number {
-    return this.buf.readInt16LE(this.take(2));
+    const at = this.take(2);
+    return this.buf.readInt16LE(at);
   }
   u32(): number {
-    return this.buf.readUInt32LE(this.take(4));
+    const at = this.take(4);
+    return this.buf.readUInt32LE(at);
   }
   i32(): number {
-    return this.buf.readInt32LE(this.take(4));
+    const at = this.take(4);
+    return this.buf.readInt32LE(at);
   }
   f32(): number {
-    return this.buf.readFloatLE(this.take(4));
+    const at = this.take(4);
+    return this.buf.readFloatLE(at);
   }
   f64(): number {
-    return this.buf.readDoubleLE(this.take(8));
+    const at = this.take(8);
+    return this.buf.readDoubleLE(at);
   }
   u64(): bigint {
-    return this.buf.readBigUInt64LE(this.take(8));
+    const at = this.take(8);
+    return this.buf.readBigUInt64LE(at);
   }
   i64(): bigint {
-    return this.buf.readBigInt64LE(this.take(8));
+    const at = this.take(8);
+    return this.buf.readBigInt64LE(at);
   }
+  /** A view into the window, valid only until the next read. */
   bytes(n: number): Buffer {
     const at = this.take(n);
     return this.buf.subarray(at, at + n);
@@ -343,7 +355,7 @@ export function readGguf(path: string): GgufFile {
         throw new Error(
           `GGUF file ${path}: tensor ${name} dims [${dims.join(', ')}] are not a plausible size`,
         );
-      if (dims.length > 0 && dims[0] % block.blockSize !== 0)
+      if ((dims.length > 0 ? dims[0] : 1) % block.blockSize !== 0)
         throw new Error(
           `GGUF file ${path}: tensor ${name} has ${dims[0]} values per row, not a multiple of the ${typeName} block size ${block.blockSize}`,
         );
