@@ -12,3 +12,4 @@ export * from './gru4rec';
 export * from './evaluation';
 export * from './popularity';
 export * from './synthetic';
+export * from './early-stopping';

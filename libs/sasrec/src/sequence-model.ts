@@ -149,7 +149,7 @@ export abstract class NeuralSequenceModel implements SequentialRecommender {
         };
         if (batches === 0) break;
         reports.push(report);
-        options.onEpochEnd?.(report);
+        if (options.onEpochEnd?.(report) === 'stop') break;
         if (outOfTime()) break;
       }
     } finally {

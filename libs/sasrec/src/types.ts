@@ -78,8 +78,12 @@ export interface FitOptions {
    * popularity baseline uses them, for time decay.
    */
   timestamps?: number[][];
-  /** Called after every epoch, e.g. for progress bars or loss curves. */
-  onEpochEnd?: (report: EpochReport) => void;
+  /**
+   * Called after every epoch, e.g. for progress bars, loss curves or validation; returning
+   * `'stop'` ends training there (early stopping keeps the optimizer's state across epochs, which
+   * one `fit` call per epoch would reset).
+   */
+  onEpochEnd?: (report: EpochReport) => void | 'stop';
 }
 
 /** What one training epoch did. */

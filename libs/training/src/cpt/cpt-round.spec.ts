@@ -238,6 +238,36 @@ describe('runCptRound', () => {
   });
 });
 
+describe('runCptRound with an explicit annealing source (ablations with equal steps and data)', () => {
+  it('DS+Mix(S): mixed shuffled into the stable phase, annealing on the displaced domain-specific samples', async () => {
+    const head = new RecordingSource(new ArraySampleSource(samples('beauty', 10)), 'ds');
+    const mixed = new RecordingSource(new ArraySampleSource(samples('mixed', 6)), 'mix');
+    const tail = new RecordingSource(new ArraySampleSource(samples('beauty', 6, 100)), 'tail');
+    const steps: StepReport[] = [];
+    const result = await runCptRound({
+      roundId: 'mix-s',
+      model: newModel(),
+      baseModelId: 'tiny',
+      baseChecksum: 'c'.repeat(64),
+      tokenizer,
+      config: { ...config, variant: 'ds-mix-s', minAnnealSteps: 3, maxAnnealSteps: 3 },
+      previousTrunkDir: null,
+      roundDir: join(dir, 'mix-s'),
+      domainSamples: head,
+      mixedSamples: mixed,
+      annealSamples: tail,
+      watermark: 0,
+      onStep: (r) => void steps.push(r),
+    });
+    // (10 + 6) / 2 = 8 stable steps on both pools, then 3 annealing steps on the tail, ending at η_l.
+    expect(result).toMatchObject({ stableSteps: 8, annealSteps: 3 });
+    expect(head.drawn).toHaveLength(10);
+    expect(mixed.drawn).toHaveLength(6);
+    expect(tail.drawn).toHaveLength(6);
+    expect(steps[steps.length - 1]!.lr).toBe(config.etaLow);
+  });
+});
+
 describe('runCptRound with the plain cosine schedule (ablation)', () => {
   it('warms up as WSA, then decays by one cosine over every remaining step to η_l, data plan unchanged', async () => {
     const domain = new RecordingSource(new ArraySampleSource(samples('beauty', 16)), 'ds');

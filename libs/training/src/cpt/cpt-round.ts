@@ -36,6 +36,13 @@ export interface CptRoundInput {
   domainSamples: SampleSource;
   /** All-domain mixed samples for annealing. */
   mixedSamples: SampleSource;
+  /**
+   * What annealing trains on, overriding the variant's pool: lets an ablation keep the step count
+   * and the data of CPRec and change only where the data goes — e.g. DS+Mix(S) with the mixed
+   * samples shuffled into the stable phase and the annealing on the domain-specific samples they
+   * displaced, or DS-only annealing on further domain-specific samples instead of mixed ones.
+   */
+  annealSamples?: SampleSource;
   /** Watermark the new trunk will have absorbed. */
   watermark: number;
   onStep?: (report: StepReport) => void | Promise<void>;
@@ -109,7 +116,7 @@ export async function runCptRound(input: CptRoundInput): Promise<CptRoundResult>
         ),
       );
       const annealSteps =
-        config.variant === 'ds-mix-s'
+        config.variant === 'ds-mix-s' && !input.annealSamples
           ? 0
           : Math.min(
               config.maxAnnealSteps,
@@ -271,11 +278,9 @@ export async function runCptRound(input: CptRoundInput): Promise<CptRoundResult>
 
     // ---- annealing a branch of the trunk ----
     if (state.annealEnd > state.stableEnd) {
-      const annealPool = poolSource(
-        dataPoolFor(config.variant, 'annealing'),
-        input.domainSamples,
-        input.mixedSamples,
-      );
+      const annealPool =
+        input.annealSamples ??
+        poolSource(dataPoolFor(config.variant, 'annealing'), input.domainSamples, input.mixedSamples);
       await input.onPhase?.('annealing', { steps: state.annealEnd - state.stableEnd });
       await trainPhase('annealing', cycleSamples(annealPool, state.dataPosition), state.annealEnd);
     }

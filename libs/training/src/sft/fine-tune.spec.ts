@@ -3,7 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { attachLora, LlamaModel, readLoraManifest, saveLoraAdapter, type LlamaConfig } from '@cprec/lm';
+import {
+  attachLora,
+  LlamaModel,
+  readLoraManifest,
+  readSafetensors,
+  saveLoraAdapter,
+  type LlamaConfig,
+} from '@cprec/lm';
 import { useNativeKernelsLikeProduction } from '@cprec/lm/testing/native-kernels';
 import type { SampleItems } from '@cprec/corpus';
 import { WordTokenizer } from '../testing/word-tokenizer';
@@ -14,6 +21,7 @@ import {
   fineTune,
   PROJECTOR_FILE,
   SFT_ADAPTER_DIR,
+  SftStoppedError,
   type SftConfig,
   type SftStepReport,
 } from './fine-tune';
@@ -169,5 +177,67 @@ describe('fineTune (LLaRA-style)', () => {
     expect(steps.every((s) => s.hybridSamples === 0)).toBe(true);
     const mean = (xs: SftStepReport[]) => xs.reduce((a, s) => a + s.loss, 0) / xs.length;
     expect(mean(steps.slice(-8))).toBeLessThan(mean(steps.slice(0, 8)) * 0.6);
+  });
+
+  it('resumes a stopped run from its progress checkpoint and ends with the weights of an uninterrupted run', async () => {
+    const run = (
+      out: string,
+      extra: { shouldStop?: () => boolean; onStep?: (r: SftStepReport) => void } = {},
+    ): ReturnType<typeof fineTune> =>
+      fineTune({
+        model: new LlamaModel(tinyBaseWeights(modelConfig, 3)),
+        tokenizer,
+        placeholderId: tokenizer.placeholderId,
+        train: samples(16) as SampleItems[],
+        validation: [],
+        embeddings: table,
+        initAdapterDir: null,
+        baseModelId: 'tiny',
+        baseChecksum: 'c'.repeat(64),
+        outDir: join(dir, out),
+        checkpointDir: join(dir, `${out}-progress`),
+        checkpointEvery: 2,
+        config: { ...config, learningRates: [1e-2], maxValidationExamples: 0 },
+        ...extra,
+      });
+    const straight = await run('straight');
+    const expected = [
+      ...readSafetensors(join(dir, 'straight', SFT_ADAPTER_DIR, 'adapter.safetensors')).tensors,
+    ];
+    expect(existsSync(join(dir, 'straight-progress'))).toBe(false); // removed once the run is saved
+
+    let polls = 0;
+    await expect(run('killed', { shouldStop: () => ++polls > 5 })).rejects.toBeInstanceOf(SftStoppedError);
+    expect(existsSync(join(dir, 'killed-progress', 'state.json'))).toBe(true);
+    const resumedSteps: number[] = [];
+    const resumed = await run('killed', { onStep: (r) => resumedSteps.push(r.step) });
+    // Five steps ran before the stop; the checkpoint written at the stop resumes at step 5.
+    expect(resumedSteps[0]).toBe(5);
+    expect(resumed.curve.map((c) => c.step)).toEqual(straight.curve.map((c) => c.step));
+    const got = readSafetensors(join(dir, 'killed', SFT_ADAPTER_DIR, 'adapter.safetensors')).tensors;
+    for (const [name, t] of expected) {
+      const g = got.get(name)!.data;
+      t.data.forEach((x, i) => expect(g[i]).toBeCloseTo(x, 5));
+    }
+    straight.projector?.dispose();
+    resumed.projector?.dispose();
+  });
+
+  it('refuses a resumable run over a learning-rate grid', async () => {
+    await expect(
+      fineTune({
+        model: new LlamaModel(tinyBaseWeights(modelConfig, 3)),
+        tokenizer,
+        placeholderId: tokenizer.placeholderId,
+        train: samples(4) as SampleItems[],
+        validation: [],
+        embeddings: null,
+        initAdapterDir: null,
+        baseModelId: 'tiny',
+        baseChecksum: 'c'.repeat(64),
+        checkpointDir: join(dir, 'p'),
+        config,
+      }),
+    ).rejects.toThrow(/single learning rate/);
   });
 });

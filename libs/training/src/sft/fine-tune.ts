@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import {
@@ -8,8 +8,10 @@ import {
   clipByGlobalNorm,
   ensureGradientsRegistered,
   loadLoraAdapter,
+  parseSafetensors,
   readLoraManifest,
   saveLoraAdapter,
+  serializeSafetensors,
   type LlamaModel,
   type LoraConfig,
   type LoraManifest,
@@ -106,6 +108,84 @@ export interface SftInput {
   sasrecRef?: string;
   config: SftConfig;
   onStep?: (report: SftStepReport) => void;
+  /**
+   * Progress checkpoints (trainable weights, optimizer moments, step, curve) are written here
+   * every `checkpointEvery` steps, atomically; a run restarted with the same inputs continues from
+   * the last one instead of from step 0 (long fine-tunings of a real LLM take hours). Needs a
+   * single learning rate (no grid search). Removed when the run completes.
+   */
+  checkpointDir?: string;
+  /** Optimizer steps between progress checkpoints; default 25. */
+  checkpointEvery?: number;
+  /** Polled before every step; true stops the run with `SftStoppedError` (after a checkpoint is written). */
+  shouldStop?: () => boolean;
+}
+
+export class SftStoppedError extends Error {
+  constructor(step: number) {
+    super(`fine-tuning was stopped before step ${step}`);
+    this.name = 'SftStoppedError';
+  }
+}
+
+const PROGRESS_STATE = 'state.json';
+const PROGRESS_WEIGHTS = 'weights.safetensors';
+const PROGRESS_OPTIMIZER = 'optimizer.safetensors';
+
+interface SftProgress {
+  format: 'cprec-sft-progress/1';
+  learningRate: number;
+  /** Optimizer steps done. */
+  step: number;
+  curve: SftStepReport[];
+  skipped: number;
+}
+
+/** Writes the progress checkpoint into a temp sibling and renames it over `dir` (never half-written). */
+function saveProgress(
+  dir: string,
+  vars: Map<string, tf.Variable>,
+  optimizer: AdamW,
+  progress: SftProgress,
+): void {
+  const tmp = `${dir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  const weights = new Map(
+    [...vars].map(([k, v]) => [k, { shape: [...v.shape], data: v.dataSync() as Float32Array }]),
+  );
+  writeFileSync(join(tmp, PROGRESS_WEIGHTS), serializeSafetensors(weights));
+  const { step, tensors } = optimizer.stateTensors();
+  writeFileSync(join(tmp, PROGRESS_OPTIMIZER), serializeSafetensors(tensors, { step: String(step) }));
+  writeFileSync(join(tmp, PROGRESS_STATE), JSON.stringify(progress) + '\n');
+  const old = `${dir}.old-${process.pid}`;
+  if (existsSync(dir)) renameSync(dir, old);
+  renameSync(tmp, dir);
+  rmSync(old, { recursive: true, force: true });
+}
+
+/** Restores a progress checkpoint into `vars` and `optimizer`; null when there is none for `lr`. */
+function loadProgress(
+  dir: string,
+  lr: number,
+  vars: Map<string, tf.Variable>,
+  optimizer: AdamW,
+): SftProgress | null {
+  if (!existsSync(join(dir, PROGRESS_STATE))) return null;
+  const progress = JSON.parse(readFileSync(join(dir, PROGRESS_STATE), 'utf8')) as SftProgress;
+  if (progress.format !== 'cprec-sft-progress/1' || progress.learningRate !== lr) return null;
+  const weights = parseSafetensors(readFileSync(join(dir, PROGRESS_WEIGHTS)));
+  for (const [name, v] of vars) {
+    const t = weights.tensors.get(name);
+    if (!t) throw new Error(`${dir}: progress checkpoint has no ${name}`);
+    tf.tidy(() => v.assign(tf.tensor(t.data, v.shape)));
+  }
+  const opt = parseSafetensors(readFileSync(join(dir, PROGRESS_OPTIMIZER)));
+  optimizer.loadStateTensors(
+    Number(opt.metadata?.step ?? '0'),
+    new Map([...opt.tensors].map(([k, t]) => [k, { shape: [...t.shape], data: t.data }])),
+  );
+  return progress;
 }
 
 export interface SftResult {
@@ -151,6 +231,8 @@ function restore(vars: Map<string, tf.Variable>, saved: Map<string, Float32Array
 export async function fineTune(input: SftInput): Promise<SftResult> {
   const { model, config } = input;
   if (config.learningRates.length === 0) throw new Error('the learning-rate grid is empty');
+  if (input.checkpointDir && config.learningRates.length !== 1)
+    throw new Error('resumable fine-tuning (checkpointDir) needs a single learning rate, not a grid');
   ensureGradientsRegistered();
   const validationHr1: Record<string, number> = {};
   let best: {
@@ -223,7 +305,10 @@ export async function fineTune(input: SftInput): Promise<SftResult> {
     curve: best!.curve,
     skippedSamples: skipped,
   };
-  if (!input.outDir) return result;
+  if (!input.outDir) {
+    if (input.checkpointDir) rmSync(input.checkpointDir, { recursive: true, force: true });
+    return result;
+  }
   mkdirSync(input.outDir, { recursive: true });
   const adapterDir = join(input.outDir, SFT_ADAPTER_DIR);
   const cptLineage = input.initAdapterDir ? readLoraManifest(input.initAdapterDir) : null;
@@ -248,6 +333,7 @@ export async function fineTune(input: SftInput): Promise<SftResult> {
     best!.projector.save(projectorFile, { sasrec: input.sasrecRef ?? '', base_model: input.baseModelId });
   // The frozen table travels with the projector, so evaluation needs no SASRec rebuild.
   input.embeddings?.save(join(input.outDir, ITEM_EMBEDDINGS_FILE), { sasrec: input.sasrecRef ?? '' });
+  if (input.checkpointDir) rmSync(input.checkpointDir, { recursive: true, force: true });
   return { ...result, adapterDir, manifest, ...(projectorFile ? { projectorFile } : {}) };
 }
 
@@ -273,9 +359,26 @@ async function trainOnce(
     warmupSteps: Math.round(config.warmupFraction * total),
     totalSteps: total,
   };
-  const curve: SftStepReport[] = [];
+  let curve: SftStepReport[] = [];
   let skipped = 0;
   let step = 0;
+  // Resuming: weights and moments from the checkpoint; the loop below replays the random draws
+  // (shuffles, phrasings, curriculum) of the steps already done without training them, so the
+  // remaining steps see exactly the batches an uninterrupted run would.
+  const resumed = input.checkpointDir ? loadProgress(input.checkpointDir, lr, vars, optimizer) : null;
+  const resumeAt = resumed?.step ?? 0;
+  if (resumed) curve = resumed.curve.slice();
+  const every = Math.max(1, input.checkpointEvery ?? 25);
+  const checkpoint = (): void => {
+    if (input.checkpointDir)
+      saveProgress(input.checkpointDir, vars, optimizer, {
+        format: 'cprec-sft-progress/1',
+        learningRate: lr,
+        step,
+        curve,
+        skipped,
+      });
+  };
   try {
     for (let epoch = 0; epoch < config.epochs; epoch++) {
       const order = shuffleInPlace(
@@ -302,6 +405,14 @@ async function trainOnce(
           }
         }
         if (batch.length === 0) continue;
+        if (step < resumeAt) {
+          step++;
+          continue;
+        }
+        if (input.shouldStop?.()) {
+          checkpoint();
+          throw new SftStoppedError(step);
+        }
         const padded = padBatch(batch);
         const rate = learningRateAt(schedule, step);
         const { value, grads } = tf.variableGrads(() => {
@@ -337,9 +448,12 @@ async function trainOnce(
         curve.push(report);
         input.onStep?.(report);
         step++;
+        if (step % every === 0) checkpoint();
         if (step % 8 === 0) await new Promise((resolve) => setImmediate(resolve));
       }
     }
+    // The finished weights too: a kill during validation or saving does not train again.
+    if (step > resumeAt && step % every !== 0) checkpoint();
   } finally {
     optimizer.dispose();
   }
