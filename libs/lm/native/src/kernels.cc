@@ -12,9 +12,12 @@
 #include "decoder_layer.h"
 #include "kernel_common.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -634,6 +637,8 @@ Napi::Value Describe(const Napi::CallbackInfo& info) {
   o.Set("ompThreads", omp_get_max_threads());
   o.Set("blasConfig", openblas_get_config());
   o.Set("isa", cprec::IsaName(cprec::ActiveIsa()));
+  const char* tuning = std::getenv("CPREC_MALLOC_TUNING");
+  o.Set("mallocTuning", tuning != nullptr && std::strcmp(tuning, "off") == 0 ? "off" : "heap-32MiB");
   return o;
 }
 
@@ -643,7 +648,22 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// tfjs's cpu backend allocates a fresh typed array for every op result. glibc serves blocks above
+// its mmap threshold (128 KiB, adjusted upwards only after frees) with mmap and returns them with
+// munmap, so a [1024, 1536] activation pays a page fault per 4 KiB page on first write — in this VM
+// that was about a third of a SmolLM2 LoRA training step (docs/kernels.md). Keeping blocks up to
+// 32 MiB (glibc's maximum) in the heap and never trimming it makes freed activations reusable.
+// CPREC_MALLOC_TUNING=off leaves glibc's defaults.
+void TuneMalloc() {
+  const char* v = std::getenv("CPREC_MALLOC_TUNING");
+  if (v != nullptr && std::strcmp(v, "off") == 0) return;
+  mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+  mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max());
+  mallopt(M_TOP_PAD, 64 * 1024 * 1024);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  TuneMalloc();
   openblas_set_num_threads(1);
   exports.Set("matmul", Napi::Function::New(env, Matmul));
   exports.Set("binary", Napi::Function::New(env, Binary));
