@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { loadGgufCheckpoint } from './gguf';
+import { llamaConfigFromGguf, loadGgufCheckpoint, readGguf } from './gguf';
 import { ggufTokenizer } from './gguf-tokenizer';
-import { loadHfCheckpoint } from './hf';
+import { configFromHf, HfLlamaConfigJson, loadHfCheckpoint } from './hf';
 import { HfBpeTokenizer } from './hf-tokenizer';
 import { loadLlama2cCheckpoint } from './llama2c';
 import { sha256File } from './lora';
@@ -139,4 +139,38 @@ export async function loadBaseModel(source: BaseModelSource | string): Promise<L
 export async function baseModelChecksum(source: BaseModelSource | string): Promise<string> {
   const src: BaseModelSource = typeof source === 'string' ? { model: source } : source;
   return baseModelFormat(src.model) === 'hf' ? hfFolderChecksum(src.model) : sha256File(src.model);
+}
+
+/**
+ * The base model's context length from its header or metadata alone (no weights are read), so a
+ * service can size its prompts before it loads the model.
+ */
+export function baseModelContextLength(source: BaseModelSource | string): number {
+  const src: BaseModelSource = typeof source === 'string' ? { model: source } : source;
+  const format = baseModelFormat(src.model);
+  if (format === 'gguf') return llamaConfigFromGguf(readGguf(src.model)).maxSeqLen;
+  if (format === 'hf')
+    return configFromHf(JSON.parse(readFileSync(join(src.model, 'config.json'), 'utf8')) as HfLlamaConfigJson)
+      .maxSeqLen;
+  // llama2.c legacy header: 7 int32, the last is seq_len.
+  const fd = openSync(src.model, 'r');
+  try {
+    const header = Buffer.alloc(28);
+    if (readSync(fd, header, 0, 28, 0) !== 28)
+      throw new Error(`llama2.c checkpoint ${src.model} is truncated`);
+    return header.readInt32LE(24);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Prompt tokens a recommender prompt may use by default: the model's context, capped at 1,024 so
+ * a long-context model (SmolLM2: 8,192) does not make every training step pay for mostly padding.
+ * At 1,024 a LLaRA prompt holds 10 history items and 20 candidates with whole titles.
+ */
+export const DEFAULT_PROMPT_TOKENS_CAP = 1024;
+
+export function defaultPromptTokens(contextLength: number): number {
+  return Math.min(contextLength, DEFAULT_PROMPT_TOKENS_CAP);
 }
