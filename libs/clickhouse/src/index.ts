@@ -2,6 +2,7 @@ export * from './literal';
 export * from './sql';
 export * from './settings';
 export * from './client';
+export * from './errors';
 export * from './migrations/files';
 export * from './migrations/lock';
 export * from './migrations/runner';

@@ -1,7 +1,9 @@
 import { z } from 'zod';
 import { DomainSchema } from './events';
+import { MAX_STORABLE_EPOCH_MS } from './storable';
 
-const EpochMs = z.number().int().min(0);
+/** Epoch milliseconds a ClickHouse DateTime can hold (control-plane rows store them as DateTime). */
+const EpochMs = z.number().int().min(0).max(MAX_STORABLE_EPOCH_MS);
 
 /** Operator or policy asks the trainer to run or cancel a round. */
 export const RoundCommandSchema = z.discriminatedUnion('kind', [

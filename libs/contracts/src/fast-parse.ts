@@ -1,4 +1,5 @@
 import type { InteractionEvent } from './events';
+import { MAX_STORABLE_EPOCH_MS } from './storable';
 
 /*
  * Hand-written acceptance check for InteractionEvent, used by `parseInteraction` before the zod
@@ -17,7 +18,7 @@ const ID_MAX_LENGTH = 256;
 const DOMAIN_MAX_LENGTH = 64;
 const PLATFORM_MAX_LENGTH = 64;
 const TITLE_MAX_LENGTH = 1_000_000;
-const EPOCH_MS_MAX = 8.64e15;
+const EPOCH_MS_MAX = MAX_STORABLE_EPOCH_MS;
 
 /** Id: 1–256 characters of printable ASCII without spaces (`/^[\x21-\x7e]+$/`). */
 function isId(v: unknown): boolean {

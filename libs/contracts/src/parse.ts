@@ -3,6 +3,8 @@ import { ContractLimits, DEFAULT_LIMITS } from './limits';
 import { InteractionEvent, InteractionEventSchema, ItemEvent, ItemEventSchema } from './events';
 import { fail, ok, ParseResult } from './result';
 import { acceptInteractionFast } from './fast-parse';
+import { findUnstorableText } from './storable';
+import { isUtf8 } from 'node:buffer';
 
 /** Turns zod issues into one readable sentence naming each bad field. */
 export function describeIssues(error: z.ZodError): string {
@@ -20,19 +22,29 @@ export function parseWith<S extends z.ZodType>(schema: S, value: unknown): Parse
   return result.success ? ok(result.data) : fail(describeIssues(result.error));
 }
 
-/** Decodes raw message bytes (UTF-8 JSON), applying the size limit before parsing anything. */
+/**
+ * Decodes raw message bytes (UTF-8 JSON), applying the size limit before parsing anything. Bytes
+ * that are not UTF-8 are refused rather than decoded with replacement characters (that would
+ * store something other than what was sent), and so is any string — key or value, at any depth —
+ * that storage cannot hold (an unpaired UTF-16 surrogate written as a `\ud800` escape).
+ */
 export function decodeJson(raw: Buffer | string | null, limits: ContractLimits): ParseResult<unknown> {
-  if (raw === null) return fail('message has no value (tombstone or empty)');
+  if (raw === null) return fail('message has no value (tombstone or empty)', 'empty');
   const size = typeof raw === 'string' ? Buffer.byteLength(raw) : raw.length;
   if (size > limits.maxMessageBytes) {
-    return fail(`message is ${size} bytes, larger than the limit of ${limits.maxMessageBytes}`);
+    return fail(`message is ${size} bytes, larger than the limit of ${limits.maxMessageBytes}`, 'too_large');
   }
+  if (typeof raw !== 'string' && !isUtf8(raw))
+    return fail('malformed UTF-8: the message is not UTF-8 text', 'malformed');
   const text = typeof raw === 'string' ? raw : raw.toString('utf8');
+  let value: unknown;
   try {
-    return ok(JSON.parse(text) as unknown);
+    value = JSON.parse(text) as unknown;
   } catch (err) {
-    return fail(`malformed JSON: ${(err as Error).message}`);
+    return fail(`malformed JSON: ${(err as Error).message}`, 'malformed');
   }
+  const unstorable = findUnstorableText(value);
+  return unstorable === null ? ok(value) : fail(unstorable, 'unstorable');
 }
 
 function checkCommon(
@@ -40,15 +52,24 @@ function checkCommon(
   title: string | undefined,
   ts: number | undefined,
   limits: ContractLimits,
-): string | null {
+): ParseResult<never> | null {
   if (limits.domainAllowList.length > 0 && !limits.domainAllowList.includes(domain)) {
-    return `domain: '${domain}' is not in the allow-list (${limits.domainAllowList.join(', ')})`;
+    return fail(
+      `domain: '${domain}' is not in the allow-list (${limits.domainAllowList.join(', ')})`,
+      'policy',
+    );
   }
   if (title !== undefined && title.length > limits.maxTitleLength) {
-    return `title: ${title.length} characters, longer than the limit of ${limits.maxTitleLength}`;
+    return fail(
+      `title: ${title.length} characters, longer than the limit of ${limits.maxTitleLength}`,
+      'policy',
+    );
   }
   if (ts !== undefined && ts > limits.now() + limits.maxFutureSkewMs) {
-    return `ts: ${new Date(ts).toISOString()} lies more than ${limits.maxFutureSkewMs} ms in the future`;
+    return fail(
+      `ts: ${new Date(ts).toISOString()} lies more than ${limits.maxFutureSkewMs} ms in the future`,
+      'policy',
+    );
   }
   return null;
 }
@@ -66,7 +87,7 @@ export function parseInteraction(
   const parsed = fast !== null ? ok(fast) : parseWith(InteractionEventSchema, decoded.value);
   if (!parsed.ok) return parsed;
   const problem = checkCommon(parsed.value.domain, parsed.value.title, parsed.value.ts, limits);
-  return problem === null ? parsed : fail(problem);
+  return problem ?? parsed;
 }
 
 /**
@@ -82,7 +103,7 @@ export function parseInteractionWithSchema(
   const parsed = parseWith(InteractionEventSchema, decoded.value);
   if (!parsed.ok) return parsed;
   const problem = checkCommon(parsed.value.domain, parsed.value.title, parsed.value.ts, limits);
-  return problem === null ? parsed : fail(problem);
+  return problem ?? parsed;
 }
 
 /** Full acceptance check for an item catalogue message as it arrives from Kafka. */
@@ -95,5 +116,5 @@ export function parseItem(
   const parsed = parseWith(ItemEventSchema, decoded.value);
   if (!parsed.ok) return parsed;
   const problem = checkCommon(parsed.value.domain, parsed.value.title, parsed.value.ts, limits);
-  return problem === null ? parsed : fail(problem);
+  return problem ?? parsed;
 }

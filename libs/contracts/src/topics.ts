@@ -2,6 +2,10 @@
  * Every Kafka topic in one place. Each topic is a mailbox of one actor (or a stream of facts
  * one actor publishes); the `.v1` suffix versions the payload schema, so an incompatible
  * schema change gets a new topic rather than breaking old consumers.
+ *
+ * `TOPICS` holds the base names, which an installation uses as they are. A namespace prefix
+ * (`CPREC_TOPIC_PREFIX`, e.g. the test tiers' `t.<run>.<suite>.`) puts a whole installation on
+ * topics of its own: `topicsFor(prefix)` gives the names every service of that installation uses.
  */
 export const TOPICS = {
   /** Raw user–item interactions sent by platforms. Consumed by ingest. */
@@ -29,4 +33,32 @@ export const TOPICS = {
 } as const;
 
 export type TopicName = (typeof TOPICS)[keyof typeof TOPICS];
+export type TopicKey = keyof typeof TOPICS;
+/** The topic names of one installation (base names, or prefixed ones). */
+export type Topics = { readonly [K in TopicKey]: string };
+
 export const ALL_TOPICS: readonly TopicName[] = Object.values(TOPICS);
+
+/** Kafka's topic-name alphabet; a prefix leaves room for the longest base name within 249 characters. */
+export const TOPIC_PREFIX_PATTERN = /^[A-Za-z0-9._-]{0,200}$/;
+
+/** Throws when `prefix` cannot start a Kafka topic name. */
+export function validateTopicPrefix(prefix: string): string {
+  if (!TOPIC_PREFIX_PATTERN.test(prefix))
+    throw new Error(
+      `topic prefix ${JSON.stringify(prefix)} must be at most 200 characters of [A-Za-z0-9._-] (CPREC_TOPIC_PREFIX)`,
+    );
+  return prefix;
+}
+
+/** The topic names of an installation whose topics carry `prefix` (empty: the base names). */
+export function topicsFor(prefix: string): Topics {
+  validateTopicPrefix(prefix);
+  if (prefix === '') return TOPICS;
+  return Object.fromEntries(
+    Object.entries(TOPICS).map(([k, v]) => [k, `${prefix}${v}`]),
+  ) as unknown as Topics;
+}
+
+/** Every topic of an installation, in `TOPICS` order. */
+export const allTopics = (topics: Topics): string[] => Object.values(topics);

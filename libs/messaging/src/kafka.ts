@@ -1,5 +1,5 @@
 import { Admin, Kafka, logLevel, Producer } from 'kafkajs';
-import { ALL_TOPICS } from '@cprec/contracts';
+import { TOPICS, type Topics } from '@cprec/contracts';
 
 export interface KafkaSettings {
   /** Comma-separated host:port list, e.g. `127.0.0.1:19092`. */
@@ -51,11 +51,11 @@ export async function ensureTopics(admin: Admin, specs: readonly TopicSpec[]): P
   });
 }
 
-/** The default topic layout of a cprec installation. */
-export function defaultTopicSpecs(interactionPartitions = 4): TopicSpec[] {
-  return ALL_TOPICS.map((topic) => ({
+/** The default topic layout of a cprec installation (`topics`: its names, prefixed or not). */
+export function defaultTopicSpecs(interactionPartitions = 4, topics: Topics = TOPICS): TopicSpec[] {
+  return Object.values(topics).map((topic) => ({
     topic,
-    numPartitions: topic === 'cprec.interactions.v1' ? interactionPartitions : 1,
+    numPartitions: topic === topics.interactions ? interactionPartitions : 1,
   }));
 }
 

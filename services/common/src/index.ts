@@ -1,3 +1,7 @@
 export * from './config';
 export * from './observability.module';
 export * from './bootstrap';
+export * from './failures';
+export * from './consumer-metrics';
+export * from './consumers';
+export * from './base-model';

@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import {
+  clickHouseProblem,
   clickHouseSettingsFromEnv,
   createClickHouse,
   ensureDatabase,
@@ -10,7 +11,7 @@ import {
 import { HealthRegistry, ObservabilityModule } from '@cprec/service-common';
 import { ClickHouseIngestStore } from './clickhouse-ingest.store';
 import { INGEST_CONFIG, loadIngestConfig } from './config';
-import { INGEST_STORE, IngestConsumerService } from './ingest-consumer.service';
+import { INGEST_DEPENDENCIES, INGEST_STORE, IngestConsumerService } from './ingest-consumer.service';
 
 const CLICKHOUSE = Symbol('CLICKHOUSE');
 
@@ -32,6 +33,11 @@ const CLICKHOUSE = Symbol('CLICKHOUSE');
       inject: [CLICKHOUSE],
       useFactory: (ch: ReturnType<typeof createClickHouse>) =>
         new ClickHouseIngestStore(new InteractionRepository(ch), new ItemRepository(ch)),
+    },
+    {
+      provide: INGEST_DEPENDENCIES,
+      inject: [CLICKHOUSE],
+      useFactory: (ch: ReturnType<typeof createClickHouse>) => () => clickHouseProblem(() => ch.ping()),
     },
     IngestConsumerService,
     {

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { RejectionKind } from '@cprec/contracts';
 import { IngestMetrics } from './pipeline/ports';
 
 /** Prometheus counters behind the pipeline's metrics port. */
@@ -32,7 +33,7 @@ export class PrometheusIngestMetrics implements IngestMetrics {
     });
     this.deadTotal = new Counter({
       name: 'cprec_ingest_dead_lettered_total',
-      help: 'Messages sent to the dead-letter topic',
+      help: 'Messages sent to the dead-letter topic, by rejection kind (a closed set)',
       labelNames: ['reason'],
       registers,
     });
@@ -64,8 +65,8 @@ export class PrometheusIngestMetrics implements IngestMetrics {
   deduplicated(n: number): void {
     this.dedupTotal.inc(n);
   }
-  deadLettered(reason: string, n: number): void {
-    this.deadTotal.inc({ reason }, n);
+  deadLettered(kind: RejectionKind, n: number): void {
+    this.deadTotal.inc({ reason: kind }, n);
   }
   batchSeconds(seconds: number): void {
     this.batchLatency.observe(seconds);

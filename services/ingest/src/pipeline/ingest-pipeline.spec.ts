@@ -30,9 +30,12 @@ class FakeStore {
   }
 }
 
-function setup(overrides: Partial<IngestPipelineOptions> = {}) {
+function setup(
+  overrides: Partial<IngestPipelineOptions> = {},
+  makeStore: (log: string[]) => FakeStore = (log) => new FakeStore(log),
+) {
   const log: string[] = [];
-  const store = new FakeStore(log);
+  const store = makeStore(log);
   const dead: DeadLetter[] = [];
   const commits: PartitionOffset[][] = [];
   const counts: Record<string, number> = {};
@@ -65,8 +68,13 @@ function setup(overrides: Partial<IngestPipelineOptions> = {}) {
       flushIntervalMs: 60_000,
       retryInitialMs: 1,
       retryMaxMs: 4,
+      retryAttempts: 3,
       recentIdsCapacity: 100,
       limits: { ...DEFAULT_LIMITS, now: () => 2_000_000_000_000 },
+      itemsTopic: TOPICS.items,
+      // The fake store's failures are "connection refused": ClickHouse unavailable.
+      classify: () => 'unavailable',
+      dependencies: async () => null,
       ...overrides,
     },
   );
@@ -150,7 +158,8 @@ describe('IngestPipeline', () => {
     pipeline.accept([msg(event('a')), ...bad, msg(event('b'))]);
     await pipeline.flush();
     expect(store.interactions.map((e) => e.event_id)).toEqual(['a', 'b']);
-    expect(dead.map((d) => reasonKind(d.reason))).toEqual(['malformed JSON', 'ts', 'title', 'ts']);
+    expect(dead.map((d) => reasonKind(d))).toEqual(['malformed', 'invalid', 'policy', 'invalid']);
+    expect(dead.map((d) => d.reason.split(':')[0])).toEqual(['malformed JSON', 'ts', 'title', 'ts']);
     expect(Buffer.from(dead[0]!.original_base64, 'base64').toString()).toBe('{not json');
     expect(dead[1]).toMatchObject({ source_topic: TOPICS.interactions, partition: 0, offset: '1' });
     expect(counts.dead).toBe(4);
@@ -319,5 +328,100 @@ describe('IngestPipeline double buffering (flushBehind)', () => {
     await pipeline.flush();
     expect(store.attempts).toEqual(['a,b', 'a,b,c']);
     expect(committedOffsets(commits)).toEqual(['3']);
+  });
+});
+
+/** A store that refuses, like ClickHouse, every batch holding a row whose title starts with "BAD". */
+class RefusingStore extends FakeStore {
+  override async insertInteractions(rows: readonly InteractionEvent[]) {
+    this.attempts.push(rows.map((r) => r.event_id).join(','));
+    if (rows.some((r) => r.title?.startsWith('BAD')))
+      throw new Error('Code: 25, e.displayText() = DB::Exception: Cannot parse escape sequence');
+    this.interactions.push(...rows);
+  }
+}
+
+describe('IngestPipeline: one message can never stop it', () => {
+  const dataError = (err: unknown) =>
+    /Code: 25/.test((err as Error).message) ? ('permanent' as const) : ('unavailable' as const);
+
+  it('dead-letters an event whose title is a lone surrogate at validation, and stores the clean one after it', async () => {
+    const { pipeline, store, dead, commits } = setup({ maxBatchRows: 100 });
+    const raw = '{"event_id":"bad","user_id":"u","item_id":"i","domain":"games","ts":1000,"title":"\\ud800"}';
+    pipeline.accept([msg(raw), msg(event('clean'))]);
+    await pipeline.flush();
+    expect(store.interactions.map((e) => e.event_id)).toEqual(['clean']);
+    expect(dead).toHaveLength(1);
+    expect(dead[0]!.reason).toMatch(/^title: contains an unpaired UTF-16 surrogate \(\\ud800\) at index 0/);
+    expect(dead[0]!.reason_kind).toBe('unstorable');
+    expect(Buffer.from(dead[0]!.original_base64, 'base64').toString()).toBe(raw);
+    expect(committedOffsets(commits)).toEqual(['2']);
+  });
+
+  it('bisects a batch ClickHouse refuses: the refused row is dead-lettered with the refusal, the rest stored', async () => {
+    const { pipeline, store, dead, commits } = setup(
+      { maxBatchRows: 100, classify: dataError },
+      (log) => new RefusingStore(log),
+    );
+    const events = ['a', 'b', 'c', 'd', 'e', 'f', 'g'].map((id) => ({
+      ...event(id),
+      title: id === 'e' ? 'BAD' : id,
+    }));
+    pipeline.accept(events.map((e) => msg(e)));
+    await pipeline.flush();
+    expect(store.interactions.map((e) => e.event_id).sort()).toEqual(['a', 'b', 'c', 'd', 'f', 'g']);
+    expect(dead).toHaveLength(1);
+    expect(dead[0]).toMatchObject({ offset: '4', reason_kind: 'storage_refused' });
+    expect(dead[0]!.reason).toMatch(/^storage refused the row: Code: 25/);
+    expect(JSON.parse(Buffer.from(dead[0]!.original_base64, 'base64').toString())).toEqual(events[4]);
+    expect(committedOffsets(commits)).toEqual(['7']);
+    // Bisection, not one insert per row.
+    expect(store.attempts.length).toBeLessThan(events.length + 2);
+  });
+
+  it('an unknown failure is retried a bounded number of times; with ClickHouse up the rows are dead-lettered', async () => {
+    const { pipeline, store, dead, commits } = setup({
+      classify: () => 'transient',
+      dependencies: async () => null,
+      retryAttempts: 2,
+    });
+    store.failuresLeft = 1_000_000;
+    pipeline.accept([msg(event('a'))]);
+    await pipeline.flush();
+    expect(dead).toHaveLength(1);
+    expect(dead[0]).toMatchObject({ reason_kind: 'retries_exhausted' });
+    expect(committedOffsets(commits)).toEqual(['1']);
+  });
+
+  it('keeps retrying while ClickHouse is down, says so in `problem`, and stores once it is back', async () => {
+    let down = true;
+    const { pipeline, store, dead, commits } = setup({
+      classify: () => 'transient',
+      dependencies: async () => (down ? 'ClickHouse (ECONNREFUSED)' : null),
+      retryAttempts: 2,
+    });
+    store.failuresLeft = 1_000_000;
+    pipeline.accept([msg(event('a'))]);
+    const flushing = pipeline.flush();
+    await new Promise((r) => setTimeout(r, 60));
+    expect(pipeline.problem).toMatch(/^waiting for ClickHouse \(ECONNREFUSED\): inserts failing/);
+    expect(commits).toEqual([]);
+    down = false;
+    store.failuresLeft = 0;
+    await flushing;
+    expect(pipeline.problem).toBeNull();
+    expect(store.interactions.map((e) => e.event_id)).toEqual(['a']);
+    expect(dead).toEqual([]);
+  });
+
+  it('dead-letters a reused event_id with different content as a conflict, and keeps counting re-sends as duplicates', async () => {
+    const { pipeline, store, dead, counts } = setup({ maxBatchRows: 100 });
+    pipeline.accept([msg(event('a')), msg({ ...event('a'), item_id: 'other' }), msg(event('a'))]);
+    await pipeline.flush();
+    expect(store.interactions.map((e) => e.item_id)).toEqual(['i']);
+    expect(dead).toHaveLength(1);
+    expect(dead[0]).toMatchObject({ reason_kind: 'conflict', offset: '1' });
+    expect(dead[0]!.reason).toMatch(/^event_id: a was already received with different content/);
+    expect(counts.dedup).toBe(1);
   });
 });

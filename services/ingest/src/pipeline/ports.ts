@@ -1,4 +1,4 @@
-import type { DeadLetter, InteractionEvent, ItemEvent } from '@cprec/contracts';
+import type { DeadLetter, InteractionEvent, ItemEvent, RejectionKind } from '@cprec/contracts';
 
 /** Where accepted events are stored; inserts must be idempotent on event_id / (domain, item_id). */
 export interface IngestStore {
@@ -27,7 +27,7 @@ export interface IngestMetrics {
   consumed(topic: string, n: number): void;
   inserted(kind: 'interactions' | 'items', n: number): void;
   deduplicated(n: number): void;
-  deadLettered(reasonKind: string, n: number): void;
+  deadLettered(kind: RejectionKind, n: number): void;
   batchSeconds(seconds: number): void;
   storeRetry(): void;
 }
