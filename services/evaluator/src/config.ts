@@ -1,8 +1,5 @@
-import { resolve } from 'node:path';
 import { z } from 'zod';
 import { CommonEnvSchema, envBool, envInt, envList, envNumber, loadConfig } from '@cprec/service-common';
-
-const REPO_ROOT = resolve(__dirname, '../../..');
 
 export const EvaluatorEnvSchema = CommonEnvSchema.extend({
   EVALUATOR_PORT: envInt(8104, 1),
@@ -45,7 +42,11 @@ export const EvaluatorEnvSchema = CommonEnvSchema.extend({
   /** CPT adapters are evaluated zero-shot and recorded; gate and promote them only when true. */
   EVALUATOR_PROMOTE_CPT: envBool(false),
   /** Prompt budget (as the trainer's TRAINER_MAX_TOKENS / TRAINER_MAX_TITLE_TOKENS). */
-  EVALUATOR_MAX_TOKENS: envInt(256, 16),
+  /** 0 = the base model's context capped at 1,024 (defaultPromptTokens), as the trainer's default. */
+  EVALUATOR_MAX_TOKENS: envInt(0, 0).refine(
+    (v) => v === 0 || v >= 16,
+    'must be 0 (follow the model) or at least 16',
+  ),
   EVALUATOR_MAX_TITLE_TOKENS: envInt(12, 1),
   /** Drift monitoring period (0 = off). */
   EVALUATOR_DRIFT_INTERVAL_MS: envInt(0),
@@ -59,12 +60,14 @@ export const EvaluatorEnvSchema = CommonEnvSchema.extend({
   EVALUATOR_DRIFT_REFRESH: envBool(false),
   /** No second alert for a domain within this time after one. */
   EVALUATOR_DRIFT_COOLDOWN_MS: envInt(3_600_000),
-  /** `llama2c`: EVALUATOR_BASE_MODEL + EVALUATOR_TOKENIZER; `tiny-random`: the trainer's tiny base artefact. */
-  EVALUATOR_MODEL: z.enum(['llama2c', 'tiny-random']).default('llama2c'),
-  EVALUATOR_BASE_MODEL: z
-    .string()
-    .default(resolve(REPO_ROOT, '../shared/models/stories260K/stories260K.bin')),
-  EVALUATOR_TOKENIZER: z.string().default(resolve(REPO_ROOT, '../shared/models/stories260K/tok512.bin')),
+  /**
+   * `checkpoint`: EVALUATOR_BASE_MODEL, else CPREC_BASE_MODEL (`.gguf`, llama2.c `.bin` or a Hugging
+   * Face folder; `llama2c` is the former name); `tiny-random`: the trainer's tiny base artefact.
+   */
+  EVALUATOR_MODEL: z.enum(['checkpoint', 'llama2c', 'tiny-random']).default('checkpoint'),
+  EVALUATOR_BASE_MODEL: z.string().min(1).optional(),
+  /** llama2.c bases only (default: the `tok*.bin` beside the checkpoint). */
+  EVALUATOR_TOKENIZER: z.string().min(1).optional(),
   EVALUATOR_BACKEND: z.enum(['auto', 'cpu', 'wasm', 'tensorflow', 'tensorflow-gpu']).default('auto'),
   /** An evaluation process that has not answered after this long is killed (the adapter is rejected). */
   EVALUATOR_JOB_TIMEOUT_MS: envInt(1_800_000, 1),

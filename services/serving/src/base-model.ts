@@ -1,13 +1,14 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import type { ArtefactStore } from '@cprec/artefacts';
 import {
-  loadLlama2cCheckpoint,
-  Llama2cTokenizer,
+  baseModelChecksum,
+  loadBaseModel,
   randomWeights,
-  sha256File,
+  type BaseModelSource,
   type LlamaConfig,
 } from '@cprec/lm';
+import { baseModelSource } from '@cprec/service-common';
 import type { BaseModel } from '@cprec/training';
 import { WordTokenizer } from '@cprec/training/testing';
 import type { ServingConfig } from './config';
@@ -28,17 +29,14 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * The base model serving must share with the trainer (adapters name its sha256):
- * - llama2c: the checkpoint file (sha256 of the file, as the trainer computes it);
+ * - checkpoint: SERVING_BASE_MODEL or CPREC_BASE_MODEL (its sha256, as the trainer computes it);
  * - tiny-random: rebuilt from the trainer's verified artefact (sha256 = the artefact's), waiting
  *   up to SERVING_BASE_WAIT_MS for the trainer to create it.
  */
 /** The base's sha256 (what adapters name) without loading its weights. */
 export async function servingBaseChecksum(config: ServingConfig, artefacts: ArtefactStore): Promise<string> {
-  if (config.SERVING_MODEL === 'llama2c') {
-    if (!existsSync(config.SERVING_BASE_MODEL))
-      throw new Error(`SERVING_BASE_MODEL ${config.SERVING_BASE_MODEL} does not exist`);
-    return sha256File(config.SERVING_BASE_MODEL);
-  }
+  if (config.SERVING_MODEL !== 'tiny-random') return baseModelChecksum(checkedSource(config));
+
   return (await awaitTinyModel(config, artefacts)).sha256;
 }
 
@@ -58,20 +56,7 @@ async function awaitTinyModel(config: ServingConfig, artefacts: ArtefactStore) {
 }
 
 export async function loadServingBase(config: ServingConfig, artefacts: ArtefactStore): Promise<BaseModel> {
-  if (config.SERVING_MODEL === 'llama2c') {
-    for (const [what, path] of [
-      ['SERVING_BASE_MODEL', config.SERVING_BASE_MODEL],
-      ['SERVING_TOKENIZER', config.SERVING_TOKENIZER],
-    ])
-      if (!existsSync(path)) throw new Error(`${what} ${path} does not exist`);
-    const weights = loadLlama2cCheckpoint(config.SERVING_BASE_MODEL);
-    return {
-      weights,
-      tokenizer: Llama2cTokenizer.fromFile(config.SERVING_TOKENIZER, weights.config.vocabSize),
-      baseModelId: basename(config.SERVING_BASE_MODEL),
-      baseChecksum: await sha256File(config.SERVING_BASE_MODEL),
-    };
-  }
+  if (config.SERVING_MODEL !== 'tiny-random') return loadBaseModel(checkedSource(config));
   const record = await awaitTinyModel(config, artefacts);
   const dir = await artefacts.localPath(TINY_MODEL_KEY);
   const spec = JSON.parse(readFileSync(join(dir, TINY_MODEL_FILE), 'utf8')) as TinyModelSpec;
@@ -83,4 +68,19 @@ export async function loadServingBase(config: ServingConfig, artefacts: Artefact
     baseModelId: 'tiny-random',
     baseChecksum: record.sha256,
   };
+}
+
+/** SERVING_BASE_MODEL / SERVING_TOKENIZER, else the installation's CPREC_BASE_MODEL, checked to exist. */
+function checkedSource(config: ServingConfig): BaseModelSource {
+  const source = baseModelSource(config, {
+    model: config.SERVING_BASE_MODEL,
+    tokenizer: config.SERVING_TOKENIZER,
+  });
+  if (!existsSync(source.model))
+    throw new Error(`base model ${source.model} does not exist (SERVING_BASE_MODEL / CPREC_BASE_MODEL)`);
+  if (source.tokenizer && !existsSync(source.tokenizer))
+    throw new Error(
+      `tokenizer ${source.tokenizer} does not exist (SERVING_TOKENIZER / CPREC_BASE_TOKENIZER)`,
+    );
+  return source;
 }

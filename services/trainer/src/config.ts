@@ -1,17 +1,19 @@
-import { resolve } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_SPLIT_EPOCH, DEFAULT_SPLIT_SEED, SPLIT_EPOCH_PATTERN } from '@cprec/contracts';
 import { CommonEnvSchema, envInt, envList, envNumber, loadConfig } from '@cprec/service-common';
 
-const REPO_ROOT = resolve(__dirname, '../../..');
-
 export const TrainerEnvSchema = CommonEnvSchema.extend({
   TRAINER_PORT: envInt(8103, 1),
   TRAINER_GROUP_ID: z.string().min(1).default('cprec-trainer'),
-  /** `llama2c`: TRAINER_BASE_MODEL + TRAINER_TOKENIZER; `tiny-random`: a tiny model over catalogue titles. */
-  TRAINER_MODEL: z.enum(['llama2c', 'tiny-random']).default('llama2c'),
-  TRAINER_BASE_MODEL: z.string().default(resolve(REPO_ROOT, '../shared/models/stories260K/stories260K.bin')),
-  TRAINER_TOKENIZER: z.string().default(resolve(REPO_ROOT, '../shared/models/stories260K/tok512.bin')),
+  /**
+   * `checkpoint`: the base named by TRAINER_BASE_MODEL, else CPREC_BASE_MODEL (a `.gguf` file, a
+   * llama2.c `.bin`, or a Hugging Face folder; `llama2c` is the former name of the same);
+   * `tiny-random`: a tiny model over catalogue titles (tests).
+   */
+  TRAINER_MODEL: z.enum(['checkpoint', 'llama2c', 'tiny-random']).default('checkpoint'),
+  TRAINER_BASE_MODEL: z.string().min(1).optional(),
+  /** llama2.c bases only (default: the `tok*.bin` beside the checkpoint). */
+  TRAINER_TOKENIZER: z.string().min(1).optional(),
   TRAINER_BACKEND: z.enum(['auto', 'cpu', 'wasm', 'tensorflow', 'tensorflow-gpu']).default('auto'),
   /** Policy: start a round every T ms (0 = off)… */
   TRAINER_AUTO_INTERVAL_MS: envInt(0),
@@ -22,7 +24,11 @@ export const TrainerEnvSchema = CommonEnvSchema.extend({
   /** Domains whose domain-specific samples CPT trains on (empty = all). */
   TRAINER_CPT_DOMAINS: envList([]),
   TRAINER_BATCH_SIZE: envInt(4, 1),
-  TRAINER_MAX_TOKENS: envInt(256, 16),
+  /** Prompt tokens; 0 = the base model's context capped at 1,024 (defaultPromptTokens). */
+  TRAINER_MAX_TOKENS: envInt(0, 0).refine(
+    (v) => v === 0 || v >= 16,
+    'must be 0 (follow the model) or at least 16',
+  ),
   TRAINER_MAX_TITLE_TOKENS: envInt(12, 1),
   /** Upper bound on stable steps per round (0 = no bound). */
   TRAINER_MAX_STEPS_PER_ROUND: envInt(60),

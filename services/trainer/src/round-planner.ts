@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import type { ArtefactStore } from '@cprec/artefacts';
 import { ClickHouse, ClickHouseSettings, SequenceStore } from '@cprec/clickhouse';
-import { sha256File } from '@cprec/lm';
+import { baseModelChecksum, baseModelContextLength, baseModelFormat } from '@cprec/lm';
+import { baseModelSource, promptTokensFor } from '@cprec/service-common';
 import { DEFAULT_CPT_CONFIG } from '@cprec/training';
 import type { TrainerConfig } from './config';
 import type { PlannedRound, RoundPlannerPort } from './rounds/ports';
@@ -32,7 +33,7 @@ const TINY_CONFIG: TinyModelSpec['config'] = {
  * round folder so a resumed round uses the same one.
  */
 export class RoundPlanner implements RoundPlannerPort {
-  private model: { spec: ModelSpec; name: string } | null = null;
+  private model: { spec: ModelSpec; name: string; contextLength: number } | null = null;
 
   constructor(
     private readonly config: TrainerConfig,
@@ -76,7 +77,10 @@ export class RoundPlanner implements RoundPlannerPort {
       cpt: {
         ...DEFAULT_CPT_CONFIG,
         batchSize: c.TRAINER_BATCH_SIZE,
-        budget: { maxTokens: c.TRAINER_MAX_TOKENS, maxTitleTokens: c.TRAINER_MAX_TITLE_TOKENS },
+        budget: {
+          maxTokens: promptTokensFor(c.TRAINER_MAX_TOKENS, model.contextLength),
+          maxTitleTokens: c.TRAINER_MAX_TITLE_TOKENS,
+        },
         lora: { rank: c.TRAINER_LORA_RANK, alpha: c.TRAINER_LORA_ALPHA, dropout: 0 },
         etaLow: c.TRAINER_ETA_LOW,
         etaHigh: c.TRAINER_ETA_HIGH,
@@ -130,29 +134,33 @@ export class RoundPlanner implements RoundPlannerPort {
     return plan;
   }
 
-  private async baseModel(): Promise<{ spec: ModelSpec; name: string }> {
+  private async baseModel(): Promise<{ spec: ModelSpec; name: string; contextLength: number }> {
     if (this.model) {
       // The tiny model's folder is re-verified on every round (it is read by path).
       if (this.model.spec.kind === 'tiny-random') await this.artefacts.verify(TINY_MODEL_KEY);
       return this.model;
     }
     const c = this.config;
-    if (c.TRAINER_MODEL === 'llama2c') {
-      if (!existsSync(c.TRAINER_BASE_MODEL))
-        throw new Error(`base model ${c.TRAINER_BASE_MODEL} does not exist (TRAINER_BASE_MODEL)`);
-      if (!existsSync(c.TRAINER_TOKENIZER))
-        throw new Error(`tokenizer ${c.TRAINER_TOKENIZER} does not exist (TRAINER_TOKENIZER)`);
-      const sha256 = await sha256File(c.TRAINER_BASE_MODEL);
-      const name = basename(c.TRAINER_BASE_MODEL);
+    if (c.TRAINER_MODEL !== 'tiny-random') {
+      const source = baseModelSource(c, { model: c.TRAINER_BASE_MODEL, tokenizer: c.TRAINER_TOKENIZER });
+      const which = c.TRAINER_BASE_MODEL ? 'TRAINER_BASE_MODEL' : 'CPREC_BASE_MODEL';
+      if (!existsSync(source.model)) throw new Error(`base model ${source.model} does not exist (${which})`);
+      if (source.tokenizer && !existsSync(source.tokenizer))
+        throw new Error(
+          `tokenizer ${source.tokenizer} does not exist (TRAINER_TOKENIZER / CPREC_BASE_TOKENIZER)`,
+        );
+      baseModelFormat(source.model);
+      const name = basename(source.model.replace(/\/+$/, ''));
       this.model = {
         spec: {
-          kind: 'llama2c',
-          checkpoint: c.TRAINER_BASE_MODEL,
-          tokenizer: c.TRAINER_TOKENIZER,
+          kind: 'checkpoint',
+          path: resolve(source.model),
+          ...(source.tokenizer ? { tokenizer: resolve(source.tokenizer) } : {}),
           baseModelId: name,
-          sha256,
+          sha256: await baseModelChecksum(source),
         },
         name,
+        contextLength: baseModelContextLength(source),
       };
       return this.model;
     }
@@ -179,6 +187,7 @@ export class RoundPlanner implements RoundPlannerPort {
     this.model = {
       spec: { kind: 'tiny-random', dir, baseModelId: 'tiny-random', sha256: record.sha256 },
       name: 'tiny-random',
+      contextLength: TINY_CONFIG.maxSeqLen,
     };
     return this.model;
   }

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomWeights, selectBackend } from '@cprec/lm';
+import { defaultPromptTokens, randomWeights, readBaseModel, selectBackend } from '@cprec/lm';
 import { evaluateModel, RecommenderRuntime, type BaseModel } from '@cprec/training';
 import { WordTokenizer } from '@cprec/training/testing';
 import { methodMetrics } from './metrics';
@@ -27,12 +27,18 @@ function tinyBase(spec: Extract<BaseModelSpec, { kind: 'tiny-random' }>): BaseMo
 
 export async function openRuntime(job: Pick<EvaluationJob, 'model' | 'budget'>): Promise<RecommenderRuntime> {
   const spec = job.model;
-  if (spec.kind === 'tiny-random') return RecommenderRuntime.fromBase(tinyBase(spec), { budget: job.budget });
-  return RecommenderRuntime.fromCheckpoint(spec.checkpoint, spec.tokenizer, {
-    budget: job.budget,
-    baseModelId: spec.baseModelId,
-    baseChecksum: spec.sha256,
-  });
+  const base: BaseModel =
+    spec.kind === 'tiny-random'
+      ? tinyBase(spec)
+      : {
+          ...readBaseModel({ model: spec.path, tokenizer: spec.tokenizer }),
+          baseModelId: spec.baseModelId,
+          baseChecksum: spec.sha256,
+        };
+  // A budget of 0 follows the base model's context, as the trainer resolved it for training.
+  const maxTokens =
+    job.budget.maxTokens > 0 ? job.budget.maxTokens : defaultPromptTokens(base.weights.config.maxSeqLen);
+  return RecommenderRuntime.fromBase(base, { budget: { ...job.budget, maxTokens } });
 }
 
 /**

@@ -27,7 +27,15 @@ export interface EvaluationJob {
 
 /** The base model the adapters were trained on (as the trainer's runner ModelSpec). */
 export type BaseModelSpec =
-  | { kind: 'llama2c'; checkpoint: string; tokenizer: string; baseModelId: string; sha256: string }
+  | {
+      /** A base model by path: a `.gguf` file, a llama2.c `.bin`, or a Hugging Face folder. */
+      kind: 'checkpoint';
+      path: string;
+      /** llama2.c only; absent = the `tok*.bin` beside the checkpoint. */
+      tokenizer?: string;
+      baseModelId: string;
+      sha256: string;
+    }
   | {
       /** The trainer's tiny random LLaMA: a verified artefact directory holding `tiny-model.json`. */
       kind: 'tiny-random';

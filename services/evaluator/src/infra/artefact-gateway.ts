@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
-import { basename } from 'node:path';
+import { basename, resolve } from 'node:path';
 import type { ArtefactStore } from '@cprec/artefacts';
 import type { AdapterLineage } from '@cprec/contracts';
-import { sha256File } from '@cprec/lm';
+import { baseModelChecksum, baseModelFormat, type BaseModelSource } from '@cprec/lm';
 import type { BaseModelSpec } from '../evaluation/protocol';
 import type { ArtefactPort } from '../ports';
 
@@ -10,9 +10,9 @@ import type { ArtefactPort } from '../ports';
 export const TINY_MODEL_KEY = 'base-models/tiny-random';
 
 export interface ModelSettings {
-  kind: 'llama2c' | 'tiny-random';
-  checkpoint: string;
-  tokenizer: string;
+  kind: 'checkpoint' | 'tiny-random';
+  /** The base by path (ignored for tiny-random). */
+  source: BaseModelSource;
 }
 
 /**
@@ -21,7 +21,7 @@ export interface ModelSettings {
  * record is refused, and an adapter trained on another base than the configured one is refused.
  */
 export class ArtefactGateway implements ArtefactPort {
-  private llama2cSha: string | null = null;
+  private checkpointSha: string | null = null;
 
   constructor(
     private readonly store: ArtefactStore,
@@ -58,17 +58,19 @@ export class ArtefactGateway implements ArtefactPort {
       const dir = await this.store.localPath(TINY_MODEL_KEY);
       return { kind: 'tiny-random', dir, baseModelId: 'tiny-random', sha256: record.sha256 };
     }
-    if (!existsSync(m.checkpoint))
-      throw new Error(`base model ${m.checkpoint} does not exist (EVALUATOR_BASE_MODEL)`);
-    if (!existsSync(m.tokenizer))
-      throw new Error(`tokenizer ${m.tokenizer} does not exist (EVALUATOR_TOKENIZER)`);
-    this.llama2cSha ??= await sha256File(m.checkpoint);
+    const { model, tokenizer } = m.source;
+    if (!existsSync(model))
+      throw new Error(`base model ${model} does not exist (EVALUATOR_BASE_MODEL / CPREC_BASE_MODEL)`);
+    if (tokenizer && !existsSync(tokenizer))
+      throw new Error(`tokenizer ${tokenizer} does not exist (EVALUATOR_TOKENIZER / CPREC_BASE_TOKENIZER)`);
+    baseModelFormat(model);
+    this.checkpointSha ??= await baseModelChecksum(m.source);
     return {
-      kind: 'llama2c',
-      checkpoint: m.checkpoint,
-      tokenizer: m.tokenizer,
-      baseModelId: basename(m.checkpoint),
-      sha256: this.llama2cSha,
+      kind: 'checkpoint',
+      path: resolve(model),
+      ...(tokenizer ? { tokenizer: resolve(tokenizer) } : {}),
+      baseModelId: basename(model.replace(/\/+$/, '')),
+      sha256: this.checkpointSha,
     };
   }
 }

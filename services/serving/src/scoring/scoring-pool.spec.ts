@@ -9,6 +9,7 @@ import { RecommenderRuntime, type RankRequest } from '@cprec/training';
 import { loadServingBase, TINY_MODEL_FILE, TINY_MODEL_KEY } from '../base-model';
 import { loadServingConfig, type ServingConfig } from '../config';
 import { ScoringPool } from './scoring-pool';
+import { servingRuntime } from './serving-runtime';
 
 // Real worker threads (TypeScript through ts-node, as the service runs in development) on the
 // trainer's tiny-random base, compared with ranking on this thread.
@@ -57,10 +58,8 @@ describe('ScoringPool', () => {
     await store.put(TINY_MODEL_KEY, spec);
     config = loadServingConfig({ CPREC_HOME: home, SERVING_MODEL: 'tiny-random', SERVING_BACKEND: 'cpu' });
     const base = await loadServingBase(config, store);
-    runtime = RecommenderRuntime.fromBase(base, {
-      budget: { maxTokens: config.SERVING_MAX_TOKENS, maxTitleTokens: config.SERVING_MAX_TITLE_TOKENS },
-      mergeLora: true,
-    });
+    // The runtime the workers build, so this thread ranks with the same (model-derived) budget.
+    runtime = servingRuntime(base, config);
     // An adapter that changes the scores (random non-zero B).
     const model = new LlamaModel(base.weights);
     attachLora(model, { rank: 2, alpha: 4, dropout: 0 });

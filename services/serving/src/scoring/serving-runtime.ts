@@ -1,10 +1,18 @@
+import { defaultPromptTokens } from '@cprec/lm';
 import { RecommenderRuntime, type BaseModel, type LoadedRecommender } from '@cprec/training';
 import type { ServingConfig } from '../config';
 
 /** The recommender runtime serving scores with, from its configuration (workers and in-process alike). */
 export function servingRuntime(base: BaseModel, config: ServingConfig): RecommenderRuntime {
   return RecommenderRuntime.fromBase(base, {
-    budget: { maxTokens: config.SERVING_MAX_TOKENS, maxTitleTokens: config.SERVING_MAX_TITLE_TOKENS },
+    budget: {
+      // 0 follows the base's context, as the trainer resolved it for training.
+      maxTokens:
+        config.SERVING_MAX_TOKENS > 0
+          ? config.SERVING_MAX_TOKENS
+          : defaultPromptTokens(base.weights.config.maxSeqLen),
+      maxTitleTokens: config.SERVING_MAX_TITLE_TOKENS,
+    },
     mergeLora: config.SERVING_MERGE_LORA === 1,
     maxRowsPerForward: config.SERVING_MAX_ROWS_PER_FORWARD,
   });

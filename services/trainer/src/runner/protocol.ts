@@ -33,6 +33,16 @@ export interface RoundJob {
 
 export type ModelSpec =
   | {
+      /** A base model by path: a `.gguf` file, a llama2.c `.bin`, or a Hugging Face folder. */
+      kind: 'checkpoint';
+      path: string;
+      /** llama2.c only; absent = the `tok*.bin` beside the checkpoint. */
+      tokenizer?: string;
+      baseModelId: string;
+      sha256: string;
+    }
+  | {
+      /** Plans written before bases other than llama2.c were supported (read as `checkpoint`). */
       kind: 'llama2c';
       checkpoint: string;
       tokenizer: string;

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createClickHouse, SequenceRepository } from '@cprec/clickhouse';
 import type { Tokenizer } from '@cprec/corpus';
-import { Llama2cTokenizer, LlamaModel, loadLlama2cCheckpoint, randomWeights, selectBackend } from '@cprec/lm';
+import { LlamaModel, randomWeights, readBaseModel, selectBackend } from '@cprec/lm';
 import {
   ArraySampleSource,
   hasCheckpoint,
@@ -26,13 +26,14 @@ export interface RoundJobHooks {
   shouldStop?(): boolean;
 }
 
-export function loadBaseModel(spec: ModelSpec): { model: LlamaModel; tokenizer: Tokenizer } {
-  if (spec.kind === 'llama2c') {
-    const weights = loadLlama2cCheckpoint(spec.checkpoint);
-    return {
-      model: new LlamaModel(weights),
-      tokenizer: Llama2cTokenizer.fromFile(spec.tokenizer, weights.config.vocabSize),
-    };
+export function loadRoundModel(spec: ModelSpec): { model: LlamaModel; tokenizer: Tokenizer } {
+  if (spec.kind === 'checkpoint' || spec.kind === 'llama2c') {
+    const base = readBaseModel(
+      spec.kind === 'checkpoint'
+        ? { model: spec.path, tokenizer: spec.tokenizer }
+        : { model: spec.checkpoint, tokenizer: spec.tokenizer },
+    );
+    return { model: new LlamaModel(base.weights), tokenizer: base.tokenizer };
   }
   const tiny = JSON.parse(readFileSync(join(spec.dir, TINY_MODEL_FILE), 'utf8')) as TinyModelSpec;
   if (tiny.format !== 'cprec-tiny-random/1') throw new Error(`${spec.dir}: not a tiny-random model spec`);
@@ -103,7 +104,7 @@ export async function runRoundJob(
   fineTuning: FineTuningPort = noFineTuning,
 ): Promise<RunnerResult> {
   await selectBackend(job.backend);
-  const { model, tokenizer } = loadBaseModel(job.model);
+  const { model, tokenizer } = loadRoundModel(job.model);
   const sources = await openSources(job);
   try {
     const progressDir = join(job.roundDir, PROGRESS_DIR);
