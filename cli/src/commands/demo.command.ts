@@ -29,6 +29,7 @@ interface DemoOptions {
   target: string;
   timeoutMin: number;
   exit: boolean;
+  model?: string;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -109,6 +110,10 @@ export function register(program: Command): void {
       30,
     )
     .option('--exit', 'stop everything at the end instead of running until Ctrl-C')
+    .option(
+      '--model <path>',
+      'base LM of every service (.gguf, llama2.c .bin or HF folder; default CPREC_BASE_MODEL or stories260K)',
+    )
     .action(async (options: DemoOptions) => {
       const token = process.env.OPERATOR_TOKEN ?? randomBytes(16).toString('hex');
       const env: NodeJS.ProcessEnv = {
@@ -117,6 +122,7 @@ export function register(program: Command): void {
         KAFKAJS_NO_PARTITIONER_WARNING: '1',
         TRAINER_TARGET_DOMAINS: process.env.TRAINER_TARGET_DOMAINS ?? options.target,
         EVALUATOR_TARGET_DOMAINS: process.env.EVALUATOR_TARGET_DOMAINS ?? options.target,
+        ...(options.model ? { CPREC_BASE_MODEL: resolve(options.model) } : {}),
       };
       const logDir = join(REPO_ROOT, '.cprec', 'logs');
       mkdirSync(logDir, { recursive: true });

@@ -2,12 +2,11 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import {
-  loadCheckpoint,
+  defaultPromptTokens,
+  loadBaseModel,
   loadLoraAdapter,
-  loadTokenizer,
   LlamaModel,
   selectBackend,
-  sha256File,
   type BackendPreference,
 } from '@cprec/lm';
 import { openDataset } from '@cprec/datasets';
@@ -31,15 +30,16 @@ function int(name: string) {
 }
 
 interface EvalFlags {
-  checkpoint: string;
-  tokenizer: string;
+  model?: string;
+  checkpoint?: string;
+  tokenizer?: string;
   adapter?: string;
   dataset: string;
   domain: string;
   limit?: number;
   seed: number;
   json?: boolean;
-  maxTokens: number;
+  maxTokens?: number;
   maxTitleTokens: number;
   likelihood: boolean;
   backend: BackendPreference;
@@ -57,14 +57,22 @@ export function register(program: Command): void {
     .description(
       'evaluate a model/adapter on a domain test split: HR@1, Valid Ratio, HR@k, NDCG@k per sparsity bucket',
     )
-    .requiredOption('--checkpoint <path>', 'base model: llama2.c .bin or Hugging Face directory')
-    .requiredOption('--tokenizer <file>', 'llama2.c tokenizer.bin or Hugging Face tokenizer.json')
+    .option(
+      '--model <path>',
+      'base model: .gguf file, llama2.c .bin or Hugging Face folder (--checkpoint is the former name)',
+    )
+    .option('--checkpoint <path>', 'former name of --model')
+    .option('--tokenizer <file>', 'llama2.c bases only (default: the tok*.bin beside the checkpoint)')
     .option('--adapter <dir>', 'LoRA adapter directory (none: zero-shot base model)')
     .requiredOption('--dataset <path>', 'dataset folder, e.g. ../shared/data/amazon2018-game')
     .requiredOption('--domain <slug>', 'domain to evaluate, e.g. game')
     .option('--limit <n>', 'evaluate at most n users (seeded sample)', int('--limit'))
     .option('--seed <s>', 'seed of the user sample and of the frozen candidates', int('--seed'), 1)
-    .option('--max-tokens <n>', 'token budget of a prompt', int('--max-tokens'), 512)
+    .option(
+      '--max-tokens <n>',
+      'token budget of a prompt (default: the model context, at most 1,024)',
+      int('--max-tokens'),
+    )
     .option('--max-title-tokens <n>', 'tokens per title', int('--max-title-tokens'), 12)
     .option('--no-likelihood', 'skip exact candidate likelihood ranking')
     .option('--backend <name>', 'auto | cpu | wasm | tensorflow', 'auto')
@@ -72,18 +80,16 @@ export function register(program: Command): void {
     .action(async (flags: EvalFlags) => {
       const backend = await selectBackend(flags.backend);
       process.stderr.write(`tfjs backend: ${backend.backend} (native kernels: ${backend.nativeKernels})\n`);
-      const weights = loadCheckpoint(flags.checkpoint);
-      const tokenizer = loadTokenizer(flags.tokenizer, weights.config.vocabSize);
-      const model = new LlamaModel(weights);
+      const modelPath = flags.model ?? flags.checkpoint;
+      if (!modelPath) throw new InvalidArgumentError('name the base model with --model PATH');
+      const base = await loadBaseModel({ model: modelPath, tokenizer: flags.tokenizer });
+      const tokenizer = base.tokenizer;
+      const model = new LlamaModel(base.weights);
       let projector: ItemProjector | null = null;
       try {
         let hybrid = null;
         if (flags.adapter) {
-          const checksum =
-            existsSync(flags.checkpoint) && !flags.checkpoint.endsWith('/')
-              ? await sha256File(flags.checkpoint).catch(() => undefined)
-              : undefined;
-          loadLoraAdapter(model, flags.adapter, checksum ? { expectedBaseChecksum: checksum } : {});
+          loadLoraAdapter(model, flags.adapter, { expectedBaseChecksum: base.baseChecksum });
           const sftDir = dirname(flags.adapter);
           if (existsSync(join(sftDir, PROJECTOR_FILE)) && existsSync(join(sftDir, ITEM_EMBEDDINGS_FILE))) {
             projector = ItemProjector.load(join(sftDir, PROJECTOR_FILE));
@@ -103,7 +109,10 @@ export function register(program: Command): void {
           tokenizer,
           examples: split.test,
           budget: {
-            maxTokens: Math.min(flags.maxTokens, model.config.maxSeqLen),
+            maxTokens: Math.min(
+              flags.maxTokens ?? defaultPromptTokens(base.contextLength),
+              base.contextLength,
+            ),
             maxTitleTokens: flags.maxTitleTokens,
           },
           style: hybrid ? 'hybrid' : 'text',
