@@ -1,9 +1,17 @@
 import { readFileSync } from 'node:fs';
+import {
+  ByteLevelBpeTokenizer,
+  GPT2_PATTERN,
+  PreTokenizer,
+  regexPreTokenizer,
+  regexThenDigits,
+} from './byte-level-bpe';
 import { scoreRankedMerge, Tokenizer } from './tokenizer';
 
 /**
  * Hugging Face `tokenizer.json` BPE tokenizer, in the two flavours LLaMA-family models use:
- * - `byte-level` (GPT-2/SmolLM): regex pre-split, bytes mapped to printable chars, BPE by merge rank;
+ * - `byte-level` (GPT-2/SmolLM): delegated to ByteLevelBpeTokenizer with the pre-tokenizer the
+ *   file's `pre_tokenizer` describes (GPT-2's regex, optionally with individual digits);
  * - `sentencepiece` (LLaMA/TinyLlama): spaces → '▁', a '▁' prefix, BPE over code points by merge
  *   rank, unknown characters → `<0xHH>` byte-fallback tokens.
  * Hand-written because the `tokenizers` npm package is a native binding; merging reuses the tested
@@ -25,26 +33,36 @@ export interface HfTokenizerJson {
 
 type Flavour = 'byte-level' | 'sentencepiece';
 
-/** GPT-2's reversible byte → printable-unicode table. */
-function bytesToUnicode(): string[] {
-  const bs: number[] = [];
-  for (let b = 33; b <= 126; b++) bs.push(b);
-  for (let b = 161; b <= 172; b++) bs.push(b);
-  for (let b = 174; b <= 255; b++) bs.push(b);
-  const table: string[] = new Array<string>(256);
-  let n = 0;
-  for (let b = 0; b < 256; b++) {
-    if (bs.includes(b)) table[b] = String.fromCharCode(b);
-    else table[b] = String.fromCharCode(256 + n++);
-  }
-  return table;
-}
-
-const GPT2_SPLIT = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
 const BYTE_TOKEN = /^<0x([0-9A-Fa-f]{2})>$/;
 
 function mentions(node: unknown, type: string): boolean {
   return JSON.stringify(node ?? null).includes(`"type":"${type}"`);
+}
+
+interface PreTokenizerNode {
+  type?: string;
+  pretokenizers?: PreTokenizerNode[];
+  use_regex?: boolean;
+  individual_digits?: boolean;
+}
+
+/**
+ * The byte-level split a tokenizer.json's `pre_tokenizer` describes. Only the shapes verified
+ * against a reference are accepted: ByteLevel with its GPT-2 regex, optionally after
+ * Digits(individual_digits) (SmolLM, StarCoder). Anything else (custom Split regexes, …) is an
+ * error rather than a silently different split.
+ */
+function byteLevelPreTokenizer(node: unknown): PreTokenizer {
+  const root = (node ?? {}) as PreTokenizerNode;
+  const steps = root.type === 'Sequence' ? (root.pretokenizers ?? []) : [root];
+  const kinds = steps.map((n) => n.type);
+  const byteLevel = steps.find((n) => n.type === 'ByteLevel');
+  if (byteLevel && byteLevel.use_regex !== false) {
+    if (kinds.length === 1) return regexPreTokenizer(GPT2_PATTERN);
+    if (kinds.length === 2 && kinds[0] === 'Digits' && steps[0].individual_digits === true)
+      return regexThenDigits(GPT2_PATTERN);
+  }
+  throw new Error(`tokenizer.json pre_tokenizer ${JSON.stringify(node)} is not supported`);
 }
 
 export class HfBpeTokenizer implements Tokenizer {
@@ -57,8 +75,8 @@ export class HfBpeTokenizer implements Tokenizer {
   private readonly ranks = new Map<string, number>();
   private readonly special = new Map<string, number>();
   private readonly specialIds = new Set<number>();
-  private readonly byteEncoder = bytesToUnicode();
-  private readonly byteDecoder = new Map<string, number>();
+  /** The byte-level flavour's whole implementation (null for sentencepiece). */
+  private readonly byteLevel: ByteLevelBpeTokenizer | null = null;
   private readonly unkId: number;
   private readonly prefixSpace: boolean;
 
@@ -78,7 +96,6 @@ export class HfBpeTokenizer implements Tokenizer {
       this.special.set(t.content, t.id);
       if (t.special !== false) this.specialIds.add(t.id);
     }
-    this.byteEncoder.forEach((ch, b) => this.byteDecoder.set(ch, b));
     this.flavour = mentions(json.pre_tokenizer, 'ByteLevel') ? 'byte-level' : 'sentencepiece';
     this.prefixSpace =
       this.flavour === 'sentencepiece' &&
@@ -93,6 +110,16 @@ export class HfBpeTokenizer implements Tokenizer {
     this.bosId = find(opts.bos ? [opts.bos] : ['<s>', '<|begin_of_text|>', '<|endoftext|>', '<|im_start|>']);
     this.eosId = find(opts.eos ? [opts.eos] : ['</s>', '<|end_of_text|>', '<|endoftext|>', '<|im_end|>']);
     this.unkId = json.model.unk_token ? (this.vocab.get(json.model.unk_token) ?? -1) : -1;
+    if (this.flavour === 'byte-level')
+      this.byteLevel = new ByteLevelBpeTokenizer({
+        tokens: this.pieces,
+        merges: json.model.merges.map((m) => (Array.isArray(m) ? m : (m.split(' ') as [string, string]))),
+        specialIds: [...this.specialIds],
+        preTokenizer: byteLevelPreTokenizer(json.pre_tokenizer),
+        bosId: this.bosId,
+        eosId: this.eosId,
+        addBos: false,
+      });
   }
 
   static fromFile(path: string, opts: { bos?: string; eos?: string } = {}): HfBpeTokenizer {
@@ -137,19 +164,12 @@ export class HfBpeTokenizer implements Tokenizer {
 
   private encodeText(text: string, first: boolean): number[] {
     if (text.length === 0) return [];
-    if (this.flavour === 'byte-level') {
-      const out: number[] = [];
-      for (const m of text.match(GPT2_SPLIT) ?? []) {
-        const mapped = Array.from(new TextEncoder().encode(m), (b) => this.byteEncoder[b]);
-        out.push(...this.bpe(mapped));
-      }
-      return out;
-    }
     const norm = (this.prefixSpace && first ? '▁' : '') + text.replace(/ /g, '▁');
     return this.bpe([...norm]);
   }
 
   encode(text: string, opts: { bos?: boolean; eos?: boolean } = {}): number[] {
+    if (this.byteLevel) return this.byteLevel.encode(text, opts);
     const out: number[] = [];
     if (opts.bos && this.bosId >= 0) out.push(this.bosId);
     // Split on added/special tokens first; they are matched literally.
@@ -177,10 +197,7 @@ export class HfBpeTokenizer implements Tokenizer {
   pieceBytes(prev: number, token: number): Uint8Array {
     const piece = this.pieces[token];
     if (piece === undefined) throw new Error(`token id ${token} out of range [0, ${this.vocabSize})`);
-    if (this.flavour === 'byte-level') {
-      if (this.special.has(piece)) return new TextEncoder().encode(piece);
-      return Uint8Array.from([...piece], (ch) => this.byteDecoder.get(ch) ?? 0x3f);
-    }
+    if (this.byteLevel) return this.byteLevel.pieceBytes(prev, token);
     const m = BYTE_TOKEN.exec(piece);
     if (m) return Uint8Array.of(parseInt(m[1], 16));
     let text = piece.replace(/▁/g, ' ');
@@ -189,6 +206,7 @@ export class HfBpeTokenizer implements Tokenizer {
   }
 
   decode(ids: readonly number[]): string {
+    if (this.byteLevel) return this.byteLevel.decode(ids);
     const parts: number[] = [];
     let prev = -1;
     for (const id of ids) {

@@ -171,4 +171,33 @@ describe('HF tokenizer.json BPE', () => {
     expect(tok.encode('a<|endoftext|>b')).toEqual([97, tok.eosId, 98]);
     for (const s of texts) expect(tok.decode(tok.encode(s))).toBe(s);
   });
+
+  it('byte-level flavour follows pre_tokenizer: individual digits (SmolLM) split before merging; unknown shapes refused', () => {
+    const json = byteLevelTokenizerJson();
+    json.model.vocab['12'] = 900;
+    (json.model.merges as [string, string][]).push(['1', '2']);
+    const plain = new HfBpeTokenizer(json);
+    expect(plain.encode('12')).toEqual([900]);
+    const digits = new HfBpeTokenizer({
+      ...json,
+      pre_tokenizer: {
+        type: 'Sequence',
+        pretokenizers: [
+          { type: 'Digits', individual_digits: true },
+          { type: 'ByteLevel', add_prefix_space: false, use_regex: true },
+        ],
+      },
+    });
+    expect(digits.encode('12')).toEqual([49, 50]);
+    expect(
+      () =>
+        new HfBpeTokenizer({
+          ...json,
+          pre_tokenizer: {
+            type: 'Sequence',
+            pretokenizers: [{ type: 'Split' }, { type: 'ByteLevel', use_regex: false }],
+          },
+        }),
+    ).toThrow(/pre_tokenizer .* is not supported/);
+  });
 });
