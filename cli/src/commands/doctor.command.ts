@@ -1,7 +1,14 @@
 import { existsSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { Command } from 'commander';
-import { BackendPreference, selectBackend } from '@cprec/lm';
+import { resolve } from 'node:path';
+import {
+  BackendPreference,
+  baseModelContextLength,
+  baseModelFormat,
+  defaultPromptTokens,
+  selectBackend,
+} from '@cprec/lm';
 import { loadNativeAddon } from '@cprec/lm/kernels/native-addon';
 
 interface Check {
@@ -72,7 +79,24 @@ function openblasCheck(): Check {
 function nativeDetail(): string {
   const info = loadNativeAddon().addon?.describe();
   if (!info) return 'registered';
-  return `registered (isa ${info.isa ?? 'unknown'}; ${info.blasConfig}; ${info.ompThreads} OpenMP threads)`;
+  return `registered (isa ${info.isa ?? 'unknown'}; ${info.blasConfig}; ${info.ompThreads} OpenMP threads; malloc ${(info as { mallocTuning?: string }).mallocTuning ?? 'default'})`;
+}
+
+/** The base model the services would load (CPREC_BASE_MODEL), from its header only. */
+function baseModelCheck(): Check {
+  const path =
+    process.env.CPREC_BASE_MODEL ??
+    resolve(__dirname, '../../../../shared/models/stories260K/stories260K.bin');
+  try {
+    const context = baseModelContextLength(path);
+    return {
+      name: 'base-model',
+      ok: true,
+      detail: `${path} (${baseModelFormat(path)}, context ${context}, default prompt budget ${defaultPromptTokens(context)})`,
+    };
+  } catch (e) {
+    return { name: 'base-model', ok: false, detail: e instanceof Error ? e.message : String(e) };
+  }
 }
 
 /** `cprec doctor`: what this machine offers to cprec (runtime, tfjs backend, native kernels, servers). */
@@ -114,6 +138,7 @@ export function register(program: Command): void {
               : `tfjs-node ${backend.tfjsNode ? 'installed' : 'absent'}, tfjs-node-gpu ${backend.tfjsNodeGpu ? 'installed' : 'absent'} (optional)`,
         },
         openblasCheck(),
+        baseModelCheck(),
         await kafkaCheck(brokers),
         await clickhouseCheck(chUrl),
       ];
