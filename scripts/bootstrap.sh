@@ -25,3 +25,6 @@ bash infra/local/install
 if [ -f scripts/build-native.sh ]; then
   bash scripts/build-native.sh
 fi
+
+# @tensorflow/tfjs-node (the 'tensorflow' backend) from TensorFlow's PyPI wheel; never fatal outside CI.
+bash scripts/install-tfjs-node.sh --optional
