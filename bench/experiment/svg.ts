@@ -80,3 +80,74 @@ export function lineChartSvg(
   out.push('</svg>');
   return out.join('\n') + '\n';
 }
+
+/** One group of bars (e.g. one target) with one bar per series, optional error bars. */
+export interface BarGroup {
+  label: string;
+  bars: ReadonlyArray<{ series: string; value: number; lo?: number; hi?: number }>;
+}
+
+/**
+ * Grouped bar chart with optional 95% interval whiskers, one colour per series — the ablation
+ * figure. Hand-written like `lineChartSvg`.
+ */
+export function barChartSvg(
+  title: string,
+  yLabel: string,
+  groups: readonly BarGroup[],
+  colors: Readonly<Record<string, string>>,
+  width = 720,
+  height = 360,
+): string {
+  const series = [...new Set(groups.flatMap((g) => g.bars.map((b) => b.series)))];
+  const legendRows = Math.ceil(series.length / 3);
+  const pad = { left: 60, right: 20, top: 30, bottom: 40 + legendRows * 14 };
+  const w = width - pad.left - pad.right;
+  const h = height - pad.top - pad.bottom;
+  const top = Math.max(1e-9, ...groups.flatMap((g) => g.bars.map((b) => Math.max(b.value, b.hi ?? 0)))) * 1.1;
+  const py = (v: number): number => pad.top + h - (v / top) * h;
+  const groupW = w / Math.max(1, groups.length);
+  const barW = (groupW * 0.8) / Math.max(1, series.length);
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`,
+    `<rect width="${width}" height="${height}" fill="white"/>`,
+    `<text x="${width / 2}" y="18" text-anchor="middle" font-size="13">${esc(title)}</text>`,
+    `<line x1="${pad.left}" y1="${pad.top + h}" x2="${pad.left + w}" y2="${pad.top + h}" stroke="black"/>`,
+    `<line x1="${pad.left}" y1="${pad.top}" x2="${pad.left}" y2="${pad.top + h}" stroke="black"/>`,
+    `<text x="14" y="${pad.top + h / 2}" transform="rotate(-90 14 ${pad.top + h / 2})" text-anchor="middle">${esc(yLabel)}</text>`,
+  ];
+  for (let i = 0; i <= 4; i++) {
+    const v = (top * i) / 4;
+    out.push(`<text x="${pad.left - 4}" y="${py(v) + 4}" text-anchor="end">${v.toFixed(3)}</text>`);
+  }
+  groups.forEach((g, gi) => {
+    const x0 = pad.left + gi * groupW + groupW * 0.1;
+    g.bars.forEach((b) => {
+      const k = series.indexOf(b.series);
+      const x = x0 + k * barW;
+      out.push(
+        `<rect x="${x.toFixed(1)}" y="${py(b.value).toFixed(1)}" width="${(barW * 0.9).toFixed(1)}" height="${(pad.top + h - py(b.value)).toFixed(1)}" fill="${colors[b.series] ?? '#888'}"/>`,
+      );
+      if (b.lo !== undefined && b.hi !== undefined) {
+        const cx = (x + barW * 0.45).toFixed(1);
+        out.push(
+          `<line x1="${cx}" y1="${py(b.hi).toFixed(1)}" x2="${cx}" y2="${py(b.lo).toFixed(1)}" stroke="black"/>`,
+        );
+      }
+      out.push(
+        `<text x="${(x + barW * 0.45).toFixed(1)}" y="${(py(b.value) - 3).toFixed(1)}" text-anchor="middle" font-size="9">${b.value.toFixed(3)}</text>`,
+      );
+    });
+    out.push(
+      `<text x="${pad.left + gi * groupW + groupW / 2}" y="${pad.top + h + 14}" text-anchor="middle">${esc(g.label)}</text>`,
+    );
+  });
+  series.forEach((s, i) => {
+    const lx = pad.left + (i % 3) * Math.floor(w / 3);
+    const ly = pad.top + h + 34 + Math.floor(i / 3) * 14;
+    out.push(`<rect x="${lx}" y="${ly - 9}" width="12" height="10" fill="${colors[s] ?? '#888'}"/>`);
+    out.push(`<text x="${lx + 16}" y="${ly}">${esc(s)}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n') + '\n';
+}

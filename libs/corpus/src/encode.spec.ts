@@ -80,7 +80,7 @@ describe('encodeSample tokenises the prompt as the whole text would be', () => {
       const { prompt, answer } = renderPrompt(sample);
       expect([...enc.inputIds]).toEqual([tok.bosId, ...tok.encode(prompt + answer), tok.eosId]);
       expect([...enc.inputIds].some((id) => tok.pieces[id] === ' ')).toBe(false);
-      expect(tok.decode(enc.answerTokenIds)).toBe(' FIFA 19');
+      expect(tok.decode([...enc.answerTokenIds])).toBe(' FIFA 19');
     }
   });
 
@@ -90,7 +90,7 @@ describe('encodeSample tokenises the prompt as the whole text would be', () => {
     const enc = encodeSample(sample, tok, roomy);
     const { prompt, answer } = renderPrompt(sample);
     expect(tok.decode(Array.from(enc.inputIds))).toBe(` ${prompt}${answer}`);
-    expect(tok.decode(enc.answerTokenIds)).toBe(' FIFA 19');
+    expect(tok.decode([...enc.answerTokenIds])).toBe(' FIFA 19');
   });
 
   it('candidate token ids are the ids shown in the prompt and the ids an answer is trained on', () => {

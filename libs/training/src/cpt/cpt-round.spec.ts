@@ -268,6 +268,30 @@ describe('runCptRound with an explicit annealing source (ablations with equal st
   });
 });
 
+describe('runCptRound with micro-batches', () => {
+  it('accumulates the micro-batches of a step into one optimizer update', async () => {
+    const steps: StepReport[] = [];
+    const result = await runCptRound({
+      roundId: 'micro',
+      model: newModel(),
+      baseModelId: 'tiny',
+      baseChecksum: 'c'.repeat(64),
+      tokenizer,
+      config: { ...config, microBatchSize: 1 },
+      previousTrunkDir: null,
+      roundDir: join(dir, 'micro'),
+      domainSamples: new ArraySampleSource(samples('beauty', 8)),
+      mixedSamples: new ArraySampleSource(samples('mixed', 4)),
+      watermark: 0,
+      onStep: (r) => void steps.push(r),
+    });
+    // 4 stable + 2 annealing steps of batch 2, each two micro-batches: 6 Adam updates.
+    expect(steps).toHaveLength(6);
+    expect(Number(readSafetensors(join(result.trunkDir, 'optimizer.safetensors')).metadata.step)).toBe(4);
+    expect(steps.every((s) => Number.isFinite(s.loss) && s.tokens > 0)).toBe(true);
+  });
+});
+
 describe('runCptRound with the plain cosine schedule (ablation)', () => {
   it('warms up as WSA, then decays by one cosine over every remaining step to η_l, data plan unchanged', async () => {
     const domain = new RecordingSource(new ArraySampleSource(samples('beauty', 16)), 'ds');

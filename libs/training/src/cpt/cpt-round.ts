@@ -92,7 +92,15 @@ function poolSource(pool: DataPool, domain: SampleSource, mixed: SampleSource): 
  */
 export async function runCptRound(input: CptRoundInput): Promise<CptRoundResult> {
   const { config, model, roundId } = input;
-  const trainer = new Trainer(model, { weightDecay: config.weightDecay, maxGradNorm: config.maxGradNorm });
+  // A batch is trained as micro-batches whose gradients are accumulated before one update: a real
+  // LLM's activations for 8 × 500 tokens (logits alone are [8, 500, 49152]) do not fit in memory.
+  const micro = Math.max(1, Math.min(config.batchSize, config.microBatchSize ?? config.batchSize));
+  const microSteps = Math.ceil(config.batchSize / micro);
+  const trainer = new Trainer(model, {
+    weightDecay: config.weightDecay,
+    maxGradNorm: config.maxGradNorm,
+    accumulationSteps: microSteps,
+  });
   const progressDir = join(input.roundDir, PROGRESS_DIR);
   const trunkDir = join(input.roundDir, TRUNK_DIR);
   let skipped = 0;
@@ -232,8 +240,16 @@ export async function runCptRound(input: CptRoundInput): Promise<CptRoundResult>
         if (batch.length === 0) break;
         const t = state.globalStep;
         const lr = lrAt(t);
-        const padded = padBatch(batch);
-        const loss = trainer.trainStep(padded, lr);
+        let loss = 0;
+        let tokens = 0;
+        const chunks = Math.ceil(batch.length / micro);
+        for (let k = 0; k < chunks; k++) {
+          const padded = padBatch(batch.slice(k * micro, (k + 1) * micro));
+          loss += trainer.trainStep(padded, lr) / chunks;
+          tokens += padded.tokens;
+        }
+        // A short last batch has fewer micro-batches than an update waits for.
+        if (chunks < microSteps) trainer.flush(lr);
         state.globalStep++;
         state.phaseStep++;
         state.dataPosition += consumed;
@@ -246,7 +262,7 @@ export async function runCptRound(input: CptRoundInput): Promise<CptRoundResult>
           roundSteps,
           loss,
           lr,
-          tokens: padded.tokens,
+          tokens,
         });
         if (state.phaseStep % config.checkpointEvery === 0) checkpoint('progress', progressDir);
       }

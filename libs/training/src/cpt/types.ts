@@ -6,6 +6,11 @@ import type { DataVariant } from '../schedule';
 export interface CptConfig {
   /** Samples per optimizer step. */
   batchSize: number;
+  /**
+   * Samples per forward/backward pass (default: the whole batch); the gradients of the micro-batches
+   * of a step are averaged before the update. Bounds memory for real LLMs at long prompts.
+   */
+  microBatchSize?: number;
   /** Token budget of one encoded sample (≤ the model's context). */
   budget: TokenBudget;
   /** LoRA on the base model (rank, alpha, dropout, targets). */

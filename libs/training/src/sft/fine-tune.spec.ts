@@ -240,4 +240,40 @@ describe('fineTune (LLaRA-style)', () => {
       }),
     ).rejects.toThrow(/single learning rate/);
   });
+
+  it('micro-batches give the update of the whole batch (gradients weighted by answer tokens)', async () => {
+    const run = async (microBatchSize: number | undefined, out: string) => {
+      const result = await fineTune({
+        model: new LlamaModel(tinyBaseWeights(modelConfig, 3)),
+        tokenizer,
+        placeholderId: tokenizer.placeholderId,
+        train: samples(8) as SampleItems[],
+        validation: [],
+        embeddings: table,
+        initAdapterDir: null,
+        baseModelId: 'tiny',
+        baseChecksum: 'c'.repeat(64),
+        outDir: join(dir, out),
+        config: {
+          ...config,
+          learningRates: [1e-2],
+          maxValidationExamples: 0,
+          epochs: 1,
+          ...(microBatchSize ? { microBatchSize } : {}),
+        },
+      });
+      result.projector?.dispose();
+      return {
+        curve: result.curve,
+        weights: readSafetensors(join(dir, out, SFT_ADAPTER_DIR, 'adapter.safetensors')).tensors,
+      };
+    };
+    const whole = await run(undefined, 'whole');
+    const micro = await run(1, 'micro');
+    micro.curve.forEach((c, i) => expect(c.loss).toBeCloseTo(whole.curve[i]!.loss, 4));
+    for (const [name, t] of whole.weights) {
+      const g = micro.weights.get(name)!.data;
+      t.data.forEach((x, i) => expect(g[i]).toBeCloseTo(x, 4));
+    }
+  });
 });

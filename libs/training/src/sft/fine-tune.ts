@@ -39,6 +39,11 @@ import { ItemProjector } from './projector';
 /** LLaRA-style fine-tuning settings. */
 export interface SftConfig {
   batchSize: number;
+  /**
+   * Samples per forward/backward pass (default: the whole batch); micro-batch gradients are
+   * weighted by their answer tokens and summed into one update. Bounds memory for real LLMs.
+   */
+  microBatchSize?: number;
   epochs: number;
   /** Grid searched on the validation split (peak learning rate of a cosine schedule with warm-up). */
   learningRates: readonly number[];
@@ -413,29 +418,47 @@ async function trainOnce(
           checkpoint();
           throw new SftStoppedError(step);
         }
-        const padded = padBatch(batch);
         const rate = learningRateAt(schedule, step);
-        const { value, grads } = tf.variableGrads(() => {
-          const inject = injectionFor(batch, hybrid);
-          const ids = tf.tensor2d(padded.inputIds, undefined, 'int32');
-          const logits = model.forward(ids, {
-            attentionMask: padded.attentionMask,
-            training: true,
-            ...(inject ? { inject } : {}),
+        // Micro-batches (memory: a real LLM's logits over long prompts), gradients averaged by
+        // answer tokens, so the update equals one pass over the whole batch.
+        const micro = Math.max(1, config.microBatchSize ?? batch.length);
+        const answerTokens = (chunk: EncodedSample[]) =>
+          chunk.reduce((n, e) => n + e.lossMask.reduce((a, m) => a + m, 0), 0);
+        const totalTokens = Math.max(1, answerTokens(batch));
+        const summed = new Map<string, tf.Tensor>();
+        let loss = 0;
+        for (let k = 0; k < batch.length; k += micro) {
+          const chunk = batch.slice(k, k + micro);
+          const weight = answerTokens(chunk) / totalTokens;
+          const padded = padBatch(chunk);
+          const { value, grads } = tf.variableGrads(() => {
+            const inject = injectionFor(chunk, hybrid);
+            const ids = tf.tensor2d(padded.inputIds, undefined, 'int32');
+            const logits = model.forward(ids, {
+              attentionMask: padded.attentionMask,
+              training: true,
+              ...(inject ? { inject } : {}),
+            });
+            return causalLmLoss(logits, ids, tf.tensor2d(padded.lossMask));
+          }, list);
+          loss += value.dataSync()[0]! * weight;
+          value.dispose();
+          names.forEach((n, i) => {
+            const g = grads[list[i]!.name];
+            if (!g) return;
+            const prev = summed.get(n);
+            summed.set(
+              n,
+              tf.tidy(() => (prev ? tf.add(prev, tf.mul(g, weight)) : tf.mul(g, weight))),
+            );
+            prev?.dispose();
           });
-          return causalLmLoss(logits, ids, tf.tensor2d(padded.lossMask));
-        }, list);
-        const loss = value.dataSync()[0];
-        value.dispose();
-        const byName = new Map<string, tf.Tensor>();
-        names.forEach((n, i) => {
-          const g = grads[list[i].name];
-          if (g) byName.set(n, g);
-        });
-        const clipped = clipByGlobalNorm(byName, config.maxGradNorm);
+          tf.dispose(grads);
+        }
+        const clipped = clipByGlobalNorm(summed, config.maxGradNorm);
         optimizer.apply(vars, clipped.grads, rate);
-        if (clipped.grads !== byName) for (const g of clipped.grads.values()) g.dispose();
-        tf.dispose(grads);
+        if (clipped.grads !== summed) for (const g of clipped.grads.values()) g.dispose();
+        for (const g of summed.values()) g.dispose();
         const report: SftStepReport = {
           learningRateCandidate: lr,
           step,

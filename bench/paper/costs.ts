@@ -1,0 +1,258 @@
+import { loadavg } from 'node:os';
+import { attachLora, detachLora, Trainer } from '@cprec/lm';
+import { cptSample, createRng, encodeSample, llaraSample, type EncodedSample } from '@cprec/corpus';
+import { fitWithEarlyStopping, Gru4Rec, ItemIndex, SasRec } from '@cprec/sasrec';
+import {
+  encodePrompt,
+  evaluateCase,
+  fineTune,
+  ItemEmbeddingTable,
+  padBatch,
+  type PromptSettings,
+} from '@cprec/training';
+import type { PaperConfig } from './config';
+import { buildCptData, buildTargetData } from './data';
+import type { LmBase } from './lm';
+import { casesToSplits } from './recommenders';
+
+/** Per-unit costs measured on this machine for one base model and protocol (what `plan` multiplies). */
+export interface MeasuredCosts {
+  date: string;
+  baseModelId: string;
+  nativeKernels: boolean;
+  protocol: PaperConfig['protocol'];
+  load: { start: number; end: number };
+  tokens: {
+    cpt: Quantiles;
+    sft: Quantiles;
+    evalPrompt: Quantiles;
+    /** Share of samples whose per-title cap the budget had to lower. */
+    loweredCap: { cpt: number; sft: number; eval: number };
+  };
+  /** Seconds per optimizer step at the run's batch size, and per sample. */
+  cptStep: { batch: number; seconds: number; perSample: number; tokensPerSecond: number };
+  sftStep: { batch: number; seconds: number; perSample: number };
+  /** Seconds per test case: one prefill + 20 candidates + one greedy answer; and the parts. */
+  evalCase: { both: number; likelihoodOnly: number; generationOnly: number; generatedTokens: number };
+  /** Seconds per epoch over all of Games' training sequences (measured on a slice, scaled). */
+  recommenderEpoch: { sasrec: number; gru4rec: number; users: number };
+}
+
+export interface Quantiles {
+  mean: number;
+  p50: number;
+  p90: number;
+  max: number;
+}
+
+function quantiles(xs: number[]): Quantiles {
+  const s = [...xs].sort((a, b) => a - b);
+  const at = (p: number) => s[Math.min(s.length - 1, Math.floor(p * s.length))] ?? 0;
+  return {
+    mean: s.reduce((a, b) => a + b, 0) / Math.max(1, s.length),
+    p50: at(0.5),
+    p90: at(0.9),
+    max: s[s.length - 1] ?? 0,
+  };
+}
+
+const seconds = (t0: number) => (Date.now() - t0) / 1000;
+
+/**
+ * Measures what the full run is made of, on real prompts from the data: CPT and SFT training
+ * steps at the run's batch size and prompt lengths, one evaluation case (likelihood + generation,
+ * and each alone), and a recommender epoch. `samples` bounds how many of each are timed.
+ */
+export async function measureCosts(
+  lm: LmBase,
+  config: PaperConfig,
+  samples: number,
+  log: (m: string) => void,
+): Promise<MeasuredCosts> {
+  const load0 = loadavg()[0]!;
+  const small: PaperConfig = {
+    ...config,
+    cptDomains: config.cptDomains.slice(0, 2),
+    cpt: {
+      ...config.cpt,
+      stableSteps: Math.max(4, Math.ceil((2 * samples) / config.cpt.batchSize)),
+      annealSteps: 2,
+    },
+    sft: { ...config.sft, samples: Math.max(samples, 2 * config.sft.batchSize), fewShot: [] },
+    testUsers: samples,
+    validationUsers: 2000,
+  };
+  log('costs: building real prompts (2 CPT domains, the linked data, Games)');
+  const cpt = await buildCptData(small, log);
+  const game = await buildTargetData(small, 'game', log);
+  const { tokenizer, model } = lm;
+  const budget = config.protocol.budget;
+  const cap = budget.maxTitleTokens;
+  const cptEncoded = [...cpt.domain.slice(0, 4 * samples), ...cpt.mixed].map((s) =>
+    encodeSample(cptSample(s), tokenizer, budget),
+  );
+  const rng = createRng(1);
+  const sftEncoded = game.sft.map((s) =>
+    encodeSample(llaraSample(s, 'hybrid', rng), tokenizer, budget, { placeholderId: lm.placeholderId }),
+  );
+  const text: PromptSettings = { tokenizer, budget, style: 'text' };
+  const evalEncoded = game.test.map((c) => encodePrompt(c, text));
+  const lowered = (xs: EncodedSample[]) =>
+    xs.filter((e) => e.titleTokens < cap).length / Math.max(1, xs.length);
+  const tokens = {
+    cpt: quantiles(cptEncoded.map((e) => e.inputIds.length)),
+    sft: quantiles(sftEncoded.map((e) => e.inputIds.length)),
+    evalPrompt: quantiles(evalEncoded.map((e) => e.inputIds.length)),
+    loweredCap: { cpt: lowered(cptEncoded), sft: lowered(sftEncoded), eval: lowered(evalEncoded) },
+  };
+  log(`costs: prompt tokens ${JSON.stringify(tokens)}`);
+
+  // CPT: optimizer steps of the run's batch on real CPT samples (full-text loss).
+  detachLora(model);
+  attachLora(model, config.cpt.lora, 1);
+  const b = config.cpt.batchSize;
+  const micro = Math.min(b, config.cpt.microBatchSize);
+  const trainer = new Trainer(model, {
+    weightDecay: 0,
+    maxGradNorm: 1,
+    accumulationSteps: Math.ceil(b / micro),
+  });
+  const steps = Math.max(2, Math.floor(cptEncoded.length / b));
+  let cptSeconds = 0;
+  let cptTokens = 0;
+  let timed = 0;
+  for (let s = 0; s < Math.min(steps, 1 + Math.ceil(samples / b)); s++) {
+    const samplesOfStep = cptEncoded.slice(s * b, (s + 1) * b);
+    const t0 = Date.now();
+    let stepTokens = 0;
+    for (let k = 0; k < samplesOfStep.length; k += micro) {
+      const batch = padBatch(samplesOfStep.slice(k, k + micro));
+      trainer.trainStep(batch, 1e-4);
+      stepTokens += batch.tokens;
+    }
+    if (s > 0) {
+      cptSeconds += seconds(t0);
+      cptTokens += stepTokens;
+      timed++;
+    }
+    log(
+      `costs: CPT step ${s} (${stepTokens} tokens) ${seconds(t0).toFixed(1)} s, rss ${(process.memoryUsage().rss / 2 ** 30).toFixed(1)} GB`,
+    );
+  }
+  trainer.dispose();
+  const cptStep = {
+    batch: b,
+    seconds: cptSeconds / Math.max(1, timed),
+    perSample: cptSeconds / Math.max(1, timed * b),
+    tokensPerSecond: cptTokens / Math.max(1e-9, cptSeconds),
+  };
+
+  // SFT: fineTune's own loop (hybrid prompts, answer-only loss, projector), first step excluded.
+  const index = ItemIndex.fromIds(game.items);
+  const table = new ItemEmbeddingTable(
+    index.toJSON(),
+    Float32Array.from({ length: index.size * 64 }, (_, k) => Math.sin(k)),
+    64,
+  );
+  const stepTimes: number[] = [];
+  let last = Date.now();
+  const sftTrain = game.sft.slice(0, Math.max(2 * config.sft.batchSize, samples));
+  await fineTune({
+    model,
+    tokenizer,
+    placeholderId: lm.placeholderId,
+    train: sftTrain,
+    validation: [],
+    embeddings: table,
+    initAdapterDir: null,
+    baseModelId: lm.baseModelId,
+    baseChecksum: lm.baseChecksum,
+    config: {
+      batchSize: config.sft.batchSize,
+      microBatchSize: config.sft.microBatchSize,
+      epochs: 1,
+      learningRates: [1e-4],
+      warmupFraction: 0.05,
+      finalLrFraction: 0.1,
+      budget,
+      lora: config.sft.lora,
+      weightDecay: 0,
+      maxGradNorm: 1,
+      curriculum: false,
+      maxValidationExamples: 0,
+      seed: 1,
+    },
+    onStep: (s) => {
+      const now = Date.now();
+      if (s.step > 0) stepTimes.push((now - last) / 1000);
+      log(
+        `costs: SFT step ${s.step} ${((now - last) / 1000).toFixed(1)} s, rss ${(process.memoryUsage().rss / 2 ** 30).toFixed(1)} GB`,
+      );
+      last = now;
+    },
+  });
+  const sftSeconds = stepTimes.reduce((a, x) => a + x, 0) / Math.max(1, stepTimes.length);
+  const sftStep = {
+    batch: config.sft.batchSize,
+    seconds: sftSeconds,
+    perSample: sftSeconds / config.sft.batchSize,
+  };
+
+  // Evaluation: the base model on real test prompts.
+  detachLora(model);
+  const timeCases = (likelihood: boolean, generation: boolean): { s: number; tokens: number } => {
+    let total = 0;
+    let generated = 0;
+    const cases = game.test.slice(0, samples);
+    cases.forEach((c, i) => {
+      const t0 = Date.now();
+      const r = evaluateCase(model, c, text, {
+        likelihood,
+        generation,
+        scoreBatchSize: config.eval.scoreBatchSize,
+      });
+      if (i > 0 || cases.length === 1) total += seconds(t0);
+      generated += r.generation ? tokenizer.encode(r.generation).length : 0;
+    });
+    return { s: total / Math.max(1, cases.length - 1), tokens: generated / cases.length };
+  };
+  const both = timeCases(true, true);
+  log(`costs: evaluation case ${both.s.toFixed(2)} s (${both.tokens.toFixed(1)} generated tokens)`);
+  const likelihoodOnly = timeCases(true, false).s;
+  const generationOnly = timeCases(false, true).s;
+
+  // Recommenders: a slice of Games' training sequences, scaled to all of them.
+  const train = game.trainSequences.map((s) => index.encode(s));
+  const slice = train.slice(0, Math.min(train.length, 128 * 20));
+  const epochOf = async (make: () => SasRec | Gru4Rec): Promise<number> => {
+    const m = make();
+    try {
+      const fit = await fitWithEarlyStopping(m, slice, {
+        maxEpochs: 1,
+        patience: 1,
+        validation: casesToSplits(index, game.validation.slice(0, 500)),
+      });
+      return ((fit.elapsedMs / 1000) * train.length) / slice.length;
+    } finally {
+      m.dispose();
+    }
+  };
+  const sasrec = await epochOf(
+    () => new SasRec({ ...config.recommenders.sasrec, numItems: index.size, seed: 1 }),
+  );
+  const gru4rec = await epochOf(
+    () => new Gru4Rec({ ...config.recommenders.gru4rec, numItems: index.size, seed: 1 }),
+  );
+  return {
+    date: new Date().toISOString(),
+    baseModelId: lm.baseModelId,
+    nativeKernels: lm.nativeKernels,
+    protocol: config.protocol,
+    load: { start: load0, end: loadavg()[0]! },
+    tokens,
+    cptStep,
+    sftStep,
+    evalCase: { both: both.s, likelihoodOnly, generationOnly, generatedTokens: both.tokens },
+    recommenderEpoch: { sasrec, gru4rec, users: train.length },
+  };
+}

@@ -1,0 +1,148 @@
+import { join } from 'node:path';
+import {
+  fitWithEarlyStopping,
+  Gru4Rec,
+  ItemIndex,
+  Popularity,
+  rankSplits,
+  SasRec,
+  type CandidateSplit,
+  type EarlyStoppingEpoch,
+} from '@cprec/sasrec';
+import { ItemEmbeddingTable } from '@cprec/training';
+import type { EvaluationCase } from '@cprec/training';
+import type { PaperConfig } from './config';
+import { candidateKey, type TargetData } from './data';
+import type { StageContext } from './runner';
+
+export type RecommenderMethod = 'popularity' | 'gru4rec' | 'sasrec';
+export const RECOMMENDERS: readonly RecommenderMethod[] = ['popularity', 'gru4rec', 'sasrec'];
+
+/** One user's outcome in a row: the rank of the target among the 20 candidates, 1 = hit. */
+export interface UserOutcome {
+  u: string;
+  /** Generation: the answer named the target (LM rows); for recommenders: rank 1. */
+  hit: 0 | 1;
+  /** The answer matched some candidate (recommenders rank the candidates: always 1). */
+  valid: 0 | 1;
+  /** Rank by likelihood (LM) or by the recommender's scores, ties against the target. */
+  rank: number;
+  /** LM rows: rank by per-token (length-normalised) likelihood. */
+  rankPerToken?: number;
+  /** LM rows: the greedy answer (first 120 characters). */
+  answer?: string;
+  /** `candidateKey` of the candidate ids this row ranked for the user, in order. */
+  cands: string;
+}
+
+export interface RecommenderOutput {
+  method: RecommenderMethod;
+  seed: number;
+  users: UserOutcome[];
+  testFingerprint: string;
+  trainSequences: number;
+  epochs: EarlyStoppingEpoch[];
+  bestEpoch: number;
+  stoppedBy: string;
+  /** SASRec: where its item table for the hybrid prompts is saved. */
+  embeddingsFile: string | null;
+  fitSeconds: number;
+}
+
+export function casesToSplits(index: ItemIndex<string>, cases: readonly EvaluationCase[]): CandidateSplit[] {
+  return cases.map((c) => ({
+    // The same last-10 history the prompts show (the protocol's history for every method).
+    history: index.encode(c.history.map((h) => h.itemId)),
+    candidates: index.encode(c.candidates.map((x) => x.itemId)),
+    target: index.encode([c.target.itemId])[0]!,
+  }));
+}
+
+/**
+ * Popularity, GRU4Rec or SASRec trained on ALL of the target's training sequences (every user's
+ * items but the last two), with early stopping on the validation cases (NDCG@10), and ranked on the
+ * frozen test cases — the same 20 candidates the language models see.
+ */
+export async function runRecommender(
+  config: PaperConfig,
+  target: TargetData,
+  method: RecommenderMethod,
+  seed: number,
+  outDir: string,
+  ctx: StageContext,
+  log: (m: string) => void,
+): Promise<RecommenderOutput> {
+  const index = ItemIndex.fromIds(target.items);
+  const train = target.trainSequences.map((s) => index.encode(s));
+  const validation = casesToSplits(index, target.validation);
+  const test = casesToSplits(index, target.test);
+  const started = Date.now();
+  let epochs: EarlyStoppingEpoch[] = [];
+  let bestEpoch = 0;
+  let stoppedBy = 'n/a';
+  let embeddingsFile: string | null = null;
+  let ranks: number[];
+  if (method === 'popularity') {
+    const model = new Popularity({ numItems: index.size });
+    await model.fit(train);
+    ranks = rankSplits(model, test);
+    model.dispose();
+  } else {
+    const { maxEpochs, patience, timeBudgetMinutes } = config.recommenders;
+    const model =
+      method === 'sasrec'
+        ? new SasRec({ ...config.recommenders.sasrec, numItems: index.size, seed })
+        : new Gru4Rec({ ...config.recommenders.gru4rec, numItems: index.size, seed });
+    try {
+      const fit = await fitWithEarlyStopping(model, train, {
+        maxEpochs,
+        patience,
+        validation,
+        timeBudgetMs: timeBudgetMinutes * 60_000,
+        onEpoch: (e) => {
+          ctx.progress(
+            Math.min(0.99, (e.epoch + 1) / maxEpochs),
+            `epoch ${e.epoch} NDCG@10 ${e.score.toFixed(4)}`,
+          );
+          log(
+            `  ${target.key} ${method} seed ${seed}: epoch ${e.epoch} loss ${e.loss.toFixed(4)} validation NDCG@10 ${e.score.toFixed(4)} (best ${e.bestScore.toFixed(4)} @ ${e.bestEpoch}) ${(e.elapsedMs / 1000).toFixed(0)} s`,
+          );
+          ctx.checkStop();
+        },
+      });
+      epochs = fit.epochs;
+      bestEpoch = fit.bestEpoch;
+      stoppedBy = fit.stoppedBy;
+      ranks = rankSplits(model, test);
+      if (method === 'sasrec') {
+        const table = model.itemEmbeddings();
+        embeddingsFile = join(outDir, `sasrec-seed${seed}.safetensors`);
+        ItemEmbeddingTable.fromDenseTable(table, index.toJSON()).save(embeddingsFile, {
+          sasrec: `${target.folder}:seed${seed}:epoch${bestEpoch}`,
+        });
+        table.dispose();
+      }
+    } finally {
+      model.dispose();
+    }
+  }
+  return {
+    method,
+    seed,
+    users: target.test.map((c, i) => ({
+      u: c.userId,
+      hit: ranks[i] === 1 ? 1 : 0,
+      valid: 1,
+      rank: ranks[i]!,
+      // What the model actually scored: the split's dense candidates mapped back to item ids.
+      cands: candidateKey(index.decode(test[i]!.candidates)),
+    })),
+    testFingerprint: target.testFingerprint,
+    trainSequences: train.filter((s) => s.length >= 2).length,
+    epochs,
+    bestEpoch,
+    stoppedBy,
+    embeddingsFile,
+    fitSeconds: (Date.now() - started) / 1000,
+  };
+}
