@@ -1,19 +1,38 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
-import type { Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
+import type { Kafka, Producer } from 'kafkajs';
 import { resolve } from 'node:path';
 import { Registry } from 'prom-client';
 import { LocalArtefactStore } from '@cprec/artefacts';
-import { ClickHouse, ControlPlaneRepository } from '@cprec/clickhouse';
+import { ClickHouse, clickHouseProblem, ControlPlaneRepository } from '@cprec/clickhouse';
 import {
   AdapterEventSchema,
+  commandAgeProblem,
   decodeJson,
   DEFAULT_LIMITS,
   EvaluatorCommandSchema,
   parseWith,
-  TOPICS,
+  rejectionKindOf,
+  type Topics,
 } from '@cprec/contracts';
-import { createKafka, createReliableProducer, defaultTopicSpecs, ensureTopics } from '@cprec/messaging';
-import { HealthCheck, METRICS_REGISTRY } from '@cprec/service-common';
+import {
+  createKafka,
+  createReliableProducer,
+  defaultTopicSpecs,
+  ensureTopics,
+  RejectedMessage,
+  ResilientConsumer,
+  type InboundMessage,
+} from '@cprec/messaging';
+import {
+  classifyFailure,
+  consumerLog,
+  ConsumerMetrics,
+  createDeadLetterPublisher,
+  HealthCheck,
+  METRICS_REGISTRY,
+  retryPolicyOf,
+  topicsOf,
+} from '@cprec/service-common';
 import { EVALUATOR_CONFIG, EvaluatorConfig } from './config';
 import { DriftMonitor } from './drift/drift-monitor';
 import { DriftWatch } from './drift/drift-watch';
@@ -22,18 +41,17 @@ import type { EvaluationJob, EvaluationJobResult } from './evaluation/protocol';
 import { EvaluatorMetrics } from './evaluator.metrics';
 import { ArtefactGateway } from './infra/artefact-gateway';
 import { ClickHouseGateway } from './infra/clickhouse-gateway';
-import type { EvaluationRunner, EventsPort, JobSettings } from './ports';
+import { EvaluationAbortedError, type EvaluationRunner, type EventsPort, type JobSettings } from './ports';
 import { EvaluationProcessRunner } from './runner/evaluation-process';
 
 export const CLICKHOUSE = Symbol('CLICKHOUSE');
 
-const HEARTBEAT_MS = 3_000;
-
 /**
  * The evaluator actor's Kafka side: AdapterPublished events (on the adapters topic) and manual
  * promotions (its mailbox) in; decisions, drift events, split requests and refresh commands out.
- * Messages are taken with `eachBatch` and committed one by one after they are handled, with
- * heartbeats sent while an evaluation process runs (minutes), so the group never evicts us.
+ * Messages are handled by a ResilientConsumer: committed one by one after they are handled (or
+ * dead-lettered when they cannot be: invalid, unstorable, refused), with heartbeats sent while an
+ * evaluation process runs (minutes), so the group never evicts us.
  * Adapter evaluations and drift ticks share one queue: one evaluation process at a time.
  */
 @Injectable()
@@ -43,22 +61,24 @@ export class EvaluatorService implements OnApplicationBootstrap, OnApplicationSh
   private readonly kafka: Kafka;
   private readonly metrics: EvaluatorMetrics;
   private readonly processes: EvaluationProcessRunner;
-  private consumer: Consumer | null = null;
+  private consumer: ResilientConsumer | null = null;
   private producer: Producer | null = null;
   private driftTimer: NodeJS.Timeout | null = null;
   private driftBusy = false;
   private queue: Promise<unknown> = Promise.resolve();
-  private running = false;
-  private lastError: string | null = null;
+  private readonly topics: Topics;
+  private readonly consumerMetrics: ConsumerMetrics;
   readonly adapters: AdapterEvaluator;
   readonly drift: DriftWatch | null;
 
   constructor(
     @Inject(EVALUATOR_CONFIG) private readonly config: EvaluatorConfig,
-    @Inject(CLICKHOUSE) ch: ClickHouse,
+    @Inject(CLICKHOUSE) private readonly ch: ClickHouse,
     @Inject(METRICS_REGISTRY) registry: Registry,
   ) {
     const c = config;
+    this.topics = topicsOf(c);
+    this.consumerMetrics = new ConsumerMetrics(registry);
     this.kafka = createKafka({ brokers: c.CPREC_KAFKA_BROKERS, clientId: 'cprec-evaluator' });
     this.metrics = new EvaluatorMetrics(registry);
     this.processes = new EvaluationProcessRunner({
@@ -80,7 +100,7 @@ export class EvaluatorService implements OnApplicationBootstrap, OnApplicationSh
     const control = new ControlPlaneRepository(ch);
     const gateway = new ClickHouseGateway(ch, {
       request: async (command) => {
-        await this.send(TOPICS.sequencerCommands, command.split_id, command);
+        await this.send(this.topics.sequencerCommands, command.split_id, command);
       },
       timeoutMs: c.EVALUATOR_SPLIT_TIMEOUT_MS,
       pollMs: c.EVALUATOR_SPLIT_POLL_MS,
@@ -91,9 +111,9 @@ export class EvaluatorService implements OnApplicationBootstrap, OnApplicationSh
       tokenizer: c.EVALUATOR_TOKENIZER,
     });
     const events: EventsPort = {
-      adapterEvent: (e) => this.send(TOPICS.adapters, e.adapter_id, e),
-      driftEvent: (e) => this.send(TOPICS.drift, e.domain, e),
-      roundCommand: (e) => this.send(TOPICS.roundCommands, e.command_id, e),
+      adapterEvent: (e) => this.send(this.topics.adapters, e.adapter_id, e),
+      driftEvent: (e) => this.send(this.topics.drift, e.domain, e),
+      roundCommand: (e) => this.send(this.topics.roundCommands, e.command_id, e),
     };
     const clock = { now: () => Date.now() };
     const job: JobSettings = {
@@ -144,7 +164,7 @@ export class EvaluatorService implements OnApplicationBootstrap, OnApplicationSh
   }
 
   async check(): Promise<string | null> {
-    return this.running ? null : (this.lastError ?? 'consumer not running');
+    return this.consumer ? this.consumer.problem() : 'consumer not started';
   }
 
   private async send(topic: string, key: string, value: object): Promise<void> {
@@ -163,95 +183,63 @@ export class EvaluatorService implements OnApplicationBootstrap, OnApplicationSh
     const admin = this.kafka.admin();
     await admin.connect();
     try {
-      await ensureTopics(admin, defaultTopicSpecs());
+      await ensureTopics(admin, defaultTopicSpecs(4, this.topics));
     } finally {
       await admin.disconnect();
     }
     this.producer = createReliableProducer(this.kafka);
     await this.producer.connect();
-    const consumer = this.kafka.consumer({
-      groupId: this.config.EVALUATOR_GROUP_ID,
-      sessionTimeout: 30_000,
-      heartbeatInterval: HEARTBEAT_MS,
+    const c = this.config;
+    this.consumer = new ResilientConsumer({
+      consumer: 'evaluator',
+      kafka: this.kafka,
+      groupId: c.EVALUATOR_GROUP_ID,
+      topics: [this.topics.adapters, this.topics.evaluatorCommands],
+      fromBeginning: c.EVALUATOR_FROM_BEGINNING,
+      handle: (message) => this.handle(message),
+      classify: classifyFailure,
+      dependencies: () => clickHouseProblem(() => this.ch.ping()),
+      deadLetters: await createDeadLetterPublisher(this.kafka, this.producer, this.topics),
+      policy: retryPolicyOf(c),
+      // Shutdown stopped the evaluation: no decision, the event is redelivered after the restart.
+      isAbort: (err) => err instanceof EvaluationAbortedError,
+      stalledAfterMs: c.CPREC_CONSUMER_STALLED_MS,
+      log: consumerLog(this.logger),
+      observer: {
+        ...this.consumerMetrics.observer('evaluator'),
+        retried: (topic) => this.metrics.failures.inc({ stage: topic }),
+      },
     });
-    this.consumer = consumer;
-    consumer.on(consumer.events.CRASH, (e) => {
-      this.running = false;
-      this.lastError = `consumer crashed: ${e.payload.error.message}`;
-      this.logger.error(this.lastError);
-    });
-    // Healthy once the group is joined: the partitions are ours from then on.
-    consumer.on(consumer.events.GROUP_JOIN, () => {
-      this.running = true;
-    });
-    await consumer.connect();
-    await consumer.subscribe({
-      topics: [TOPICS.adapters, TOPICS.evaluatorCommands],
-      fromBeginning: this.config.EVALUATOR_FROM_BEGINNING,
-    });
-    await consumer.run({
-      autoCommit: false,
-      eachBatchAutoResolve: false,
-      eachBatch: (payload) => this.handleBatch(payload),
-    });
+    await this.consumer.start();
     if (this.drift) {
       this.driftTimer = setInterval(() => void this.driftTick(), this.config.EVALUATOR_DRIFT_INTERVAL_MS);
       void this.driftTick();
     }
-    this.logger.log(
-      `consuming ${TOPICS.adapters}, ${TOPICS.evaluatorCommands} as group ${this.config.EVALUATOR_GROUP_ID}; drift ${
-        this.drift ? `every ${this.config.EVALUATOR_DRIFT_INTERVAL_MS} ms` : 'off'
-      }`,
-    );
+    this.logger.log(`drift ${this.drift ? `every ${this.config.EVALUATOR_DRIFT_INTERVAL_MS} ms` : 'off'}`);
   }
 
-  private async handleBatch({
-    batch,
-    resolveOffset,
-    heartbeat,
-    isRunning,
-    isStale,
-  }: EachBatchPayload): Promise<void> {
-    for (const message of batch.messages) {
-      if (!isRunning() || isStale()) return;
-      const beat = setInterval(() => {
-        heartbeat().catch((err: Error) => this.logger.warn(`heartbeat failed: ${err.message}`));
-      }, HEARTBEAT_MS);
-      try {
-        await this.handle(batch.topic, message.value);
-      } catch (err) {
-        // Not committed: the message is redelivered (after a restart or a rebalance) and
-        // handled again — safe, because handling is idempotent per adapter.
-        this.metrics.failures.inc({ stage: batch.topic });
-        this.lastError = (err as Error).message;
-        this.logger.error(`${batch.topic}: ${(err as Error).message}`);
-        throw err;
-      } finally {
-        clearInterval(beat);
-      }
-      resolveOffset(message.offset);
-      await this.consumer!.commitOffsets([
-        { topic: batch.topic, partition: batch.partition, offset: (BigInt(message.offset) + 1n).toString() },
-      ]);
-      await heartbeat();
-    }
-  }
-
-  private async handle(topic: string, value: Buffer | null): Promise<void> {
-    const decoded = decodeJson(value, DEFAULT_LIMITS);
-    if (!decoded.ok) return this.logger.warn(`${topic}: ${decoded.reason}`);
+  /**
+   * One message of the evaluator's topics. Throws RejectedMessage for what can never be handled
+   * (dead-lettered by the consumer); other failures are retried by the consumer's rule.
+   */
+  private async handle(message: InboundMessage): Promise<void> {
+    const decoded = decodeJson(message.value, DEFAULT_LIMITS);
+    if (!decoded.ok) throw new RejectedMessage(rejectionKindOf(decoded), decoded.reason);
     let outcome: Outcome;
-    if (topic === TOPICS.evaluatorCommands) {
+    if (message.topic === this.topics.evaluatorCommands) {
       const command = parseWith(EvaluatorCommandSchema, decoded.value);
-      if (!command.ok) return this.logger.warn(`evaluator command refused: ${command.reason}`);
-      if (Date.now() - command.value.ts > this.config.EVALUATOR_COMMAND_MAX_AGE_MS)
-        return this.logger.warn(`command ${command.value.command_id} is too old; ignored`);
+      if (!command.ok) throw new RejectedMessage('invalid', `evaluator command refused: ${command.reason}`);
+      const stale = commandAgeProblem(command.value.ts, Date.now(), this.config.EVALUATOR_COMMAND_MAX_AGE_MS);
+      if (stale !== null) {
+        this.consumerMetrics.skip('evaluator', 'stale_command');
+        return this.logger.warn(`command ${command.value.command_id} ${stale}`);
+      }
       outcome = await this.serial(() => this.adapters.handleCommand(command.value));
       this.report(command.value.adapter_id, outcome);
       return;
     }
     const event = parseWith(AdapterEventSchema, decoded.value);
-    if (!event.ok) return this.logger.warn(`adapter event refused: ${event.reason}`);
+    if (!event.ok) throw new RejectedMessage('invalid', `adapter event refused: ${event.reason}`);
     // Our own promoted/rejected events share the topic.
     if (event.value.kind !== 'published') return;
     const published = event.value;
@@ -295,9 +283,8 @@ export class EvaluatorService implements OnApplicationBootstrap, OnApplicationSh
 
   async onApplicationShutdown(): Promise<void> {
     if (this.driftTimer) clearInterval(this.driftTimer);
-    this.running = false;
     this.processes.stopAll();
-    await this.consumer?.disconnect().catch(() => undefined);
+    await this.consumer?.stop();
     await this.queue.catch(() => undefined);
     await this.producer?.disconnect().catch(() => undefined);
   }

@@ -9,8 +9,8 @@ import {
   runMigrations,
 } from '@cprec/clickhouse';
 import { createKafka, kafkaSettingsFromEnv } from '@cprec/messaging';
-import { HealthRegistry, ObservabilityModule } from '@cprec/service-common';
-import { loadOperatorConfig, OPERATOR_CONFIG } from './config';
+import { HealthRegistry, ObservabilityModule, topicsOf } from '@cprec/service-common';
+import { loadOperatorConfig, OPERATOR_CONFIG, type OperatorConfig } from './config';
 import { AdaptersController } from './http/adapters.controller';
 import { UseCaseErrorFilter } from './http/errors.filter';
 import { MonitoringController } from './http/monitoring.controller';
@@ -47,7 +47,9 @@ const CLICKHOUSE = Symbol('CLICKHOUSE');
     { provide: CONTROL_PLANE_LOOKUP, useExisting: CONTROL_PLANE_REPOSITORY },
     {
       provide: KafkaCommandPublisher,
-      useFactory: () => new KafkaCommandPublisher(createKafka(kafkaSettingsFromEnv('cprec-operator'))),
+      inject: [OPERATOR_CONFIG],
+      useFactory: (config: OperatorConfig) =>
+        new KafkaCommandPublisher(createKafka(kafkaSettingsFromEnv('cprec-operator')), topicsOf(config)),
     },
     { provide: COMMAND_PUBLISHER, useExisting: KafkaCommandPublisher },
     { provide: CLOCK, useValue: { now: () => Date.now() } },

@@ -7,9 +7,10 @@ import type { EvaluatorCommand, RoundCommand, ServingCommand } from '@cprec/cont
  * production, see kafka/kafka-command.publisher.ts) and reading the control-plane tables.
  */
 export interface CommandPublisher {
-  publishRoundCommand(command: RoundCommand): Promise<void>;
-  publishEvaluatorCommand(command: EvaluatorCommand): Promise<void>;
-  publishServingCommand(command: ServingCommand): Promise<void>;
+  /** Each resolves, once the broker has the command, with the topic it was published to. */
+  publishRoundCommand(command: RoundCommand): Promise<string>;
+  publishEvaluatorCommand(command: EvaluatorCommand): Promise<string>;
+  publishServingCommand(command: ServingCommand): Promise<string>;
 }
 export const COMMAND_PUBLISHER = Symbol('COMMAND_PUBLISHER');
 

@@ -20,9 +20,10 @@ import { SplitRequestsService } from './split-requests.service';
     SplitRequestsService,
     {
       provide: 'SEQUENCER_HEALTH_REGISTRATION',
-      inject: [HealthRegistry, SequencerService],
-      useFactory: (health: HealthRegistry, sequencer: SequencerService) => {
+      inject: [HealthRegistry, SequencerService, SplitRequestsService],
+      useFactory: (health: HealthRegistry, sequencer: SequencerService, splits: SplitRequestsService) => {
         health.register(sequencer);
+        health.register(splits);
         return true;
       },
     },

@@ -17,6 +17,11 @@ export const SequencerEnvSchema = CommonEnvSchema.extend({
   SEQUENCER_CLIENT_ID: z.string().min(1).default('cprec-sequencer'),
   /** A new split-request consumer group starts at the oldest retained request (true) or the newest. */
   SEQUENCER_FROM_BEGINNING: envBool(true),
+  /**
+   * Split requests older than this are dropped (a new consumer group replays the mailbox; a
+   * requester still waiting re-sends its request every few polls).
+   */
+  SEQUENCER_COMMAND_MAX_AGE_MS: envInt(3_600_000, 1),
 });
 export type SequencerConfig = z.infer<typeof SequencerEnvSchema>;
 

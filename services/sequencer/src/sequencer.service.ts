@@ -8,9 +8,9 @@ import {
   runMigrations,
   SequenceStore,
 } from '@cprec/clickhouse';
-import { CorpusStats, CorpusStatsSchema, TOPICS } from '@cprec/contracts';
+import { CorpusStats, CorpusStatsSchema } from '@cprec/contracts';
 import { createKafka, createReliableProducer, defaultTopicSpecs, ensureTopics } from '@cprec/messaging';
-import { HealthCheck, METRICS_REGISTRY } from '@cprec/service-common';
+import { HealthCheck, METRICS_REGISTRY, topicsOf } from '@cprec/service-common';
 import { SEQUENCER_CONFIG, SequencerConfig } from './config';
 import { SequencerMetrics } from './sequencer.metrics';
 import { SequencerLoop } from './sequencer-loop';
@@ -117,7 +117,7 @@ export class SequencerService implements OnApplicationBootstrap, OnApplicationSh
       const admin = this.kafka.admin();
       await admin.connect();
       try {
-        await ensureTopics(admin, defaultTopicSpecs());
+        await ensureTopics(admin, defaultTopicSpecs(4, topicsOf(this.config)));
       } finally {
         await admin.disconnect();
       }
@@ -131,7 +131,7 @@ export class SequencerService implements OnApplicationBootstrap, OnApplicationSh
     if (this.producer === null) throw new Error('producer not connected');
     const message = CorpusStatsSchema.parse(stats);
     await this.producer.send({
-      topic: TOPICS.corpusStats,
+      topic: topicsOf(this.config).corpusStats,
       acks: -1,
       messages: [{ key: 'corpus-stats', value: JSON.stringify(message) }],
     });

@@ -52,19 +52,32 @@ describe('handleSplitRequest', () => {
     expect(lines[0]).toBe('split loo-1 frozen: 3 examples');
   });
 
-  it('skips malformed and conflicting requests instead of retrying them forever', async () => {
+  it('refuses malformed requests (dead-lettered by the consumer) and skips conflicting ones instead of retrying them forever', async () => {
     const createIfAbsent = jest.fn().mockRejectedValue(new SplitMismatchError('different seed'));
     const log = jest.fn();
-    expect(await handleSplitRequest(Buffer.from('{oops'), { createIfAbsent, recordRefusal }, log)).toBe(
-      'rejected',
-    );
-    expect(
-      await handleSplitRequest(
+    await expect(
+      handleSplitRequest(Buffer.from('{oops'), { createIfAbsent, recordRefusal }, log),
+    ).rejects.toMatchObject({
+      name: 'RejectedMessage',
+      kind: 'malformed',
+    });
+    await expect(
+      handleSplitRequest(
         Buffer.from(JSON.stringify({ ...request, domains: [] })),
         { createIfAbsent, recordRefusal },
         log,
       ),
-    ).toBe('rejected');
+    ).rejects.toMatchObject({
+      kind: 'invalid',
+      message: expect.stringMatching(/^split request refused: domains/),
+    });
+    await expect(
+      handleSplitRequest(
+        Buffer.from(JSON.stringify({ ...request, split_id: 'x', requested_by: '\ud800' })),
+        { createIfAbsent, recordRefusal },
+        log,
+      ),
+    ).rejects.toMatchObject({ kind: 'unstorable' });
     expect(createIfAbsent).not.toHaveBeenCalled();
     // Unparseable requests have no split to answer for; a refused valid one gets its reason
     // recorded against the request's own timestamp, for the requester polling the split.
@@ -92,6 +105,21 @@ describe('handleSplitRequest', () => {
       expect(lines[0]).toMatch(/not frozen yet/);
     }
     expect(recordRefusal).not.toHaveBeenCalled();
+  });
+
+  it('drops a request older than its lifetime', async () => {
+    const createIfAbsent = jest.fn();
+    const lines: string[] = [];
+    expect(
+      await handleSplitRequest(
+        Buffer.from(JSON.stringify(request)),
+        { createIfAbsent, recordRefusal },
+        (l) => lines.push(l),
+        { maxAgeMs: 60_000, now: () => 120_000 },
+      ),
+    ).toBe('stale');
+    expect(createIfAbsent).not.toHaveBeenCalled();
+    expect(lines[0]).toMatch(/^split request loo-1 is 120 s old, older than its lifetime of 60 s/);
   });
 
   it('throws on server errors so the message is retried', async () => {

@@ -1,31 +1,59 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
-import { Consumer } from 'kafkajs';
-import { ClickHouse, EmptySplitError, EvalSplitRepository, SplitMismatchError } from '@cprec/clickhouse';
-import { parseWith, SplitRequestCommand, SplitRequestSchema, TOPICS } from '@cprec/contracts';
+import { Producer } from 'kafkajs';
+import { Registry } from 'prom-client';
+import {
+  ClickHouse,
+  clickHouseProblem,
+  EmptySplitError,
+  EvalSplitRepository,
+  SplitMismatchError,
+} from '@cprec/clickhouse';
+import {
+  commandAgeProblem,
+  decodeJson,
+  DEFAULT_LIMITS,
+  parseWith,
+  rejectionKindOf,
+  SplitRequestCommand,
+  SplitRequestSchema,
+} from '@cprec/contracts';
 import { NotEnoughItemsError } from '@cprec/corpus';
-import { createKafka } from '@cprec/messaging';
+import { createKafka, createReliableProducer, RejectedMessage, ResilientConsumer } from '@cprec/messaging';
+import {
+  classifyFailure,
+  consumerLog,
+  ConsumerMetrics,
+  createDeadLetterPublisher,
+  HealthCheck,
+  METRICS_REGISTRY,
+  retryPolicyOf,
+  topicsOf,
+} from '@cprec/service-common';
 import { SEQUENCER_CONFIG, SequencerConfig } from './config';
 import { SEQUENCER_CLICKHOUSE } from './sequencer.service';
 
-/** What to do with one request; kept apart from Kafka so the decisions are unit-testable. */
+/**
+ * What to do with one request; kept apart from Kafka so the decisions are unit-testable. A
+ * request that can never be handled (not JSON, invalid, unstorable) is refused with
+ * RejectedMessage (the consumer dead-letters it); one older than `maxAgeMs` is dropped.
+ */
 export async function handleSplitRequest(
   raw: Buffer | null,
   splits: Pick<EvalSplitRepository, 'createIfAbsent' | 'recordRefusal'>,
   log: (line: string) => void,
-): Promise<'created' | 'existing' | 'rejected'> {
-  let value: unknown;
-  try {
-    value = JSON.parse(raw?.toString('utf8') ?? '');
-  } catch {
-    log('split request is not JSON; skipped');
-    return 'rejected';
-  }
-  const parsed = parseWith(SplitRequestSchema, value);
-  if (!parsed.ok) {
-    log(`invalid split request skipped: ${parsed.reason}`);
-    return 'rejected';
-  }
+  lifetime: { maxAgeMs: number; now: () => number } = { maxAgeMs: Infinity, now: () => Date.now() },
+): Promise<'created' | 'existing' | 'rejected' | 'stale'> {
+  const decoded = decodeJson(raw, DEFAULT_LIMITS);
+  if (!decoded.ok)
+    throw new RejectedMessage(rejectionKindOf(decoded), `split request refused: ${decoded.reason}`);
+  const parsed = parseWith(SplitRequestSchema, decoded.value);
+  if (!parsed.ok) throw new RejectedMessage('invalid', `split request refused: ${parsed.reason}`);
   const r: SplitRequestCommand = parsed.value;
+  const stale = commandAgeProblem(r.ts, lifetime.now(), lifetime.maxAgeMs);
+  if (stale !== null) {
+    log(`split request ${r.split_id} ${stale}`);
+    return 'stale';
+  }
   try {
     const { split, created } = await splits.createIfAbsent({
       splitId: r.split_id,
@@ -60,59 +88,85 @@ export async function handleSplitRequest(
 
 /**
  * The sequencer's mailbox for evaluation splits: it is their one writer, so trainers and the
- * evaluator ask here and then read the split table once the split row appears.
+ * evaluator ask here and then read the split table once the split row appears. Consumed by a
+ * ResilientConsumer: refused requests are dead-lettered, failures retried only while ClickHouse is
+ * down (reported by /health).
  */
 @Injectable()
-export class SplitRequestsService implements OnApplicationBootstrap, OnApplicationShutdown {
+export class SplitRequestsService implements OnApplicationBootstrap, OnApplicationShutdown, HealthCheck {
+  readonly name = 'split-requests';
   private readonly logger = new Logger('SplitRequests');
-  private consumer: Consumer | null = null;
+  private consumer: ResilientConsumer | null = null;
+  private producer: Producer | null = null;
+  private starting: NodeJS.Timeout | null = null;
+  private stopping = false;
+  private readonly metrics: ConsumerMetrics;
 
   constructor(
     @Inject(SEQUENCER_CONFIG) private readonly config: SequencerConfig,
     @Inject(SEQUENCER_CLICKHOUSE) private readonly ch: ClickHouse,
-  ) {}
+    @Inject(METRICS_REGISTRY) registry: Registry,
+  ) {
+    this.metrics = new ConsumerMetrics(registry);
+  }
 
-  async onApplicationBootstrap(): Promise<void> {
+  async check(): Promise<string | null> {
+    return this.consumer ? this.consumer.problem() : 'split request consumer not started yet';
+  }
+
+  onApplicationBootstrap(): void {
+    const c = this.config;
+    const topics = topicsOf(c);
     const kafka = createKafka({
-      brokers: this.config.CPREC_KAFKA_BROKERS,
-      clientId: `${this.config.SEQUENCER_CLIENT_ID}-splits`,
+      brokers: c.CPREC_KAFKA_BROKERS,
+      clientId: `${c.SEQUENCER_CLIENT_ID}-splits`,
     });
     const splits = new EvalSplitRepository(this.ch);
-    const consumer = kafka.consumer({
-      groupId: `${this.config.SEQUENCER_CLIENT_ID}-split-requests`,
-      sessionTimeout: 30_000,
-    });
-    this.consumer = consumer;
     // Connecting can fail while Kafka starts; keep trying in the background like the rebuild loop.
     const start = async (attempt: number): Promise<void> => {
+      if (this.stopping) return;
       try {
-        await consumer.connect();
-        await consumer.subscribe({
-          topic: TOPICS.sequencerCommands,
-          fromBeginning: this.config.SEQUENCER_FROM_BEGINNING,
-        });
-        await consumer.run({
-          eachMessage: async ({ message, heartbeat }) => {
-            const beat = setInterval(() => void heartbeat().catch(() => undefined), 3_000);
-            try {
-              await handleSplitRequest(message.value, splits, (line) => this.logger.log(line));
-            } finally {
-              clearInterval(beat);
-            }
+        const producer = this.producer ?? createReliableProducer(kafka);
+        await producer.connect();
+        this.producer = producer;
+        const consumer = new ResilientConsumer({
+          consumer: 'sequencer',
+          kafka,
+          groupId: `${c.SEQUENCER_CLIENT_ID}-split-requests`,
+          topics: [topics.sequencerCommands],
+          fromBeginning: c.SEQUENCER_FROM_BEGINNING,
+          handle: async (message) => {
+            const outcome = await handleSplitRequest(message.value, splits, (line) => this.logger.log(line), {
+              maxAgeMs: c.SEQUENCER_COMMAND_MAX_AGE_MS,
+              now: () => Date.now(),
+            });
+            if (outcome === 'stale') this.metrics.skip('sequencer', 'stale_command');
           },
+          classify: classifyFailure,
+          dependencies: () => clickHouseProblem(() => this.ch.ping()),
+          deadLetters: await createDeadLetterPublisher(kafka, producer, topics),
+          policy: retryPolicyOf(c),
+          stalledAfterMs: c.CPREC_CONSUMER_STALLED_MS,
+          log: consumerLog(this.logger),
+          observer: this.metrics.observer('sequencer'),
         });
+        await consumer.start();
+        this.consumer = consumer;
       } catch (err) {
         const delay = Math.min(30_000, 500 * 2 ** attempt);
         this.logger.warn(
           `split request consumer not started (${(err as Error).message}); retrying in ${delay} ms`,
         );
-        setTimeout(() => void start(attempt + 1), delay);
+        this.starting = setTimeout(() => void start(attempt + 1), delay);
       }
     };
     void start(0);
   }
 
   async onApplicationShutdown(): Promise<void> {
-    await this.consumer?.disconnect().catch(() => undefined);
+    this.stopping = true;
+    if (this.starting) clearTimeout(this.starting);
+    await this.consumer?.stop();
+    await this.producer?.disconnect().catch(() => undefined);
   }
 }

@@ -42,6 +42,28 @@ export const ServingEnvSchema = CommonEnvSchema.extend({
   SERVING_BASE_WAIT_MS: envInt(120_000),
   /** Commands older than this are ignored (a new consumer group replays the topic). */
   SERVING_COMMAND_MAX_AGE_MS: envInt(3_600_000, 1),
+  /**
+   * This replica's name: its consumer group for adapter events and serving commands is
+   * `${SERVING_GROUP_ID}-${instance}`, one per replica, so every replica hot-swaps and rolls back
+   * (replicas sharing a group would split the events between them). Default: host name and port,
+   * stable across restarts so a restarted replica resumes from its committed offsets.
+   */
+  SERVING_INSTANCE_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,128}$/)
+    .optional(),
+  /**
+   * Bearer token for serving's mutating endpoints (POST /v1/rollback). Defaults to the operator's
+   * OPERATOR_TOKEN (the same secret); with neither set, mutations are refused with 503.
+   */
+  SERVING_TOKEN: z
+    .string()
+    .optional()
+    .transform((v) => (v === undefined || v === '' ? null : v)),
+  OPERATOR_TOKEN: z
+    .string()
+    .optional()
+    .transform((v) => (v === undefined || v === '' ? null : v)),
 });
 export type ServingConfig = z.infer<typeof ServingEnvSchema>;
 

@@ -1,22 +1,48 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
-import { Consumer, Kafka } from 'kafkajs';
+import { Kafka, Producer } from 'kafkajs';
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { Registry } from 'prom-client';
 import { LocalArtefactStore } from '@cprec/artefacts';
-import { ClickHouse, ControlPlaneRepository } from '@cprec/clickhouse';
+import { ClickHouse, clickHouseProblem, ControlPlaneRepository } from '@cprec/clickhouse';
 import {
   AdapterEventSchema,
+  commandAgeProblem,
   decodeJson,
   DEFAULT_LIMITS,
   parseWith,
+  rejectionKindOf,
   ServingCommandSchema,
-  TOPICS,
+  type Topics,
 } from '@cprec/contracts';
 import { selectBackend } from '@cprec/lm';
-import { createKafka, defaultTopicSpecs, ensureTopics } from '@cprec/messaging';
-import { HealthCheck, METRICS_REGISTRY } from '@cprec/service-common';
+import {
+  createKafka,
+  createReliableProducer,
+  defaultTopicSpecs,
+  ensureTopics,
+  RejectedMessage,
+  ResilientConsumer,
+  type InboundMessage,
+} from '@cprec/messaging';
+import {
+  classifyFailure,
+  consumerLog,
+  ConsumerMetrics,
+  createDeadLetterPublisher,
+  HealthCheck,
+  METRICS_REGISTRY,
+  retryPolicyOf,
+  topicsOf,
+} from '@cprec/service-common';
 import type { RankRequest, RecommenderRuntime, ScoredCandidate } from '@cprec/training';
-import { AdapterManager, BASE_REF, type AdapterRef, type SwitchOutcome } from './adapter-manager';
+import {
+  AdapterManager,
+  BASE_REF,
+  RollbackRefusedError,
+  type AdapterRef,
+  type SwitchOutcome,
+} from './adapter-manager';
 import { loadServingBase, servingBaseChecksum } from './base-model';
 import { ServingCatalogue } from './catalogue';
 import { SERVING_CONFIG, ServingConfig } from './config';
@@ -76,15 +102,21 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
   private baseChecksum = '';
   private manager: AdapterManager<Scorer> | null = null;
   private batcher: MicroBatcher<RankRequest, Scored> | null = null;
-  private consumer: Consumer | null = null;
-  private joined = false;
+  private consumer: ResilientConsumer | null = null;
+  private producer: Producer | null = null;
   private problem: string | null = 'starting';
+  private readonly topics: Topics;
+  private readonly consumerMetrics: ConsumerMetrics;
+  private readonly ch: ClickHouse;
 
   constructor(
     @Inject(SERVING_CONFIG) private readonly config: ServingConfig,
     @Inject(CLICKHOUSE) ch: ClickHouse,
     @Inject(METRICS_REGISTRY) registry: Registry,
   ) {
+    this.ch = ch;
+    this.topics = topicsOf(config);
+    this.consumerMetrics = new ConsumerMetrics(registry);
     this.kafka = createKafka({ brokers: config.CPREC_KAFKA_BROKERS, clientId: 'cprec-serving' });
     this.artefacts = new LocalArtefactStore(resolve(config.CPREC_HOME, 'artefacts'));
     this.controlPlane = new ControlPlaneRepository(ch);
@@ -110,8 +142,7 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
   async check(): Promise<string | null> {
     if (this.problem) return this.problem;
     if (this.pool?.problem) return this.pool.problem;
-    if (!this.joined) return 'adapter consumer has not joined its group yet';
-    return null;
+    return this.consumer ? this.consumer.problem() : 'adapter consumer not started';
   }
 
   get serving(): { adapterId: string; adapterVersion: string; history: string[] } | null {
@@ -228,58 +259,77 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
     return new InProcessScorer(loadSmokeTested(this.runtime!, adapterId, dir));
   }
 
+  /** This replica's consumer group: one per replica, so every replica hot-swaps (see SERVING_INSTANCE_ID). */
+  get groupId(): string {
+    const instance =
+      this.config.SERVING_INSTANCE_ID ??
+      `${hostname()
+        .replace(/[^A-Za-z0-9._-]/g, '_')
+        .slice(0, 100)}-${this.config.SERVING_PORT}`;
+    return `${this.config.SERVING_GROUP_ID}-${instance}`;
+  }
+
   private async startConsumer(): Promise<void> {
     const admin = this.kafka.admin();
     await admin.connect();
     try {
-      await ensureTopics(admin, defaultTopicSpecs());
+      await ensureTopics(admin, defaultTopicSpecs(4, this.topics));
     } finally {
       await admin.disconnect();
     }
-    const consumer = this.kafka.consumer({
-      groupId: this.config.SERVING_GROUP_ID,
-      sessionTimeout: 30_000,
-      heartbeatInterval: 3_000,
+    const producer = createReliableProducer(this.kafka);
+    await producer.connect();
+    this.producer = producer;
+    const c = this.config;
+    this.consumer = new ResilientConsumer({
+      consumer: 'serving',
+      kafka: this.kafka,
+      groupId: this.groupId,
+      topics: [this.topics.adapters, this.topics.servingCommands],
+      // Not from the beginning: what serves after a restart comes from serving_events, and replaying
+      // old promotions would undo later rollbacks.
+      fromBeginning: false,
+      handle: (message) => this.handle(message),
+      classify: classifyFailure,
+      dependencies: () => clickHouseProblem(() => this.ch.ping()),
+      deadLetters: await createDeadLetterPublisher(this.kafka, producer, this.topics),
+      policy: retryPolicyOf(c),
+      stalledAfterMs: c.CPREC_CONSUMER_STALLED_MS,
+      log: consumerLog(this.logger),
+      observer: this.consumerMetrics.observer('serving'),
     });
-    this.consumer = consumer;
-    consumer.on(consumer.events.GROUP_JOIN, () => (this.joined = true));
-    consumer.on(consumer.events.CRASH, (e) => {
-      this.joined = false;
-      this.problem = `consumer crashed: ${e.payload.error.message}`;
-      this.logger.error(this.problem);
-    });
-    await consumer.connect();
-    // Not from the beginning: what serves after a restart comes from serving_events, and replaying
-    // old promotions would undo later rollbacks.
-    await consumer.subscribe({ topics: [TOPICS.adapters, TOPICS.servingCommands], fromBeginning: false });
-    await consumer.run({
-      eachMessage: async ({ topic, message }) => {
-        const decoded = decodeJson(message.value, DEFAULT_LIMITS);
-        if (!decoded.ok) return this.logger.warn(`${topic}: ${decoded.reason}`);
-        if (topic === TOPICS.adapters) {
-          const event = parseWith(AdapterEventSchema, decoded.value);
-          if (!event.ok) return this.logger.warn(`adapter event refused: ${event.reason}`);
-          if (event.value.kind !== 'promoted') return;
-          const ref = { adapterId: event.value.adapter_id, uri: event.value.uri, sha256: event.value.sha256 };
-          this.known.set(ref.adapterId, ref);
-          await this.switchTo(ref);
-          return;
-        }
-        const command = parseWith(ServingCommandSchema, decoded.value);
-        if (!command.ok) return this.logger.warn(`serving command refused: ${command.reason}`);
-        if (Date.now() - command.value.ts > this.config.SERVING_COMMAND_MAX_AGE_MS)
-          return this.logger.warn(`serving command ${command.value.command_id} is too old; ignored`);
-        await this.rollback(
-          command.value.to_adapter_id,
-          `${command.value.requested_by} (${command.value.command_id})`,
-        ).catch((err: Error) =>
-          this.logger.warn(`rollback ${command.value.command_id} refused: ${err.message}`),
-        );
-      },
-    });
-    this.logger.log(
-      `consuming ${TOPICS.adapters}, ${TOPICS.servingCommands} as group ${this.config.SERVING_GROUP_ID}`,
-    );
+    await this.consumer.start();
+  }
+
+  /** One adapter event or serving command; refusals are dead-lettered by the consumer. */
+  private async handle(message: InboundMessage): Promise<void> {
+    const decoded = decodeJson(message.value, DEFAULT_LIMITS);
+    if (!decoded.ok) throw new RejectedMessage(rejectionKindOf(decoded), decoded.reason);
+    if (message.topic === this.topics.adapters) {
+      const event = parseWith(AdapterEventSchema, decoded.value);
+      if (!event.ok) throw new RejectedMessage('invalid', `adapter event refused: ${event.reason}`);
+      if (event.value.kind !== 'promoted') return;
+      const ref = { adapterId: event.value.adapter_id, uri: event.value.uri, sha256: event.value.sha256 };
+      this.known.set(ref.adapterId, ref);
+      await this.switchTo(ref);
+      return;
+    }
+    const command = parseWith(ServingCommandSchema, decoded.value);
+    if (!command.ok) throw new RejectedMessage('invalid', `serving command refused: ${command.reason}`);
+    const stale = commandAgeProblem(command.value.ts, Date.now(), this.config.SERVING_COMMAND_MAX_AGE_MS);
+    if (stale !== null) {
+      this.consumerMetrics.skip('serving', 'stale_command');
+      return this.logger.warn(`serving command ${command.value.command_id} ${stale}`);
+    }
+    try {
+      await this.rollback(
+        command.value.to_adapter_id,
+        `${command.value.requested_by} (${command.value.command_id})`,
+      );
+    } catch (err) {
+      if (!(err instanceof RollbackRefusedError)) throw err;
+      this.logger.warn(`rollback ${command.value.command_id} refused: ${err.message}`);
+    }
   }
 
   async switchTo(ref: AdapterRef): Promise<SwitchOutcome> {
@@ -380,7 +430,8 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
 
   async onApplicationShutdown(): Promise<void> {
     this.problem = 'shutting down';
-    await this.consumer?.disconnect().catch(() => undefined);
+    await this.consumer?.stop();
+    await this.producer?.disconnect().catch(() => undefined);
     this.firstStage.dispose();
     await this.manager?.close();
     await this.pool?.close();

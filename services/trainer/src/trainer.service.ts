@@ -1,21 +1,40 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
-import { Consumer, Kafka, Producer } from 'kafkajs';
+import { Kafka, Producer } from 'kafkajs';
 import { resolve } from 'node:path';
 import { Registry } from 'prom-client';
 import { LocalArtefactStore } from '@cprec/artefacts';
-import { ClickHouse, ClickHouseSettings, ControlPlaneRepository } from '@cprec/clickhouse';
+import { ClickHouse, clickHouseProblem, ClickHouseSettings, ControlPlaneRepository } from '@cprec/clickhouse';
 import {
   AdapterEvent,
+  commandAgeProblem,
   CorpusStatsSchema,
   decodeJson,
   DEFAULT_LIMITS,
   parseWith,
+  rejectionKindOf,
   RoundCommandSchema,
   RoundEvent,
-  TOPICS,
+  type Topics,
 } from '@cprec/contracts';
-import { createKafka, createReliableProducer, defaultTopicSpecs, ensureTopics } from '@cprec/messaging';
-import { HealthCheck, METRICS_REGISTRY } from '@cprec/service-common';
+import {
+  createKafka,
+  createReliableProducer,
+  defaultTopicSpecs,
+  ensureTopics,
+  RejectedMessage,
+  ResilientConsumer,
+  type InboundMessage,
+} from '@cprec/messaging';
+import {
+  classifyFailure,
+  consumerLog,
+  ConsumerMetrics,
+  createDeadLetterPublisher,
+  HealthCheck,
+  METRICS_REGISTRY,
+  retryPolicyOf,
+  topicsOf,
+} from '@cprec/service-common';
 import { TRAINER_CONFIG, TrainerConfig } from './config';
 import { RoundPlanner } from './round-planner';
 import { RoundCoordinator } from './rounds/round-coordinator';
@@ -37,19 +56,21 @@ export class TrainerService implements OnApplicationBootstrap, OnApplicationShut
   readonly name = 'trainer';
   private readonly logger = new Logger('Trainer');
   private readonly kafka: Kafka;
-  private consumer: Consumer | null = null;
+  private consumer: ResilientConsumer | null = null;
   private producer: Producer | null = null;
   private timer: NodeJS.Timeout | null = null;
-  private running = false;
-  private lastError: string | null = null;
+  private readonly topics: Topics;
+  private readonly consumerMetrics: ConsumerMetrics;
   readonly coordinator: RoundCoordinator;
 
   constructor(
     @Inject(TRAINER_CONFIG) private readonly config: TrainerConfig,
-    @Inject(CLICKHOUSE) ch: ClickHouse,
+    @Inject(CLICKHOUSE) private readonly ch: ClickHouse,
     @Inject(CLICKHOUSE_SETTINGS) chSettings: ClickHouseSettings,
     @Inject(METRICS_REGISTRY) registry: Registry,
   ) {
+    this.topics = topicsOf(config);
+    this.consumerMetrics = new ConsumerMetrics(registry);
     this.kafka = createKafka({ brokers: config.CPREC_KAFKA_BROKERS, clientId: 'cprec-trainer' });
     const artefacts = new LocalArtefactStore(resolve(config.CPREC_HOME, 'artefacts'));
     const supervisor = new RoundSupervisor({
@@ -61,8 +82,8 @@ export class TrainerService implements OnApplicationBootstrap, OnApplicationShut
     this.coordinator = new RoundCoordinator(
       new ControlPlaneRepository(ch),
       {
-        roundEvent: (e) => this.publish(TOPICS.roundEvents, e.round_id, e),
-        adapterEvent: (e) => this.publish(TOPICS.adapters, e.adapter_id, e),
+        roundEvent: (e) => this.publish(this.topics.roundEvents, e.round_id, e),
+        adapterEvent: (e) => this.publish(this.topics.adapters, e.adapter_id, e),
       },
       new RoundPlanner(config, ch, chSettings, artefacts),
       supervisor,
@@ -77,8 +98,10 @@ export class TrainerService implements OnApplicationBootstrap, OnApplicationShut
   }
 
   async check(): Promise<string | null> {
-    if (!this.running) return this.lastError ?? 'consumer not running';
-    return this.coordinator.status().lastError;
+    return (
+      (this.consumer ? this.consumer.problem() : 'consumer not started') ??
+      this.coordinator.status().lastError
+    );
   }
 
   private async publish(topic: string, key: string, value: RoundEvent | AdapterEvent): Promise<void> {
@@ -90,7 +113,7 @@ export class TrainerService implements OnApplicationBootstrap, OnApplicationShut
     const admin = this.kafka.admin();
     await admin.connect();
     try {
-      await ensureTopics(admin, defaultTopicSpecs());
+      await ensureTopics(admin, defaultTopicSpecs(4, this.topics));
     } finally {
       await admin.disconnect();
     }
@@ -98,41 +121,24 @@ export class TrainerService implements OnApplicationBootstrap, OnApplicationShut
     await this.producer.connect();
     await this.coordinator.recover();
 
-    const consumer = this.kafka.consumer({
-      groupId: this.config.TRAINER_GROUP_ID,
-      sessionTimeout: 30_000,
-      heartbeatInterval: 3_000,
+    const c = this.config;
+    this.consumer = new ResilientConsumer({
+      consumer: 'trainer',
+      kafka: this.kafka,
+      groupId: c.TRAINER_GROUP_ID,
+      topics: [this.topics.roundCommands, this.topics.corpusStats],
+      // Commands older than TRAINER_COMMAND_MAX_AGE_MS are dropped, so replaying is safe.
+      fromBeginning: true,
+      handle: (message) => this.handle(message),
+      classify: classifyFailure,
+      dependencies: () => clickHouseProblem(() => this.ch.ping()),
+      deadLetters: await createDeadLetterPublisher(this.kafka, this.producer, this.topics),
+      policy: retryPolicyOf(c),
+      stalledAfterMs: c.CPREC_CONSUMER_STALLED_MS,
+      log: consumerLog(this.logger),
+      observer: this.consumerMetrics.observer('trainer'),
     });
-    this.consumer = consumer;
-    consumer.on(consumer.events.CRASH, (e) => {
-      this.running = false;
-      this.lastError = `consumer crashed: ${e.payload.error.message}`;
-      this.logger.error(this.lastError);
-    });
-    await consumer.connect();
-    await consumer.subscribe({ topics: [TOPICS.roundCommands, TOPICS.corpusStats], fromBeginning: true });
-    await consumer.run({
-      eachMessage: async ({ topic, message }) => {
-        const decoded = decodeJson(message.value, DEFAULT_LIMITS);
-        if (!decoded.ok) return this.logger.warn(`${topic}: ${decoded.reason}`);
-        if (topic === TOPICS.corpusStats) {
-          const stats = parseWith(CorpusStatsSchema, decoded.value);
-          if (!stats.ok) return this.logger.warn(`corpus statistics refused: ${stats.reason}`);
-          this.coordinator.observeCorpusStats(stats.value);
-          await this.coordinator.tick();
-          return;
-        }
-        const command = parseWith(RoundCommandSchema, decoded.value);
-        if (!command.ok) return this.logger.warn(`round command refused: ${command.reason}`);
-        if (Date.now() - command.value.ts > this.config.TRAINER_COMMAND_MAX_AGE_MS)
-          return this.logger.warn(`round command ${command.value.command_id} is too old; ignored`);
-        this.logger.log(
-          `command ${command.value.kind} ${command.value.command_id} from ${command.value.requested_by}`,
-        );
-        await this.coordinator.handleCommand(command.value);
-      },
-    });
-    this.running = true;
+    await this.consumer.start();
     this.timer = setInterval(
       () => {
         this.coordinator
@@ -141,16 +147,39 @@ export class TrainerService implements OnApplicationBootstrap, OnApplicationShut
       },
       Math.min(1_000, this.config.TRAINER_STEP_FLUSH_MS),
     );
+  }
+
+  /**
+   * One message of the trainer's topics. What can never be handled is refused (dead-lettered by
+   * the consumer); a stale command is dropped; other failures are retried by the consumer's rule.
+   */
+  private async handle(message: InboundMessage): Promise<void> {
+    const decoded = decodeJson(message.value, DEFAULT_LIMITS);
+    if (!decoded.ok) throw new RejectedMessage(rejectionKindOf(decoded), decoded.reason);
+    if (message.topic === this.topics.corpusStats) {
+      const stats = parseWith(CorpusStatsSchema, decoded.value);
+      if (!stats.ok) throw new RejectedMessage('invalid', `corpus statistics refused: ${stats.reason}`);
+      this.coordinator.observeCorpusStats(stats.value);
+      await this.coordinator.tick();
+      return;
+    }
+    const command = parseWith(RoundCommandSchema, decoded.value);
+    if (!command.ok) throw new RejectedMessage('invalid', `round command refused: ${command.reason}`);
+    const stale = commandAgeProblem(command.value.ts, Date.now(), this.config.TRAINER_COMMAND_MAX_AGE_MS);
+    if (stale !== null) {
+      this.consumerMetrics.skip('trainer', 'stale_command');
+      return this.logger.warn(`round command ${command.value.command_id} ${stale}`);
+    }
     this.logger.log(
-      `consuming ${TOPICS.roundCommands}, ${TOPICS.corpusStats} as group ${this.config.TRAINER_GROUP_ID}`,
+      `command ${command.value.kind} ${command.value.command_id} from ${command.value.requested_by}`,
     );
+    await this.coordinator.handleCommand(command.value);
   }
 
   /** SIGTERM: stop the running round at a step boundary (it resumes on restart), flush, leave. */
   async onApplicationShutdown(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    this.running = false;
-    await this.consumer?.disconnect().catch(() => undefined);
+    await this.consumer?.stop();
     this.coordinator.beginShutdown();
     await this.coordinator.shutdown();
     await this.producer?.disconnect().catch(() => undefined);

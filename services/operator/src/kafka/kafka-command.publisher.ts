@@ -1,16 +1,16 @@
 import { Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
 import type { Kafka, Producer } from 'kafkajs';
-import { EvaluatorCommand, RoundCommand, ServingCommand, TOPICS } from '@cprec/contracts';
+import { EvaluatorCommand, RoundCommand, ServingCommand, TOPICS, type Topics } from '@cprec/contracts';
 import { createReliableProducer, ensureTopics } from '@cprec/messaging';
 import type { HealthCheck } from '@cprec/service-common';
 import type { CommandPublisher } from '../ports';
 
 /** The topics the operator writes to: the trainer's, the evaluator's and serving's mailboxes. */
-export const OPERATOR_TOPICS = [
-  TOPICS.roundCommands,
-  TOPICS.evaluatorCommands,
-  TOPICS.servingCommands,
-] as const;
+export const operatorTopics = (topics: Topics): string[] => [
+  topics.roundCommands,
+  topics.evaluatorCommands,
+  topics.servingCommands,
+];
 
 /**
  * Publishes operator commands with the no-loss producer (idempotent, acks=all); a send resolves
@@ -23,7 +23,10 @@ export class KafkaCommandPublisher implements CommandPublisher, HealthCheck, OnM
   private readonly producer: Producer;
   private connected = false;
 
-  constructor(private readonly kafka: Kafka) {
+  constructor(
+    private readonly kafka: Kafka,
+    private readonly topics: Topics = TOPICS,
+  ) {
     this.producer = createReliableProducer(kafka);
     this.producer.on(this.producer.events.CONNECT, () => (this.connected = true));
     this.producer.on(this.producer.events.DISCONNECT, () => (this.connected = false));
@@ -35,13 +38,13 @@ export class KafkaCommandPublisher implements CommandPublisher, HealthCheck, OnM
     try {
       await ensureTopics(
         admin,
-        OPERATOR_TOPICS.map((topic) => ({ topic })),
+        operatorTopics(this.topics).map((topic) => ({ topic })),
       );
     } finally {
       await admin.disconnect();
     }
     await this.producer.connect();
-    this.log.log(`publishing to ${OPERATOR_TOPICS.join(', ')}`);
+    this.log.log(`publishing to ${operatorTopics(this.topics).join(', ')}`);
   }
 
   async onModuleDestroy(): Promise<void> {
@@ -52,19 +55,20 @@ export class KafkaCommandPublisher implements CommandPublisher, HealthCheck, OnM
     return this.connected ? null : 'producer not connected';
   }
 
-  publishRoundCommand(command: RoundCommand): Promise<void> {
-    return this.send(TOPICS.roundCommands, command.command_id, command);
+  publishRoundCommand(command: RoundCommand): Promise<string> {
+    return this.send(this.topics.roundCommands, command.command_id, command);
   }
 
-  publishEvaluatorCommand(command: EvaluatorCommand): Promise<void> {
-    return this.send(TOPICS.evaluatorCommands, command.adapter_id, command);
+  publishEvaluatorCommand(command: EvaluatorCommand): Promise<string> {
+    return this.send(this.topics.evaluatorCommands, command.adapter_id, command);
   }
 
-  publishServingCommand(command: ServingCommand): Promise<void> {
-    return this.send(TOPICS.servingCommands, command.command_id, command);
+  publishServingCommand(command: ServingCommand): Promise<string> {
+    return this.send(this.topics.servingCommands, command.command_id, command);
   }
 
-  private async send(topic: string, key: string, value: object): Promise<void> {
+  private async send(topic: string, key: string, value: object): Promise<string> {
     await this.producer.send({ topic, acks: -1, messages: [{ key, value: JSON.stringify(value) }] });
+    return topic;
   }
 }

@@ -1,5 +1,5 @@
 import type { StoredAdapter, StoredRoundState } from '@cprec/clickhouse';
-import type { EvaluatorCommand, RoundCommand, ServingCommand } from '@cprec/contracts';
+import { TOPICS, type EvaluatorCommand, type RoundCommand, type ServingCommand } from '@cprec/contracts';
 import type { Clock, CommandPublisher, ControlPlaneLookup, IdGenerator } from '../ports';
 
 /** In-memory ports for use-case specs: they record what was published and hold seeded rows. */
@@ -9,17 +9,20 @@ export class RecordingPublisher implements CommandPublisher {
   readonly serving: ServingCommand[] = [];
   failWith: Error | null = null;
 
-  async publishRoundCommand(command: RoundCommand): Promise<void> {
+  async publishRoundCommand(command: RoundCommand): Promise<string> {
     this.check();
     this.rounds.push(command);
+    return TOPICS.roundCommands;
   }
-  async publishEvaluatorCommand(command: EvaluatorCommand): Promise<void> {
+  async publishEvaluatorCommand(command: EvaluatorCommand): Promise<string> {
     this.check();
     this.evaluator.push(command);
+    return TOPICS.evaluatorCommands;
   }
-  async publishServingCommand(command: ServingCommand): Promise<void> {
+  async publishServingCommand(command: ServingCommand): Promise<string> {
     this.check();
     this.serving.push(command);
+    return TOPICS.servingCommands;
   }
   private check(): void {
     if (this.failWith) throw this.failWith;

@@ -8,7 +8,7 @@ import {
   type ClickHouse,
   type ClickHouseSettings,
 } from '@cprec/clickhouse';
-import { TOPICS, type SplitRequestCommand } from '@cprec/contracts';
+import { topicsFor, type SplitRequestCommand } from '@cprec/contracts';
 import { createKafka, createReliableProducer } from '@cprec/messaging';
 import type { ValidationExample } from './sft-data';
 
@@ -109,7 +109,8 @@ export function openClickHouseTargetDomains(
       producer = created;
     }
     await producer.send({
-      topic: TOPICS.sequencerCommands,
+      // The runner inherits the trainer's environment, so its installation's topic prefix.
+      topic: topicsFor(process.env.CPREC_TOPIC_PREFIX ?? '').sequencerCommands,
       acks: -1,
       messages: [{ key: command.split_id, value: JSON.stringify(command) }],
     });

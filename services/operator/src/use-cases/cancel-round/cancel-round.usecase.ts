@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { RoundCommandSchema, TOPICS } from '@cprec/contracts';
+import { RoundCommandSchema } from '@cprec/contracts';
 import { ConflictError, NotFoundError, parseOrThrow } from '../../errors';
 import {
   AcceptedCommand,
@@ -44,7 +44,7 @@ export class CancelRound {
       },
       'round command',
     );
-    await this.publisher.publishRoundCommand(message);
-    return { command_id: message.command_id, kind: message.kind, topic: TOPICS.roundCommands };
+    const topic = await this.publisher.publishRoundCommand(message);
+    return { command_id: message.command_id, kind: message.kind, topic };
   }
 }

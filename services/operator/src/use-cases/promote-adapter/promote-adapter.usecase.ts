@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { EvaluatorCommandSchema, TOPICS } from '@cprec/contracts';
+import { EvaluatorCommandSchema } from '@cprec/contracts';
 import { NotFoundError, parseOrThrow } from '../../errors';
 import {
   AcceptedCommand,
@@ -42,7 +42,7 @@ export class PromoteAdapter {
       },
       'evaluator command',
     );
-    await this.publisher.publishEvaluatorCommand(message);
-    return { command_id: message.command_id, kind: message.kind, topic: TOPICS.evaluatorCommands };
+    const topic = await this.publisher.publishEvaluatorCommand(message);
+    return { command_id: message.command_id, kind: message.kind, topic };
   }
 }

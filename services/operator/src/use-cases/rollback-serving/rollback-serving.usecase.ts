@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { ServingCommandSchema, TOPICS } from '@cprec/contracts';
+import { ServingCommandSchema } from '@cprec/contracts';
 import { NotFoundError, parseOrThrow } from '../../errors';
 import {
   AcceptedCommand,
@@ -45,7 +45,7 @@ export class RollbackServing {
       },
       'serving command',
     );
-    await this.publisher.publishServingCommand(message);
-    return { command_id: message.command_id, kind: message.kind, topic: TOPICS.servingCommands };
+    const topic = await this.publisher.publishServingCommand(message);
+    return { command_id: message.command_id, kind: message.kind, topic };
   }
 }
