@@ -1,19 +1,18 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { TOPICS } from '@cprec/contracts';
-import { ClickHouse, ControlPlaneRepository, createClickHouse, ident, sql } from '@cprec/clickhouse';
-import { randomPort, REPO_ROOT, RunningService, startService } from '../support/service-process';
-import { requireInfra, testClickHouseSettings, testKafka, uniqueName } from '../support/infra';
+import { ClickHouse, ControlPlaneRepository } from '@cprec/clickhouse';
+import { useNamespace } from '../support/harness';
+import { REPO_ROOT, RunningService } from '../support/service-process';
 import { CommandTap } from './command-tap';
 
 /**
  * The operator as a real process against real Kafka and ClickHouse (a database of its own,
  * migrated by the service at start): auth, validation, commands on Kafka, reads of stored rows.
  */
-const database = uniqueName('cprec_it_operator');
-const token = `tok-${database}`;
-const settings = testClickHouseSettings(database);
+const ns = useNamespace('operator');
+const TOPICS = ns.topics;
+const token = `tok-${ns.run}`;
 let operator: RunningService;
 let base: string;
 let ch: ClickHouse;
@@ -44,27 +43,18 @@ async function call(
 }
 
 beforeAll(async () => {
-  await requireInfra();
-  const port = randomPort();
-  operator = await startService(
+  operator = await ns.startService(
     'operator',
-    port,
-    { CPREC_CLICKHOUSE_DB: database, OPERATOR_TOKEN: token, KAFKAJS_NO_PARTITIONER_WARNING: '1' },
     'OPERATOR_PORT',
-    180_000,
+    { OPERATOR_TOKEN: token },
+    { timeoutMs: 180_000 },
   );
-  base = `http://127.0.0.1:${port}`;
-  ch = createClickHouse(settings);
+  base = `http://127.0.0.1:${operator.port}`;
+  ch = ns.ch;
   repo = new ControlPlaneRepository(ch);
-  tap = new CommandTap(testKafka('operator-test'), uniqueName('it-operator-tap'));
+  tap = new CommandTap(ns.kafka(), ns.group('tap'));
+  ns.onTearDown(() => tap.stop());
   await tap.start([TOPICS.roundCommands, TOPICS.evaluatorCommands, TOPICS.servingCommands]);
-});
-
-afterAll(async () => {
-  await tap?.stop();
-  await operator?.stop();
-  await ch?.command(sql`DROP DATABASE IF EXISTS ${ident(database)}`);
-  await ch?.close();
 });
 
 describe('auth', () => {
@@ -86,6 +76,22 @@ describe('auth', () => {
     expect(res.body.message).toBe('invalid operator token');
     expect(tap.messages.slice(before).some((m) => m.value.reason === 'wrong token')).toBe(false);
   });
+
+  it.each(['/v1/rounds', '/v1/serving/rollback', '/v1/adapters/a1/promote'])(
+    'POST %s with a text/plain body answers 415 and publishes nothing, even with the token',
+    async (path) => {
+      const before = tap.messages.length;
+      const res = await fetch(`${base}${path}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'text/plain' },
+        body: '{"reason":"csrf"}',
+      });
+      expect(res.status).toBe(415);
+      expect(String(((await res.json()) as { message: string }).message)).toMatch(/must be JSON/);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(tap.messages.slice(before)).toEqual([]);
+    },
+  );
 
   it('reads need no token', async () => {
     expect((await call('GET', '/v1/rounds', { auth: null })).status).toBe(200);

@@ -6,34 +6,32 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import type { Producer } from 'kafkajs';
 import { LocalArtefactStore, type ArtefactRecord } from '@cprec/artefacts';
+import { randomBytes } from 'node:crypto';
 import {
   ClickHouse,
   ControlPlaneRepository,
-  createClickHouse,
-  ident,
   InteractionRepository,
   ItemRepository,
-  runMigrations,
   SequenceStore,
-  sql,
 } from '@cprec/clickhouse';
-import { TOPICS, type AdapterEvent, type ServingCommand } from '@cprec/contracts';
+import type { AdapterEvent, ServingCommand } from '@cprec/contracts';
 import { attachLora, LlamaModel, mulberry32, randomWeights, saveLoraAdapter } from '@cprec/lm';
 import { WordTokenizer } from '@cprec/training/testing';
-import { eventually, randomPort, RunningService, startService } from '../support/service-process';
-import { requireInfra, testClickHouseSettings, testKafka, uniqueName } from '../support/infra';
+import { useNamespace } from '../support/harness';
+import { eventually, RunningService } from '../support/service-process';
+import { uniqueName } from '../support/infra';
 
 /**
  * The serving actor against real Kafka and ClickHouse with the trainer's tiny-random base model
  * (its artefact written here as the trainer would): explicit and first-stage recommendations,
  * hot swap on AdapterEvent 'promoted', refusal of a corrupted artefact, rollback over HTTP and
- * over Kafka, request validation, serving_events and metrics.
+ * over Kafka (HTTP rollback only with the token and a JSON body), request validation,
+ * serving_events and metrics.
  */
 
-const database = uniqueName('cprec_it_serving');
-const settings = testClickHouseSettings(database);
-const home = mkdtempSync(join(tmpdir(), 'cprec-serving-it-'));
-const store = new LocalArtefactStore(join(home, 'artefacts'));
+const ns = useNamespace('serving');
+const token = randomBytes(12).toString('hex');
+const store = new LocalArtefactStore(join(ns.home, 'artefacts'));
 const WORDS = [
   'red',
   'blue',
@@ -81,14 +79,22 @@ interface RecommendBody {
   latency_ms: number;
 }
 
-async function post(path: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+async function post(
+  path: string,
+  body: unknown,
+  headers: Record<string, string> = { 'content-type': 'application/json' },
+): Promise<{ status: number; json: Record<string, unknown> }> {
   const res = await fetch(`${url}${path}`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers,
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
 }
+
+/** POST /v1/rollback as the operator would send it: the token and a JSON body. */
+const rollback = (body: unknown) =>
+  post('/v1/rollback', body, { 'content-type': 'application/json', authorization: `Bearer ${token}` });
 
 const recommend = async (body: unknown): Promise<RecommendBody> => {
   const { status, json } = await post('/v1/recommend', body);
@@ -159,13 +165,11 @@ const promote = (id: string, record: ArtefactRecord) => {
     reasons: ['integration test'],
     ts: Date.now(),
   };
-  return producer.send({ topic: TOPICS.adapters, messages: [{ key: id, value: JSON.stringify(event) }] });
+  return producer.send({ topic: ns.topics.adapters, messages: [{ key: id, value: JSON.stringify(event) }] });
 };
 
 beforeAll(async () => {
-  await requireInfra();
-  await runMigrations(settings);
-  ch = createClickHouse(settings);
+  ch = ns.ch;
   control = new ControlPlaneRepository(ch);
   await new ItemRepository(ch).upsertBatch(
     ITEMS.map((i) => ({ ...i, domain: DOMAIN, attributes: {}, updated_at_ms: 1_000 })),
@@ -190,34 +194,16 @@ beforeAll(async () => {
   // Corrupt the stored copy after its record was written: the sha256 no longer matches.
   appendFileSync(join(fileURLToPath(adapterBad.uri), 'adapter.safetensors'), Buffer.from([0]));
 
-  producer = testKafka('cprec-serving-test').producer();
-  await producer.connect();
-  const port = randomPort();
-  url = `http://127.0.0.1:${port}`;
-  serving = await startService(
-    'serving',
-    port,
-    {
-      CPREC_CLICKHOUSE_DB: database,
-      CPREC_HOME: home,
-      SERVING_GROUP_ID: uniqueName('serving'),
-      SERVING_MODEL: 'tiny-random',
-      SERVING_BACKEND: 'cpu',
-      SERVING_SASREC_MIN_SEQUENCES: '4',
-      SERVING_SASREC_FIT_BUDGET_MS: '3000',
-    },
-    'SERVING_PORT',
-  );
-});
-
-afterAll(async () => {
-  await serving?.stop();
-  await producer?.disconnect();
-  if (ch) {
-    await ch.command(sql`DROP DATABASE IF EXISTS ${ident(database)}`);
-    await ch.close();
-  }
-  rmSync(home, { recursive: true, force: true });
+  producer = await ns.producer();
+  serving = await ns.startService('serving', 'SERVING_PORT', {
+    SERVING_GROUP_ID: ns.group('serving'),
+    SERVING_MODEL: 'tiny-random',
+    SERVING_BACKEND: 'cpu',
+    SERVING_SASREC_MIN_SEQUENCES: '4',
+    SERVING_SASREC_FIT_BUDGET_MS: '3000',
+    SERVING_TOKEN: token,
+  });
+  url = `http://127.0.0.1:${serving.port}`;
 });
 
 describe('serving actor', () => {
@@ -287,11 +273,31 @@ describe('serving actor', () => {
     expect(failed.find((e) => e.adapter_id === 'it-bad')!.detail).toMatch(/corrupted|sha256/);
     expect((await recommend(explicit)).adapter_id).toBe('it-a1');
 
-    const rolled = await post('/v1/rollback', {});
+    // Changing what is served needs the token: without it (or with a wrong one) nothing changes.
+    const servingBefore = await control.listServingEvents();
+    const anonymous = await post('/v1/rollback', {});
+    expect(anonymous.status).toBe(401);
+    const wrong = await post(
+      '/v1/rollback',
+      {},
+      { 'content-type': 'application/json', authorization: 'Bearer nope' },
+    );
+    expect(wrong.status).toBe(401);
+    // …and a JSON body: a text/plain POST (what a web page can send cross-site) is refused.
+    const plain = await post('/v1/rollback', '{}', {
+      'content-type': 'text/plain',
+      authorization: `Bearer ${token}`,
+    });
+    expect(plain.status).toBe(415);
+    expect(String(plain.json.message)).toMatch(/must be JSON/);
+    expect((await recommend(explicit)).adapter_id).toBe('it-a1');
+    expect(await control.listServingEvents()).toEqual(servingBefore);
+
+    const rolled = await rollback({});
     expect(rolled.status).toBe(200);
     expect(rolled.json).toMatchObject({ adapter_id: 'base', previous_adapter_id: 'it-a1', changed: true });
     expect((await recommend(explicit)).adapter_id).toBe('base');
-    const nothing = await post('/v1/rollback', {});
+    const nothing = await rollback({});
     expect(nothing.status).toBe(409);
     expect(String(nothing.json.message)).toMatch(/nothing to roll back to/);
 
@@ -303,7 +309,7 @@ describe('serving actor', () => {
       ts: Date.now(),
     };
     await producer.send({
-      topic: TOPICS.servingCommands,
+      topic: ns.topics.servingCommands,
       messages: [{ key: command.command_id, value: JSON.stringify(command) }],
     });
     await eventually(

@@ -4,4 +4,5 @@ export * from './bootstrap';
 export * from './failures';
 export * from './consumer-metrics';
 export * from './consumers';
+export * from './mutation.guard';
 export * from './base-model';

@@ -9,6 +9,7 @@ import { HealthRegistry, ObservabilityModule } from '@cprec/service-common';
 import { loadServingConfig, SERVING_CONFIG } from './config';
 import { ServingController } from './serving.controller';
 import { CLICKHOUSE, ServingService } from './serving.service';
+import { ServingTokenGuard } from './serving-token.guard';
 
 @Module({
   imports: [ObservabilityModule.forService('serving')],
@@ -25,6 +26,7 @@ import { CLICKHOUSE, ServingService } from './serving.service';
       },
     },
     ServingService,
+    ServingTokenGuard,
     {
       provide: 'SERVING_HEALTH_REGISTRATION',
       inject: [HealthRegistry, ServingService, CLICKHOUSE],

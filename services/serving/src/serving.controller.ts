@@ -1,7 +1,8 @@
-import { Body, Controller, Get, HttpCode, HttpException, Post } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, HttpException, Post, UseGuards } from '@nestjs/common';
 import { RollbackRefusedError } from './adapter-manager';
 import { parseBody, RecommendRequestSchema, RollbackRequestSchema } from './recommend-request';
 import { ServingError, ServingService, type RecommendResponse } from './serving.service';
+import { ServingTokenGuard } from './serving-token.guard';
 
 const fail = (status: number, message: string): HttpException =>
   new HttpException({ statusCode: status, error: status < 500 ? 'Bad Request' : 'Error', message }, status);
@@ -42,8 +43,10 @@ export class ServingController {
     });
   }
 
+  /** Changes what is served: the serving (or operator) token and a JSON body (or none) are required. */
   @Post('rollback')
   @HttpCode(200)
+  @UseGuards(ServingTokenGuard)
   rollback(@Body() body: unknown) {
     return this.measured('rollback', async () => {
       const parsed = parseBody(RollbackRequestSchema, body ?? {});
