@@ -1,6 +1,28 @@
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import { nativeAddonCandidates } from './kernels/native-addon';
+import type { LlamaConfig } from './types';
 
+/**
+ * The tfjs backends cprec runs on. `tensorflow` is @tensorflow/tfjs-node (TensorFlow's C library,
+ * installed by scripts/install-tfjs-node.sh), `tensorflow-gpu` @tensorflow/tfjs-node-gpu
+ * (infra/gpu/install), `cpu` tfjs-backend-cpu with cprec's native kernels, `wasm` the wasm backend.
+ * `auto` picks, per model and workload, the one measured fastest on this machine.
+ */
 export type BackendPreference = 'auto' | 'tensorflow-gpu' | 'tensorflow' | 'cpu' | 'wasm';
+export const BACKEND_PREFERENCES: readonly BackendPreference[] = [
+  'auto',
+  'tensorflow-gpu',
+  'tensorflow',
+  'cpu',
+  'wasm',
+];
+
+/** What `auto` optimises for: a LoRA training step (full loss), or scoring (prefill + candidates). */
+export type BackendWorkload = 'train' | 'infer';
 
 export interface BackendReport {
   /** tfjs backend name now active (`tensorflow`, `cpu`, `wasm`). */
@@ -14,7 +36,39 @@ export interface BackendReport {
   tfjsNodeGpu: boolean;
   /** Why preferred choices were skipped. */
   notes: string[];
+  /** For `auto`: what was decided, for which model and workload, from which measurement. */
+  auto?: AutoDecision;
 }
+
+export interface SelectBackendOptions {
+  /** false keeps the plain JS cpu kernels (also CPREC_NATIVE_KERNELS=0). */
+  nativeKernels?: boolean;
+  /**
+   * For `auto`: the model the backend is chosen for — a base model path (.gguf, llama2.c .bin, HF
+   * folder; only its header is read) or its config. Default: $CPREC_BASE_MODEL, else stories260K's shape.
+   */
+  model?: string | LlamaConfig;
+  /** For `auto`: what the process will mostly do. Default `train`. */
+  workload?: BackendWorkload;
+}
+
+/** One measured `auto` decision, as kept in the cache file and shown by `cprec doctor`. */
+export interface AutoDecision {
+  backend: BackendPreference;
+  /** `measured` now, `cached` from an earlier measurement, `only` (one candidate), `env` (CPREC_BACKEND). */
+  from: 'measured' | 'cached' | 'only' | 'env';
+  model: string;
+  workload: BackendWorkload;
+  /** Estimated ms per workload unit for the whole model, per measured backend. */
+  msPerRun: Partial<Record<BackendPreference, number>>;
+  /** The measurement's shape: train = LoRA r=8 step of batch×seq; infer = prefill of seq + 20 candidates of 8. */
+  shape?: { batch: number; seq: number };
+  measuredAt?: string;
+  loadAverage?: number;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Loading packages
 
 /**
  * Loads an optional module by name. A plain `require` with a variable name so TypeScript does not
@@ -36,6 +90,60 @@ function canResolve(name: string): boolean {
   } catch {
     return false;
   }
+}
+
+const TF_PACKAGES = {
+  tensorflow: '@tensorflow/tfjs-node',
+  'tensorflow-gpu': '@tensorflow/tfjs-node-gpu',
+} as const;
+
+/** Whether @tensorflow/tfjs-node resolves from here (scripts/install-tfjs-node.sh installs it). */
+export function tfjsNodeInstalled(): boolean {
+  return canResolve(TF_PACKAGES.tensorflow);
+}
+
+/** Whether @tensorflow/tfjs-node-gpu resolves from here (infra/gpu/install installs it). */
+export function tfjsNodeGpuInstalled(): boolean {
+  return canResolve(TF_PACKAGES['tensorflow-gpu']);
+}
+
+/** Whether an NVIDIA driver exposes a device here (without loading TensorFlow). */
+export function nvidiaDevicePresent(): boolean {
+  return existsSync('/dev/nvidia0') || existsSync('/proc/driver/nvidia/version');
+}
+
+/**
+ * The TensorFlow package loaded in this process. tfjs-node and tfjs-node-gpu both register the
+ * backend `tensorflow` and link a library with the same soname, so one process gets one of them.
+ */
+let tfPackageLoaded: string | null = null;
+
+/**
+ * Loads @tensorflow/tfjs-node(-gpu) once and returns null, or why it cannot. Quietens TensorFlow's
+ * INFO logging (TF_CPP_MIN_LOG_LEVEL=1 unless set) and, for the GPU package, lets TensorFlow grow
+ * GPU memory as needed instead of taking it all up front (TF_FORCE_GPU_ALLOW_GROWTH=true unless set).
+ */
+function loadTensorflow(choice: 'tensorflow' | 'tensorflow-gpu', notes: string[]): string | null {
+  const pkg = TF_PACKAGES[choice];
+  if (tfPackageLoaded && tfPackageLoaded !== pkg) {
+    notes.push(
+      `${tfPackageLoaded} is already loaded in this process and provides 'tensorflow'; ${pkg} is not loaded too`,
+    );
+    return tf.findBackend('tensorflow') ? null : `${tfPackageLoaded} did not register 'tensorflow'`;
+  }
+  if (!canResolve(pkg)) return `${pkg} is not installed`;
+  process.env.TF_CPP_MIN_LOG_LEVEL ??= '1';
+  if (choice === 'tensorflow-gpu') process.env.TF_FORCE_GPU_ALLOW_GROWTH ??= 'true';
+  // Loading tfjs-node makes `tensorflow` the active backend; whoever called us sets the one wanted.
+  const before = tf.getBackend();
+  const r = tryRequire(pkg);
+  if (!r.ok) return `${pkg} failed to load: ${r.error}`;
+  tfPackageLoaded = pkg;
+  if (before && before !== 'tensorflow' && tf.getBackend() !== before) void tf.setBackend(before);
+  // tfjs-node registers into its own copy of tfjs-core unless versions dedupe to ours.
+  if (!tf.findBackend('tensorflow'))
+    return `${pkg} loaded but its backend is not registered with this @tensorflow/tfjs-core (version mismatch?)`;
+  return null;
 }
 
 /** Calls `registerNativeKernels()` from libs/lm/src/kernels when that module exists. */
@@ -69,95 +177,470 @@ function loadNativeKernels(notes: string[]): boolean {
   }
 }
 
-let lastReport: BackendReport | null = null;
+/**
+ * Makes `choice` the active backend (no fallback). Returns the report, or null with a note saying
+ * why it is unavailable.
+ */
+async function activate(
+  choice: Exclude<BackendPreference, 'auto'>,
+  notes: string[],
+  wantNative: boolean,
+): Promise<BackendReport | null> {
+  const tfjsNode = tfjsNodeInstalled();
+  const tfjsNodeGpu = tfjsNodeGpuInstalled();
+  if (choice === 'tensorflow-gpu' || choice === 'tensorflow') {
+    const why = loadTensorflow(choice, notes);
+    if (why) {
+      notes.push(why);
+      return null;
+    }
+    if (!(await tf.setBackend('tensorflow'))) {
+      notes.push(`${TF_PACKAGES[choice]}: the tensorflow backend failed to initialise`);
+      return null;
+    }
+    if (choice === 'tensorflow-gpu' && !(tf.backend() as { isUsingGpuDevice?: boolean }).isUsingGpuDevice)
+      notes.push(
+        'tensorflow-gpu found no usable GPU (driver, CUDA wheels, CUDA_VISIBLE_DEVICES): it runs on the CPU',
+      );
+    return {
+      backend: 'tensorflow',
+      source: tfPackageLoaded ?? TF_PACKAGES[choice],
+      nativeKernels: false,
+      tfjsNode,
+      tfjsNodeGpu,
+      notes,
+    };
+  }
+  if (choice === 'cpu') {
+    await import('@tensorflow/tfjs-backend-cpu');
+    if (!(await tf.setBackend('cpu'))) {
+      notes.push('the cpu backend failed to initialise');
+      return null;
+    }
+    const nativeKernels = wantNative ? loadNativeKernels(notes) : false;
+    if (!wantNative) notes.push('native kernels disabled by request');
+    return {
+      backend: 'cpu',
+      source: nativeKernels
+        ? '@tensorflow/tfjs-backend-cpu + cprec native kernels'
+        : '@tensorflow/tfjs-backend-cpu',
+      nativeKernels,
+      tfjsNode,
+      tfjsNodeGpu,
+      notes,
+    };
+  }
+  try {
+    await import('@tensorflow/tfjs-backend-wasm');
+    if (await tf.setBackend('wasm'))
+      return {
+        backend: 'wasm',
+        source: '@tensorflow/tfjs-backend-wasm',
+        nativeKernels: false,
+        tfjsNode,
+        tfjsNodeGpu,
+        notes,
+      };
+    notes.push('the wasm backend failed to initialise');
+  } catch (e) {
+    notes.push(`wasm backend failed: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  return null;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// auto: measured per model and workload, cached per machine and libraries
+
+/** stories260K's shape: what `auto` decides for when no model is named (the default base model). */
+const DEFAULT_MODEL_SHAPE: LlamaConfig = {
+  dim: 64,
+  hiddenDim: 172,
+  nLayers: 5,
+  nHeads: 8,
+  nKvHeads: 4,
+  vocabSize: 512,
+  maxSeqLen: 512,
+  normEps: 1e-5,
+  ropeTheta: 10000,
+  tiedClassifier: true,
+};
+
+/** A base model's config from its header alone (no weights are read). */
+export async function modelShapeOf(path: string): Promise<LlamaConfig> {
+  const { baseModelFormat } = await import('./base-model');
+  const format = baseModelFormat(path);
+  if (format === 'gguf') {
+    const { llamaConfigFromGguf, readGguf } = await import('./gguf');
+    return llamaConfigFromGguf(readGguf(path));
+  }
+  if (format === 'hf') {
+    const { configFromHf } = await import('./hf');
+    return configFromHf(
+      JSON.parse(readFileSync(join(path, 'config.json'), 'utf8')) as Parameters<typeof configFromHf>[0],
+    );
+  }
+  // llama2.c header: dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size (< 0: untied), seq_len.
+  const b = readFileSync(path).subarray(0, 28);
+  if (b.length < 28) throw new Error(`llama2.c checkpoint ${path} is truncated`);
+  const h = Array.from({ length: 7 }, (_, i) => b.readInt32LE(i * 4));
+  return {
+    ...DEFAULT_MODEL_SHAPE,
+    dim: h[0],
+    hiddenDim: h[1],
+    nLayers: h[2],
+    nHeads: h[3],
+    nKvHeads: h[4],
+    vocabSize: Math.abs(h[5]),
+    maxSeqLen: h[6],
+    tiedClassifier: h[5] > 0,
+  };
+}
+
+/** What the speed of a shape depends on (not its name, RoPE base or context). */
+export function modelShapeKey(c: LlamaConfig): string {
+  return `d${c.dim}-h${c.hiddenDim}-L${c.nLayers}-H${c.nHeads}-kv${c.nKvHeads}-V${c.vocabSize}${c.tiedClassifier ? '-tied' : ''}`;
+}
+
+/** The measurement's batch and sequence per workload (small enough to be cheap, big enough to be representative). */
+export function measurementShape(c: LlamaConfig, workload: BackendWorkload): { batch: number; seq: number } {
+  const seq = Math.min(128, c.maxSeqLen);
+  return workload === 'train' ? { batch: 2, seq } : { batch: 1, seq: Math.min(seq, c.maxSeqLen - 8) };
+}
+
+/** Where `auto` keeps its decisions: $CPREC_BACKEND_CACHE, else node_modules/.cache/cprec/. */
+export function backendCacheFile(): string {
+  if (process.env.CPREC_BACKEND_CACHE) return resolve(process.env.CPREC_BACKEND_CACHE);
+  const core = require.resolve('@tensorflow/tfjs-core/package.json');
+  // …/node_modules/@tensorflow/tfjs-core/package.json → …/node_modules/.cache/cprec
+  return join(dirname(core), '..', '..', '.cache', 'cprec', 'backend-auto.json');
+}
+
+function fileDigest(path: string): string | null {
+  try {
+    return createHash('sha256').update(readFileSync(path)).digest('hex').slice(0, 16);
+  } catch {
+    return null;
+  }
+}
+
+function packageVersion(pkg: string): string | null {
+  try {
+    return (JSON.parse(readFileSync(require.resolve(`${pkg}/package.json`), 'utf8')) as { version: string })
+      .version;
+  } catch {
+    return null;
+  }
+}
+
+/** The install stamp scripts/install-tfjs-node.sh leaves in the package (versions + wheel sha256). */
+function tfInstallStamp(pkg: string): string | null {
+  try {
+    return readFileSync(
+      join(dirname(require.resolve(`${pkg}/package.json`)), '.cprec-install'),
+      'utf8',
+    ).trim();
+  } catch {
+    return null;
+  }
+}
+
+/** Speed-relevant environment: thread counts and kernel switches. */
+const FINGERPRINT_ENV = [
+  'OMP_NUM_THREADS',
+  'OPENBLAS_NUM_THREADS',
+  'OPENBLAS_CORETYPE',
+  'TF_NUM_INTRAOP_THREADS',
+  'TF_NUM_INTEROP_THREADS',
+  'TF_ENABLE_ONEDNN_OPTS',
+  'CPREC_NATIVE_KERNELS',
+  'CPREC_FUSED_DECODER',
+  'CPREC_MALLOC_TUNING',
+  'CUDA_VISIBLE_DEVICES',
+];
 
 /**
- * Chooses the fastest available backend: tfjs-node-gpu, tfjs-node (optional packages), then the
- * cpu backend with native kernels when present, else wasm. A specific preference is tried first and
- * falls back along the same chain. Returns what is in use (also kept for `backendReport()`).
+ * The machine and libraries a measurement holds for: CPU model and count, memory, Node, tfjs,
+ * tfjs-node(-gpu) with the wheel they were built from, the native addon's bytes, thread settings.
+ * A decision measured under another fingerprint is measured again.
+ */
+export function machineFingerprint(): { hash: string; parts: Record<string, string | number | null> } {
+  const addonPath = nativeAddonCandidates().find((p) => existsSync(p));
+  const parts: Record<string, string | number | null> = {
+    cpu: cpus()[0]?.model ?? 'unknown',
+    cpus: availableParallelism(),
+    memGiB: Math.round(totalmem() / 2 ** 30),
+    arch: process.arch,
+    node: process.versions.node,
+    tfjsCore: packageVersion('@tensorflow/tfjs-core'),
+    tfjsNode: tfInstallStamp(TF_PACKAGES.tensorflow) ?? packageVersion(TF_PACKAGES.tensorflow),
+    tfjsNodeGpu:
+      tfInstallStamp(TF_PACKAGES['tensorflow-gpu']) ?? packageVersion(TF_PACKAGES['tensorflow-gpu']),
+    gpu: nvidiaDevicePresent() ? 1 : 0,
+    nativeAddon: addonPath ? fileDigest(addonPath) : null,
+  };
+  for (const k of FINGERPRINT_ENV) parts[k] = process.env[k] ?? null;
+  const hash = createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 16);
+  return { hash, parts };
+}
+
+interface AutoCacheFile {
+  version: 1;
+  fingerprint: string;
+  machine: Record<string, string | number | null>;
+  decisions: Record<string, AutoDecision>;
+}
+
+function readAutoCache(file: string): AutoCacheFile | null {
+  try {
+    const c = JSON.parse(readFileSync(file, 'utf8')) as AutoCacheFile;
+    return c.version === 1 && typeof c.decisions === 'object' ? c : null;
+  } catch {
+    return null;
+  }
+}
+
+function writeAutoCache(
+  file: string,
+  fp: ReturnType<typeof machineFingerprint>,
+  key: string,
+  d: AutoDecision,
+): void {
+  const prev = readAutoCache(file);
+  const decisions = prev && prev.fingerprint === fp.hash ? prev.decisions : {};
+  decisions[key] = d;
+  const body: AutoCacheFile = { version: 1, fingerprint: fp.hash, machine: fp.parts, decisions };
+  mkdirSync(dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify(body, null, 2) + '\n');
+  renameSync(tmp, file);
+}
+
+/**
+ * The `auto` decisions kept for this machine: `current` when they were measured under today's
+ * fingerprint, else they are stale and will be measured again (what `cprec doctor` shows).
+ */
+export function autoDecisions(): { file: string; current: boolean; decisions: AutoDecision[] } {
+  const file = backendCacheFile();
+  const c = readAutoCache(file);
+  if (!c) return { file, current: false, decisions: [] };
+  return {
+    file,
+    current: c.fingerprint === machineFingerprint().hash,
+    decisions: Object.values(c.decisions),
+  };
+}
+
+/** The backends `auto` chooses among here: TensorFlow (the GPU build where a GPU is present), then cpu. */
+export function autoCandidates(): Exclude<BackendPreference, 'auto'>[] {
+  const out: Exclude<BackendPreference, 'auto'>[] = [];
+  if (tfjsNodeGpuInstalled() && nvidiaDevicePresent()) out.push('tensorflow-gpu');
+  else if (tfjsNodeInstalled()) out.push('tensorflow');
+  out.push('cpu');
+  return out;
+}
+
+/**
+ * ms for one run of `workload` on the active backend for a model of shape `c` with `layers` decoder
+ * blocks (random weights): the best of `reps` after one warm-up. train = LoRA r=8 step with the full
+ * loss (Trainer.trainStep); infer = prefill of a prompt into the KV cache, then 20 candidates of 8
+ * tokens reading it (the ranking path, fused native blocks where they apply).
+ */
+async function timeWorkload(
+  c: LlamaConfig,
+  layers: number,
+  workload: BackendWorkload,
+  reps: number,
+): Promise<number> {
+  const [{ LlamaModel, KVCache }, { Trainer }, { attachLora }, { randomWeights }] = await Promise.all([
+    import('./model'),
+    import('./train'),
+    import('./lora'),
+    import('./weights'),
+  ]);
+  const cfg: LlamaConfig = { ...c, nLayers: layers };
+  const model = new LlamaModel(randomWeights(cfg, 7));
+  const { batch, seq } = measurementShape(c, workload);
+  let s = 11;
+  const rnd = (): number => (s = (s * 48271) % 2147483647) % cfg.vocabSize;
+  const rows = Array.from({ length: batch }, () => Array.from({ length: seq }, rnd));
+  let run: () => void;
+  let trainer: InstanceType<typeof Trainer> | null = null;
+  if (workload === 'train') {
+    attachLora(model, { rank: 8, alpha: 16, dropout: 0 });
+    trainer = new Trainer(model, { weightDecay: 0 });
+    const t = trainer;
+    const mask = rows.map((r) => r.map(() => 1));
+    run = () => void t.trainStep({ inputIds: rows, lossMask: mask }, 1e-5);
+  } else {
+    const cands = Array.from({ length: 20 }, () => Array.from({ length: 8 }, rnd));
+    run = () => {
+      const cache = new KVCache(cfg.nLayers, 1);
+      try {
+        tf.tidy(() => model.forward(rows, { cache, lastOnly: true }).dataSync());
+        tf.tidy(() => model.forward(cands, { prefix: { cache, rows: cands.map(() => 0) } }).dataSync());
+      } finally {
+        cache.dispose();
+      }
+    };
+  }
+  try {
+    run();
+    let best = Infinity;
+    for (let i = 0; i < reps; i++) {
+      const t0 = performance.now();
+      run();
+      best = Math.min(best, performance.now() - t0);
+    }
+    return best;
+  } finally {
+    trainer?.dispose();
+    model.dispose();
+  }
+}
+
+/**
+ * Estimated ms per run for the whole model on the active backend: measured with one and two decoder
+ * blocks (the embedding and classifier cost once, each block the same), extrapolated to all blocks.
+ */
+async function measureModel(c: LlamaConfig, workload: BackendWorkload): Promise<number> {
+  const reps = 2;
+  const one = await timeWorkload(c, 1, workload, reps);
+  if (c.nLayers === 1) return one;
+  const two = await timeWorkload(c, 2, workload, reps);
+  const perLayer = Math.max(two - one, two / 2 / 4);
+  return one + (c.nLayers - 1) * perLayer;
+}
+
+/** Test seam: replaces the measurement (ms per run for a backend) in specs that test the decision logic. */
+export type BackendMeasure = (
+  backend: Exclude<BackendPreference, 'auto'>,
+  model: LlamaConfig,
+  workload: BackendWorkload,
+) => Promise<number>;
+let measureOverride: BackendMeasure | null = null;
+export function setBackendMeasureForTests(m: BackendMeasure | null): void {
+  measureOverride = m;
+}
+
+async function resolveModel(
+  model: SelectBackendOptions['model'],
+): Promise<{ name: string; config: LlamaConfig }> {
+  const named = model ?? process.env.CPREC_BASE_MODEL;
+  if (named === undefined || named === '')
+    return { name: 'stories260K shape (default)', config: DEFAULT_MODEL_SHAPE };
+  if (typeof named !== 'string') return { name: modelShapeKey(named), config: named };
+  return { name: named, config: await modelShapeOf(named) };
+}
+
+async function decideAuto(
+  opts: SelectBackendOptions,
+  notes: string[],
+  wantNative: boolean,
+): Promise<AutoDecision> {
+  const { name, config } = await resolveModel(opts.model);
+  const workload = opts.workload ?? 'train';
+  const shape = measurementShape(config, workload);
+  const candidates = autoCandidates();
+  const base = { model: name, workload, shape };
+  if (candidates.length === 1) return { ...base, backend: candidates[0], from: 'only', msPerRun: {} };
+  const fp = machineFingerprint();
+  const key = `${modelShapeKey(config)}|${workload}|${shape.batch}x${shape.seq}|${candidates.join(',')}`;
+  const file = backendCacheFile();
+  const cached = readAutoCache(file);
+  if (process.env.CPREC_BACKEND_REMEASURE !== '1' && cached?.fingerprint === fp.hash && cached.decisions[key])
+    return { ...cached.decisions[key], model: name, from: 'cached' };
+  const msPerRun: Partial<Record<BackendPreference, number>> = {};
+  for (const b of candidates) {
+    const scratch: string[] = [];
+    if (!(await activate(b, scratch, wantNative))) {
+      notes.push(`auto: ${b} unavailable (${scratch.join('; ')})`);
+      continue;
+    }
+    try {
+      msPerRun[b] = measureOverride
+        ? await measureOverride(b, config, workload)
+        : await measureModel(config, workload);
+    } catch (e) {
+      notes.push(`auto: ${b} failed the measurement: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+  const ranked = (Object.entries(msPerRun) as [BackendPreference, number][]).sort((a, b) => a[1] - b[1]);
+  const decision: AutoDecision = {
+    ...base,
+    backend: ranked[0]?.[0] ?? 'cpu',
+    from: 'measured',
+    msPerRun,
+    measuredAt: new Date().toISOString(),
+    loadAverage: Math.round(loadavg()[0] * 100) / 100,
+  };
+  if (ranked.length > 0) {
+    try {
+      writeAutoCache(file, fp, key, decision);
+    } catch (e) {
+      notes.push(`auto: decision not cached (${file}): ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+  return decision;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// selectBackend
+
+let lastReport: BackendReport | null = null;
+
+/** $CPREC_BACKEND when set: the operator's choice, which wins over `auto`. */
+function envBackend(): BackendPreference | null {
+  const v = process.env.CPREC_BACKEND;
+  if (v === undefined || v === '') return null;
+  if (!(BACKEND_PREFERENCES as readonly string[]).includes(v))
+    throw new Error(`CPREC_BACKEND=${v} is not a backend; use one of ${BACKEND_PREFERENCES.join(', ')}`);
+  return v as BackendPreference;
+}
+
+/**
+ * Makes a tfjs backend active and reports it. A specific preference is tried first and falls back
+ * along tensorflow-gpu → tensorflow → cpu (native kernels when built) → wasm. `auto` takes
+ * $CPREC_BACKEND when set (`CPREC_BACKEND=cpu` keeps tests cheap and deterministic); otherwise it
+ * uses the backend measured fastest here for the model (`opts.model`, else $CPREC_BASE_MODEL, else
+ * stories260K's shape) and workload (`opts.workload`, default train), measuring once per machine
+ * and library fingerprint and keeping the decision in `backendCacheFile()`.
  */
 export async function selectBackend(
   preference: BackendPreference = 'auto',
-  opts: { nativeKernels?: boolean } = {},
+  opts: SelectBackendOptions = {},
 ): Promise<BackendReport> {
   const notes: string[] = [];
   // CPREC_NATIVE_KERNELS=0 keeps the plain JS cpu kernels (for comparisons and debugging).
   const wantNative = opts.nativeKernels ?? process.env.CPREC_NATIVE_KERNELS !== '0';
-  const tfjsNodeGpu = canResolve('@tensorflow/tfjs-node-gpu');
-  const tfjsNode = canResolve('@tensorflow/tfjs-node');
-  const chain: BackendPreference[] =
-    preference === 'auto'
-      ? ['tensorflow-gpu', 'tensorflow', 'cpu', 'wasm']
-      : [
-          preference,
-          ...(['tensorflow-gpu', 'tensorflow', 'cpu', 'wasm'] as BackendPreference[]).filter(
-            (p) => p !== preference,
-          ),
-        ];
+  let first: BackendPreference = preference;
+  let auto: AutoDecision | undefined;
+  if (preference === 'auto') {
+    const fromEnv = envBackend();
+    if (fromEnv && fromEnv !== 'auto') {
+      first = fromEnv;
+      notes.push(`CPREC_BACKEND=${fromEnv}`);
+      auto = {
+        backend: fromEnv,
+        from: 'env',
+        model: typeof opts.model === 'string' ? opts.model : 'any',
+        workload: opts.workload ?? 'train',
+        msPerRun: {},
+      };
+    } else {
+      auto = await decideAuto(opts, notes, wantNative);
+      first = auto.backend;
+    }
+  }
+  const order: Exclude<BackendPreference, 'auto'>[] = ['tensorflow-gpu', 'tensorflow', 'cpu', 'wasm'];
+  const chain = [first as Exclude<BackendPreference, 'auto'>, ...order.filter((p) => p !== first)];
   for (const choice of chain) {
-    if (choice === 'tensorflow-gpu' || choice === 'tensorflow') {
-      const pkg = choice === 'tensorflow-gpu' ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node';
-      if (!canResolve(pkg)) {
-        if (preference === choice) notes.push(`${pkg} is not installed`);
-        continue;
-      }
-      const r = tryRequire(pkg);
-      if (!r.ok) {
-        notes.push(`${pkg} failed to load: ${r.error}`);
-        continue;
-      }
-      // tfjs-node registers into its own copy of tfjs-core unless versions dedupe to ours.
-      if (tf.findBackend('tensorflow') && (await tf.setBackend('tensorflow'))) {
-        lastReport = {
-          backend: 'tensorflow',
-          source: pkg,
-          nativeKernels: false,
-          tfjsNode,
-          tfjsNodeGpu,
-          notes,
-        };
-        return lastReport;
-      }
-      notes.push(
-        `${pkg} loaded but its backend is not registered with this @tensorflow/tfjs-core (version mismatch?)`,
-      );
-      continue;
-    }
-    if (choice === 'cpu') {
-      await import('@tensorflow/tfjs-backend-cpu');
-      if (await tf.setBackend('cpu')) {
-        const nativeKernels = wantNative ? loadNativeKernels(notes) : false;
-        if (!wantNative) notes.push('native kernels disabled by request');
-        lastReport = {
-          backend: 'cpu',
-          source: nativeKernels
-            ? '@tensorflow/tfjs-backend-cpu + cprec native kernels'
-            : '@tensorflow/tfjs-backend-cpu',
-          nativeKernels,
-          tfjsNode,
-          tfjsNodeGpu,
-          notes,
-        };
-        return lastReport;
-      }
-    }
-    if (choice === 'wasm') {
-      try {
-        await import('@tensorflow/tfjs-backend-wasm');
-        if (await tf.setBackend('wasm')) {
-          lastReport = {
-            backend: 'wasm',
-            source: '@tensorflow/tfjs-backend-wasm',
-            nativeKernels: false,
-            tfjsNode,
-            tfjsNodeGpu,
-            notes,
-          };
-          return lastReport;
-        }
-      } catch (e) {
-        notes.push(`wasm backend failed: ${e instanceof Error ? e.message : String(e)}`);
-      }
+    // The fallback after a specific preference skips the optional packages nobody installed.
+    if (choice !== first && choice === 'tensorflow-gpu' && !tfjsNodeGpuInstalled()) continue;
+    if (choice !== first && choice === 'tensorflow' && !tfjsNodeInstalled()) continue;
+    const report = await activate(choice, notes, wantNative);
+    if (report) {
+      lastReport = auto ? { ...report, auto } : report;
+      return lastReport;
     }
   }
   throw new Error(`no tfjs backend could be initialised: ${notes.join('; ')}`);
@@ -170,9 +653,106 @@ export function backendReport(): BackendReport {
       backend: tf.getBackend(),
       source: 'not selected through selectBackend',
       nativeKernels: false,
-      tfjsNode: canResolve('@tensorflow/tfjs-node'),
-      tfjsNodeGpu: canResolve('@tensorflow/tfjs-node-gpu'),
+      tfjsNode: tfjsNodeInstalled(),
+      tfjsNodeGpu: tfjsNodeGpuInstalled(),
       notes: [],
     }
   );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// What TensorFlow runs with (cprec doctor)
+
+export interface TensorflowInfo {
+  /** The npm package and its version, and the TensorFlow C library's version (TF_Version()). */
+  package: string;
+  packageVersion: string | null;
+  tensorflowVersion: string | null;
+  /** Intra-op (one kernel's) and inter-op (independent kernels') thread pools. */
+  intraOpThreads: number;
+  interOpThreads: number;
+  /** oneDNN kernels (TF_ENABLE_ONEDNN_OPTS, on by default on x86). */
+  oneDnn: boolean;
+  /** The vector instruction sets this CPU offers (TensorFlow's and oneDNN's kernels dispatch on them). */
+  isa: string[];
+  gpu: boolean;
+  /** The wheel the library was taken from (scripts/install-tfjs-node.sh's stamp). */
+  installStamp: string | null;
+}
+
+const ISA_FLAGS = [
+  'sse4_2',
+  'avx',
+  'avx2',
+  'fma',
+  'avx512f',
+  'avx512_vnni',
+  'avx512_bf16',
+  'avx_vnni',
+  'amx_tile',
+  'amx_bf16',
+  'asimd',
+];
+
+function cpuIsa(): string[] {
+  try {
+    const line = readFileSync('/proc/cpuinfo', 'utf8')
+      .split('\n')
+      .find((l) => /^(flags|Features)\s*:/.test(l));
+    const flags = new Set(
+      (line ?? '')
+        .replace(/^[^:]*:/, '')
+        .trim()
+        .split(/\s+/),
+    );
+    return ISA_FLAGS.filter((f) => flags.has(f));
+  } catch {
+    return [];
+  }
+}
+
+/** Positive integer from the environment, else `fallback` (TensorFlow's own rule for its pools). */
+function envThreads(name: string, fallback: number): number {
+  const n = Number(process.env[name]);
+  return Number.isInteger(n) && n > 0 ? n : fallback;
+}
+
+/**
+ * The TensorFlow library the `tensorflow` backend runs on (loading it when installed), or null when
+ * neither tfjs-node package is installed. TensorFlow sizes both thread pools to the CPUs this
+ * process may use unless TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS say otherwise.
+ */
+export function tensorflowInfo(): TensorflowInfo | null {
+  const choice =
+    tfjsNodeGpuInstalled() && nvidiaDevicePresent()
+      ? 'tensorflow-gpu'
+      : tfjsNodeInstalled()
+        ? 'tensorflow'
+        : null;
+  if (!choice) return null;
+  const pkg = TF_PACKAGES[choice];
+  const notes: string[] = [];
+  const why = loadTensorflow(choice, notes);
+  let tensorflowVersion: string | null = null;
+  let gpu = false;
+  if (!why) {
+    const factory = tf.findBackend('tensorflow') as {
+      binding?: { TF_Version?: string };
+      isUsingGpuDevice?: boolean;
+    } | null;
+    tensorflowVersion = factory?.binding?.TF_Version ?? null;
+    gpu = factory?.isUsingGpuDevice === true;
+  }
+  const cores = availableParallelism();
+  return {
+    package: tfPackageLoaded ?? pkg,
+    packageVersion: packageVersion(tfPackageLoaded ?? pkg),
+    tensorflowVersion,
+    intraOpThreads: envThreads('TF_NUM_INTRAOP_THREADS', cores),
+    interOpThreads: envThreads('TF_NUM_INTEROP_THREADS', cores),
+    oneDnn: process.env.TF_ENABLE_ONEDNN_OPTS !== '0' && process.arch === 'x64',
+    isa: cpuIsa(),
+    gpu,
+    installStamp: tfInstallStamp(tfPackageLoaded ?? pkg),
+  };
 }
