@@ -502,7 +502,7 @@ async function timeWorkload(
  * Estimated ms per run for the whole model on the active backend: measured with one and two decoder
  * blocks (the embedding and classifier cost once, each block the same), extrapolated to all blocks.
  */
-async function measureModel(c: LlamaConfig, workload: BackendWorkload): Promise<number> {
+export async function measureOnActiveBackend(c: LlamaConfig, workload: BackendWorkload): Promise<number> {
   const reps = 2;
   const one = await timeWorkload(c, 1, workload, reps);
   if (c.nLayers === 1) return one;
@@ -511,15 +511,24 @@ async function measureModel(c: LlamaConfig, workload: BackendWorkload): Promise<
   return one + (c.nLayers - 1) * perLayer;
 }
 
-/** Test seam: replaces the measurement (ms per run for a backend) in specs that test the decision logic. */
+/** ms per run of a workload for a model on the active backend. */
 export type BackendMeasure = (
   backend: Exclude<BackendPreference, 'auto'>,
   model: LlamaConfig,
   workload: BackendWorkload,
 ) => Promise<number>;
-let measureOverride: BackendMeasure | null = null;
-export function setBackendMeasureForTests(m: BackendMeasure | null): void {
-  measureOverride = m;
+
+/**
+ * Test seam for the decision logic: which backends `auto` considers and how it measures them
+ * (null restores the real ones). Specs use cpu and wasm, which exist everywhere.
+ */
+export interface AutoSeam {
+  candidates?: Exclude<BackendPreference, 'auto'>[];
+  measure?: BackendMeasure;
+}
+let seam: AutoSeam | null = null;
+export function setAutoSeamForTests(s: AutoSeam | null): void {
+  seam = s;
 }
 
 async function resolveModel(
@@ -540,7 +549,7 @@ async function decideAuto(
   const { name, config } = await resolveModel(opts.model);
   const workload = opts.workload ?? 'train';
   const shape = measurementShape(config, workload);
-  const candidates = autoCandidates();
+  const candidates = seam?.candidates ?? autoCandidates();
   const base = { model: name, workload, shape };
   if (candidates.length === 1) return { ...base, backend: candidates[0], from: 'only', msPerRun: {} };
   const fp = machineFingerprint();
@@ -557,9 +566,9 @@ async function decideAuto(
       continue;
     }
     try {
-      msPerRun[b] = measureOverride
-        ? await measureOverride(b, config, workload)
-        : await measureModel(config, workload);
+      msPerRun[b] = seam?.measure
+        ? await seam.measure(b, config, workload)
+        : await measureOnActiveBackend(config, workload);
     } catch (e) {
       notes.push(`auto: ${b} failed the measurement: ${e instanceof Error ? e.message : String(e)}`);
     }
