@@ -31,7 +31,18 @@ echo "==> unit tests"
 # for that; Jest's own CI behaviour is already on with --ci).
 CI=true npx jest --ci --selectProjects unit --maxWorkers=2 --json --outputFile=.cprec/test-results/unit.json || status=1
 echo "==> integration and end-to-end tests (real Kafka + ClickHouse)"
+# Every suite runs in a namespace of its own — database and topic names prefixed with
+# cprec_t_<run>_<suite> (test/support/harness.ts) — and removes it afterwards, so nothing a test
+# does is seen by `npm start`. The run id names this tier's namespaces; the clean-up below removes
+# whatever a crashed suite left (and namespaces of runs older than a day), and the comparison
+# fails the run if the production database or topics changed while the tier ran.
+export CPREC_TEST_RUN="${CPREC_TEST_RUN:-$(node -e 'process.stdout.write(Date.now().toString(36) + require("crypto").randomBytes(2).toString("hex"))')}"
+isolation() { node -r ts-node/register/transpile-only -r tsconfig-paths/register test/support/isolation-cli.ts "$@"; }
+isolation snapshot .cprec/test-results/production-before.json || status=1
 npx jest --ci --selectProjects integration --runInBand --forceExit --json --outputFile=.cprec/test-results/integration.json || status=1
+isolation cleanup "$CPREC_TEST_RUN" --stale-hours 24 || status=1
+echo "==> production untouched by the tests"
+isolation compare .cprec/test-results/production-before.json || status=1
 
 # Jest's own summary is per run; print one closing line over both tiers.
 node -e '

@@ -1,10 +1,9 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Browser, chromium, Page } from 'playwright-core';
-import { TOPICS } from '@cprec/contracts';
-import { ClickHouse, ControlPlaneRepository, createClickHouse, ident, sql } from '@cprec/clickhouse';
-import { requireInfra, testClickHouseSettings, testKafka, uniqueName } from '../support/infra';
-import { eventually, randomPort, REPO_ROOT, RunningService, startService } from '../support/service-process';
+import { ClickHouse, ControlPlaneRepository } from '@cprec/clickhouse';
+import { useNamespace } from '../support/harness';
+import { eventually, REPO_ROOT, RunningService } from '../support/service-process';
 import { CommandTap } from '../operator/command-tap';
 
 /**
@@ -13,9 +12,9 @@ import { CommandTap } from '../operator/command-tap';
  * test plays the trainer (queues the round in ClickHouse) and the page shows the new round.
  */
 const CHROMIUM = process.env.CPREC_CHROMIUM ?? '/usr/bin/chromium';
-const database = uniqueName('cprec_it_dashboard');
-const token = `tok-${database}`;
-const settings = testClickHouseSettings(database);
+const ns = useNamespace('dashboard');
+const TOPICS = ns.topics;
+const token = `tok-${ns.run}`;
 const SCREENSHOT = join(REPO_ROOT, '.cprec', 'screenshots', 'dashboard.png');
 
 let operator: RunningService;
@@ -191,20 +190,18 @@ beforeAll(async () => {
     throw new Error(
       `Chromium not found at ${CHROMIUM}: install Debian's chromium package or set CPREC_CHROMIUM`,
     );
-  await requireInfra();
-  ch = createClickHouse(settings);
-  const port = randomPort();
-  operator = await startService(
+  ch = ns.ch;
+  operator = await ns.startService(
     'operator',
-    port,
-    { CPREC_CLICKHOUSE_DB: database, OPERATOR_TOKEN: token, KAFKAJS_NO_PARTITIONER_WARNING: '1' },
     'OPERATOR_PORT',
-    180_000,
+    { OPERATOR_TOKEN: token },
+    { timeoutMs: 180_000 },
   );
-  base = `http://127.0.0.1:${port}`;
+  base = `http://127.0.0.1:${operator.port}`;
   repo = new ControlPlaneRepository(ch);
   await seed();
-  tap = new CommandTap(testKafka('dashboard-test'), uniqueName('it-dashboard-tap'));
+  tap = new CommandTap(ns.kafka(), ns.group('tap'));
+  ns.onTearDown(() => tap.stop());
   await tap.start([TOPICS.roundCommands]);
   browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -225,10 +222,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  await tap?.stop();
-  await operator?.stop();
-  await ch?.command(sql`DROP DATABASE IF EXISTS ${ident(database)}`);
-  await ch?.close();
 });
 
 it('shows the HR@1 chart and the adapter table from the stored rows', async () => {

@@ -13,6 +13,7 @@ import {
   ReplayProgress,
 } from '@cprec/datasets';
 import { createKafka, createReliableProducer, ensureTopics, kafkaSettingsFromEnv } from '@cprec/messaging';
+import { useNamespace } from '../support/harness';
 import {
   planReplay,
   replayCommand,
@@ -30,12 +31,13 @@ async function replayArgs(args: string[]): Promise<ReplayCommandOptions> {
 }
 
 /**
- * Replays synthetic streams into real Kafka (unique topics per run, so parallel runs and old data
+ * Replays synthetic streams into real Kafka (topics of the suite's namespace, removed afterwards,
+ * so parallel runs and old data
  * never interfere) and reads them back with a consumer.
  */
 const ROOT = resolve(__dirname, '../..');
 const settings = kafkaSettingsFromEnv('cprec-replay-test');
-const runId = `${Date.now()}-${process.pid}`;
+const ns = useNamespace('replay', { migrate: false, topics: false });
 let kafka: Kafka;
 
 beforeAll(() => {
@@ -62,7 +64,7 @@ async function consumeAll(
   topics: { interactions: string; items: string },
   expected: { interactions: number; items: number },
 ): Promise<Consumed> {
-  const consumer = kafka.consumer({ groupId: `replay-test-${runId}-${Math.random().toString(36).slice(2)}` });
+  const consumer = kafka.consumer({ groupId: ns.group(`reader-${Math.random().toString(36).slice(2)}`) });
   const consumed: Consumed = { interactions: [], items: [] };
   await consumer.connect();
   try {
@@ -130,7 +132,10 @@ async function expectedStream(
 
 describe('replay into Kafka', () => {
   it('delivers every synthetic event once, keyed by user, in per-user event-time order', async () => {
-    const topics = { interactions: `test.replay.${runId}.interactions`, items: `test.replay.${runId}.items` };
+    const topics = {
+      interactions: `${ns.topicPrefix}replay.interactions`,
+      items: `${ns.topicPrefix}replay.items`,
+    };
     const admin = kafka.admin();
     await admin.connect();
     await ensureTopics(admin, [{ topic: topics.interactions, numPartitions: 4 }, { topic: topics.items }]);
@@ -160,8 +165,8 @@ describe('replay into Kafka', () => {
 
   it('cprec replay: SIGINT mid-stream, then --resume, delivers the stream with no duplicates and no gaps', async () => {
     const topics = {
-      interactions: `test.replay-cli.${runId}.interactions`,
-      items: `test.replay-cli.${runId}.items`,
+      interactions: `${ns.topicPrefix}replay-cli.interactions`,
+      items: `${ns.topicPrefix}replay-cli.items`,
     };
     const args = [
       '--synthetic',

@@ -1,26 +1,17 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  clickHouseSettingsFromEnv,
-  createClickHouse,
-  ClickHouse,
-  ensureDatabase,
-  ident,
-  sql,
-} from '@cprec/clickhouse';
-import { eventually, randomPort, REPO_ROOT, RunningService, startService } from '../support/service-process';
-import { testKafka } from '../support/infra';
+import { ClickHouse, sql } from '@cprec/clickhouse';
+import { useNamespace } from '../support/harness';
+import { eventually, randomPort, REPO_ROOT, RunningService } from '../support/service-process';
 
 /**
  * The whole pipeline on real Kafka and ClickHouse with a tiny model: events replayed → round
  * triggered through the operator API → adapters published → evaluated → promoted → served.
- * Every service runs as its own process with its own consumer group, database and state folder.
+ * Every service runs as its own process, all in one namespace (database, topics, consumer groups,
+ * state folder) of their own: nothing here is seen by `npm start`.
  */
-const run = randomBytes(4).toString('hex');
-const database = `cprec_e2e_${run}`;
-const home = join(REPO_ROOT, '.cprec', `e2e-${run}`);
+const ns = useNamespace('e2e', { migrate: false, topics: false });
 const token = randomBytes(12).toString('hex');
 const target = 'games';
 const ports = {
@@ -32,33 +23,26 @@ const ports = {
   operator: randomPort(),
 };
 const env: Record<string, string> = {
-  CPREC_CLICKHOUSE_DB: database,
-  CPREC_HOME: home,
-  KAFKAJS_NO_PARTITIONER_WARNING: '1',
-  INGEST_GROUP_ID: `e2e-${run}-ingest`,
+  INGEST_GROUP_ID: ns.group('ingest'),
   INGEST_FLUSH_INTERVAL_MS: '300',
-  // The shared topic holds every earlier test's and benchmark's events: take only this run's.
-  INGEST_FROM_BEGINNING: 'false',
-  SEQUENCER_CLIENT_ID: `e2e-${run}-sequencer`,
+  SEQUENCER_CLIENT_ID: ns.group('sequencer'),
   SEQUENCER_INTERVAL_MS: '1000',
   SEQUENCER_SAFETY_MARGIN_MS: '2000',
-  SEQUENCER_FROM_BEGINNING: 'false',
-  TRAINER_GROUP_ID: `e2e-${run}-trainer`,
+  TRAINER_GROUP_ID: ns.group('trainer'),
   TRAINER_MODEL: 'tiny-random',
   TRAINER_TARGET_DOMAINS: target,
   TRAINER_MAX_STEPS_PER_ROUND: '12',
   TRAINER_BATCH_SIZE: '4',
   TRAINER_MAX_TOKENS: '128',
   TRAINER_COMMAND_MAX_AGE_MS: '600000',
-  EVALUATOR_GROUP_ID: `e2e-${run}-evaluator`,
+  EVALUATOR_GROUP_ID: ns.group('evaluator'),
   EVALUATOR_MODEL: 'tiny-random',
   EVALUATOR_TARGET_DOMAINS: target,
   EVALUATOR_MAX_EXAMPLES: '20',
   EVALUATOR_MAX_TOKENS: '128',
   EVALUATOR_GATE_MIN_SAMPLES: '5',
   EVALUATOR_PROMOTE_CPT: 'true',
-  EVALUATOR_FROM_BEGINNING: 'false',
-  SERVING_GROUP_ID: `e2e-${run}-serving`,
+  SERVING_GROUP_ID: ns.group('serving'),
   SERVING_MODEL: 'tiny-random',
   SERVING_MAX_TOKENS: '128',
   OPERATOR_TOKEN: token,
@@ -91,11 +75,16 @@ function replay(): Promise<void> {
     '--events-per-user',
     '12',
     '--no-progress',
+    // The namespace's topics (the CLI defaults to the base names).
+    '--interactions-topic',
+    ns.topics.interactions,
+    '--items-topic',
+    ns.topics.items,
   ];
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, {
       cwd: REPO_ROOT,
-      env: { ...process.env, ...env },
+      env: { ...process.env, ...ns.env, ...env },
       stdio: 'ignore',
     });
     child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`replay exited with ${code}`))));
@@ -103,41 +92,21 @@ function replay(): Promise<void> {
 }
 
 beforeAll(async () => {
-  mkdirSync(home, { recursive: true });
-  const settings = { ...clickHouseSettingsFromEnv(), database };
-  await ensureDatabase(settings);
-  ch = createClickHouse(settings);
+  ch = ns.ch;
   // The trainer creates the tiny base model the evaluator and serving load, so it starts first.
-  const started = await Promise.all([
-    startService('ingest', ports.ingest, env, 'INGEST_PORT'),
-    startService('sequencer', ports.sequencer, env, 'SEQUENCER_PORT'),
-    startService('trainer', ports.trainer, env, 'TRAINER_PORT', 180_000),
-    startService('operator', ports.operator, env, 'OPERATOR_PORT'),
-  ]);
-  services.push(...started);
+  // The services create the database and the topics themselves, as in production.
+  services.push(
+    ...(await Promise.all([
+      ns.startService('ingest', 'INGEST_PORT', env, { port: ports.ingest }),
+      ns.startService('sequencer', 'SEQUENCER_PORT', env, { port: ports.sequencer }),
+      ns.startService('trainer', 'TRAINER_PORT', env, { port: ports.trainer, timeoutMs: 180_000 }),
+      ns.startService('operator', 'OPERATOR_PORT', env, { port: ports.operator }),
+    ])),
+  );
 }, 300_000);
-
-afterAll(async () => {
-  await Promise.all(services.map((s) => s.stop().catch(() => undefined)));
-  await ch?.command(sql`DROP DATABASE IF EXISTS ${ident(database)}`).catch(() => undefined);
-  await ch?.close();
-  rmSync(home, { recursive: true, force: true });
-});
 
 describe('the whole pipeline (real Kafka + ClickHouse, tiny model)', () => {
   it('replays events, runs a round from the operator API, gates the adapter and serves it', async () => {
-    // Ingest starts at the newest offsets: wait until its group owns the partitions, then replay.
-    const admin = testKafka(`e2e-${run}`).admin();
-    await admin.connect();
-    try {
-      await eventually(
-        async () => (await admin.describeGroups([env.INGEST_GROUP_ID!])).groups[0]?.state,
-        (state) => state === 'Stable',
-        'the ingest consumer group to be stable',
-      );
-    } finally {
-      await admin.disconnect();
-    }
     await replay();
     const [{ n }] = await ch.query<{ n: string }>(sql`SELECT count() AS n FROM interactions`);
     await eventually(
@@ -171,8 +140,8 @@ describe('the whole pipeline (real Kafka + ClickHouse, tiny model)', () => {
     const roundId = trigger.body.command_id;
     services.push(
       ...(await Promise.all([
-        startService('evaluator', ports.evaluator, env, 'EVALUATOR_PORT', 240_000),
-        startService('serving', ports.serving, env, 'SERVING_PORT', 240_000),
+        ns.startService('evaluator', 'EVALUATOR_PORT', env, { port: ports.evaluator, timeoutMs: 240_000 }),
+        ns.startService('serving', 'SERVING_PORT', env, { port: ports.serving, timeoutMs: 240_000 }),
       ])),
     );
 

@@ -1,20 +1,15 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Consumer, Producer } from 'kafkajs';
+import type { Producer } from 'kafkajs';
 import { LocalArtefactStore } from '@cprec/artefacts';
 import {
   ClickHouse,
   ControlPlaneRepository,
-  createClickHouse,
-  ident,
   InteractionRepository,
   ItemRepository,
-  runMigrations,
   SequenceStore,
-  sql,
 } from '@cprec/clickhouse';
-import { DriftEvent, DriftEventSchema, RoundCommand, TOPICS } from '@cprec/contracts';
+import { DriftEvent, DriftEventSchema, RoundCommand } from '@cprec/contracts';
 import { syntheticDataset, type SyntheticDataset } from '@cprec/datasets';
 import { buildReport, rankByScores, type ExampleOutcome } from '@cprec/metrics';
 import { DriftMonitor } from '../../services/evaluator/src/drift/drift-monitor';
@@ -29,7 +24,8 @@ import { TINY_MODEL_FILE } from '../../services/evaluator/src/evaluation/protoco
 import { ArtefactGateway, TINY_MODEL_KEY } from '../../services/evaluator/src/infra/artefact-gateway';
 import { ClickHouseGateway } from '../../services/evaluator/src/infra/clickhouse-gateway';
 import type { EvaluationRunner, EventsPort } from '../../services/evaluator/src/ports';
-import { requireInfra, testClickHouseSettings, testKafka, uniqueName } from '../support/infra';
+import { useNamespace } from '../support/harness';
+import { uniqueName } from '../support/infra';
 import { eventually } from '../support/service-process';
 import { TestSplitSequencer } from './split-sequencer';
 
@@ -48,9 +44,9 @@ import { TestSplitSequencer } from './split-sequencer';
  * degrades under drift, only that the pipeline detects a degrading model.
  */
 
-const database = uniqueName('cprec_it_drift');
-const settings = testClickHouseSettings(database);
-const home = mkdtempSync(join(tmpdir(), 'cprec-drift-it-'));
+const ns = useNamespace('drift');
+const TOPICS = ns.topics;
+const home = ns.home;
 const DAY = 86_400_000;
 const START = Date.UTC(2023, 0, 1);
 const WINDOW = 5 * DAY;
@@ -126,7 +122,6 @@ class OracleRunner implements EvaluationRunner {
 let ch: ClickHouse;
 let control: ControlPlaneRepository;
 let producer: Producer;
-let consumer: Consumer;
 let sequencer: TestSplitSequencer;
 const driftEvents: DriftEvent[] = [];
 /**
@@ -164,38 +159,17 @@ async function loadWorlds(): Promise<
 }
 
 beforeAll(async () => {
-  await requireInfra();
-  await runMigrations(settings);
-  ch = createClickHouse(settings);
+  ch = ns.ch;
   control = new ControlPlaneRepository(ch);
-  const kafka = testKafka('cprec-drift-test');
-  producer = kafka.producer();
-  await producer.connect();
-  sequencer = new TestSplitSequencer(kafka, ch, ['games', 'books']);
+  producer = await ns.producer();
+  sequencer = new TestSplitSequencer(ns.kafka(), ch, ['games', 'books'], TOPICS, ns.group('split-sequencer'));
+  ns.onTearDown(() => sequencer.stop());
   await sequencer.start();
-  consumer = kafka.consumer({ groupId: uniqueName('drift_test') });
-  const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()));
-  await consumer.connect();
-  await consumer.subscribe({ topics: [TOPICS.drift], fromBeginning: false });
-  await consumer.run({
-    eachMessage: async ({ message }) => {
-      const parsed = DriftEventSchema.safeParse(JSON.parse(message.value?.toString() ?? 'null'));
-      if (parsed.success && parsed.data.adapter_id === ADAPTER) driftEvents.push(parsed.data);
-    },
+  await ns.consume([TOPICS.drift], async ({ message }) => {
+    const parsed = DriftEventSchema.safeParse(JSON.parse(message.value?.toString() ?? 'null'));
+    if (parsed.success && parsed.data.adapter_id === ADAPTER) driftEvents.push(parsed.data);
   });
-  await joined;
 }, 120_000);
-
-afterAll(async () => {
-  await consumer?.disconnect();
-  await sequencer?.stop();
-  await producer?.disconnect();
-  if (ch) {
-    await ch.command(sql`DROP DATABASE IF EXISTS ${ident(database)}`);
-    await ch.close();
-  }
-  rmSync(home, { recursive: true, force: true });
-});
 
 it('records a falling HR@1 series and raises an alert (with a refresh request) on the drifting domain only', async () => {
   // The serving adapter, as the trainer and an earlier gate decision left it (the oracle ignores

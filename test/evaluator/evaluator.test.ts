@@ -4,28 +4,25 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import type { Consumer, Producer } from 'kafkajs';
+import type { Producer } from 'kafkajs';
 import { LocalArtefactStore } from '@cprec/artefacts';
 import {
   ClickHouse,
   ControlPlaneRepository,
-  createClickHouse,
-  ident,
   InteractionRepository,
   ItemRepository,
-  runMigrations,
   SequenceStore,
-  sql,
 } from '@cprec/clickhouse';
 import type { SampleItems } from '@cprec/corpus';
-import { AdapterEvent, AdapterEventSchema, EvaluatorCommand, TOPICS } from '@cprec/contracts';
+import { AdapterEvent, AdapterEventSchema, EvaluatorCommand } from '@cprec/contracts';
 import { attachLora, LlamaModel, mulberry32, randomWeights, saveLoraAdapter, selectBackend } from '@cprec/lm';
 import { DEFAULT_SFT_CONFIG, fineTune, type EvaluationCase } from '@cprec/training';
 import { WordTokenizer } from '@cprec/training/testing';
 import { TINY_MODEL_KEY } from '../../services/evaluator/src/infra/artefact-gateway';
 import { TINY_MODEL_FILE, type TinyModelFile } from '../../services/evaluator/src/evaluation/protocol';
-import { eventually, randomPort, RunningService, startService } from '../support/service-process';
-import { requireInfra, testClickHouseSettings, testKafka, uniqueName } from '../support/infra';
+import { useNamespace } from '../support/harness';
+import { eventually, RunningService } from '../support/service-process';
+import { uniqueName } from '../support/infra';
 import { TestSplitSequencer } from './split-sequencer';
 
 /**
@@ -36,9 +33,9 @@ import { TestSplitSequencer } from './split-sequencer';
  * event is not evaluated twice; a manual promotion bypasses the gate and says so.
  */
 
-const database = uniqueName('cprec_it_evaluator');
-const settings = testClickHouseSettings(database);
-const home = mkdtempSync(join(tmpdir(), 'cprec-evaluator-it-'));
+const ns = useNamespace('evaluator');
+const TOPICS = ns.topics;
+const home = ns.home;
 const run = uniqueName('ev');
 const WORDS = [
   'red',
@@ -82,7 +79,6 @@ let store: LocalArtefactStore;
 let baseSha: string;
 let evaluator: RunningService;
 let producer: Producer;
-let consumer: Consumer;
 let sequencer: TestSplitSequencer;
 const decisions: AdapterEvent[] = [];
 
@@ -227,11 +223,9 @@ const send = (topic: string, value: object) =>
   producer.send({ topic, messages: [{ key: run, value: JSON.stringify(value) }] });
 
 beforeAll(async () => {
-  await requireInfra();
   // The fastest cpu kernels for the in-test fine-tuning (the evaluator's processes pick their own).
   await selectBackend('cpu');
-  await runMigrations(settings);
-  ch = createClickHouse(settings);
+  ch = ns.ch;
   control = new ControlPlaneRepository(ch);
   store = new LocalArtefactStore(join(home, 'artefacts'));
   await seed();
@@ -240,55 +234,28 @@ beforeAll(async () => {
   baseSha = (await store.put(TINY_MODEL_KEY, baseDir)).sha256;
   rmSync(baseDir, { recursive: true, force: true });
 
-  const kafka = testKafka('cprec-evaluator-test');
-  producer = kafka.producer();
-  await producer.connect();
-  sequencer = new TestSplitSequencer(kafka, ch, ['games']);
+  producer = await ns.producer();
+  sequencer = new TestSplitSequencer(ns.kafka(), ch, ['games'], TOPICS, ns.group('split-sequencer'));
+  ns.onTearDown(() => sequencer.stop());
   await sequencer.start();
-  consumer = kafka.consumer({ groupId: uniqueName('evaluator_test') });
-  const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()));
-  await consumer.connect();
-  await consumer.subscribe({ topics: [TOPICS.adapters], fromBeginning: false });
-  await consumer.run({
-    eachMessage: async ({ message }) => {
-      const parsed = AdapterEventSchema.safeParse(JSON.parse(message.value?.toString() ?? 'null'));
-      if (parsed.success && parsed.data.adapter_id.startsWith(run)) decisions.push(parsed.data);
-    },
+  await ns.consume([TOPICS.adapters], async ({ message }) => {
+    const parsed = AdapterEventSchema.safeParse(JSON.parse(message.value?.toString() ?? 'null'));
+    if (parsed.success && parsed.data.adapter_id.startsWith(run)) decisions.push(parsed.data);
   });
-  await joined;
 
-  evaluator = await startService(
-    'evaluator',
-    randomPort(),
-    {
-      CPREC_CLICKHOUSE_DB: database,
-      CPREC_HOME: home,
-      EVALUATOR_GROUP_ID: uniqueName('evaluator'),
-      EVALUATOR_FROM_BEGINNING: 'false',
-      EVALUATOR_MODEL: 'tiny-random',
-      EVALUATOR_BACKEND: 'cpu',
-      EVALUATOR_MAX_EXAMPLES: '30',
-      EVALUATOR_GATE_MIN_SAMPLES: '10',
-      EVALUATOR_MAX_TOKENS: String(BUDGET.maxTokens),
-      EVALUATOR_MAX_TITLE_TOKENS: String(BUDGET.maxTitleTokens),
-      EVALUATOR_SPLIT_POLL_MS: '200',
-      EVALUATOR_SPLIT_TIMEOUT_MS: '60000',
-    },
-    'EVALUATOR_PORT',
-  );
+  evaluator = await ns.startService('evaluator', 'EVALUATOR_PORT', {
+    EVALUATOR_GROUP_ID: ns.group('evaluator'),
+    EVALUATOR_FROM_BEGINNING: 'true',
+    EVALUATOR_MODEL: 'tiny-random',
+    EVALUATOR_BACKEND: 'cpu',
+    EVALUATOR_MAX_EXAMPLES: '30',
+    EVALUATOR_GATE_MIN_SAMPLES: '10',
+    EVALUATOR_MAX_TOKENS: String(BUDGET.maxTokens),
+    EVALUATOR_MAX_TITLE_TOKENS: String(BUDGET.maxTitleTokens),
+    EVALUATOR_SPLIT_POLL_MS: '200',
+    EVALUATOR_SPLIT_TIMEOUT_MS: '60000',
+  });
 }, 180_000);
-
-afterAll(async () => {
-  await evaluator?.stop();
-  await consumer?.disconnect();
-  await sequencer?.stop();
-  await producer?.disconnect();
-  if (ch) {
-    await ch.command(sql`DROP DATABASE IF EXISTS ${ident(database)}`);
-    await ch.close();
-  }
-  rmSync(home, { recursive: true, force: true });
-});
 
 describe('evaluator actor', () => {
   const work = mkdtempSync(join(tmpdir(), 'cprec-evaluator-adapters-'));

@@ -1,15 +1,14 @@
 import type { Consumer, Kafka } from 'kafkajs';
 import type { ClickHouse } from '@cprec/clickhouse';
 import { EvalSplitRepository } from '@cprec/clickhouse';
-import { SplitRequestSchema, TOPICS } from '@cprec/contracts';
+import { SplitRequestSchema, TOPICS, type Topics } from '@cprec/contracts';
 import { uniqueName } from '../support/infra';
 
 /**
  * Plays the sequencer's split handler in tests (the sequencer is the one writer of evaluation
  * splits; its Kafka handler for split requests is being added separately): consumes the real
- * sequencer-commands topic and freezes every requested split in this test's database with
- * EvalSplitRepository.createIfAbsent. Requests from other test runs on the shared broker only
- * create unused splits in this test's throwaway database.
+ * sequencer-commands topic of the test's namespace and freezes every requested split in this
+ * test's database with EvalSplitRepository.createIfAbsent.
  */
 export class TestSplitSequencer {
   readonly handled: string[] = [];
@@ -21,14 +20,17 @@ export class TestSplitSequencer {
     private readonly ch: ClickHouse,
     /** Only requests for these domains are frozen. */
     private readonly domains: readonly string[],
+    /** The namespace's topics and a group id of it. */
+    private readonly topics: Topics = TOPICS,
+    private readonly groupId: string = uniqueName('split_sequencer'),
   ) {}
 
   async start(): Promise<void> {
-    const consumer = this.kafka.consumer({ groupId: uniqueName('split_sequencer') });
+    const consumer = this.kafka.consumer({ groupId: this.groupId });
     this.consumer = consumer;
     const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()));
     await consumer.connect();
-    await consumer.subscribe({ topics: [TOPICS.sequencerCommands], fromBeginning: false });
+    await consumer.subscribe({ topics: [this.topics.sequencerCommands], fromBeginning: false });
     const repo = new EvalSplitRepository(this.ch);
     await consumer.run({
       eachMessage: async ({ message }) => {

@@ -1,34 +1,25 @@
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { Kafka, logLevel, Producer } from 'kafkajs';
-import { DeadLetter, InteractionEvent, TOPICS } from '@cprec/contracts';
-import {
-  clickHouseSettingsFromEnv,
-  createClickHouse,
-  ClickHouse,
-  ensureDatabase,
-  ident,
-  sql,
-} from '@cprec/clickhouse';
-import { createKafka, defaultTopicSpecs, ensureTopics } from '@cprec/messaging';
-import { eventually, randomPort, REPO_ROOT, RunningService, startService } from '../support/service-process';
+import { Kafka, Producer } from 'kafkajs';
+import { DeadLetter, InteractionEvent } from '@cprec/contracts';
+import { ClickHouse, sql } from '@cprec/clickhouse';
+import { useNamespace } from '../support/harness';
+import { eventually, randomPort, REPO_ROOT, RunningService } from '../support/service-process';
 
-const run = randomBytes(4).toString('hex');
-const database = `cprec_it_ingest_${run}`;
-const settings = { ...clickHouseSettingsFromEnv(), database };
+/** Ingest in a namespace of its own (database and topics), so nothing here reaches `npm start`. */
+const ns = useNamespace('ingest');
+const TOPICS = ns.topics;
+const run = ns.run;
 const env = {
-  CPREC_CLICKHOUSE_DB: database,
-  INGEST_GROUP_ID: `it-ingest-${run}`,
+  INGEST_GROUP_ID: ns.group('ingest'),
   INGEST_FLUSH_INTERVAL_MS: '200',
   INGEST_MAX_BATCH_ROWS: '500',
   INGEST_RETRY_MAX_MS: '1000',
   INGEST_MAX_TITLE_LENGTH: '300',
   INGEST_MAX_MESSAGE_BYTES: '4096',
   INGEST_DOMAIN_ALLOW_LIST: 'games,beauty',
-  // The shared topic may hold earlier runs' (and benchmarks') events: start at the newest offsets.
-  INGEST_FROM_BEGINNING: 'false',
-  KAFKAJS_NO_PARTITIONER_WARNING: '1',
+  // The topics are this suite's own: read them from the beginning.
+  INGEST_FROM_BEGINNING: 'true',
 };
 
 let kafka: Kafka;
@@ -66,20 +57,13 @@ async function counts(prefix: string): Promise<{ rows: number; distinct: number 
 
 async function startIngest(): Promise<void> {
   port = randomPort();
-  ingest = await startService('ingest', port, env, 'INGEST_PORT');
-  // Starting at the newest offsets: produce only once the group owns its partitions.
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    await eventually(
-      async () => (await admin.describeGroups([env.INGEST_GROUP_ID])).groups[0]?.state,
-      (state) => state === 'Stable',
-      'the ingest consumer group to be stable',
-    );
-  } finally {
-    await admin.disconnect();
-  }
+  ingest = await ns.startService('ingest', 'INGEST_PORT', env, { port });
 }
+
+const health = async (): Promise<{ status: number; text: string }> => {
+  const res = await fetch(`http://127.0.0.1:${port}/health`);
+  return { status: res.status, text: await res.text() };
+};
 
 async function metric(name: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
@@ -89,8 +73,15 @@ async function metric(name: string): Promise<number> {
     .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
 }
 
+/**
+ * Runs an infra script. `up` (re)starts a stopped server and applies the migrations of the
+ * database in CPREC_CLICKHOUSE_DB: this suite's own, so the production database is not touched.
+ */
 function infra(script: 'up' | 'status'): void {
-  execFileSync('bash', [join(REPO_ROOT, 'infra', 'local', script)], { stdio: 'ignore' });
+  execFileSync('bash', [join(REPO_ROOT, 'infra', 'local', script)], {
+    stdio: 'ignore',
+    env: { ...process.env, CPREC_CLICKHOUSE_DB: ns.database },
+  });
 }
 
 function clickHousePid(): number {
@@ -104,28 +95,11 @@ beforeAll(async () => {
   } catch {
     throw new Error('Kafka/ClickHouse are not running: run `npm run infra:up` first');
   }
-  kafka = createKafka({
-    brokers: process.env.CPREC_KAFKA_BROKERS ?? '127.0.0.1:19092',
-    clientId: `it-${run}`,
-    logLevel: logLevel.NOTHING,
-  });
-  const admin = kafka.admin();
-  await admin.connect();
-  await ensureTopics(admin, defaultTopicSpecs());
-  await admin.disconnect();
-  producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
-  await producer.connect();
-  await ensureDatabase(settings);
-  ch = createClickHouse(settings);
+  kafka = ns.kafka();
+  producer = await ns.producer();
+  ch = ns.ch;
   await startIngest();
 }, 180_000);
-
-afterAll(async () => {
-  await ingest?.stop();
-  await producer?.disconnect();
-  await ch?.command(sql`DROP DATABASE IF EXISTS ${ident(database)}`).catch(() => undefined);
-  await ch?.close();
-});
 
 describe('ingest service against real Kafka and ClickHouse', () => {
   it('stores exactly the N distinct events when some are re-sent', async () => {
@@ -186,6 +160,9 @@ describe('ingest service against real Kafka and ClickHouse', () => {
         'ingest to retry against the down store',
         30_000,
       );
+      // Waiting on a dependency is visible: /health answers 503 and says for what.
+      const down = await eventually(health, (h) => h.status === 503, '/health to report the outage', 60_000);
+      expect(down.text).toMatch(/waiting for ClickHouse/);
     } finally {
       infra('up'); // never leave the shared server down for the tests after this one
     }
@@ -196,6 +173,8 @@ describe('ingest service against real Kafka and ClickHouse', () => {
       120_000,
     );
     expect(c).toEqual({ rows: 2000, distinct: 2000 });
+    // …and recovers by itself once inserts succeed again.
+    await eventually(health, (h) => h.status === 200, '/health to recover', 60_000);
   });
 
   it('dead-letters every kind of bad input with its reason and stores the good events around it', async () => {
@@ -233,7 +212,7 @@ describe('ingest service against real Kafka and ClickHouse', () => {
       ],
     });
     const seen = new Map<string, DeadLetter>();
-    const consumer = kafka.consumer({ groupId: `it-dlq-reader-${run}` });
+    const consumer = kafka.consumer({ groupId: ns.group('dlq-reader') });
     await consumer.connect();
     await consumer.subscribe({ topic: TOPICS.deadLetter, fromBeginning: true });
     await consumer.run({

@@ -1,30 +1,18 @@
-import { randomBytes } from 'node:crypto';
-import { Consumer } from 'kafkajs';
-import { CorpusStats, CorpusStatsSchema, TOPICS } from '@cprec/contracts';
-import {
-  ClickHouse,
-  clickHouseSettingsFromEnv,
-  createClickHouse,
-  ident,
-  InteractionRecord,
-  InteractionRepository,
-  runMigrations,
-  sql,
-} from '@cprec/clickhouse';
-import { eventually, randomPort, RunningService, startService } from '../support/service-process';
-import { requireInfra, testKafka } from '../support/infra';
+import { CorpusStats, CorpusStatsSchema } from '@cprec/contracts';
+import { ClickHouse, ident, InteractionRecord, InteractionRepository, sql } from '@cprec/clickhouse';
+import { useNamespace } from '../support/harness';
+import { eventually, randomPort, RunningService } from '../support/service-process';
 
 /**
  * The sequencer as a process: it rebuilds sequences of a database of its own, publishes
  * CorpusStats for the test's own domains, and survives its database disappearing.
  */
-const run = randomBytes(4).toString('hex');
-const database = `cprec_it_sequencer_${run}`;
-const settings = { ...clickHouseSettingsFromEnv(), database };
+const ns = useNamespace('sequencer');
+const run = ns.run;
+const database = ns.database;
 const domainA = `it-a-${run}`;
 const domainB = `it-b-${run}`;
 let ch: ClickHouse;
-let consumer: Consumer;
 let sequencer: RunningService | null = null;
 const received: CorpusStats[] = [];
 const port = randomPort();
@@ -32,39 +20,23 @@ const port = randomPort();
 const ours = (s: CorpusStats) => s.domains.some((d) => d.domain === domainA || d.domain === domainB);
 
 beforeAll(async () => {
-  await requireInfra();
-  await runMigrations(settings);
-  ch = createClickHouse(settings);
-  consumer = testKafka(`it-sequencer-${run}`).consumer({ groupId: `it-sequencer-${run}` });
-  await consumer.connect();
-  await consumer.subscribe({ topic: TOPICS.corpusStats, fromBeginning: true });
-  await consumer.run({
-    eachMessage: async ({ message }) => {
-      const stats = CorpusStatsSchema.parse(JSON.parse(String(message.value)));
-      if (ours(stats)) received.push(stats);
-    },
+  ch = ns.ch;
+  await ns.consume([ns.topics.corpusStats], async ({ message }) => {
+    const stats = CorpusStatsSchema.parse(JSON.parse(String(message.value)));
+    if (ours(stats)) received.push(stats);
   });
-  sequencer = await startService(
+  sequencer = await ns.startService(
     'sequencer',
-    port,
+    'SEQUENCER_PORT',
     {
-      CPREC_CLICKHOUSE_DB: database,
+      SEQUENCER_CLIENT_ID: ns.group('sequencer'),
       SEQUENCER_INTERVAL_MS: '300',
       SEQUENCER_SAFETY_MARGIN_MS: '0',
       SEQUENCER_RETRY_INITIAL_MS: '100',
       SEQUENCER_RETRY_MAX_MS: '500',
     },
-    'SEQUENCER_PORT',
+    { port },
   );
-});
-
-afterAll(async () => {
-  await sequencer?.stop();
-  await consumer?.disconnect();
-  if (ch) {
-    await ch.command(sql`DROP DATABASE IF EXISTS ${ident(database)}`);
-    await ch.close();
-  }
 });
 
 const events = (prefix: string, n: number, users: number, domain: string): InteractionRecord[] =>

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Consumer, Kafka, logLevel, Producer } from 'kafkajs';
+import { Consumer, EachMessagePayload, Kafka, logLevel, Producer } from 'kafkajs';
 import {
   ClickHouse,
   ClickHouseSettings,
@@ -157,6 +157,23 @@ export class TestNamespace {
     await tap.start(topics);
     this.closers.push(() => tap.stop());
     return tap;
+  }
+
+  /**
+   * Runs `handle` on every message of some namespace topics, from their beginning (they are the
+   * suite's own), with a consumer group of its own; resolves once the group is joined.
+   */
+  async consume(
+    topics: readonly string[],
+    handle: (payload: EachMessagePayload) => Promise<void>,
+  ): Promise<void> {
+    const consumer = this.kafka().consumer({ groupId: this.group(`consumer-${this.groups.size}`) });
+    this.closers.push(() => consumer.disconnect());
+    const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()));
+    await consumer.connect();
+    await consumer.subscribe({ topics: [...topics], fromBeginning: true });
+    await consumer.run({ eachMessage: handle });
+    await joined;
   }
 
   /** Registers something to close in tear-down (before the namespace is deleted). */

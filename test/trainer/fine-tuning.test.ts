@@ -1,22 +1,17 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Consumer, Producer } from 'kafkajs';
+import type { Producer } from 'kafkajs';
 import { digestPath, LocalArtefactStore } from '@cprec/artefacts';
 import {
   ClickHouse,
   ControlPlaneRepository,
-  createClickHouse,
   EvalSplitRepository,
-  ident,
   InteractionRepository,
   ItemRepository,
-  runMigrations,
   SequenceStore,
-  sql,
 } from '@cprec/clickhouse';
-import { AdapterEvent, AdapterEventSchema, looSplitId, RoundCommand, TOPICS } from '@cprec/contracts';
+import { AdapterEvent, AdapterEventSchema, looSplitId, RoundCommand } from '@cprec/contracts';
 import { readLoraManifest } from '@cprec/lm';
 import { ITEM_EMBEDDINGS_FILE, PROJECTOR_FILE, SFT_ADAPTER_DIR } from '@cprec/training';
 import { roundIdFor } from '../../services/trainer/src/rounds/round-coordinator';
@@ -25,8 +20,9 @@ import {
   SASREC_DIR,
   type SftBundleInfo,
 } from '../../services/trainer/src/runner/llara-fine-tuning';
-import { eventually, randomPort, RunningService, startService } from '../support/service-process';
-import { requireInfra, testClickHouseSettings, testKafka, uniqueName } from '../support/infra';
+import { useNamespace } from '../support/harness';
+import { eventually, RunningService } from '../support/service-process';
+import { uniqueName } from '../support/infra';
 
 /**
  * A round with target domains, end to end on real Kafka and ClickHouse: the real sequencer
@@ -36,9 +32,9 @@ import { requireInfra, testClickHouseSettings, testKafka, uniqueName } from '../
  * the CPT adapter and the SFT bundle. A target domain with too little data is skipped with a note.
  */
 
-const database = uniqueName('cprec_it_trainer_sft');
-const settings = testClickHouseSettings(database);
-const home = mkdtempSync(join(tmpdir(), 'cprec-trainer-sft-it-'));
+const ns = useNamespace('trainer_sft');
+const TOPICS = ns.topics;
+const home = ns.home;
 const run = uniqueName('sft')
   .replace(/[^A-Za-z0-9]/g, '')
   .slice(-12);
@@ -72,15 +68,12 @@ let control: ControlPlaneRepository;
 let sequencer: RunningService | null = null;
 let trainer: RunningService | null = null;
 let producer: Producer;
-let consumer: Consumer;
 const adapterEvents: AdapterEvent[] = [];
 
 const title = (domain: string, i: number) => `${WORDS[i % 12]} ${WORDS[(i * 5 + 1) % 12]} ${domain} ${i}`;
 
 beforeAll(async () => {
-  await requireInfra();
-  await runMigrations(settings);
-  ch = createClickHouse(settings);
+  ch = ns.ch;
   control = new ControlPlaneRepository(ch);
   const catalogue = [
     ...Array.from({ length: GAMES }, (_, i) => ({
@@ -130,31 +123,18 @@ beforeAll(async () => {
   }
   await new InteractionRepository(ch).insertBatch(rows, Date.now() - 60_000);
 
-  const kafka = testKafka('cprec-trainer-sft-test');
-  producer = kafka.producer();
-  await producer.connect();
-  consumer = kafka.consumer({ groupId: uniqueName('trainer_sft_test') });
-  await consumer.connect();
-  await consumer.subscribe({ topics: [TOPICS.adapters], fromBeginning: false });
-  await consumer.run({
-    eachMessage: async ({ message }) => {
-      const parsed = AdapterEventSchema.safeParse(JSON.parse(message.value!.toString()));
-      if (parsed.success) adapterEvents.push(parsed.data);
-    },
+  producer = await ns.producer();
+  await ns.consume([TOPICS.adapters], async ({ message }) => {
+    const parsed = AdapterEventSchema.safeParse(JSON.parse(message.value!.toString()));
+    if (parsed.success) adapterEvents.push(parsed.data);
   });
 
   // The real sequencer: rebuilds this database's sequences and is the one writer of its splits.
-  sequencer = await startService(
-    'sequencer',
-    randomPort(),
-    {
-      CPREC_CLICKHOUSE_DB: database,
-      SEQUENCER_INTERVAL_MS: '300',
-      SEQUENCER_SAFETY_MARGIN_MS: '0',
-      SEQUENCER_CLIENT_ID: uniqueName('sequencer_sft'),
-    },
-    'SEQUENCER_PORT',
-  );
+  sequencer = await ns.startService('sequencer', 'SEQUENCER_PORT', {
+    SEQUENCER_INTERVAL_MS: '300',
+    SEQUENCER_SAFETY_MARGIN_MS: '0',
+    SEQUENCER_CLIENT_ID: ns.group('sequencer'),
+  });
   const store = new SequenceStore(ch);
   await eventually(
     async () => (await store.readDomainSequences(GAMES_DOMAIN)).length,
@@ -163,54 +143,35 @@ beforeAll(async () => {
     120_000,
   );
 
-  trainer = await startService(
-    'trainer',
-    randomPort(),
-    {
-      CPREC_CLICKHOUSE_DB: database,
-      CPREC_HOME: home,
-      TRAINER_GROUP_ID: uniqueName('trainer_sft'),
-      TRAINER_MODEL: 'tiny-random',
-      TRAINER_BACKEND: 'cpu',
-      TRAINER_BATCH_SIZE: '2',
-      TRAINER_MAX_STEPS_PER_ROUND: '6',
-      TRAINER_CHECKPOINT_EVERY: '3',
-      TRAINER_MAX_TOKENS: '192',
-      TRAINER_NEGATIVES: '3',
-      TRAINER_WARMUP_FRACTION: '0.2',
-      TRAINER_ANNEAL_FRACTION: '0.3',
-      TRAINER_ETA_HIGH: '0.01',
-      TRAINER_ETA_LOW: '0.0001',
-      TRAINER_COMMAND_MAX_AGE_MS: '60000',
-      TRAINER_SPLIT_EPOCH: SPLIT_EPOCH,
-      TRAINER_SPLIT_SEED: String(SPLIT_SEED),
-      TRAINER_SPLIT_POLL_MS: '200',
-      TRAINER_SFT_EPOCHS: '1',
-      TRAINER_SFT_BATCH_SIZE: '4',
-      TRAINER_SFT_LEARNING_RATES: '0.003,0.01',
-      TRAINER_SFT_MAX_SAMPLES: '16',
-      TRAINER_SFT_MIN_SAMPLES: '8',
-      TRAINER_SFT_MAX_VALIDATION: '6',
-      TRAINER_SFT_NEGATIVES: '9',
-      TRAINER_SASREC_DIM: '8',
-      TRAINER_SASREC_EPOCHS: '3',
-      TRAINER_SASREC_TIME_BUDGET_MS: '5000',
-    },
-    'TRAINER_PORT',
-  );
+  trainer = await ns.startService('trainer', 'TRAINER_PORT', {
+    TRAINER_GROUP_ID: ns.group('trainer'),
+    TRAINER_MODEL: 'tiny-random',
+    TRAINER_BACKEND: 'cpu',
+    TRAINER_BATCH_SIZE: '2',
+    TRAINER_MAX_STEPS_PER_ROUND: '6',
+    TRAINER_CHECKPOINT_EVERY: '3',
+    TRAINER_MAX_TOKENS: '192',
+    TRAINER_NEGATIVES: '3',
+    TRAINER_WARMUP_FRACTION: '0.2',
+    TRAINER_ANNEAL_FRACTION: '0.3',
+    TRAINER_ETA_HIGH: '0.01',
+    TRAINER_ETA_LOW: '0.0001',
+    TRAINER_COMMAND_MAX_AGE_MS: '60000',
+    TRAINER_SPLIT_EPOCH: SPLIT_EPOCH,
+    TRAINER_SPLIT_SEED: String(SPLIT_SEED),
+    TRAINER_SPLIT_POLL_MS: '200',
+    TRAINER_SFT_EPOCHS: '1',
+    TRAINER_SFT_BATCH_SIZE: '4',
+    TRAINER_SFT_LEARNING_RATES: '0.003,0.01',
+    TRAINER_SFT_MAX_SAMPLES: '16',
+    TRAINER_SFT_MIN_SAMPLES: '8',
+    TRAINER_SFT_MAX_VALIDATION: '6',
+    TRAINER_SFT_NEGATIVES: '9',
+    TRAINER_SASREC_DIM: '8',
+    TRAINER_SASREC_EPOCHS: '3',
+    TRAINER_SASREC_TIME_BUDGET_MS: '5000',
+  });
 }, 240_000);
-
-afterAll(async () => {
-  await trainer?.stop();
-  await sequencer?.stop();
-  await consumer?.disconnect();
-  await producer?.disconnect();
-  if (ch) {
-    await ch.command(sql`DROP DATABASE IF EXISTS ${ident(database)}`);
-    await ch.close();
-  }
-  rmSync(home, { recursive: true, force: true });
-});
 
 describe('trainer fine-tuning (LLaRA-style SFT after CPT)', () => {
   it('publishes the CPT adapter and a verified SFT bundle per target domain, trained on the frozen split', async () => {

@@ -1,20 +1,15 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Consumer, Producer } from 'kafkajs';
+import type { Producer } from 'kafkajs';
 import { digestPath, LocalArtefactStore } from '@cprec/artefacts';
 import {
   ClickHouse,
   ControlPlaneRepository,
-  createClickHouse,
-  ident,
   InteractionRepository,
   ItemRepository,
-  runMigrations,
   SequenceStore,
-  sql,
 } from '@cprec/clickhouse';
 import {
   AdapterEvent,
@@ -22,11 +17,10 @@ import {
   RoundCommand,
   RoundEvent,
   RoundEventSchema,
-  TOPICS,
 } from '@cprec/contracts';
 import { roundIdFor } from '../../services/trainer/src/rounds/round-coordinator';
-import { eventually, randomPort, RunningService, startService } from '../support/service-process';
-import { requireInfra, testClickHouseSettings, testKafka, uniqueName } from '../support/infra';
+import { useNamespace } from '../support/harness';
+import { eventually, RunningService } from '../support/service-process';
 
 /**
  * The trainer actor against real Kafka and ClickHouse, with a tiny random model over the test
@@ -35,9 +29,9 @@ import { requireInfra, testClickHouseSettings, testKafka, uniqueName } from '../
  * can be cancelled.
  */
 
-const database = uniqueName('cprec_it_trainer');
-const settings = testClickHouseSettings(database);
-const home = mkdtempSync(join(tmpdir(), 'cprec-trainer-it-'));
+const ns = useNamespace('trainer');
+const TOPICS = ns.topics;
+const home = ns.home;
 const NOW = 4_000_000_000_000;
 const DOMAINS = ['beauty', 'games'];
 const WORDS = [
@@ -59,7 +53,6 @@ let ch: ClickHouse;
 let control: ControlPlaneRepository;
 let trainer: RunningService;
 let producer: Producer;
-let consumer: Consumer;
 const adapterEvents: AdapterEvent[] = [];
 const roundEvents: RoundEvent[] = [];
 
@@ -123,9 +116,7 @@ const waitForState = (
   );
 
 beforeAll(async () => {
-  await requireInfra();
-  await runMigrations(settings);
-  ch = createClickHouse(settings);
+  ch = ns.ch;
   control = new ControlPlaneRepository(ch);
   await new ItemRepository(ch).upsertBatch(
     DOMAINS.flatMap((domain) =>
@@ -140,65 +131,34 @@ beforeAll(async () => {
   );
   await addInteractions(10, 8, 0, 1_000_000);
 
-  const kafka = testKafka('cprec-trainer-test');
-  producer = kafka.producer();
-  await producer.connect();
-  consumer = kafka.consumer({ groupId: uniqueName('trainer_test') });
-  await consumer.connect();
-  await consumer.subscribe({ topics: [TOPICS.adapters, TOPICS.roundEvents], fromBeginning: false });
-  await consumer.run({
-    eachMessage: async ({ topic, message }) => {
-      const value: unknown = JSON.parse(message.value!.toString());
-      if (topic === TOPICS.roundEvents) {
-        const parsed = RoundEventSchema.safeParse(value);
-        if (parsed.success) roundEvents.push(parsed.data);
-        return;
-      }
-      const parsed = AdapterEventSchema.safeParse(value);
-      if (parsed.success) adapterEvents.push(parsed.data);
-    },
+  producer = await ns.producer();
+  await ns.consume([TOPICS.adapters, TOPICS.roundEvents], async ({ topic, message }) => {
+    const value: unknown = JSON.parse(message.value!.toString());
+    if (topic === TOPICS.roundEvents) {
+      const parsed = RoundEventSchema.safeParse(value);
+      if (parsed.success) roundEvents.push(parsed.data);
+      return;
+    }
+    const parsed = AdapterEventSchema.safeParse(value);
+    if (parsed.success) adapterEvents.push(parsed.data);
   });
 
-  const port = randomPort();
-  trainer = await startService(
-    'trainer',
-    port,
-    {
-      CPREC_CLICKHOUSE_DB: database,
-      CPREC_HOME: home,
-      TRAINER_GROUP_ID: uniqueName('trainer'),
-      TRAINER_MODEL: 'tiny-random',
-      TRAINER_BACKEND: 'cpu',
-      TRAINER_BATCH_SIZE: '2',
-      TRAINER_MAX_STEPS_PER_ROUND: '10',
-      TRAINER_CHECKPOINT_EVERY: '3',
-      TRAINER_MAX_TOKENS: '160',
-      TRAINER_NEGATIVES: '3',
-      TRAINER_WARMUP_FRACTION: '0.2',
-      TRAINER_ANNEAL_FRACTION: '0.3',
-      TRAINER_ETA_HIGH: '0.01',
-      TRAINER_ETA_LOW: '0.0001',
-      TRAINER_STEP_DELAY_MS: '400',
-      TRAINER_STOP_GRACE_MS: '20000',
-      // The command topic is shared by every test on the broker and this service's new consumer
-      // group reads it from the beginning: a trigger the fine-tuning test sent ~20-30 s earlier
-      // would otherwise start a round here first, and round 1 would resume its trunk (no warm-up).
-      // This test's own commands are consumed within milliseconds.
-      TRAINER_COMMAND_MAX_AGE_MS: '10000',
-    },
-    'TRAINER_PORT',
-  );
-});
-
-afterAll(async () => {
-  await trainer?.stop();
-  await consumer?.disconnect();
-  await producer?.disconnect();
-  if (ch) {
-    await ch.command(sql`DROP DATABASE IF EXISTS ${ident(database)}`);
-    await ch.close();
-  }
-  rmSync(home, { recursive: true, force: true });
+  trainer = await ns.startService('trainer', 'TRAINER_PORT', {
+    TRAINER_GROUP_ID: ns.group('trainer'),
+    TRAINER_MODEL: 'tiny-random',
+    TRAINER_BACKEND: 'cpu',
+    TRAINER_BATCH_SIZE: '2',
+    TRAINER_MAX_STEPS_PER_ROUND: '10',
+    TRAINER_CHECKPOINT_EVERY: '3',
+    TRAINER_MAX_TOKENS: '160',
+    TRAINER_NEGATIVES: '3',
+    TRAINER_WARMUP_FRACTION: '0.2',
+    TRAINER_ANNEAL_FRACTION: '0.3',
+    TRAINER_ETA_HIGH: '0.01',
+    TRAINER_ETA_LOW: '0.0001',
+    TRAINER_STEP_DELAY_MS: '400',
+    TRAINER_STOP_GRACE_MS: '20000',
+  });
 });
 
 const artefacts = () => new LocalArtefactStore(join(home, 'artefacts'));
