@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "cprec_kernels",
-      "sources": ["src/kernels.cc", "src/decoder_layer.cc"],
+      "sources": ["src/kernels.cc", "src/decoder_layer.cc", "src/training_ops.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "/usr/include/x86_64-linux-gnu"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
       "cflags_cc!": ["-fno-exceptions"],

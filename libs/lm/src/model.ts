@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { groupedAttention } from './kernels/attention';
+import { loraProjections, ProjectionSpec, rmsNorm, rope, swiglu } from './kernels/training-ops';
 import { fusedDecoderAvailable, fusedDecoderLayer } from './kernels/decoder-layer';
 import { embeddingLookup, injectRows } from './embedding';
 import { LlamaConfig, LoraConfig, LoraTarget, validateConfig } from './types';
@@ -264,37 +265,33 @@ export class LlamaModel {
   }
 
   private rmsNorm(x: tf.Tensor, w: tf.Tensor): tf.Tensor {
-    const ms = tf.mean(tf.square(x), -1, true);
-    return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, this.config.normEps))), w);
+    return rmsNorm(x, w, this.config.normEps);
   }
 
-  /** y = x·Wᵀ (+ LoRA path), x is [N, in]. */
-  private linear(x: tf.Tensor2D, layer: number, target: LoraTarget, training: boolean): tf.Tensor2D {
-    const w = this.layers[layer][LORA_TARGET_WEIGHT[target]];
-    let y: tf.Tensor2D = tf.matMul(x, w as tf.Tensor2D, false, true);
+  /**
+   * x·Wᵀ (+ LoRA path) for each target, all reading x [N, in]; `residual` is added to the first
+   * result. One fused call on the native cpu kernels (training-ops.ts), the op graph elsewhere.
+   */
+  private project(
+    x: tf.Tensor2D,
+    layer: number,
+    targets: readonly LoraTarget[],
+    training: boolean,
+    residual?: tf.Tensor2D,
+  ): tf.Tensor2D[] {
     const lora = this.lora;
-    const pair = lora && !lora.merged ? lora.adapters.get(loraKey(layer, target)) : undefined;
-    if (lora && pair) {
-      const xin =
-        training && lora.config.dropout > 0
-          ? tf.dropout(x, lora.config.dropout, undefined, dropoutSeed++)
-          : x;
-      const low = tf.matMul(
-        tf.matMul(xin, pair.a as tf.Tensor2D, false, true),
-        pair.b as tf.Tensor2D,
-        false,
-        true,
-      );
-      y = tf.add(y, tf.mul(low, lora.scale)) as tf.Tensor2D;
-    }
-    return y;
-  }
-
-  /** x [B,T,nh,hs] rotated by the per-token angles cos/sin [B|1, T, 1, hs]. */
-  private rope(x: tf.Tensor4D, cos: tf.Tensor, sin: tf.Tensor): tf.Tensor4D {
-    const [b, t, nh, hs] = x.shape;
-    const rotated = tf.reshape(tf.matMul(tf.reshape(x, [b * t * nh, hs]), this.ropeRot), [b, t, nh, hs]);
-    return tf.add(tf.mul(x, cos), tf.mul(rotated, sin)) as tf.Tensor4D;
+    const specs = targets.map((target, i): ProjectionSpec => {
+      const spec: ProjectionSpec = { w: this.layers[layer][LORA_TARGET_WEIGHT[target]] as tf.Tensor2D };
+      const pair = lora && !lora.merged ? lora.adapters.get(loraKey(layer, target)) : undefined;
+      if (lora && pair) {
+        spec.lora = { a: pair.a as tf.Tensor2D, b: pair.b as tf.Tensor2D };
+        if (training && lora.config.dropout > 0)
+          spec.lora.input = tf.dropout(x, lora.config.dropout, undefined, dropoutSeed++) as tf.Tensor2D;
+      }
+      if (i === 0 && residual) spec.residual = residual;
+      return spec;
+    });
+    return loraProjections(x, specs, lora?.scale ?? 1);
   }
 
   /**
@@ -307,6 +304,30 @@ export class LlamaModel {
    * cpu kernels are active; otherwise as the op graph below, on any backend.
    */
   forward(inputIds: tf.Tensor2D | number[][], opts: ForwardOptions = {}): tf.Tensor3D {
+    return this.run(inputIds, opts, null) as tf.Tensor3D;
+  }
+
+  /**
+   * Logits [K, vocab] of the flat positions `rows` (row b·T + t of the batch) only, from the same
+   * forward pass: the final norm and the classifier — 49,152 × 576 on SmolLM2, the largest product
+   * of a step — run on K rows instead of B·T. A masked loss needs no more (an SFT batch counts
+   * ~10 answer tokens of ~500); each row's logits equal `forward`'s for that position.
+   */
+  logitsAt(
+    inputIds: tf.Tensor2D | number[][],
+    rows: readonly number[],
+    opts: Omit<ForwardOptions, 'lastOnly'> = {},
+  ): tf.Tensor2D {
+    if ((opts as ForwardOptions).lastOnly)
+      throw new Error('logitsAt selects its own rows; lastOnly does not apply');
+    return this.run(inputIds, opts, rows) as tf.Tensor2D;
+  }
+
+  private run(
+    inputIds: tf.Tensor2D | number[][],
+    opts: ForwardOptions,
+    select: readonly number[] | null,
+  ): tf.Tensor {
     if (this.disposed) throw new Error('model was disposed');
     const shared = opts.prefix;
     if (shared && opts.cache)
@@ -316,13 +337,12 @@ export class LlamaModel {
       // The op graph reads a cache row per input row: gather them into a temporary cache.
       const rows = shared.cache.gatherRows(shared.rows);
       try {
-        return this.forward(inputIds, { ...opts, prefix: undefined, cache: rows });
+        return this.run(inputIds, { ...opts, prefix: undefined, cache: rows }, select);
       } finally {
         rows.dispose();
       }
     }
     const c = this.config;
-    const hs = this.headSize;
     const cache = opts.cache;
     const source = cache ?? shared?.cache;
     const past = source ? source.length : 0;
@@ -373,9 +393,8 @@ export class LlamaModel {
       } else {
         positions = tf.reshape(tf.range(past, past + T, 1, 'int32'), [1, T]);
       }
-      const pb = positions.shape[0] as number;
       const flatPositions = tf.reshape(positions, [-1]);
-      const cos = tf.gather(this.ropeCos, flatPositions) as tf.Tensor2D; // [pb·T, hs]
+      const cos = tf.gather(this.ropeCos, flatPositions) as tf.Tensor2D; // [T or B·T, hs]
       const sin = tf.gather(this.ropeSin, flatPositions) as tf.Tensor2D;
 
       let x: tf.Tensor2D = embeddingLookup(
@@ -428,8 +447,8 @@ export class LlamaModel {
           B,
           T,
           past,
-          cos: tf.reshape(cos, [pb, T, 1, hs]),
-          sin: tf.reshape(sin, [pb, T, 1, hs]),
+          cos,
+          sin,
           fullMask,
           training: opts.training ?? false,
           extend,
@@ -439,6 +458,14 @@ export class LlamaModel {
       if (cache && fullMask) {
         if (cache.mask) oldCache.push(cache.mask);
         cache.mask = tf.keep(fullMask);
+      }
+      if (select) {
+        for (const r of select)
+          if (!Number.isInteger(r) || r < 0 || r >= B * T)
+            throw new Error(`logit row ${r} outside the batch's ${B * T} positions`);
+        const picked = tf.gather(x, tf.tensor1d(Int32Array.from(select), 'int32')) as tf.Tensor2D;
+        const normed = this.rmsNorm(picked, this.finalNorm) as tf.Tensor2D;
+        return tf.matMul(normed, (this.classifier ?? this.tokEmbedding) as tf.Tensor2D, false, true);
       }
       let h = x;
       let rowsT = T;
@@ -472,8 +499,9 @@ export class LlamaModel {
       B: number;
       T: number;
       past: number;
-      cos: tf.Tensor;
-      sin: tf.Tensor;
+      /** RoPE tables of the new columns, [T or B·T, hs]. */
+      cos: tf.Tensor2D;
+      sin: tf.Tensor2D;
       fullMask: tf.Tensor2D | null;
       training: boolean;
       extend: (l: number, k: tf.Tensor4D, v: tf.Tensor4D) => void;
@@ -499,30 +527,35 @@ export class LlamaModel {
     for (let l = 0; l < c.nLayers; l++) {
       const p = this.layers[l];
       const xb = this.rmsNorm(x, p.attnNorm) as tf.Tensor2D;
-      const q = this.rope(tf.reshape(this.linear(xb, l, 'q', training), [B, T, c.nHeads, hs]), cos, sin);
-      let k = this.rope(tf.reshape(this.linear(xb, l, 'k', training), [B, T, c.nKvHeads, hs]), cos, sin);
-      let v = tf.reshape(this.linear(xb, l, 'v', training), [B, T, c.nKvHeads, hs]) as tf.Tensor4D;
-      k = tf.transpose(k, [0, 2, 1, 3]);
-      v = tf.transpose(v, [0, 2, 1, 3]);
+      const [qf, kf, vf] = this.project(xb, l, ['q', 'k', 'v'], training);
+      // RoPE writes heads first ([B, heads, T, hs]) for attention; 1/sqrt(hs) is applied to q
+      // (B·T·dim values) rather than to the larger score matrix.
+      const q = rope(tf.reshape(qf, [B, T, c.nHeads, hs]), cos, sin, {
+        scale,
+        headsFirst: true,
+        rotation: this.ropeRot,
+      });
+      let k = rope(tf.reshape(kf, [B, T, c.nKvHeads, hs]), cos, sin, {
+        headsFirst: true,
+        rotation: this.ropeRot,
+      });
+      let v = tf.transpose(tf.reshape(vf, [B, T, c.nKvHeads, hs]), [0, 2, 1, 3]) as tf.Tensor4D;
       if (s.cache) {
         s.extend(l, k, v);
         k = s.cache.keys[l] as tf.Tensor4D;
         v = s.cache.values[l] as tf.Tensor4D;
       }
       // Group query heads by their kv head: [B, nKv, kvMul*T, hs] so no k/v repetition is needed.
-      // 1/sqrt(hs) is applied to q (B·T·dim values) rather than to the larger score matrix.
-      const qg = tf.reshape(tf.transpose(tf.mul(q, scale), [0, 2, 1, 3]), [B, c.nKvHeads, kvMul * T, hs]);
-      const att = groupedAttention(qg as tf.Tensor4D, k as tf.Tensor4D, v, bias, T); // [B, nKv, kvMul*T, hs]
+      const qg = tf.reshape(q, [B, c.nKvHeads, kvMul * T, hs]);
+      const att = groupedAttention(qg as tf.Tensor4D, k, v, bias, T); // [B, nKv, kvMul*T, hs]
       const merged = tf.reshape(tf.transpose(tf.reshape(att, [B, c.nHeads, T, hs]), [0, 2, 1, 3]), [
         B * T,
         c.dim,
       ]) as tf.Tensor2D;
-      x = tf.add(x, this.linear(merged, l, 'o', training));
+      [x] = this.project(merged, l, ['o'], training, x);
       const hb = this.rmsNorm(x, p.ffnNorm) as tf.Tensor2D;
-      const gate = this.linear(hb, l, 'w1', training);
-      const up = this.linear(hb, l, 'w3', training);
-      const act = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up) as tf.Tensor2D;
-      x = tf.add(x, this.linear(act, l, 'w2', training));
+      const [gate, up] = this.project(hb, l, ['w1', 'w3'], training);
+      [x] = this.project(swiglu(gate, up), l, ['w2'], training, x);
     }
     return x;
   }

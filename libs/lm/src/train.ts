@@ -1,5 +1,11 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { InjectedEmbeddings, LlamaModel } from './model';
+import {
+  fusedAdamW,
+  fusedTrainingAvailable,
+  sparseCrossEntropy,
+  sumsOfSquares,
+} from './kernels/training-ops';
+import { ForwardOptions, InjectedEmbeddings, LlamaModel } from './model';
 import { TensorToWrite } from './safetensors';
 
 /**
@@ -32,6 +38,23 @@ export function causalLmLoss(logits: tf.Tensor3D, ids: tf.Tensor2D, lossMask: tf
   return tf.tidy(() => {
     const [B, T, V] = logits.shape;
     if (T < 2) throw new Error('causal LM loss needs at least 2 columns');
+    if (fusedTrainingAvailable()) {
+      // The fused kernel reads all B·T rows in place (no [B, T−1, V] slice): row (b, t) targets
+      // ids[b, t+1] with weight lossMask[b, t+1], and each row's last column has weight 0.
+      const shifted = (t: tf.Tensor2D, dtype: 'int32' | 'float32'): tf.Tensor1D =>
+        tf.reshape(
+          tf.pad(tf.cast(tf.slice(t, [0, 1], [B, T - 1]), dtype), [
+            [0, 0],
+            [0, 1],
+          ]),
+          [-1],
+        );
+      return sparseCrossEntropy(
+        tf.reshape(logits, [B * T, V]),
+        shifted(ids, 'int32'),
+        shifted(lossMask, 'float32'),
+      );
+    }
     const pred = tf.slice(logits, [0, 0, 0], [B, T - 1, V]);
     const targets = tf.cast(tf.slice(ids, [0, 1], [B, T - 1]), 'int32');
     const mask = tf.cast(tf.slice(lossMask, [0, 1], [B, T - 1]), 'float32');
@@ -45,17 +68,75 @@ export function causalLmLoss(logits: tf.Tensor3D, ids: tf.Tensor2D, lossMask: tf
   });
 }
 
+/**
+ * `causalLmLoss(model.forward(ids, opts), ids, lossMask)` with the classifier run only on the
+ * rows that are targets (`LlamaModel.logitsAt`): the same value and gradients, without the
+ * [B, T, vocab] logits of positions the mask ignores — on SmolLM2 (vocab 49,152) those logits
+ * and the classifier product are the largest tensors of a step, and an SFT batch counts ~10
+ * answer tokens of ~500. The mask is read to the host to choose the rows.
+ */
+export function modelCausalLmLoss(
+  model: LlamaModel,
+  inputIds: tf.Tensor2D | number[][],
+  lossMask: tf.Tensor2D | number[][],
+  opts: Omit<ForwardOptions, 'lastOnly'> = {},
+): tf.Scalar {
+  return tf.tidy(() => {
+    const ids = Array.isArray(inputIds) ? tf.tensor2d(inputIds, undefined, 'int32') : inputIds;
+    const mask = Array.isArray(lossMask) ? tf.tensor2d(lossMask) : lossMask;
+    const [B, T] = ids.shape;
+    if (T < 2) throw new Error('causal LM loss needs at least 2 columns');
+    if (mask.shape[0] !== B || mask.shape[1] !== T)
+      throw new Error(`loss mask [${mask.shape.join(', ')}] differs from ids [${B}, ${T}]`);
+    const idValues = ids.dataSync();
+    const maskValues = mask.dataSync();
+    const rows: number[] = [];
+    const targets: number[] = [];
+    const weights: number[] = [];
+    for (let b = 0; b < B; b++)
+      for (let t = 0; t + 1 < T; t++) {
+        const w = maskValues[b * T + t + 1];
+        if (w === 0) continue;
+        rows.push(b * T + t);
+        targets.push(idValues[b * T + t + 1]);
+        weights.push(w);
+      }
+    if (rows.length === 0) {
+      // Nothing counts: one row with weight 0 keeps the loss (0) connected to the variables.
+      rows.push(0);
+      targets.push(idValues[1]);
+      weights.push(0);
+    }
+    const logits = model.logitsAt(ids, rows, opts);
+    return sparseCrossEntropy(logits, tf.tensor1d(targets, 'int32'), tf.tensor1d(weights, 'float32'));
+  });
+}
+
+/** Global L2 norm of gradients (float32 sums of squares added in order, as `tf.addN` does). */
+export function globalNorm(grads: Map<string, tf.Tensor>): number {
+  const list = [...grads.values()];
+  if (list.length === 0) return 0;
+  if (fusedTrainingAvailable()) {
+    let sum = 0;
+    for (const s of sumsOfSquares(list)) sum = Math.fround(sum + s);
+    return Math.sqrt(sum);
+  }
+  return tf.tidy(() => Math.sqrt(tf.addN(list.map((g) => tf.sum(tf.square(g)))).dataSync()[0]));
+}
+
+/** The factor `clipByGlobalNorm` scales by: maxNorm / (norm + 1e-6) above maxNorm, else 1. */
+export function clipScale(norm: number, maxNorm: number): number {
+  return !(norm > maxNorm) || !Number.isFinite(maxNorm) ? 1 : maxNorm / (norm + 1e-6);
+}
+
 /** Scales gradients so their global L2 norm is at most `maxNorm`; returns the norm before clipping. */
 export function clipByGlobalNorm(
   grads: Map<string, tf.Tensor>,
   maxNorm: number,
 ): { grads: Map<string, tf.Tensor>; norm: number } {
-  const norm = tf.tidy(() => {
-    const sq = [...grads.values()].map((g) => tf.sum(tf.square(g)));
-    return sq.length === 0 ? 0 : Math.sqrt(tf.addN(sq).dataSync()[0]);
-  });
-  if (!(norm > maxNorm) || !Number.isFinite(maxNorm)) return { grads, norm };
-  const scale = maxNorm / (norm + 1e-6);
+  const norm = globalNorm(grads);
+  const scale = clipScale(norm, maxNorm);
+  if (scale === 1) return { grads, norm };
   const out = new Map<string, tf.Tensor>();
   for (const [k, g] of grads) out.set(k, tf.mul(g, scale));
   return { grads: out, norm };
@@ -99,16 +180,46 @@ export class AdamW {
     return s;
   }
 
-  apply(vars: Map<string, tf.Variable>, grads: Map<string, tf.Tensor>, lr: number): void {
+  /**
+   * One step with learning rate `lr`. `gradScale` multiplies the gradients first (what
+   * `clipByGlobalNorm` would do, without materialising the scaled copies).
+   */
+  apply(vars: Map<string, tf.Variable>, grads: Map<string, tf.Tensor>, lr: number, gradScale = 1): void {
     this.step++;
     const bc1 = 1 - Math.pow(this.beta1, this.step);
     const bc2 = 1 - Math.pow(this.beta2, this.step);
-    for (const [name, g] of grads) {
+    const entries = [...grads].map(([name, g]) => {
       const w = vars.get(name);
       if (!w) throw new Error(`gradient for unknown variable ${name}`);
-      const m = this.moment(this.m, name, w);
-      const v = this.moment(this.v, name, w);
+      return { name, w, g, m: this.moment(this.m, name, w), v: this.moment(this.v, name, w) };
+    });
+    if (
+      fusedTrainingAvailable() &&
+      entries.every((e) => e.w.dtype === 'float32' && e.g.dtype === 'float32')
+    ) {
+      // One native call for every variable; the same float32 arithmetic as the graph below.
+      const updated = fusedAdamW(entries, {
+        lr,
+        beta1: this.beta1,
+        beta2: this.beta2,
+        epsilon: this.epsilon,
+        weightDecay: this.weightDecay,
+        bc1,
+        bc2,
+        gradScale,
+      });
+      updated.forEach((u, i) => {
+        const e = entries[i];
+        e.w.assign(u.w);
+        e.m.assign(u.m);
+        e.v.assign(u.v);
+        tf.dispose([u.w, u.m, u.v]);
+      });
+      return;
+    }
+    for (const { w, g: raw, m, v } of entries) {
       tf.tidy(() => {
+        const g = gradScale === 1 ? raw : tf.mul(raw, gradScale);
         const mNew = tf.add(tf.mul(m, this.beta1), tf.mul(g, 1 - this.beta1));
         const vNew = tf.add(tf.mul(v, this.beta2), tf.mul(tf.square(g), 1 - this.beta2));
         m.assign(mNew);
@@ -245,12 +356,11 @@ export class Trainer {
       ? tf.tensor2d(batch.inputIds, undefined, 'int32')
       : batch.inputIds;
     const lossMask = Array.isArray(batch.lossMask) ? tf.tensor2d(batch.lossMask) : batch.lossMask;
-    const logits = this.model.forward(ids, {
+    return modelCausalLmLoss(this.model, ids, lossMask, {
       attentionMask: batch.attentionMask,
       inject: typeof batch.inject === 'function' ? batch.inject() : batch.inject,
       training,
     });
-    return causalLmLoss(logits, ids, lossMask);
   }
 
   /**
@@ -266,17 +376,24 @@ export class Trainer {
     const loss = value.dataSync()[0];
     value.dispose();
     const scale = 1 / this.accumulationSteps;
+    const kept = new Set<tf.Tensor>();
     for (const [i, name] of names.entries()) {
       const g = grads[list[i].name];
       if (!g) continue;
       const prev = this.accumulated.get(name);
+      if (!prev && scale === 1) {
+        // g·1 is g: keep the gradient itself rather than a multiplied copy.
+        this.accumulated.set(name, g);
+        kept.add(g);
+        continue;
+      }
       this.accumulated.set(
         name,
         tf.tidy(() => (prev ? tf.add(prev, tf.mul(g, scale)) : tf.mul(g, scale))),
       );
       prev?.dispose();
     }
-    tf.dispose(grads);
+    tf.dispose(Object.values(grads).filter((g) => !kept.has(g)));
     this.micro++;
     let info: TrainStepInfo = { loss, applied: false };
     if (this.micro >= this.accumulationSteps)
@@ -292,9 +409,8 @@ export class Trainer {
   }
 
   private applyAccumulated(vars: Map<string, tf.Variable>, lr: number): number {
-    const { grads, norm } = clipByGlobalNorm(this.accumulated, this.maxGradNorm);
-    this.optimizer.apply(vars, grads, lr);
-    if (grads !== this.accumulated) for (const g of grads.values()) g.dispose();
+    const norm = globalNorm(this.accumulated);
+    this.optimizer.apply(vars, this.accumulated, lr, clipScale(norm, this.maxGradNorm));
     for (const g of this.accumulated.values()) g.dispose();
     this.accumulated = new Map();
     this.micro = 0;

@@ -11,6 +11,7 @@
 
 #include "decoder_layer.h"
 #include "kernel_common.h"
+#include "training_ops.h"
 
 #include <malloc.h>
 
@@ -678,6 +679,18 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward));
   exports.Set("decoderLayer", Napi::Function::New(env, cprec::DecoderLayer));
   exports.Set("logProbabilities", Napi::Function::New(env, LogProbabilities));
+  exports.Set("rmsNormForward", Napi::Function::New(env, cprec::RmsNormForward));
+  exports.Set("rmsNormBackward", Napi::Function::New(env, cprec::RmsNormBackward));
+  exports.Set("swigluForward", Napi::Function::New(env, cprec::SwiGluForward));
+  exports.Set("swigluBackward", Napi::Function::New(env, cprec::SwiGluBackward));
+  exports.Set("ropeForward", Napi::Function::New(env, cprec::RopeForward));
+  exports.Set("ropeBackward", Napi::Function::New(env, cprec::RopeBackward));
+  exports.Set("crossEntropyForward", Napi::Function::New(env, cprec::CrossEntropyForward));
+  exports.Set("crossEntropyBackward", Napi::Function::New(env, cprec::CrossEntropyBackward));
+  exports.Set("loraLinearForward", Napi::Function::New(env, cprec::LoraLinearForward));
+  exports.Set("loraLinearBackward", Napi::Function::New(env, cprec::LoraLinearBackward));
+  exports.Set("sumSquares", Napi::Function::New(env, cprec::SumSquares));
+  exports.Set("adamwUpdate", Napi::Function::New(env, cprec::AdamWUpdate));
   exports.Set("describe", Napi::Function::New(env, Describe));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   return exports;

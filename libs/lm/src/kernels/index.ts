@@ -13,6 +13,7 @@ import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensor
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { loadNativeAddon } from './native-addon';
 import type { NativeKernelAddon } from './native-addon';
+import { registerTrainingKernels } from './training-kernels';
 
 /**
  * Native (OpenBLAS + OpenMP) float32 kernels for the tfjs `cpu` backend.
@@ -544,6 +545,7 @@ export function registerNativeKernels(): NativeKernelStatus {
     registerKernel({ kernelName, backendName: 'cpu', kernelFunc: kernelFunc as KernelFunc });
     registered.push(kernelName);
   }
+  registered.push(...registerTrainingKernels(loaded.addon));
   status = { loaded: true, kernels: registered, addonPath: loaded.path };
   return status;
 }

@@ -93,8 +93,123 @@ export interface NativeKernelAddon {
     tokens: Int32Array,
     out: Float32Array,
   ): void;
+  /** The fused training kernels (training_ops.cc); absent from addons built before them. */
+  rmsNormForward?(
+    x: Float32Array,
+    w: Float32Array,
+    out: Float32Array,
+    rows: number,
+    dim: number,
+    eps: number,
+  ): void;
+  rmsNormBackward?(
+    x: Float32Array,
+    w: Float32Array,
+    dy: Float32Array,
+    dx: Float32Array | null,
+    dw: Float32Array | null,
+    rows: number,
+    dim: number,
+    eps: number,
+  ): void;
+  swigluForward?(gate: Float32Array, up: Float32Array, out: Float32Array, n: number): void;
+  swigluBackward?(
+    gate: Float32Array,
+    up: Float32Array,
+    dy: Float32Array,
+    dgate: Float32Array,
+    dup: Float32Array,
+    n: number,
+  ): void;
+  ropeForward?(...args: NativeRopeArgs): void;
+  ropeBackward?(...args: NativeRopeArgs): void;
+  /** Returns the loss Σ w·nll / max(Σ w, 1); writes each row's log-sum-exp. */
+  crossEntropyForward?(
+    logits: Float32Array,
+    rows: number,
+    vocab: number,
+    targets: Int32Array,
+    weights: Float32Array,
+    lse: Float32Array,
+  ): number;
+  crossEntropyBackward?(
+    logits: Float32Array,
+    rows: number,
+    vocab: number,
+    targets: Int32Array,
+    weights: Float32Array,
+    lse: Float32Array,
+    scale: number,
+    dlogits: Float32Array,
+  ): void;
+  loraLinearForward?(args: NativeLoraLinearArgs): void;
+  loraLinearBackward?(args: NativeLoraLinearArgs & { dx: Float32Array }): void;
+  sumSquares?(arrays: Float32Array[], out: Float32Array): void;
+  adamwUpdate?(args: NativeAdamWArgs): void;
   describe(): { blasThreads: number; ompThreads: number; blasConfig: string; isa?: string };
   setThreads(n: number): void;
+}
+
+/** src (x or dy), cos, sin, out, batch, time, heads, headSize, cosRows, scale, headsFirst. */
+export type NativeRopeArgs = [
+  Float32Array,
+  Float32Array,
+  Float32Array,
+  Float32Array,
+  number,
+  number,
+  number,
+  number,
+  number,
+  number,
+  boolean,
+];
+
+/** One projection of `loraLinearForward`/`Backward` (training_ops.cc): y = [r +] x·Wᵀ + s·(x'·Aᵀ)·Bᵀ. */
+export interface NativeLoraProjection {
+  w: Float32Array;
+  out: number;
+  a?: Float32Array;
+  b?: Float32Array;
+  rank?: number;
+  loraInput?: Float32Array | null;
+  residual?: Float32Array | null;
+  y?: Float32Array;
+  dy?: Float32Array;
+  dA?: Float32Array;
+  dB?: Float32Array;
+  dLoraInput?: Float32Array | null;
+}
+
+export interface NativeLoraLinearArgs {
+  x: Float32Array;
+  rows: number;
+  in: number;
+  scale: number;
+  projections: NativeLoraProjection[];
+}
+
+/** `adamwUpdate` (training_ops.cc): one AdamW step over many variables, constants pre-rounded. */
+export interface NativeAdamWArgs {
+  w: Float32Array[];
+  g: Float32Array[];
+  m: Float32Array[];
+  v: Float32Array[];
+  wOut: Float32Array[];
+  mOut: Float32Array[];
+  vOut: Float32Array[];
+  lr: number;
+  beta1: number;
+  oneMinusBeta1: number;
+  beta2: number;
+  oneMinusBeta2: number;
+  epsilon: number;
+  /** 1 − lr·weightDecay, or null without weight decay. */
+  decay: number | null;
+  bc1: number;
+  bc2: number;
+  /** Gradient multiplier (clipping), or null for none. */
+  gradScale: number | null;
 }
 
 const ADDON_RELATIVE_PATH = join('libs', 'lm', 'native', 'build', 'Release', 'cprec_kernels.node');
