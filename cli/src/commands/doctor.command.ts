@@ -3,11 +3,14 @@ import { Socket } from 'node:net';
 import { Command } from 'commander';
 import { resolve } from 'node:path';
 import {
+  autoDecisions,
   BackendPreference,
   baseModelContextLength,
   baseModelFormat,
   defaultPromptTokens,
   selectBackend,
+  tensorflowInfo,
+  tfjsNodeGpuInstalled,
 } from '@cprec/lm';
 import { loadNativeAddon } from '@cprec/lm/kernels/native-addon';
 
@@ -82,6 +85,51 @@ function nativeDetail(): string {
   return `registered (isa ${info.isa ?? 'unknown'}; ${info.blasConfig}; ${info.ompThreads} OpenMP threads; malloc ${(info as { mallocTuning?: string }).mallocTuning ?? 'default'})`;
 }
 
+/**
+ * The `tensorflow` backend (@tensorflow/tfjs-node from the TensorFlow wheel, scripts/install-tfjs-node.sh):
+ * TensorFlow's version, thread pools and the CPU's instruction sets; then what `auto` measured and
+ * decided here (node_modules/.cache/cprec/backend-auto.json). Optional: absent is not a failure.
+ */
+function tfjsNodeCheck(): Check {
+  const indent = '\n' + ' '.repeat(22);
+  const lines: string[] = [];
+  let ok = true;
+  try {
+    const tf = tensorflowInfo();
+    if (!tf) lines.push('@tensorflow/tfjs-node absent (optional: bash scripts/install-tfjs-node.sh)');
+    else {
+      ok = tf.tensorflowVersion !== null;
+      lines.push(
+        `${tf.package} ${tf.packageVersion ?? '?'}: TensorFlow ${tf.tensorflowVersion ?? 'failed to load'}` +
+          `${tf.oneDnn ? ' (oneDNN on)' : ''}, ${tf.intraOpThreads} intra-op / ${tf.interOpThreads} inter-op threads,` +
+          ` CPU ${tf.isa.join(' ') || 'unknown'}${tf.gpu ? ', GPU in use' : ''}`,
+      );
+    }
+  } catch (e) {
+    ok = false;
+    lines.push(`tfjs-node failed: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  lines.push(
+    `tfjs-node-gpu ${tfjsNodeGpuInstalled() ? 'installed' : 'absent (optional: infra/gpu/install)'}`,
+  );
+  const auto = autoDecisions();
+  if (process.env.CPREC_BACKEND) lines.push(`auto: CPREC_BACKEND=${process.env.CPREC_BACKEND} decides`);
+  lines.push(
+    auto.decisions.length === 0
+      ? `auto: nothing measured yet (${auto.file})`
+      : `auto${auto.current ? '' : ' (stale: machine or libraries changed, measured again on next use)'}, ${auto.file}:`,
+  );
+  for (const d of auto.decisions) {
+    const times = Object.entries(d.msPerRun)
+      .map(([b, ms]) => `${b} ${Math.round(ms)} ms`)
+      .join(', ');
+    lines.push(
+      `  ${d.model} ${d.workload}${d.shape ? ` ${d.shape.batch}x${d.shape.seq}` : ''} -> ${d.backend} (${times}; load ${d.loadAverage ?? '?'})`,
+    );
+  }
+  return { name: 'tfjs-node', ok, detail: lines.join(indent) };
+}
+
 /** The base model the services would load (CPREC_BASE_MODEL), from its header only. */
 function baseModelCheck(): Check {
   const path =
@@ -129,14 +177,7 @@ export function register(program: Command): void {
                 ? nativeDetail()
                 : backend.notes.join('; ') || 'not registered',
         },
-        {
-          name: 'tfjs-node',
-          ok: true,
-          detail:
-            backend instanceof Error
-              ? 'unknown'
-              : `tfjs-node ${backend.tfjsNode ? 'installed' : 'absent'}, tfjs-node-gpu ${backend.tfjsNodeGpu ? 'installed' : 'absent'} (optional)`,
-        },
+        tfjsNodeCheck(),
         openblasCheck(),
         baseModelCheck(),
         await kafkaCheck(brokers),

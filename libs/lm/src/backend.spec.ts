@@ -135,11 +135,12 @@ describe('auto: the backend measured fastest per model and workload, cached per 
     expect(first.backend).toBe('wasm');
     expect(tf.getBackend()).toBe('wasm');
     expect(first.auto).toMatchObject({ backend: 'wasm', from: 'measured', msPerRun: { wasm: 10, cpu: 20 } });
-    expect(m.calls).toEqual(['cpu:16:train', 'wasm:16:train']);
+    // Two rounds in alternating order (the second because the first was cheap).
+    expect(m.calls).toEqual(['cpu:16:train', 'wasm:16:train', 'wasm:16:train', 'cpu:16:train']);
 
     const again = await selectBackend('auto', { model: tinyConfig(), workload: 'train' });
     expect(again.auto).toMatchObject({ backend: 'wasm', from: 'cached' });
-    expect(m.calls).toHaveLength(2);
+    expect(m.calls).toHaveLength(4);
 
     const kept = JSON.parse(readFileSync(backendCacheFile(), 'utf8')) as { fingerprint: string };
     expect(kept.fingerprint).toBe(machineFingerprint().hash);
@@ -174,10 +175,10 @@ describe('auto: the backend measured fastest per model and workload, cached per 
     expect(machineFingerprint().hash).not.toBe(before);
     expect(autoDecisions().current).toBe(false);
     expect((await selectBackend('auto', { model: tinyConfig() })).auto?.from).toBe('measured');
-    expect(m.calls).toHaveLength(4);
+    expect(m.calls).toHaveLength(8);
     process.env.CPREC_BACKEND_REMEASURE = '1';
     await selectBackend('auto', { model: tinyConfig() });
-    expect(m.calls).toHaveLength(6);
+    expect(m.calls).toHaveLength(12);
   });
 
   it('CPREC_BACKEND wins over auto without measuring anything; a wrong value is a clear error', async () => {
@@ -195,6 +196,13 @@ describe('auto: the backend measured fastest per model and workload, cached per 
     await expect(selectBackend('auto')).rejects.toThrow(
       /CPREC_BACKEND=gpu is not a backend; use one of auto, /,
     );
+  });
+
+  it('the cpu backend keeps the job unless another is more than 5% faster (noise does not flip decisions)', async () => {
+    setAutoSeamForTests({ candidates: ['cpu', 'wasm'], measure: fixed({ wasm: 20, cpu: 20.9 }).measure });
+    expect((await selectBackend('auto', { model: tinyConfig() })).backend).toBe('cpu');
+    setAutoSeamForTests({ candidates: ['cpu', 'wasm'], measure: fixed({ wasm: 20, cpu: 21.1 }).measure });
+    expect((await selectBackend('auto', { model: tinyConfig({ dim: 32 }) })).backend).toBe('wasm');
   });
 
   it('with one candidate there is nothing to measure', async () => {
@@ -265,7 +273,7 @@ describe('auto: the backend measured fastest per model and workload, cached per 
     });
     process.env.CPREC_BASE_MODEL = SMOLLM2_GGUF;
     const r = await selectBackend('auto');
-    expect(seen).toEqual([576, 576]);
+    expect(seen).toEqual([576, 576, 576, 576]);
     expect(r.auto).toMatchObject({ model: SMOLLM2_GGUF, backend: 'cpu' });
   });
 });
