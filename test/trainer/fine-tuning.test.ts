@@ -199,7 +199,8 @@ describe('trainer fine-tuning (LLaRA-style SFT after CPT)', () => {
       'the round to end',
       420_000,
     );
-    expect(round).toMatchObject({ state: 'published' });
+    // With the message, so a failed round says why.
+    expect({ state: round?.state, message: round?.message }).toMatchObject({ state: 'published' });
     // The small domain is skipped with a note; the round still publishes.
     expect(round!.message).toContain(
       `-sft-${GAMES_DOMAIN}; ${TOYS_DOMAIN}: no SFT adapter (too little data in loo-${TOYS_DOMAIN}-`,
