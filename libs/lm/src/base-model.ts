@@ -87,8 +87,14 @@ function llama2cTokenizerBeside(model: string): string {
   return join(dir, candidates[0]);
 }
 
-/** Loads a base model and its tokenizer from one source. */
-export async function loadBaseModel(source: BaseModelSource | string): Promise<LoadedBaseModel> {
+/** A base model's weights and tokenizer, read without hashing the file (see `loadBaseModel`). */
+export type ReadBaseModel = Omit<LoadedBaseModel, 'baseChecksum'>;
+
+/**
+ * Reads a base model and its tokenizer from one source, synchronously and without the checksum:
+ * for processes that were handed the checksum by whoever planned their work.
+ */
+export function readBaseModel(source: BaseModelSource | string): ReadBaseModel {
   const src: BaseModelSource = typeof source === 'string' ? { model: source } : source;
   const format = baseModelFormat(src.model);
   const baseModelId = basename(src.model.replace(/\/+$/, ''));
@@ -100,7 +106,6 @@ export async function loadBaseModel(source: BaseModelSource | string): Promise<L
       weights,
       tokenizer: ggufTokenizer(gguf),
       baseModelId,
-      baseChecksum: await sha256File(src.model),
       format,
       contextLength: weights.config.maxSeqLen,
     };
@@ -117,7 +122,6 @@ export async function loadBaseModel(source: BaseModelSource | string): Promise<L
       weights,
       tokenizer: HfBpeTokenizer.fromFile(tokPath),
       baseModelId,
-      baseChecksum: await hfFolderChecksum(src.model),
       format,
       contextLength: weights.config.maxSeqLen,
     };
@@ -129,10 +133,16 @@ export async function loadBaseModel(source: BaseModelSource | string): Promise<L
     weights,
     tokenizer: Llama2cTokenizer.fromFile(tokPath, weights.config.vocabSize),
     baseModelId,
-    baseChecksum: await sha256File(src.model),
     format,
     contextLength: weights.config.maxSeqLen,
   };
+}
+
+/** Loads a base model and its tokenizer from one source, with the checksum adapters are pinned to. */
+export async function loadBaseModel(source: BaseModelSource | string): Promise<LoadedBaseModel> {
+  const read = readBaseModel(source);
+  const src: BaseModelSource = typeof source === 'string' ? { model: source } : source;
+  return { ...read, baseChecksum: await baseModelChecksum(src) };
 }
 
 /** sha256 of a base model's checkpoint without loading its weights (what adapters are checked against). */

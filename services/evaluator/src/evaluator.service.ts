@@ -24,6 +24,7 @@ import {
   type InboundMessage,
 } from '@cprec/messaging';
 import {
+  baseModelSource,
   classifyFailure,
   consumerLog,
   ConsumerMetrics,
@@ -106,9 +107,8 @@ export class EvaluatorService implements OnApplicationBootstrap, OnApplicationSh
       pollMs: c.EVALUATOR_SPLIT_POLL_MS,
     });
     const artefacts = new ArtefactGateway(new LocalArtefactStore(resolve(c.CPREC_HOME, 'artefacts')), {
-      kind: c.EVALUATOR_MODEL,
-      checkpoint: c.EVALUATOR_BASE_MODEL,
-      tokenizer: c.EVALUATOR_TOKENIZER,
+      kind: c.EVALUATOR_MODEL === 'tiny-random' ? 'tiny-random' : 'checkpoint',
+      source: baseModelSource(c, { model: c.EVALUATOR_BASE_MODEL, tokenizer: c.EVALUATOR_TOKENIZER }),
     });
     const events: EventsPort = {
       adapterEvent: (e) => this.send(this.topics.adapters, e.adapter_id, e),

@@ -1,24 +1,26 @@
 import { availableParallelism } from 'node:os';
-import { resolve } from 'node:path';
 import { z } from 'zod';
 import { CommonEnvSchema, envInt, loadConfig } from '@cprec/service-common';
-
-const REPO_ROOT = resolve(__dirname, '../../..');
 
 export const ServingEnvSchema = CommonEnvSchema.extend({
   SERVING_PORT: envInt(8105, 1),
   /** Consumer group of the adapter events and serving commands (its own: every serving instance swaps). */
   SERVING_GROUP_ID: z.string().min(1).default('cprec-serving'),
   /**
-   * `llama2c`: SERVING_BASE_MODEL + SERVING_TOKENIZER (the trainer's TRAINER_BASE_MODEL);
-   * `tiny-random`: the trainer's tiny model, read from the artefact store (base-models/tiny-random).
+   * `checkpoint`: SERVING_BASE_MODEL, else CPREC_BASE_MODEL (the trainer's base: `.gguf`, llama2.c
+   * `.bin` or a Hugging Face folder; `llama2c` is the former name); `tiny-random`: the trainer's
+   * tiny model, read from the artefact store (base-models/tiny-random).
    */
-  SERVING_MODEL: z.enum(['llama2c', 'tiny-random']).default('llama2c'),
-  SERVING_BASE_MODEL: z.string().default(resolve(REPO_ROOT, '../shared/models/stories260K/stories260K.bin')),
-  SERVING_TOKENIZER: z.string().default(resolve(REPO_ROOT, '../shared/models/stories260K/tok512.bin')),
+  SERVING_MODEL: z.enum(['checkpoint', 'llama2c', 'tiny-random']).default('checkpoint'),
+  SERVING_BASE_MODEL: z.string().min(1).optional(),
+  /** llama2.c bases only (default: the `tok*.bin` beside the checkpoint). */
+  SERVING_TOKENIZER: z.string().min(1).optional(),
   SERVING_BACKEND: z.enum(['auto', 'cpu', 'wasm', 'tensorflow', 'tensorflow-gpu']).default('auto'),
-  /** Prompt budget: the trainer's TRAINER_MAX_TOKENS / TRAINER_MAX_TITLE_TOKENS. */
-  SERVING_MAX_TOKENS: envInt(256, 16),
+  /** Prompt budget: the trainer's TRAINER_MAX_TOKENS (0 = the base's context capped at 1,024) / TRAINER_MAX_TITLE_TOKENS. */
+  SERVING_MAX_TOKENS: envInt(0, 0).refine(
+    (v) => v === 0 || v >= 16,
+    'must be 0 (follow the model) or at least 16',
+  ),
   SERVING_MAX_TITLE_TOKENS: envInt(12, 1),
   /** Merge LoRA into the base weights (1 = yes). */
   SERVING_MERGE_LORA: envInt(1),
