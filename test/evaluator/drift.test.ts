@@ -242,7 +242,7 @@ it('records a falling HR@1 series and raises an alert (with a refresh request) o
     control,
     gateway,
     gateway,
-    new ArtefactGateway(store, { kind: 'tiny-random', checkpoint: '', tokenizer: '' }),
+    new ArtefactGateway(store, { kind: 'tiny-random', source: { model: '' } }),
     new OracleRunner(),
     events,
     { now: () => Date.now() },
