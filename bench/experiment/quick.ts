@@ -1,4 +1,7 @@
 /**
+ * Superseded by `npm run experiment:paper` (bench/paper/: the faithful, resumable reproduction of
+ * issue 14, which also writes docs/results.md); kept for its small, minutes-long smoke value.
+ *
  * `npm run experiment:quick`: the paper's comparison at a small scale on the real data in
  * ../shared/data with stories260K as the base LM. Writes docs/results.md,
  * bench/results/experiment-quick.json and docs/figures/experiment-quick-curves.svg.

@@ -23,6 +23,13 @@ export const TARGET_FOLDERS: Record<TargetKey, string> = {
 export type CptVariant = 'cprec' | 'ds-only' | 'mix-stable' | 'cosine';
 export const ABLATION_VARIANTS: readonly CptVariant[] = ['ds-only', 'mix-stable', 'cosine'];
 
+/**
+ * Fine-tuning samples prepared per target (one per user, in a fixed random order); a row uses the
+ * first `sft.samples` (few-shot: fewer). Fixed so that changing the SFT size does not change the
+ * data stage (and with it every recommender already trained).
+ */
+export const SFT_POOL = 4096;
+
 export interface LoraSettings {
   rank: number;
   alpha: number;
@@ -269,6 +276,8 @@ export function validateConfig(c: PaperConfig): PaperConfig {
     throw new Error(
       'cpt.annealSteps must not exceed cpt.stableSteps (mix-stable moves them into the stable phase)',
     );
+  if (c.sft.samples > SFT_POOL)
+    throw new Error(`sft.samples must be at most ${SFT_POOL} (the prepared pool)`);
   for (const n of c.sft.fewShot)
     if (n >= c.sft.samples)
       throw new Error(`few-shot size ${n} must be below sft.samples (${c.sft.samples})`);

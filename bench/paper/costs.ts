@@ -19,6 +19,7 @@ import { casesToSplits } from './recommenders';
 export interface MeasuredCosts {
   date: string;
   baseModelId: string;
+  backend: string;
   nativeKernels: boolean;
   protocol: PaperConfig['protocol'];
   load: { start: number; end: number };
@@ -29,11 +30,26 @@ export interface MeasuredCosts {
     /** Share of samples whose per-title cap the budget had to lower. */
     loweredCap: { cpt: number; sft: number; eval: number };
   };
-  /** Seconds per optimizer step at the run's batch size, and per sample. */
-  cptStep: { batch: number; seconds: number; perSample: number; tokensPerSecond: number };
-  sftStep: { batch: number; seconds: number; perSample: number };
-  /** Seconds per test case: one prefill + 20 candidates + one greedy answer; and the parts. */
-  evalCase: { both: number; likelihoodOnly: number; generationOnly: number; generatedTokens: number };
+  /**
+   * Wall seconds per optimizer step at the run's batch size and per sample, and CPU seconds (all
+   * threads) per sample: on a shared machine wall time follows the load, CPU time much less.
+   */
+  cptStep: {
+    batch: number;
+    seconds: number;
+    perSample: number;
+    tokensPerSecond: number;
+    cpuPerSample: number;
+  };
+  sftStep: { batch: number; seconds: number; perSample: number; cpuPerSample: number };
+  /** Wall seconds per test case (one prefill + 20 candidates + one greedy answer), its parts, CPU seconds. */
+  evalCase: {
+    both: number;
+    likelihoodOnly: number;
+    generationOnly: number;
+    generatedTokens: number;
+    cpuBoth: number;
+  };
   /** Seconds per epoch over all of Games' training sequences (measured on a slice, scaled). */
   recommenderEpoch: { sasrec: number; gru4rec: number; users: number };
 }
@@ -56,12 +72,24 @@ function quantiles(xs: number[]): Quantiles {
   };
 }
 
-const seconds = (t0: number) => (Date.now() - t0) / 1000;
+/** Wall and CPU seconds (user + system, all threads) of `run`. */
+function timed<T>(run: () => T): { value: T; wall: number; cpu: number } {
+  const t0 = Date.now();
+  const c0 = process.cpuUsage();
+  const value = run();
+  const d = process.cpuUsage(c0);
+  return { value, wall: (Date.now() - t0) / 1000, cpu: (d.user + d.system) / 1e6 };
+}
+
+const sum = (xs: readonly number[]) => xs.reduce((a, x) => a + x, 0);
+const avg = (xs: readonly number[]) => sum(xs) / Math.max(1, xs.length);
+const gb = () => (process.memoryUsage().rss / 2 ** 30).toFixed(1);
 
 /**
  * Measures what the full run is made of, on real prompts from the data: CPT and SFT training
  * steps at the run's batch size and prompt lengths, one evaluation case (likelihood + generation,
- * and each alone), and a recommender epoch. `samples` bounds how many of each are timed.
+ * and each alone), and a recommender epoch. `samples` bounds how many of each are timed; the first
+ * step or case of each kind (warm-up: allocation, kernel selection) is not counted.
  */
 export async function measureCosts(
   lm: LmBase,
@@ -78,8 +106,8 @@ export async function measureCosts(
       stableSteps: Math.max(4, Math.ceil((2 * samples) / config.cpt.batchSize)),
       annealSteps: 2,
     },
-    sft: { ...config.sft, samples: Math.max(samples, 2 * config.sft.batchSize), fewShot: [] },
-    testUsers: samples,
+    sft: { ...config.sft, fewShot: [] },
+    testUsers: samples + 1,
     validationUsers: 2000,
   };
   log('costs: building real prompts (2 CPT domains, the linked data, Games)');
@@ -92,9 +120,11 @@ export async function measureCosts(
     encodeSample(cptSample(s), tokenizer, budget),
   );
   const rng = createRng(1);
-  const sftEncoded = game.sft.map((s) =>
-    encodeSample(llaraSample(s, 'hybrid', rng), tokenizer, budget, { placeholderId: lm.placeholderId }),
-  );
+  const sftEncoded = game.sft
+    .slice(0, 200)
+    .map((s) =>
+      encodeSample(llaraSample(s, 'hybrid', rng), tokenizer, budget, { placeholderId: lm.placeholderId }),
+    );
   const text: PromptSettings = { tokenizer, budget, style: 'text' };
   const evalEncoded = game.test.map((c) => encodePrompt(c, text));
   const lowered = (xs: EncodedSample[]) =>
@@ -107,7 +137,7 @@ export async function measureCosts(
   };
   log(`costs: prompt tokens ${JSON.stringify(tokens)}`);
 
-  // CPT: optimizer steps of the run's batch on real CPT samples (full-text loss).
+  // CPT: optimizer steps of the run's batch (micro-batches accumulated) on real CPT samples.
   detachLora(model);
   attachLora(model, config.cpt.lora, 1);
   const b = config.cpt.batchSize;
@@ -117,34 +147,31 @@ export async function measureCosts(
     maxGradNorm: 1,
     accumulationSteps: Math.ceil(b / micro),
   });
-  const steps = Math.max(2, Math.floor(cptEncoded.length / b));
-  let cptSeconds = 0;
-  let cptTokens = 0;
-  let timed = 0;
-  for (let s = 0; s < Math.min(steps, 1 + Math.ceil(samples / b)); s++) {
-    const samplesOfStep = cptEncoded.slice(s * b, (s + 1) * b);
-    const t0 = Date.now();
-    let stepTokens = 0;
-    for (let k = 0; k < samplesOfStep.length; k += micro) {
-      const batch = padBatch(samplesOfStep.slice(k, k + micro));
-      trainer.trainStep(batch, 1e-4);
-      stepTokens += batch.tokens;
-    }
-    if (s > 0) {
-      cptSeconds += seconds(t0);
-      cptTokens += stepTokens;
-      timed++;
-    }
+  const cptSteps: Array<{ wall: number; cpu: number; tokens: number }> = [];
+  const nSteps = Math.min(Math.floor(cptEncoded.length / b), 1 + Math.ceil(samples / b));
+  for (let s = 0; s < nSteps; s++) {
+    const step = cptEncoded.slice(s * b, (s + 1) * b);
+    const t = timed(() => {
+      let n = 0;
+      for (let k = 0; k < step.length; k += micro) {
+        const batch = padBatch(step.slice(k, k + micro));
+        trainer.trainStep(batch, 1e-4);
+        n += batch.tokens;
+      }
+      return n;
+    });
     log(
-      `costs: CPT step ${s} (${stepTokens} tokens) ${seconds(t0).toFixed(1)} s, rss ${(process.memoryUsage().rss / 2 ** 30).toFixed(1)} GB`,
+      `costs: CPT step ${s} (${t.value} tokens) ${t.wall.toFixed(1)} s, ${t.cpu.toFixed(1)} CPU s, rss ${gb()} GB`,
     );
+    if (s > 0) cptSteps.push({ wall: t.wall, cpu: t.cpu, tokens: t.value });
   }
   trainer.dispose();
   const cptStep = {
     batch: b,
-    seconds: cptSeconds / Math.max(1, timed),
-    perSample: cptSeconds / Math.max(1, timed * b),
-    tokensPerSecond: cptTokens / Math.max(1e-9, cptSeconds),
+    seconds: avg(cptSteps.map((x) => x.wall)),
+    perSample: avg(cptSteps.map((x) => x.wall)) / b,
+    tokensPerSecond: sum(cptSteps.map((x) => x.tokens)) / Math.max(1e-9, sum(cptSteps.map((x) => x.wall))),
+    cpuPerSample: avg(cptSteps.map((x) => x.cpu)) / b,
   };
 
   // SFT: fineTune's own loop (hybrid prompts, answer-only loss, projector), first step excluded.
@@ -154,14 +181,13 @@ export async function measureCosts(
     Float32Array.from({ length: index.size * 64 }, (_, k) => Math.sin(k)),
     64,
   );
-  const stepTimes: number[] = [];
-  let last = Date.now();
-  const sftTrain = game.sft.slice(0, Math.max(2 * config.sft.batchSize, samples));
+  const sftSteps: Array<{ wall: number; cpu: number }> = [];
+  let last = { t: Date.now(), c: process.cpuUsage() };
   await fineTune({
     model,
     tokenizer,
     placeholderId: lm.placeholderId,
-    train: sftTrain,
+    train: game.sft.slice(0, Math.max(2 * config.sft.batchSize, samples + config.sft.batchSize)),
     validation: [],
     embeddings: table,
     initAdapterDir: null,
@@ -183,43 +209,46 @@ export async function measureCosts(
       seed: 1,
     },
     onStep: (s) => {
-      const now = Date.now();
-      if (s.step > 0) stepTimes.push((now - last) / 1000);
-      log(
-        `costs: SFT step ${s.step} ${((now - last) / 1000).toFixed(1)} s, rss ${(process.memoryUsage().rss / 2 ** 30).toFixed(1)} GB`,
-      );
-      last = now;
+      const d = process.cpuUsage(last.c);
+      const wall = (Date.now() - last.t) / 1000;
+      const cpu = (d.user + d.system) / 1e6;
+      log(`costs: SFT step ${s.step} ${wall.toFixed(1)} s, ${cpu.toFixed(1)} CPU s, rss ${gb()} GB`);
+      if (s.step > 0) sftSteps.push({ wall, cpu });
+      last = { t: Date.now(), c: process.cpuUsage() };
     },
   });
-  const sftSeconds = stepTimes.reduce((a, x) => a + x, 0) / Math.max(1, stepTimes.length);
   const sftStep = {
     batch: config.sft.batchSize,
-    seconds: sftSeconds,
-    perSample: sftSeconds / config.sft.batchSize,
+    seconds: avg(sftSteps.map((x) => x.wall)),
+    perSample: avg(sftSteps.map((x) => x.wall)) / config.sft.batchSize,
+    cpuPerSample: avg(sftSteps.map((x) => x.cpu)) / config.sft.batchSize,
   };
 
-  // Evaluation: the base model on real test prompts.
+  // Evaluation: the base model on real test prompts (the first case warms up).
   detachLora(model);
-  const timeCases = (likelihood: boolean, generation: boolean): { s: number; tokens: number } => {
-    let total = 0;
-    let generated = 0;
-    const cases = game.test.slice(0, samples);
-    cases.forEach((c, i) => {
-      const t0 = Date.now();
-      const r = evaluateCase(model, c, text, {
-        likelihood,
-        generation,
-        scoreBatchSize: config.eval.scoreBatchSize,
-      });
-      if (i > 0 || cases.length === 1) total += seconds(t0);
-      generated += r.generation ? tokenizer.encode(r.generation).length : 0;
-    });
-    return { s: total / Math.max(1, cases.length - 1), tokens: generated / cases.length };
+  const timeCases = (likelihood: boolean, generation: boolean) => {
+    const runs = game.test.slice(0, samples + 1).map((c) =>
+      timed(() =>
+        evaluateCase(model, c, text, {
+          likelihood,
+          generation,
+          scoreBatchSize: config.eval.scoreBatchSize,
+        }),
+      ),
+    );
+    const counted = runs.slice(1);
+    return {
+      wall: avg(counted.map((r) => r.wall)),
+      cpu: avg(counted.map((r) => r.cpu)),
+      tokens: avg(runs.map((r) => (r.value.generation ? tokenizer.encode(r.value.generation).length : 0))),
+    };
   };
   const both = timeCases(true, true);
-  log(`costs: evaluation case ${both.s.toFixed(2)} s (${both.tokens.toFixed(1)} generated tokens)`);
-  const likelihoodOnly = timeCases(true, false).s;
-  const generationOnly = timeCases(false, true).s;
+  log(
+    `costs: evaluation case ${both.wall.toFixed(2)} s, ${both.cpu.toFixed(2)} CPU s (${both.tokens.toFixed(1)} generated tokens)`,
+  );
+  const likelihoodOnly = timeCases(true, false).wall;
+  const generationOnly = timeCases(false, true).wall;
 
   // Recommenders: a slice of Games' training sequences, scaled to all of them.
   const train = game.trainSequences.map((s) => index.encode(s));
@@ -246,13 +275,20 @@ export async function measureCosts(
   return {
     date: new Date().toISOString(),
     baseModelId: lm.baseModelId,
+    backend: lm.backend ?? 'unknown',
     nativeKernels: lm.nativeKernels,
     protocol: config.protocol,
     load: { start: load0, end: loadavg()[0]! },
     tokens,
     cptStep,
     sftStep,
-    evalCase: { both: both.s, likelihoodOnly, generationOnly, generatedTokens: both.tokens },
+    evalCase: {
+      both: both.wall,
+      likelihoodOnly,
+      generationOnly,
+      generatedTokens: both.tokens,
+      cpuBoth: both.cpu,
+    },
     recommenderEpoch: { sasrec, gru4rec, users: train.length },
   };
 }

@@ -17,7 +17,7 @@ import {
 } from '@cprec/corpus';
 import { openDataset } from '@cprec/datasets';
 import { loadDomainSplit, type EvaluationCase } from '@cprec/training';
-import { TARGET_FOLDERS, type PaperConfig, type TargetKey } from './config';
+import { SFT_POOL, TARGET_FOLDERS, type PaperConfig, type TargetKey } from './config';
 
 /** What CPT trains on, in training order. */
 export interface CptData {
@@ -280,7 +280,7 @@ export async function buildTargetData(
   const pool = new ItemPool(split.domain, split.items);
   const sft: SampleItems[] = [];
   for (const seq of split.trainSequences) {
-    if (sft.length >= config.sft.samples) break;
+    if (sft.length >= SFT_POOL) break;
     if (seq.items.length < 2) continue;
     const rng = createRng(deriveSeed(config.dataSeed, 'sft', key, seq.userId));
     sft.push(

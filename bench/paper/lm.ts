@@ -42,19 +42,21 @@ export interface LmBase {
   readonly placeholderId: number;
   readonly contextLength: number;
   readonly nativeKernels: boolean;
+  /** The tfjs backend in use (cpu, tensorflow, wasm…). */
+  readonly backend?: string;
 }
 
-/** Loads the base named by path (`loadBaseModel`: GGUF, llama2.c .bin + tokenizer, HF folder). */
+/**
+ * Loads the base named by path (`loadBaseModel`: GGUF, llama2.c .bin + tokenizer, HF folder) on the
+ * backend `selectBackend` measures fastest for training this model (CPREC_BACKEND overrides).
+ */
 export async function loadLmBase(path: string): Promise<LmBase> {
-  const backend = await selectBackend('auto');
+  const backend = await selectBackend('auto', { model: path, workload: 'train' });
   const base = await loadBaseModel(path);
-  return fromWeights(
-    base.weights,
-    base.tokenizer,
-    base.baseModelId,
-    base.baseChecksum,
-    backend.nativeKernels,
-  );
+  return {
+    ...fromWeights(base.weights, base.tokenizer, base.baseModelId, base.baseChecksum, backend.nativeKernels),
+    backend: backend.backend,
+  };
 }
 
 export function fromWeights(

@@ -12,6 +12,8 @@
  *   --base PATH           base model (.gguf, llama2.c .bin, HF folder); env CPREC_PAPER_BASE
  *   --name NAME           run name (state in .cprec/paper/NAME)
  *   --set key.path=JSON   override any setting, e.g. --set testUsers=600 --set seeds=[1,2]
+ *   --until KIND          (run) stop before the first stage of KIND (data-cpt, data-target,
+ *                         recommender, cpt, sft, eval), e.g. --until cpt runs data + recommenders
  *   --samples N           (costs) how many samples/cases to time, default 8
  *   --results DIR --out FILE   (report) where to read results and write the report
  *
@@ -40,6 +42,7 @@ interface Args {
   samples: number;
   results: string | null;
   out: string | null;
+  until: string | undefined;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -50,6 +53,7 @@ function parseArgs(argv: string[]): Args {
   let samples = 8;
   let results: string | null = null;
   let out: string | null = null;
+  let until: string | undefined;
   const sets: Array<[string, string]> = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -64,6 +68,7 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--samples') samples = Number(next());
     else if (a === '--results') results = next();
     else if (a === '--out') out = next();
+    else if (a === '--until') until = next();
     else if (a === '--set') {
       const kv = next();
       const at = kv.indexOf('=');
@@ -78,7 +83,7 @@ function parseArgs(argv: string[]): Args {
   if (base) config = { ...config, base: resolve(base) };
   if (name) config = { ...config, name, stateDir: resolve(REPO_ROOT, '.cprec/paper', name) };
   for (const [k, v] of sets) config = withOverride(config, k, v);
-  return { command, config: validateConfig(config), samples, results, out };
+  return { command, config: validateConfig(config), samples, results, out, until };
 }
 
 function costsFile(config: PaperConfig): string {
@@ -145,6 +150,7 @@ async function main(): Promise<void> {
           log,
           shouldStop: () => stopping,
           ...(costs ? { costs } : {}),
+          ...(args.until ? { until: args.until } : {}),
         });
         log(
           `done: ${result.executed.length} stages run, ${result.reused.length} reused; ` +

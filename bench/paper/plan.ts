@@ -110,9 +110,9 @@ const TARGET_USERS: Record<TargetKey, number> = { game: 50_597, steam: 10_369, f
 
 /** Rough costs used when nothing was measured yet (stories260K-like speed): the ETA still calibrates. */
 export const FALLBACK_COSTS: Pick<MeasuredCosts, 'cptStep' | 'sftStep' | 'evalCase' | 'recommenderEpoch'> = {
-  cptStep: { batch: 8, seconds: 2, perSample: 0.25, tokensPerSecond: 1000 },
-  sftStep: { batch: 8, seconds: 2, perSample: 0.25 },
-  evalCase: { both: 0.5, likelihoodOnly: 0.2, generationOnly: 0.3, generatedTokens: 10 },
+  cptStep: { batch: 8, seconds: 2, perSample: 0.25, tokensPerSecond: 1000, cpuPerSample: 0.4 },
+  sftStep: { batch: 8, seconds: 2, perSample: 0.25, cpuPerSample: 0.4 },
+  evalCase: { both: 0.5, likelihoodOnly: 0.2, generationOnly: 0.3, generatedTokens: 10, cpuBoth: 0.8 },
   recommenderEpoch: { sasrec: 60, gru4rec: 90, users: TARGET_USERS.game },
 };
 

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { basename, join } from 'node:path';
-import { validateConfig, type CptVariant, type PaperConfig, type TargetKey } from './config';
+import { SFT_POOL, validateConfig, type CptVariant, type PaperConfig, type TargetKey } from './config';
 import type { MeasuredCosts } from './costs';
 import { buildCptData, buildTargetData, type CptData, type CptDataStats, type TargetData } from './data';
 import { appendJsonLine, atomicWriteJson, fileSafe, readJson, readJsonLines } from './io';
@@ -23,6 +23,8 @@ export interface RunDeps {
   progressWriter?: (line: string, final: boolean) => void;
   /** Seconds between load-average samples (0 = none). Default 60. */
   loadSampleSeconds?: number;
+  /** Stop (cleanly, all earlier stages done) before the first stage of this kind, e.g. `cpt`. */
+  until?: string;
 }
 
 export interface RunResult {
@@ -52,26 +54,29 @@ interface RecStageOutput extends RowOutput {
 
 /** The configuration slices a stage's output depends on (compared when a run resumes). */
 function stageInputs(desc: StageDesc, c: PaperConfig): unknown {
+  // Data stages use the candidate count and history length, not the token budget.
+  const sampling = { candidates: c.protocol.candidates, historyLength: c.protocol.historyLength };
   const dataTarget = {
-    protocol: c.protocol,
+    protocol: sampling,
     dataSeed: c.dataSeed,
     testUsers: c.testUsers,
     validationUsers: c.validationUsers,
-    sftSamples: c.sft.samples,
+    sftPool: SFT_POOL,
   };
   const dataCpt = {
-    protocol: c.protocol,
+    protocol: sampling,
     dataSeed: c.dataSeed,
     cptDomains: c.cptDomains,
     mixedSource: c.mixedSource,
     sizes: [c.cpt.batchSize, c.cpt.stableSteps, c.cpt.annealSteps],
   };
   const base = basename(c.base);
-  const cpt = { dataCpt, base, cpt: { ...c.cpt, checkpointEvery: undefined } };
+  const cpt = { dataCpt, base, budget: c.protocol.budget, cpt: { ...c.cpt, checkpointEvery: undefined } };
   const rec = (seed: number) => ({ dataTarget, recommenders: { ...c.recommenders, seeds: undefined }, seed });
   const sft = (d: Extract<StageDesc, { kind: 'sft' }>) => ({
     dataTarget,
     base,
+    budget: c.protocol.budget,
     cpt: d.variant ? { ...cpt, variant: d.variant } : null,
     sasrec: c.sft.hybrid ? rec(sasrecSeed(c, d.seed)) : null,
     sft: { ...c.sft, fewShot: undefined, samples: undefined, checkpointEvery: undefined },
@@ -93,6 +98,7 @@ function stageInputs(desc: StageDesc, c: PaperConfig): unknown {
       return {
         dataTarget,
         base,
+        budget: c.protocol.budget,
         target: desc.target,
         method: desc.method,
         cpt: desc.variant ? { ...cpt, variant: desc.variant } : null,
@@ -348,6 +354,7 @@ export async function runPaper(config: PaperConfig, deps: RunDeps): Promise<RunR
 
   try {
     for (const [i, desc] of stages.entries()) {
+      if (deps.until !== undefined && desc.kind === deps.until) break;
       await runner.run({
         id: desc.id,
         kind: desc.kind,
