@@ -81,13 +81,25 @@ function parseArgs(argv: string[]): Args {
   if (!make) throw new Error(`unknown preset ${preset} (${Object.keys(PRESETS).join(', ')})`);
   let config = make();
   if (base) config = { ...config, base: resolve(base) };
-  if (name) config = { ...config, name, stateDir: resolve(REPO_ROOT, '.cprec/paper', name) };
+  // Only the full run writes to bench/results/paper; another name keeps its results in its state.
+  if (name)
+    config = {
+      ...config,
+      name,
+      stateDir: resolve(REPO_ROOT, '.cprec/paper', name),
+      resultsDir: name === 'full' ? config.resultsDir : resolve(REPO_ROOT, '.cprec/paper', name, 'results'),
+    };
   for (const [k, v] of sets) config = withOverride(config, k, v);
   return { command, config: validateConfig(config), samples, results, out, until };
 }
 
+/** Costs describe the machine and the model, not a run: always next to the full run's results. */
 function costsFile(config: PaperConfig): string {
-  return join(config.resultsDir, `costs-${basename(config.base).replace(/\.[^.]+$/, '')}.json`);
+  return join(
+    REPO_ROOT,
+    'bench/results/paper',
+    `costs-${basename(config.base).replace(/\.[^.]+$/, '')}.json`,
+  );
 }
 
 async function main(): Promise<void> {
