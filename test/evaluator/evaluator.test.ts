@@ -21,7 +21,7 @@ import { WordTokenizer } from '@cprec/training/testing';
 import { TINY_MODEL_KEY } from '../../services/evaluator/src/infra/artefact-gateway';
 import { TINY_MODEL_FILE, type TinyModelFile } from '../../services/evaluator/src/evaluation/protocol';
 import { useNamespace } from '../support/harness';
-import { eventually, RunningService } from '../support/service-process';
+import { eventually } from '../support/service-process';
 import { uniqueName } from '../support/infra';
 import { TestSplitSequencer } from './split-sequencer';
 
@@ -77,7 +77,6 @@ let ch: ClickHouse;
 let control: ControlPlaneRepository;
 let store: LocalArtefactStore;
 let baseSha: string;
-let evaluator: RunningService;
 let producer: Producer;
 let sequencer: TestSplitSequencer;
 const decisions: AdapterEvent[] = [];
@@ -243,7 +242,7 @@ beforeAll(async () => {
     if (parsed.success && parsed.data.adapter_id.startsWith(run)) decisions.push(parsed.data);
   });
 
-  evaluator = await ns.startService('evaluator', 'EVALUATOR_PORT', {
+  await ns.startService('evaluator', 'EVALUATOR_PORT', {
     EVALUATOR_GROUP_ID: ns.group('evaluator'),
     EVALUATOR_FROM_BEGINNING: 'true',
     EVALUATOR_MODEL: 'tiny-random',

@@ -21,7 +21,7 @@ import {
   type SftBundleInfo,
 } from '../../services/trainer/src/runner/llara-fine-tuning';
 import { useNamespace } from '../support/harness';
-import { eventually, RunningService } from '../support/service-process';
+import { eventually } from '../support/service-process';
 import { uniqueName } from '../support/infra';
 
 /**
@@ -65,8 +65,6 @@ const USERS = 24;
 
 let ch: ClickHouse;
 let control: ControlPlaneRepository;
-let sequencer: RunningService | null = null;
-let trainer: RunningService | null = null;
 let producer: Producer;
 const adapterEvents: AdapterEvent[] = [];
 
@@ -130,7 +128,7 @@ beforeAll(async () => {
   });
 
   // The real sequencer: rebuilds this database's sequences and is the one writer of its splits.
-  sequencer = await ns.startService('sequencer', 'SEQUENCER_PORT', {
+  await ns.startService('sequencer', 'SEQUENCER_PORT', {
     SEQUENCER_INTERVAL_MS: '300',
     SEQUENCER_SAFETY_MARGIN_MS: '0',
     SEQUENCER_CLIENT_ID: ns.group('sequencer'),
@@ -143,7 +141,7 @@ beforeAll(async () => {
     120_000,
   );
 
-  trainer = await ns.startService('trainer', 'TRAINER_PORT', {
+  await ns.startService('trainer', 'TRAINER_PORT', {
     TRAINER_GROUP_ID: ns.group('trainer'),
     TRAINER_MODEL: 'tiny-random',
     TRAINER_BACKEND: 'cpu',

@@ -3,6 +3,7 @@ export * from './sql';
 export * from './settings';
 export * from './client';
 export * from './errors';
+export * from './in-list';
 export * from './migrations/files';
 export * from './migrations/lock';
 export * from './migrations/runner';

@@ -93,7 +93,11 @@ export class TrainerService implements OnApplicationBootstrap, OnApplicationShut
         minNewInteractions: config.TRAINER_AUTO_MIN_NEW_INTERACTIONS,
       }),
       new PrometheusTrainerMetrics(registry),
-      { defaultTargetDomains: config.TRAINER_TARGET_DOMAINS, stepFlushMs: config.TRAINER_STEP_FLUSH_MS },
+      {
+        defaultTargetDomains: config.TRAINER_TARGET_DOMAINS,
+        stepFlushMs: config.TRAINER_STEP_FLUSH_MS,
+        classify: classifyFailure,
+      },
     );
   }
 

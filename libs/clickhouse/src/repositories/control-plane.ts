@@ -1,4 +1,5 @@
 import { ClickHouse } from '../client';
+import { inListChunks, queryInChunks } from '../in-list';
 import { ident, joinSql, rawSql, sql, SqlFragment } from '../sql';
 
 /**
@@ -459,6 +460,16 @@ FROM ${ident(CONTROL_PLANE_TABLES.adapters)} FINAL WHERE adapter_id = ${adapterI
 
   /** Evaluations, newest first, optionally of some adapters and/or one domain. */
   async listEvaluations(filter: EvaluationFilter = {}): Promise<EvaluationRecord[]> {
+    // A long id list is queried in bounded chunks, merged in the same order.
+    if (filter.adapterIds !== undefined && inListChunks(filter.adapterIds).length > 1)
+      return queryInChunks(
+        filter.adapterIds,
+        (chunk) => this.listEvaluations({ ...filter, adapterIds: chunk }),
+        {
+          order: (a, b) => b.created_ms - a.created_ms || (a.evaluation_id < b.evaluation_id ? -1 : 1),
+          limit: filter.limit ?? 1000,
+        },
+      );
     const conditions: SqlFragment[] = [];
     if (filter.adapterIds !== undefined) conditions.push(inList('adapter_id', filter.adapterIds));
     if (filter.domain !== undefined) conditions.push(sql`domain = ${filter.domain}`);
@@ -486,6 +497,15 @@ ORDER BY created_ms DESC, evaluation_id ${limit(filter.limit, 1000)}`,
   async listPromotions(
     options: { adapterIds?: readonly string[]; limit?: number } = {},
   ): Promise<StoredPromotion[]> {
+    if (options.adapterIds !== undefined && inListChunks(options.adapterIds).length > 1)
+      return queryInChunks(
+        options.adapterIds,
+        (chunk) => this.listPromotions({ ...options, adapterIds: chunk }),
+        {
+          order: (a, b) => b.ts_ms - a.ts_ms,
+          limit: options.limit ?? 1000,
+        },
+      );
     const conditions = options.adapterIds === undefined ? [] : [inList('adapter_id', options.adapterIds)];
     const rows = await this.ch.query<{
       adapter_id: string;

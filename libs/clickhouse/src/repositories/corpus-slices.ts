@@ -1,4 +1,5 @@
 import { ClickHouse } from '../client';
+import { queryInChunks } from '../in-list';
 import { ident, joinSql, rawSql, renderSql, sql, SqlFragment } from '../sql';
 import { ITEMS_TABLE } from './items';
 import { DOMAIN_SEQUENCES_TABLE, MIXED_SEQUENCES_TABLE } from './sequences';
@@ -412,9 +413,11 @@ WHERE domain = ${domain} ORDER BY item_id`,
     if (this.titles.size > TITLE_CACHE_LIMIT) this.titles.clear();
     for (const [domain, ids] of missing) {
       const list = [...ids];
-      const rows = await this.ch.query<{ item_id: string; title: string }>(
-        sql`SELECT item_id, title FROM ${ident(ITEMS_TABLE)} FINAL
-WHERE domain = ${domain} AND item_id IN (${joinSql(list.map((id) => sql`${id}`))})`,
+      const rows = await queryInChunks(list, (chunk) =>
+        this.ch.query<{ item_id: string; title: string }>(
+          sql`SELECT item_id, title FROM ${ident(ITEMS_TABLE)} FINAL
+WHERE domain = ${domain} AND item_id IN (${joinSql(chunk.map((id) => sql`${id}`))})`,
+        ),
       );
       for (const id of list) this.titles.set(key(domain, id), '');
       for (const r of rows) this.titles.set(key(domain, r.item_id), r.title);

@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { ClickHouse } from '../client';
+import { inListChunks, queryInChunks } from '../in-list';
 import { sqlIdentifier } from '../literal';
 import { ident, joinSql, rawSql, sql, SqlFragment } from '../sql';
 
@@ -104,6 +105,18 @@ function whereClause(filter: InteractionFilter): SqlFragment {
   return conditions.length === 0 ? rawSql('') : sql`WHERE ${joinSql(conditions, ' AND ')}`;
 }
 
+/** The order of `readDeduplicated`: (domain, user_id, ts_ms, seq, event_id). */
+function compareStored(a: StoredInteraction, b: StoredInteraction): number {
+  const text = (x: string, y: string) => (x < y ? -1 : x > y ? 1 : 0);
+  return (
+    text(a.domain, b.domain) ||
+    text(a.user_id, b.user_id) ||
+    a.ts_ms - b.ts_ms ||
+    a.seq - b.seq ||
+    text(a.event_id, b.event_id)
+  );
+}
+
 /** Reads and writes the raw `interactions` table (see migrations/0001). */
 export class InteractionRepository {
   constructor(private readonly ch: ClickHouse) {}
@@ -156,8 +169,17 @@ export class InteractionRepository {
     await finished(result.stream);
   }
 
-  /** Number of distinct events stored (exact, regardless of pending merges). */
+  /**
+   * Number of distinct events stored (exact, regardless of pending merges). A long user list is
+   * counted in bounded chunks (an event belongs to one user, so the counts add up).
+   */
   async countDistinct(filter: InteractionFilter = {}): Promise<number> {
+    if (filter.userIds !== undefined && inListChunks(filter.userIds).length > 1) {
+      let total = 0;
+      for (const userIds of inListChunks(filter.userIds))
+        total += await this.countDistinct({ ...filter, userIds });
+      return total;
+    }
     const rows = await this.ch.query<{ n: string }>(
       sql`SELECT uniqExact(event_id) AS n FROM ${ident(INTERACTIONS_TABLE)} ${whereClause(filter)}`,
     );
@@ -166,6 +188,15 @@ export class InteractionRepository {
 
   /** Deduplicated rows (FINAL) in (domain, user, time, seq) order. */
   async readDeduplicated(filter: InteractionFilter = {}, limit?: number): Promise<StoredInteraction[]> {
+    if (filter.userIds !== undefined && inListChunks(filter.userIds).length > 1)
+      return queryInChunks(
+        filter.userIds,
+        (userIds) => this.readDeduplicated({ ...filter, userIds }, limit),
+        {
+          order: compareStored,
+          ...(limit === undefined ? {} : { limit }),
+        },
+      );
     const limitClause = limit === undefined ? rawSql('') : sql`LIMIT ${limit}`;
     const rows = await this.ch.query<
       Record<string, string | number>

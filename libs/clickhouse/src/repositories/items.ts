@@ -1,4 +1,5 @@
 import { ClickHouse } from '../client';
+import { queryInChunks } from '../in-list';
 import { ident, joinSql, rawSql, sql } from '../sql';
 
 export interface ItemRecord {
@@ -37,22 +38,33 @@ export class ItemRepository {
     await this.ch.insertJsonEachRow(ITEMS_TABLE, rows);
   }
 
-  /** Latest version of each requested item of a domain (all items of the domain if omitted). */
+  /**
+   * Latest version of each requested item of a domain (all items of the domain if omitted), in
+   * item_id order; a long id list is queried in bounded chunks (inListChunks).
+   */
   async get(domain: string, itemIds?: readonly string[]): Promise<StoredItem[]> {
     if (itemIds !== undefined && itemIds.length === 0) return [];
-    const idFilter =
-      itemIds === undefined ? rawSql('') : sql`AND item_id IN (${joinSql(itemIds.map((id) => sql`${id}`))})`;
-    const rows = await this.ch.query<{
-      item_id: string;
-      domain: string;
-      title: string;
-      attributes: string;
-      version: string;
-    }>(
-      sql`SELECT item_id, domain, title, attributes, version FROM ${ident(ITEMS_TABLE)} FINAL
+    const read = async (ids: readonly string[] | undefined) => {
+      const idFilter =
+        ids === undefined ? rawSql('') : sql`AND item_id IN (${joinSql(ids.map((id) => sql`${id}`))})`;
+      return this.ch.query<{
+        item_id: string;
+        domain: string;
+        title: string;
+        attributes: string;
+        version: string;
+      }>(
+        sql`SELECT item_id, domain, title, attributes, version FROM ${ident(ITEMS_TABLE)} FINAL
 WHERE domain = ${domain} ${idFilter}
 ORDER BY item_id`,
-    );
+      );
+    };
+    const rows =
+      itemIds === undefined
+        ? await read(undefined)
+        : await queryInChunks(itemIds, read, {
+            order: (a, b) => (a.item_id < b.item_id ? -1 : a.item_id > b.item_id ? 1 : 0),
+          });
     return rows.map((r) => ({
       item_id: r.item_id,
       domain: r.domain,

@@ -110,7 +110,11 @@ async function until(check: () => boolean): Promise<void> {
   for (let i = 0; i < 500 && !check(); i++) await new Promise((r) => setTimeout(r, 5));
 }
 
-function build(policyConfig = { intervalMs: 0, minNewInteractions: 0 }, plannerPort = planner()) {
+function build(
+  policyConfig = { intervalMs: 0, minNewInteractions: 0 },
+  plannerPort = planner(),
+  classify?: (err: unknown) => 'permanent' | 'unavailable' | 'transient',
+) {
   policy = new RoundPolicy(policyConfig);
   coordinator = new RoundCoordinator(
     store,
@@ -127,6 +131,7 @@ function build(policyConfig = { intervalMs: 0, minNewInteractions: 0 }, plannerP
       defaultTargetDomains: [],
       stepFlushMs: 1000,
       writeRetry: { attempts: 3, baseDelayMs: 1, maxDelayMs: 2 },
+      ...(classify ? { classify } : {}),
     },
     { now: () => now },
   );
@@ -219,10 +224,10 @@ describe('RoundCoordinator', () => {
     });
   });
 
-  it('retries failed writes in order until the store is back, and gives up (reported) after the attempts', async () => {
-    // The store is down for the first two attempts: the queued row arrives on the third, and the
-    // rows behind it keep their order.
-    let failures = 2;
+  it('retries failed writes in order until the store is back, however long it is down', async () => {
+    // The store is down for more attempts than the shutdown bound: the queued row still arrives,
+    // and the rows behind it keep their order.
+    let failures = 7;
     const insert = store.insertRoundState.getMockImplementation()!;
     store.insertRoundState.mockImplementation(async (r) => {
       if (failures-- > 0) throw new Error('ClickHouse unavailable');
@@ -235,25 +240,23 @@ describe('RoundCoordinator', () => {
     expect(store.statesOf(id)).toEqual(['queued', 'warmup']);
     expect(coordinator.status().lastError).toBeNull();
     expect(events.rounds.map((e) => e.state)).toEqual(['queued', 'warmup']);
+  });
 
-    // Down for good: given up after 3 attempts, reported, and the next write still goes through.
+  it('gives up a write storage refuses for what it holds, explicitly (reported), and goes on', async () => {
+    build(undefined, planner(), (err) =>
+      /Code: 25/.test((err as Error).message) ? 'permanent' : 'transient',
+    );
+    const id = await coordinator.trigger('cmd-p', 'alice', 'manual');
+    await flush();
     store.insertRoundState.mockImplementationOnce(async () => {
-      throw new Error('disk full');
+      throw new Error('Code: 25, e.displayText() = DB::Exception: Cannot parse escape sequence');
     });
-    store.insertRoundState.mockImplementationOnce(async () => {
-      throw new Error('disk full');
-    });
-    store.insertRoundState.mockImplementationOnce(async () => {
-      throw new Error('disk full');
-    });
-    executor.started[0]!.listener.onStep(step('stable', 2));
-    await until(() => (coordinator.status().lastError ?? '').includes('given up'));
-    expect(coordinator.status().lastError).toMatch(/after 3 attempts, given up: disk full/);
-    executor.started[0]!.listener.onPhase('annealing', 2);
-    await until(() => store.statesOf(id).includes('annealing'));
-    expect(store.statesOf(id)).toContain('annealing');
-    // The lost row stays reported.
-    expect(coordinator.status().lastError).toMatch(/given up/);
+    executor.started[0]!.listener.onPhase('warmup', 10);
+    await until(() => (coordinator.status().lastError ?? '').includes('refused'));
+    expect(coordinator.status().lastError).toMatch(/^write refused by storage, not retried: Code: 25/);
+    executor.started[0]!.listener.onPhase('stable', 10);
+    await until(() => store.statesOf(id).includes('stable'));
+    expect(store.statesOf(id)).toEqual(['queued', 'stable']);
   });
 
   it('runs one round at a time, ignores a re-delivered trigger, and cancels queued and running rounds', async () => {

@@ -26,15 +26,24 @@ export interface CoordinatorConfig {
   /** Round steps are written in batches this often. */
   stepFlushMs: number;
   /**
-   * A failed write (ClickHouse or Kafka unavailable) is retried with exponential backoff from
-   * `baseDelayMs` up to `maxDelayMs` between attempts, `attempts` times in all, before it is
-   * given up (and reported in status). Later writes wait behind it, so rows and events keep their
-   * order. Default: 10 attempts, 250 ms → 10 s (about a minute in all).
+   * A failed state write (ClickHouse or Kafka unavailable) is retried with exponential backoff
+   * from `baseDelayMs` up to `maxDelayMs` between attempts until it succeeds — an outage delays
+   * the round's rows and events but loses none. Only two things end a write otherwise, both
+   * explicitly and reported in status: storage refusing the row itself (`classify` says
+   * `permanent`: retrying cannot cure it), and shutdown, after `attempts` attempts. Later writes
+   * wait behind it, so rows and events keep their order. Default: 10 attempts at shutdown,
+   * 250 ms → 10 s between attempts.
    */
   writeRetry?: { attempts: number; baseDelayMs: number; maxDelayMs: number };
+  /** What a failed write means (default: retry whatever it is). */
+  classify?: (err: unknown) => 'permanent' | 'unavailable' | 'transient';
 }
 
 const DEFAULT_WRITE_RETRY = { attempts: 10, baseDelayMs: 250, maxDelayMs: 10_000 };
+
+/** Unpaired UTF-16 surrogates (no UTF-8 form: ClickHouse would refuse the row) as U+FFFD. */
+const wellFormed = (text: string): string =>
+  text.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
 
 interface Round {
   id: string;
@@ -450,7 +459,9 @@ export class RoundCoordinator {
   }
 
   /** One `rounds` row (versions strictly increase per round) and one RoundEvent, in order. */
-  private persistState(round: Round, message: string): Promise<void> {
+  private persistState(round: Round, rawMessage: string): Promise<void> {
+    // Messages quote runner errors and command reasons: keep them storable.
+    const message = wellFormed(rawMessage);
     const now = this.clock.now();
     round.version = Math.max(now, round.version + 1);
     const snapshot = { ...round };
@@ -483,10 +494,11 @@ export class RoundCoordinator {
   }
 
   /**
-   * Serialises writes and retries a failing one (see `CoordinatorConfig.writeRetry`). The rows
-   * are versioned snapshots and the events idempotent state reports, so writing one again after
-   * a partial failure is harmless. A write that still fails is given up and stays reported in
-   * status (a row or event is missing); it does not block later ones.
+   * Serialises writes and retries a failing one until it succeeds (see
+   * `CoordinatorConfig.writeRetry`). The rows are versioned snapshots and the events idempotent
+   * state reports, so writing one again after a partial failure is harmless. A write storage
+   * refuses for what it holds, or one still failing when the trainer shuts down, is given up
+   * explicitly and stays reported in status; it does not block later ones.
    */
   private enqueueWrite(write: () => Promise<void>): Promise<void> {
     const retry = this.config.writeRetry ?? DEFAULT_WRITE_RETRY;
@@ -499,11 +511,15 @@ export class RoundCoordinator {
           return;
         } catch (err) {
           const reason = (err as Error).message;
-          if (n >= retry.attempts) {
-            this.lastError = `write failed after ${n} attempts, given up: ${reason}`;
+          if (this.config.classify?.(err) === 'permanent') {
+            this.lastError = `write refused by storage, not retried: ${reason}`;
             return;
           }
-          this.lastError = `write failed (attempt ${n}/${retry.attempts}), retrying: ${reason}`;
+          if (this.shuttingDown && n >= retry.attempts) {
+            this.lastError = `write failed after ${n} attempts, given up at shutdown: ${reason}`;
+            return;
+          }
+          this.lastError = `write failed (attempt ${n}), retrying until it succeeds: ${reason}`;
           const delay = Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (n - 1));
           await new Promise((r) => setTimeout(r, delay));
         }
