@@ -106,6 +106,8 @@ export interface PaperConfig {
   eval: {
     /** Candidate rows per scoring forward. */
     scoreBatchSize: number;
+    /** Test cases evaluated together (answers decoded in lockstep: cheaper per case). */
+    batchCases: number;
   };
 }
 
@@ -192,7 +194,7 @@ export function fullConfig(): PaperConfig {
       patience: 5,
       timeBudgetMinutes: 25,
     },
-    eval: { scoreBatchSize: 20 },
+    eval: { scoreBatchSize: 20, batchCases: 8 },
   };
 }
 

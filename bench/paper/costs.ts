@@ -5,6 +5,7 @@ import { fitWithEarlyStopping, Gru4Rec, ItemIndex, SasRec } from '@cprec/sasrec'
 import {
   encodePrompt,
   evaluateCase,
+  evaluateCases,
   fineTune,
   ItemEmbeddingTable,
   padBatch,
@@ -49,6 +50,9 @@ export interface MeasuredCosts {
     generationOnly: number;
     generatedTokens: number;
     cpuBoth: number;
+    /** The same per case when `eval.batchCases` cases are evaluated together (what the run does). */
+    batched?: number;
+    cpuBatched?: number;
   };
   /** Seconds per epoch over all of Games' training sequences (measured on a slice, scaled). */
   recommenderEpoch: { sasrec: number; gru4rec: number; users: number };
@@ -247,6 +251,18 @@ export async function measureCosts(
   log(
     `costs: evaluation case ${both.wall.toFixed(2)} s, ${both.cpu.toFixed(2)} CPU s (${both.tokens.toFixed(1)} generated tokens)`,
   );
+  const nBatch = Math.max(1, Math.min(config.eval.batchCases, samples));
+  const batchRun = timed(() =>
+    evaluateCases(model, game.test.slice(1, 1 + nBatch), text, {
+      likelihood: true,
+      generation: true,
+      scoreBatchSize: config.eval.scoreBatchSize,
+    }),
+  );
+  const batched = { wall: batchRun.wall / nBatch, cpu: batchRun.cpu / nBatch };
+  log(
+    `costs: evaluation in batches of ${nBatch}: ${batched.wall.toFixed(2)} s, ${batched.cpu.toFixed(2)} CPU s per case`,
+  );
   const likelihoodOnly = timeCases(true, false).wall;
   const generationOnly = timeCases(false, true).wall;
 
@@ -288,6 +304,8 @@ export async function measureCosts(
       generationOnly,
       generatedTokens: both.tokens,
       cpuBoth: both.cpu,
+      batched: batched.wall,
+      cpuBatched: batched.cpu,
     },
     recommenderEpoch: { sasrec, gru4rec, users: train.length },
   };

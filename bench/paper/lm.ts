@@ -15,7 +15,7 @@ import {
   ArraySampleSource,
   DEFAULT_CPT_CONFIG,
   DEFAULT_SFT_CONFIG,
-  evaluateCase,
+  evaluateCases,
   fineTune,
   ItemEmbeddingTable,
   ItemProjector,
@@ -355,38 +355,45 @@ export async function evaluateLmRow(
   }
   const done = new Map(readJsonLines<Logged>(logFile).map((r) => [r.u, r]));
   try {
-    for (const [i, c] of target.test.entries()) {
-      if (done.has(c.userId)) continue;
+    // Cases in batches (answers decoded together); each batch's outcomes are logged when it ends.
+    const todo = target.test.filter((c) => !done.has(c.userId));
+    const batch = Math.max(1, config.eval.batchCases);
+    for (let start = 0; start < todo.length; start += batch) {
       ctx.checkStop();
+      const chunk = todo.slice(start, start + batch);
       const t0 = Date.now();
-      const result = evaluateCase(model, c, settings, {
+      const results = evaluateCases(model, chunk, settings, {
         likelihood: true,
         generation: true,
         scoreBatchSize: config.eval.scoreBatchSize,
       });
-      const answer = result.generation ?? '';
-      const match = matchGeneration(answer, result.encoded.candidateTitles);
-      const scores = result.scores!;
-      const entry: Logged = {
-        u: c.userId,
-        hit: match.valid && match.index === result.targetIndex ? 1 : 0,
-        valid: match.valid ? 1 : 0,
-        rank: rankByScores(scores, result.targetIndex),
-        rankPerToken: rankByScores(
-          scores.map((s, k) => s / result.scoredTokens![k]!),
-          result.targetIndex,
-        ),
-        answer: answer.slice(0, 120),
-        // The candidates the encoded prompt actually listed.
-        cands: candidateKey(result.encoded.candidateItemIds),
-        seconds: (Date.now() - t0) / 1000,
-        promptTokens: result.encoded.inputIds.length,
-        titleTokens: result.encoded.titleTokens,
-      };
-      appendJsonLine(logFile, entry);
-      done.set(c.userId, entry);
-      ctx.progress((i + 1) / target.test.length, `case ${i + 1}/${target.test.length}`);
-      // Let signal handlers and timers run between cases.
+      const seconds = (Date.now() - t0) / 1000 / chunk.length;
+      chunk.forEach((c, k) => {
+        const result = results[k]!;
+        const answer = result.generation ?? '';
+        const match = matchGeneration(answer, result.encoded.candidateTitles);
+        const scores = result.scores!;
+        const entry: Logged = {
+          u: c.userId,
+          hit: match.valid && match.index === result.targetIndex ? 1 : 0,
+          valid: match.valid ? 1 : 0,
+          rank: rankByScores(scores, result.targetIndex),
+          rankPerToken: rankByScores(
+            scores.map((x, j) => x / result.scoredTokens![j]!),
+            result.targetIndex,
+          ),
+          answer: answer.slice(0, 120),
+          // The candidates the encoded prompt actually listed.
+          cands: candidateKey(result.encoded.candidateItemIds),
+          seconds,
+          promptTokens: result.encoded.inputIds.length,
+          titleTokens: result.encoded.titleTokens,
+        };
+        appendJsonLine(logFile, entry);
+        done.set(c.userId, entry);
+      });
+      ctx.progress(done.size / target.test.length, `case ${done.size}/${target.test.length}`);
+      // Let signal handlers and timers run between batches.
       await new Promise((resolve) => setImmediate(resolve));
     }
   } finally {

@@ -151,7 +151,7 @@ export function estimateSeconds(
     case 'sft':
       return desc.samples * config.sft.epochs * costs.sftStep.perSample;
     case 'eval':
-      return config.testUsers * costs.evalCase.both;
+      return config.testUsers * (costs.evalCase.batched ?? costs.evalCase.both);
   }
 }
 

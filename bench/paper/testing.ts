@@ -166,6 +166,6 @@ export function tinyConfig(root: string): PaperConfig {
       patience: 1,
       timeBudgetMinutes: 60,
     },
-    eval: { scoreBatchSize: 20 },
+    eval: { scoreBatchSize: 20, batchCases: 4 },
   };
 }

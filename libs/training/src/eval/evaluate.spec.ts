@@ -25,6 +25,7 @@ import {
   candidateContinuations,
   encodePrompt,
   evaluateCase,
+  evaluateCases,
   evaluateModel,
   likelihoodRank,
   type PromptSettings,
@@ -171,6 +172,42 @@ describe('evaluateCase (one prefill for likelihoods and the answer)', () => {
       expect(one.scoredTokens).toEqual(encoded.candidateTokenIds.map((ids) => ids.length + 1));
     }
     expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
+describe('evaluateCases (a batch of cases at once)', () => {
+  const model = new LlamaModel(randomWeights(config, 5));
+  afterAll(() => model.dispose());
+
+  it('gives each case what evaluateCase gives it alone, text and hybrid prompts, without leaks', () => {
+    const table = new ItemEmbeddingTable(
+      Array.from({ length: 12 }, (_, i) => `g-${i}`),
+      Float32Array.from({ length: 12 * 4 }, (_, k) => Math.sin(k)),
+      4,
+    );
+    const projector = new ItemProjector({ inDim: 4, hiddenDim: 16, outDim: 16 }, 3);
+    const text: PromptSettings = { tokenizer, budget, style: 'text' };
+    const hybrid: PromptSettings = {
+      tokenizer,
+      budget,
+      style: 'hybrid',
+      placeholderId: tokenizer.placeholderId,
+      hybrid: { embeddings: table, projector },
+    };
+    // Prompts of different lengths (left padding), different answer limits.
+    const varied = cases.map((c, k) => ({ ...c, history: c.history.slice(0, 1 + (k % 2)) }));
+    const before = tf.memory().numTensors;
+    for (const settings of [text, hybrid]) {
+      const batch = evaluateCases(model, varied, settings, { likelihood: true, generation: true });
+      varied.forEach((c, i) => {
+        const alone = evaluateCase(model, c, settings, { likelihood: true, generation: true });
+        expect(batch[i]!.targetIndex).toBe(alone.targetIndex);
+        batch[i]!.scores!.forEach((s, k) => expect(s).toBeCloseTo(alone.scores![k]!, 3));
+        expect(batch[i]!.generation).toBe(alone.generation);
+      });
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    projector.dispose();
   });
 });
 

@@ -20,7 +20,7 @@ import {
 } from '@cprec/metrics';
 import { disposeInjection, injectionFor, type HybridParts } from '../sft/hybrid';
 import type { EvaluationCase } from './cases';
-import { greedyDecode, scoreAndGenerate, scoreContinuations } from './decoding';
+import { greedyDecode, scoreAndGenerate, scoreAndGenerateBatch, scoreContinuations } from './decoding';
 
 /** Everything that decides how a prompt is written and encoded, shared by SFT and evaluation. */
 export interface PromptSettings {
@@ -180,6 +180,53 @@ export function evaluateCase(
     generation: result.generated ? tokenizer.decode(result.generated) : null,
     encoded,
   };
+}
+
+/**
+ * `evaluateCase` for several cases in one batch (`scoreAndGenerateBatch`: one left-padded prefill,
+ * all candidates, greedy answers decoded in lockstep). Each result equals the case evaluated alone
+ * up to float rounding; decoding several answers together is what makes it cheaper.
+ */
+export function evaluateCases(
+  model: LlamaModel,
+  cases: readonly SampleItems[],
+  settings: PromptSettings,
+  opts: { likelihood: boolean; generation: boolean; maxNewTokens?: number; scoreBatchSize?: number },
+): CaseEvaluation[] {
+  if (settings.style === 'hybrid' && !settings.hybrid)
+    throw new Error('hybrid prompts need the item embedding table and projector');
+  const { tokenizer } = settings;
+  const encoded = cases.map((c) => encodePrompt(c, settings));
+  const continuations = encoded.map((e) =>
+    opts.likelihood ? candidateContinuations(e, tokenizer.eosId) : [],
+  );
+  const inject = settings.style === 'hybrid' ? injectionFor(encoded, settings.hybrid ?? null) : null;
+  let results: ReturnType<typeof scoreAndGenerateBatch>;
+  try {
+    results = scoreAndGenerateBatch(
+      model,
+      encoded.map((e, i) => ({
+        promptIds: e.inputIds,
+        continuations: continuations[i]!,
+        maxNewTokens: opts.generation ? (opts.maxNewTokens ?? answerTokenLimit(e)) : 0,
+      })),
+      inject,
+      {
+        maxRows: opts.scoreBatchSize ?? 20,
+        stopTokens: [tokenizer.eosId],
+        decode: (ids) => tokenizer.decode(ids),
+      },
+    );
+  } finally {
+    disposeInjection(inject);
+  }
+  return cases.map((c, i) => ({
+    targetIndex: encoded[i]!.candidateItemIds.indexOf(c.target.itemId),
+    scores: opts.likelihood ? results[i]!.scores : null,
+    scoredTokens: opts.likelihood ? continuations[i]!.map((x) => x.length) : null,
+    generation: results[i]!.generated ? tokenizer.decode(results[i]!.generated!) : null,
+    encoded: encoded[i]!,
+  }));
 }
 
 /** Greedy, unconstrained answer to the prompt of `items`, as text. */
