@@ -3,3 +3,4 @@ export * from './runner';
 export * from './source';
 export * from './progress-file';
 export * from './kafka-sink';
+export * from './live';

@@ -203,6 +203,30 @@ describe('ReplayRunner', () => {
     expect(sink.sendTimes).toEqual([0, 1000, 3000]);
   });
 
+  it('sends the backlog before the live start at once, then paces from the first live event', async () => {
+    const clock = new FakeClock();
+    const sink = new RecordingSink({ clock });
+    const days = [0, 3, 5, 10, 10, 11, 13];
+    const records = days.map((day, i) => ({
+      kind: 'interaction' as const,
+      event: interaction(`u${i}`, 1e12 + day * DAY, i),
+    }));
+    const seen: Array<[number | null, boolean]> = [];
+    const summary = await new ReplayRunner(sink, new MemoryStore()).run(arraySource(records), {
+      key: 'k',
+      speedDaysPerSecond: 2,
+      liveFromMs: 1e12 + 10 * DAY,
+      clock,
+      batchSize: 100,
+      onProgress: (s) => seen.push([s.streamMs, s.live]),
+    });
+    // Days 0, 3, 5: the backlog, one batch at t = 0; then day 10 at 0 s, 11 at 0.5 s, 13 at 1.5 s.
+    expect(sink.batches.map((b) => b.length)).toEqual([3, 2, 1, 1]);
+    expect(sink.sendTimes).toEqual([0, 0, 500, 1500]);
+    expect(seen[0]).toEqual([1e12 + 5 * DAY, false]);
+    expect(summary).toMatchObject({ streamMs: 1e12 + 13 * DAY, live: true, outcome: 'completed' });
+  });
+
   it('honours a rate cap', async () => {
     const clock = new FakeClock();
     const sink = new RecordingSink({ clock });

@@ -30,6 +30,13 @@ export interface ReplayOptions {
   batchSize?: number;
   /** Event time replayed per wall-clock second, in days; `null` = as fast as possible. */
   speedDaysPerSecond?: number | null;
+  /**
+   * Live from this event time on: interactions before it are the platform's history (the
+   * backlog) and go out as fast as possible (a rate cap still applies); pacing by
+   * `speedDaysPerSecond` starts with the first interaction at or after it, whose event time is
+   * then the clock's origin. `null` = paced from the first interaction (when a speed is given).
+   */
+  liveFromMs?: number | null;
   /** Upper bound on records per second; `null` = none. */
   rateCap?: number | null;
   /** Stop after this position of the stream (counted from its start, so a resume keeps the end). */
@@ -54,6 +61,10 @@ export interface ReplayStats {
   eventsPerSecond: number;
   items: number;
   interactions: number;
+  /** Event time of the newest interaction acknowledged in this run (the stream clock), or null. */
+  streamMs: number | null;
+  /** Whether the paced (live) part of the stream has begun. */
+  live: boolean;
 }
 
 export interface ReplaySummary extends ReplayStats {
@@ -80,6 +91,7 @@ export class ReplayRunner {
     const rateCap = options.rateCap ?? null;
     const speed = options.speedDaysPerSecond ?? null;
     const limit = options.limit ?? null;
+    const liveFrom = options.liveFromMs ?? null;
     const signal = options.signal;
     if (rateCap !== null && !(rateCap > 0)) throw new Error('rateCap must be > 0');
     if (speed !== null && !(speed > 0)) throw new Error('speedDaysPerSecond must be > 0');
@@ -96,6 +108,9 @@ export class ReplayRunner {
     const effectiveBatch =
       rateCap === null ? batchSize : Math.max(1, Math.min(batchSize, Math.floor(rateCap / 10)));
     let eventOrigin: number | null = null;
+    // Wall-clock time the event origin maps to: the run's start, or when the live part began.
+    let wallOrigin = startedAt;
+    let streamMs: number | null = null;
 
     const stats = (): ReplayStats => {
       const elapsedMs = clock.now() - startedAt;
@@ -110,6 +125,8 @@ export class ReplayRunner {
         eventsPerSecond: elapsedMs > 0 ? (sent * 1000) / elapsedMs : 0,
         items,
         interactions,
+        streamMs,
+        live: eventOrigin !== null,
       };
     };
     const save = (done: boolean): Promise<void> =>
@@ -132,7 +149,10 @@ export class ReplayRunner {
       await this.sink.send(batch);
       for (const record of batch) {
         if (record.kind === 'item') items++;
-        else interactions++;
+        else {
+          interactions++;
+          streamMs = streamMs === null ? record.event.ts : Math.max(streamMs, record.event.ts);
+        }
       }
       sent += batch.length;
       batch = [];
@@ -156,9 +176,21 @@ export class ReplayRunner {
         if (position % 50_000 === 0) options.onProgress?.(stats());
         continue;
       }
-      if (speed !== null && record.kind === 'interaction') {
-        eventOrigin ??= record.event.ts;
-        const dueAt = startedAt + ((record.event.ts - eventOrigin) / DAY_MS / speed) * 1000;
+      if (
+        speed !== null &&
+        record.kind === 'interaction' &&
+        (liveFrom === null || record.event.ts >= liveFrom)
+      ) {
+        if (eventOrigin === null) {
+          if (liveFrom !== null) {
+            // The backlog goes out before the clock starts.
+            await flush();
+            if (signal?.aborted) break;
+            wallOrigin = clock.now();
+          }
+          eventOrigin = record.event.ts;
+        }
+        const dueAt = wallOrigin + ((record.event.ts - eventOrigin) / DAY_MS / speed) * 1000;
         if (dueAt > clock.now()) {
           await flush();
           if (signal?.aborted) break;
