@@ -17,8 +17,10 @@ export const TrainerEnvSchema = CommonEnvSchema.extend({
   TRAINER_BACKEND: z.enum(['auto', 'cpu', 'wasm', 'tensorflow', 'tensorflow-gpu']).default('auto'),
   /** Policy: start a round every T ms (0 = off)… */
   TRAINER_AUTO_INTERVAL_MS: envInt(0),
-  /** …or after K new interactions reported by the sequencer (0 = off). */
+  /** …or after K new interactions reported by the sequencer (0 = off)… */
   TRAINER_AUTO_MIN_NEW_INTERACTIONS: envInt(0),
+  /** …or after S ms of stream (event) time since the last round started (0 = off). */
+  TRAINER_AUTO_STREAM_INTERVAL_MS: envInt(0),
   /** Domains fine-tuned per round when a trigger names none. */
   TRAINER_TARGET_DOMAINS: envList([]),
   /** Domains whose domain-specific samples CPT trains on (empty = all). */

@@ -3,7 +3,15 @@ import { Kafka, Producer } from 'kafkajs';
 import { resolve } from 'node:path';
 import { Registry } from 'prom-client';
 import { LocalArtefactStore } from '@cprec/artefacts';
-import { ClickHouse, clickHouseProblem, ClickHouseSettings, ControlPlaneRepository } from '@cprec/clickhouse';
+import {
+  ClickHouse,
+  clickHouseProblem,
+  ClickHouseSettings,
+  ControlPlaneRepository,
+  ident,
+  INTERACTIONS_TABLE,
+  sql,
+} from '@cprec/clickhouse';
 import {
   AdapterEvent,
   commandAgeProblem,
@@ -91,6 +99,7 @@ export class TrainerService implements OnApplicationBootstrap, OnApplicationShut
       new RoundPolicy({
         intervalMs: config.TRAINER_AUTO_INTERVAL_MS,
         minNewInteractions: config.TRAINER_AUTO_MIN_NEW_INTERACTIONS,
+        streamIntervalMs: config.TRAINER_AUTO_STREAM_INTERVAL_MS,
       }),
       new PrometheusTrainerMetrics(registry),
       {
@@ -164,6 +173,10 @@ export class TrainerService implements OnApplicationBootstrap, OnApplicationShut
       const stats = parseWith(CorpusStatsSchema, decoded.value);
       if (!stats.ok) throw new RejectedMessage('invalid', `corpus statistics refused: ${stats.reason}`);
       this.coordinator.observeCorpusStats(stats.value);
+      if (this.coordinator.watchesStreamTime) {
+        const newest = await this.newestEventMs();
+        if (newest !== null) this.coordinator.observeStreamTime(newest);
+      }
       await this.coordinator.tick();
       return;
     }
@@ -178,6 +191,17 @@ export class TrainerService implements OnApplicationBootstrap, OnApplicationShut
       `command ${command.value.kind} ${command.value.command_id} from ${command.value.requested_by}`,
     );
     await this.coordinator.handleCommand(command.value);
+  }
+
+  /**
+   * The stream's clock for the stream-time policy: the newest event time among the ingested
+   * interactions (read-only; ingest writes the table). Asked when the sequencer reports new data.
+   */
+  private async newestEventMs(): Promise<number | null> {
+    const [row] = await this.ch.query<{ n: string; t: string }>(
+      sql`SELECT count() AS n, max(ts_ms) AS t FROM ${ident(INTERACTIONS_TABLE)}`,
+    );
+    return row === undefined || Number(row.n) === 0 ? null : Number(row.t);
   }
 
   /** SIGTERM: stop the running round at a step boundary (it resumes on restart), flush, leave. */

@@ -46,6 +46,12 @@ export class DriftMonitor {
     this.lastAlertAt.clear();
   }
 
+  /** A new adapter serves this domain: its next observation there becomes the baseline. */
+  resetBaseline(domain: string): void {
+    this.baselines.delete(domain);
+    this.lastAlertAt.delete(domain);
+  }
+
   /**
    * Re-installs a baseline recorded earlier (the first qualifying observation of the adapter in
    * `drift_series`), so a restarted evaluator keeps comparing against the value at promotion.

@@ -22,15 +22,16 @@ const settings: DriftWatchSettings = {
 };
 
 function setup(
-  hr1ByWindowEnd: (adapterId: string, t1: number) => number,
+  hr1ByWindowEnd: (adapterId: string, t1: number, domain: string) => number,
   refreshOnAlert = true,
   samples = 60,
+  watchSettings: DriftWatchSettings = settings,
 ) {
   const store = new MemoryControlPlane();
   const interactions = new MemoryInteractions();
   const splits = new MemorySplits((_, domain) => casesFor(domain, samples));
-  const runner = new ScriptedRunner((adapterId, _domain, splitId) =>
-    hr1ByWindowEnd(adapterId, Number(splitId.split('-')[3])),
+  const runner = new ScriptedRunner((adapterId, domain, splitId) =>
+    hr1ByWindowEnd(adapterId, Number(splitId.split('-')[3]), domain),
   );
   const events = new RecordedEvents();
   const monitor = new DriftMonitor({ relativeDrop: 0.25, minSamples: 30, refreshOnAlert, cooldownMs: 0 });
@@ -43,14 +44,14 @@ function setup(
     events,
     new ManualClock(),
     monitor,
-    settings,
+    watchSettings,
   );
-  const promote = (id: string, ts: number) => {
+  const promote = (id: string, ts: number, domain = 'games') => {
     store.adapters.set(id, {
       adapter_id: id,
       adapter_kind: 'sft',
       round_id: 'r',
-      target_domains: ['games'],
+      target_domains: [domain],
       uri: `file:///store/${id}`,
       sha256: 'a'.repeat(64),
       lineage: { base_model: 'tiny-random', base_model_sha256: 'b'.repeat(64) },
@@ -60,7 +61,7 @@ function setup(
       adapter_id: id,
       decision: 'promoted',
       reasons: [],
-      hr1: { games: 0.5 },
+      hr1: { [domain]: 0.5 },
       ts_ms: ts,
     });
   };
@@ -179,5 +180,56 @@ describe('DriftWatch', () => {
     second.interactions.newest = 3_000;
     await second.watch.tick();
     expect(second.store.alerts).toMatchObject([{ baseline_hr1: 0.5, hr1: 0.2 }]);
+  });
+
+  it('watches every domain with the adapter serving it: per-domain adapters, baselines reset per domain', async () => {
+    const perDomain = { ...settings, defaultDomains: ['games', 'books'] };
+    // games-1 holds 0.5; books-1 falls to 0.2 from window 3000; books-2 (promoted later) holds 0.4.
+    const { store, interactions, splits, runner, watch, promote } = setup(
+      (id, t1) => (id === 'books-1' ? (t1 <= 2_000 ? 0.5 : 0.2) : id === 'books-2' ? 0.4 : 0.5),
+      false,
+      60,
+      perDomain,
+    );
+    promote('games-1', 1, 'games');
+    promote('books-1', 2, 'books');
+    interactions.newest = 2_000;
+    const first = await watch.tick();
+    expect(first).toMatchObject({ kind: 'observed', windowEndMs: 2_000 });
+    expect(first.kind === 'observed' && first.adapterId.split(',').sort()).toEqual(['books-1', 'games-1']);
+    // One window split over both domains; one evaluation job per adapter, on its own domain.
+    expect(splits.requested.map((r) => r.splitId)).toEqual(['win-books.games-1000-2000-s3']);
+    expect(runner.jobs.map((j) => [j.adapters[0]!.adapterId, j.domains.map((d) => d.domain)]).sort()).toEqual(
+      [
+        ['books-1', ['books']],
+        ['games-1', ['games']],
+      ],
+    );
+    interactions.newest = 3_000;
+    await watch.tick();
+    expect(store.alerts).toMatchObject([
+      { adapter_id: 'books-1', domain: 'books', hr1: 0.2, baseline_hr1: 0.5 },
+    ]);
+
+    // A new books adapter: only books is evaluated again for the current window.
+    promote('books-2', 3, 'books');
+    const again = await watch.tick();
+    expect(again).toMatchObject({ kind: 'observed', adapterId: 'books-2', windowEndMs: 3_000 });
+    expect(again.kind === 'observed' && again.observations.map((o) => o.domain)).toEqual(['books']);
+    interactions.newest = 4_000;
+    await watch.tick();
+    const series = store.series.map((o) => `${o.domain}:${o.adapter_id}@${o.window_end_ms}=${o.hr1}`);
+    expect(series.sort()).toEqual(
+      [
+        'books:books-1@2000=0.5',
+        'books:books-1@3000=0.2',
+        'books:books-2@3000=0.4',
+        'books:books-2@4000=0.4',
+        'games:games-1@2000=0.5',
+        'games:games-1@3000=0.5',
+        'games:games-1@4000=0.5',
+      ].sort(),
+    );
+    expect(store.alerts).toHaveLength(1);
   });
 });

@@ -29,10 +29,11 @@ export type DriftTick =
   | { kind: 'idle'; reason: string }
   | {
       kind: 'observed';
+      /** The adapter(s) evaluated, comma-separated when domains are served by different ones. */
       adapterId: string;
       windowStartMs: number;
       windowEndMs: number;
-      observations: Array<{ domain: string; hr1: number; samples: number }>;
+      observations: Array<{ domain: string; adapterId: string; hr1: number; samples: number }>;
       alerts: DriftAlert[];
     };
 
@@ -66,16 +67,22 @@ const messageOf = (err: unknown): string => (err instanceof Error ? err.message 
 
 /**
  * Drift monitoring, one `tick()` per interval: when the interactions hold a complete event-time
- * window newer than the last one observed, the serving adapter is evaluated on that window's
- * frozen split (each recently active user's next item, frozen candidates), the HR@1 per domain is
- * recorded in `drift_series` and published, and the DriftMonitor policy decides on alerts
- * (`drift_alerts`, a DriftEvent alert, and a refresh RoundCommand when configured). When a new
- * adapter starts serving the baselines are reset and the current window is evaluated at once, so
+ * window newer than the last one observed, the adapter serving each watched domain is evaluated
+ * on that window's frozen split (each recently active user's next item, frozen candidates), the
+ * HR@1 per domain is recorded in `drift_series` and published, and the DriftMonitor policy decides
+ * on alerts (`drift_alerts`, a DriftEvent alert, and a refresh RoundCommand when configured).
+ *
+ * Watched domains: the fallback target domains plus the domains of the adapter serving now. The
+ * adapter serving a domain is the gate's: the one serving now (the latest switch or rollback, else
+ * the newest promotion) when it covers the domain, otherwise the newest promoted adapter covering
+ * it — so per-domain fine-tuned adapters each get their own series. When a new adapter starts
+ * serving a domain its baseline is reset and the current window is evaluated for it at once, so
  * the baseline is the new adapter's HR@1 at promotion time.
  */
 export class DriftWatch {
-  private servingId: string | null = null;
-  private lastWindowEnd = -1;
+  /** Per domain: the adapter watched on it and the end of the last window observed for it. */
+  private readonly servingOf = new Map<string, string>();
+  private readonly lastWindowEnd = new Map<string, number>();
 
   constructor(
     private readonly store: ControlPlanePort,
@@ -90,62 +97,104 @@ export class DriftWatch {
   ) {}
 
   async tick(): Promise<DriftTick> {
-    const serving = await this.serving();
-    if (!serving) return { kind: 'idle', reason: 'no adapter has been promoted yet' };
-    if (serving.adapterId !== this.servingId) await this.adopt(serving.adapterId);
+    const watched = await this.servingByDomain();
+    if (watched === null) return { kind: 'idle', reason: 'no adapter has been promoted yet' };
+    if (watched.size === 0) return { kind: 'idle', reason: 'the serving adapter names no domain to watch' };
+    for (const [domain, serving] of watched)
+      if (this.servingOf.get(domain) !== serving.adapterId) await this.adopt(domain, serving.adapterId);
     const newest = await this.interactions.newestEventMs();
     if (newest === null) return { kind: 'idle', reason: 'no interactions yet' };
     const window = latestCompleteWindow(newest, this.settings.windowMs);
     if (!window) return { kind: 'idle', reason: 'no complete window yet' };
-    if (window.t1 <= this.lastWindowEnd)
-      return { kind: 'idle', reason: `window ending ${window.t1} already observed` };
-    const domains = serving.domains.length > 0 ? serving.domains : [...this.settings.defaultDomains];
-    if (domains.length === 0) return { kind: 'idle', reason: 'the serving adapter names no domain to watch' };
-    return this.observe(serving, domains, window.t0, window.t1);
+    const due = [...watched.keys()].filter((d) => (this.lastWindowEnd.get(d) ?? -1) < window.t1);
+    if (due.length === 0) return { kind: 'idle', reason: `window ending ${window.t1} already observed` };
+    return this.observe(watched, due, window.t0, window.t1);
   }
 
-  /** A new adapter is serving: baselines start over, from what was recorded for it (restart) if anything. */
-  private async adopt(adapterId: string): Promise<void> {
-    this.monitor.resetBaselines();
-    this.servingId = adapterId;
-    this.lastWindowEnd = -1;
-    const series = (await this.store.driftSeries({})).filter((o) => o.adapter_id === adapterId);
-    const restored = new Set<string>();
+  /** A new adapter serves `domain`: its baseline starts over, from what was recorded for it (restart) if anything. */
+  private async adopt(domain: string, adapterId: string): Promise<void> {
+    this.monitor.resetBaseline(domain);
+    this.servingOf.set(domain, adapterId);
+    let last = -1;
+    let restored = false;
+    const series = (await this.store.driftSeries({})).filter(
+      (o) => o.adapter_id === adapterId && o.domain === domain,
+    );
     for (const o of series) {
-      this.lastWindowEnd = Math.max(this.lastWindowEnd, o.window_end_ms);
-      if (restored.has(o.domain)) continue;
-      this.monitor.restoreBaseline({ adapterId, domain: o.domain, hr1: o.hr1, samples: o.samples });
-      if (this.monitor.baseline(o.domain) !== null) restored.add(o.domain);
+      last = Math.max(last, o.window_end_ms);
+      if (restored) continue;
+      this.monitor.restoreBaseline({ adapterId, domain, hr1: o.hr1, samples: o.samples });
+      restored = this.monitor.baseline(domain) !== null;
     }
+    this.lastWindowEnd.set(domain, last);
   }
 
-  /** The adapter serving now (the latest switch or rollback), else the newest promoted one. */
-  private async serving(): Promise<Serving | null> {
+  /**
+   * Per watched domain, the adapter serving it (see the class comment); null when no adapter has
+   * been promoted or is serving at all.
+   */
+  private async servingByDomain(): Promise<Map<string, Serving> | null> {
     const current = await this.store.currentServingAdapter();
-    let adapterId = current?.adapter_id ?? null;
-    if (adapterId === null) {
-      const promoted = (await this.store.listPromotions({ limit: 200 })).find(
-        (p) => p.decision === 'promoted',
-      );
-      adapterId = promoted?.adapter_id ?? null;
-    }
-    if (adapterId === null) return null;
-    const adapter = await this.store.getAdapter(adapterId);
-    if (!adapter) return null;
-    return {
-      adapterId,
-      uri: adapter.uri,
-      sha256: adapter.sha256,
-      domains: adapter.target_domains,
-      lineage: {
-        base_model: String(adapter.lineage.base_model ?? ''),
-        base_model_sha256: String(adapter.lineage.base_model_sha256 ?? ''),
-      },
+    const promoted = (await this.store.listPromotions({ limit: 500 })).filter(
+      (p) => p.decision === 'promoted',
+    );
+    const servingId = current?.adapter_id ?? promoted[0]?.adapter_id ?? null;
+    if (servingId === null) return null;
+    const records = new Map<string, Serving | null>();
+    const record = async (adapterId: string): Promise<Serving | null> => {
+      if (!records.has(adapterId)) {
+        const adapter = await this.store.getAdapter(adapterId);
+        records.set(
+          adapterId,
+          adapter
+            ? {
+                adapterId,
+                uri: adapter.uri,
+                sha256: adapter.sha256,
+                domains: adapter.target_domains,
+                lineage: {
+                  base_model: String(adapter.lineage.base_model ?? ''),
+                  base_model_sha256: String(adapter.lineage.base_model_sha256 ?? ''),
+                },
+              }
+            : null,
+        );
+      }
+      return records.get(adapterId)!;
     };
+    // What an adapter covers: the domains its promotion was decided on, else its own target domains.
+    const covers = (s: Serving, domain: string): boolean =>
+      promoted.some((p) => p.adapter_id === s.adapterId && p.hr1[domain] !== undefined) ||
+      s.domains.includes(domain);
+    const serving = await record(servingId);
+    if (serving === null && promoted.length === 0) return null;
+    const domains = [...new Set([...this.settings.defaultDomains, ...(serving?.domains ?? [])])].sort();
+    const out = new Map<string, Serving>();
+    for (const domain of domains) {
+      if (serving && covers(serving, domain)) {
+        out.set(domain, serving);
+        continue;
+      }
+      for (const p of promoted) {
+        if (p.hr1[domain] === undefined) continue;
+        const candidate = await record(p.adapter_id);
+        if (candidate) {
+          out.set(domain, candidate);
+          break;
+        }
+      }
+    }
+    return out;
   }
 
-  private async observe(serving: Serving, domains: string[], t0: number, t1: number): Promise<DriftTick> {
+  private async observe(
+    watched: Map<string, Serving>,
+    due: string[],
+    t0: number,
+    t1: number,
+  ): Promise<DriftTick> {
     const s = this.settings;
+    const domains = [...watched.keys()];
     const splitId = windowSplitId(domains, t0, t1, s.splitSeed);
     await this.splits.ensureSplit({
       splitId,
@@ -156,12 +205,19 @@ export class DriftWatch {
       windowEndMs: t1,
     });
     const cases = new Map<string, EvaluationCase[]>();
-    for (const domain of domains)
+    for (const domain of due)
       cases.set(domain, await this.splits.readCases(splitId, domain, 'window', s.maxExamples));
     // A domain without active users in the window has no HR@1 (not 0): nothing is recorded.
-    const evaluated = domains.filter((d) => cases.get(d)!.length > 0);
-    const observations: Array<{ domain: string; hr1: number; samples: number }> = [];
-    if (evaluated.length > 0) {
+    const byAdapter = new Map<string, { serving: Serving; domains: string[] }>();
+    for (const domain of due) {
+      if (cases.get(domain)!.length === 0) continue;
+      const serving = watched.get(domain)!;
+      const entry = byAdapter.get(serving.adapterId) ?? { serving, domains: [] };
+      entry.domains.push(domain);
+      byAdapter.set(serving.adapterId, entry);
+    }
+    const observations: Array<{ domain: string; adapterId: string; hr1: number; samples: number }> = [];
+    for (const { serving, domains: evaluated } of byAdapter.values()) {
       let dir: string;
       let model: EvaluationJob['model'];
       try {
@@ -181,13 +237,19 @@ export class DriftWatch {
       });
       for (const e of result.evaluations) {
         const m = metricOf(e.metrics, s.method);
-        if (m) observations.push({ domain: e.domain, hr1: m.hr1, samples: m.samples });
+        if (m)
+          observations.push({
+            domain: e.domain,
+            adapterId: serving.adapterId,
+            hr1: m.hr1,
+            samples: m.samples,
+          });
       }
     }
     const now = this.clock.now();
     await this.store.insertDriftObservations(
       observations.map((o) => ({
-        adapter_id: serving.adapterId,
+        adapter_id: o.adapterId,
         domain: o.domain,
         window_start_ms: t0,
         window_end_ms: t1,
@@ -200,7 +262,7 @@ export class DriftWatch {
     for (const o of observations) {
       await this.events.driftEvent({
         kind: 'observation',
-        adapter_id: serving.adapterId,
+        adapter_id: o.adapterId,
         domain: o.domain,
         window_start: t0,
         window_end: t1,
@@ -209,16 +271,23 @@ export class DriftWatch {
         ts: now,
       });
       const alert = this.monitor.observe(
-        { adapterId: serving.adapterId, windowStartMs: t0, windowEndMs: t1, ...o },
+        {
+          adapterId: o.adapterId,
+          windowStartMs: t0,
+          windowEndMs: t1,
+          domain: o.domain,
+          hr1: o.hr1,
+          samples: o.samples,
+        },
         now,
       );
       if (alert) alerts.push(alert);
     }
     for (const a of alerts) await this.raise(a, now);
-    this.lastWindowEnd = t1;
+    for (const domain of due) this.lastWindowEnd.set(domain, t1);
     return {
       kind: 'observed',
-      adapterId: serving.adapterId,
+      adapterId: [...byAdapter.keys()].join(','),
       windowStartMs: t0,
       windowEndMs: t1,
       observations,

@@ -8,7 +8,7 @@ import type { RoundJob, RunnerResult } from '../runner/protocol';
 import type { RoundExecutor, RoundListener, RoundOutcome, RunningRound } from '../runner/supervisor';
 import type { PlannedRound, RoundPlannerPort, RoundStorePort, TrainerEventsPort } from './ports';
 import { RoundCoordinator, roundIdFor } from './round-coordinator';
-import { RoundPolicy } from './round-policy';
+import { RoundPolicy, type RoundPolicyConfig } from './round-policy';
 
 class MemoryStore implements RoundStorePort {
   states: RoundStateRecord[] = [];
@@ -111,7 +111,7 @@ async function until(check: () => boolean): Promise<void> {
 }
 
 function build(
-  policyConfig = { intervalMs: 0, minNewInteractions: 0 },
+  policyConfig: RoundPolicyConfig = { intervalMs: 0, minNewInteractions: 0 },
   plannerPort = planner(),
   classify?: (err: unknown) => 'permanent' | 'unavailable' | 'transient',
 ) {
@@ -330,6 +330,32 @@ describe('RoundCoordinator', () => {
   });
 });
 
+describe('RoundCoordinator stream-time policy', () => {
+  it('starts a round after S of stream time, then waits for S more', async () => {
+    const DAY = 86_400_000;
+    build({ intervalMs: 0, minNewInteractions: 0, streamIntervalMs: 7 * DAY });
+    expect(coordinator.watchesStreamTime).toBe(true);
+    const t0 = Date.UTC(2013, 5, 1);
+    coordinator.observeStreamTime(t0);
+    expect(await coordinator.tick()).toBeNull();
+    coordinator.observeStreamTime(t0 + 7 * DAY);
+    const first = await coordinator.tick();
+    expect(first).not.toBeNull();
+    expect(store.states[0]).toMatchObject({
+      requested_by: 'policy',
+      message: expect.stringMatching(/7 days of stream time since the last round/),
+    });
+    await until(() => executor.started.length === 1);
+    executor.started[0]!.finish({ kind: 'failed', reason: 'not the point here' });
+    await coordinator.idle();
+    expect(coordinator.status().current).toBeNull();
+    coordinator.observeStreamTime(t0 + 10 * DAY);
+    expect(await coordinator.tick()).toBeNull(); // 3 days since round 1 started
+    coordinator.observeStreamTime(t0 + 14 * DAY);
+    expect(await coordinator.tick()).not.toBeNull();
+  });
+});
+
 describe('RoundPolicy', () => {
   it('starts every T ms counted from the first check or the last round, and never with both rules off', () => {
     const p = new RoundPolicy({ intervalMs: 60_000, minNewInteractions: 0 });
@@ -339,6 +365,28 @@ describe('RoundPolicy', () => {
     p.roundStarted(61_000, 0);
     expect(p.due(100_000)).toBeNull();
     expect(new RoundPolicy({ intervalMs: 0, minNewInteractions: 0 }).due(1e12)).toBeNull();
+  });
+
+  it('starts after S of stream time since the last round, counted from the first observation', () => {
+    const DAY = 86_400_000;
+    const p = new RoundPolicy({ intervalMs: 0, minNewInteractions: 0, streamIntervalMs: 30 * DAY });
+    expect(p.watchesStreamTime).toBe(true);
+    expect(p.due(0)).toBeNull(); // no stream time seen yet
+    const t0 = Date.UTC(2013, 0, 1);
+    p.observeStreamTime(t0);
+    p.observeStreamTime(t0 + 29 * DAY);
+    expect(p.due(0)).toBeNull();
+    p.observeStreamTime(t0 + 10 * DAY); // a late event does not move the clock back
+    p.observeStreamTime(t0 + 30 * DAY);
+    expect(p.due(0)).toBe(
+      '30 days of stream time since the last round (interval 30 days, stream at 2013-01-31)',
+    );
+    p.roundStarted(1_000, 0);
+    expect(p.due(2_000)).toBeNull();
+    expect(p.streamSinceLastStartMs).toBe(0);
+    p.observeStreamTime(t0 + 75 * DAY);
+    expect(p.due(3_000)).toMatch(/^45 days of stream time/);
+    expect(new RoundPolicy({ intervalMs: 0, minNewInteractions: 0 }).watchesStreamTime).toBe(false);
   });
 
   it('counts only statistics beyond the last round watermark', () => {

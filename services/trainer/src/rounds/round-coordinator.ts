@@ -217,6 +217,16 @@ export class RoundCoordinator {
     this.policy.observe(stats);
   }
 
+  /** Whether the policy counts stream time (then feed it the newest event time). */
+  get watchesStreamTime(): boolean {
+    return this.policy.watchesStreamTime;
+  }
+
+  /** The stream's clock: the newest event time in the corpus. */
+  observeStreamTime(newestEventMs: number): void {
+    this.policy.observeStreamTime(newestEventMs);
+  }
+
   /** Policy check (called periodically and after corpus statistics): starts a round when due. */
   async tick(): Promise<string | null> {
     this.flushStepsIfDue();
