@@ -191,19 +191,39 @@
       return;
     }
     // One x per window end (seconds), one y column per domain, null where a domain has no point.
+    // A window observed twice on a domain (a new adapter started serving it) shows the newest.
     const xs = [...new Set(series.map((p) => p.window_end_ms))].sort((a, b) => a - b);
     const index = new Map(xs.map((x, i) => [x, i]));
     const columns = domains.map(() => xs.map(() => null));
-    for (const p of series) columns[domains.indexOf(p.domain)][index.get(p.window_end_ms)] = p.hr1;
+    const newest = domains.map(() => xs.map(() => -Infinity));
+    for (const p of series) {
+      const d = domains.indexOf(p.domain);
+      const i = index.get(p.window_end_ms);
+      if (p.ts_ms < newest[d][i]) continue;
+      newest[d][i] = p.ts_ms;
+      columns[d][i] = p.hr1;
+    }
     const data = [xs.map((x) => x / 1000), ...columns];
 
+    // Markers at the stream time they happened (the newest event ingested then); without a
+    // stream clock (no interactions stored), at their wall-clock time.
+    const at = (streamMs, wallMs) => (streamMs === null || streamMs === undefined ? wallMs : streamMs) / 1000;
     const inDomain = (d) => !state.domain || d === state.domain;
     state.markers = [
-      ...drift.rounds.map((r) => ({ x: r.created_ms / 1000, color: '#8892a3', dash: [4, 4], label: '' })),
-      ...drift.promotions.map((p) => ({ x: p.ts_ms / 1000, color: '#1f9d55', label: shortId(p.adapter_id) })),
+      ...drift.rounds.map((r) => ({
+        x: at(r.stream_ms, r.created_ms),
+        color: '#8892a3',
+        dash: [4, 4],
+        label: '',
+      })),
+      ...drift.promotions.map((p) => ({
+        x: at(p.stream_ms, p.ts_ms),
+        color: '#1f9d55',
+        label: shortId(p.adapter_id),
+      })),
       ...drift.alerts
         .filter((a) => inDomain(a.domain))
-        .map((a) => ({ x: a.ts_ms / 1000, color: '#d64545', dash: [2, 3], label: '' })),
+        .map((a) => ({ x: at(a.stream_ms, a.ts_ms), color: '#d64545', dash: [2, 3], label: '' })),
     ];
 
     const key = domains.join(',');
@@ -396,6 +416,83 @@
     $('adapters-table').tBodies[0].replaceChildren(...rows);
   }
 
+  const fmtDay = (ms) => {
+    if (ms === null || ms === undefined) return '–';
+    const d = new Date(ms);
+    return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`;
+  };
+  const fmtClock = (ms) => {
+    const d = new Date(ms);
+    return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  };
+
+  function renderStream(drift) {
+    const s = drift.stream;
+    $('stream-clock').textContent =
+      s && s.newest_ms !== null
+        ? `stream at ${fmtDay(s.newest_ms)} · ${s.interactions.toLocaleString('en')} interactions`
+        : 'stream: no interactions yet';
+  }
+
+  /** Rounds, gate decisions, HR@1 windows and alerts in one list, newest first. */
+  function renderTimeline(drift) {
+    const events = [];
+    for (const r of drift.rounds)
+      events.push({
+        ts: r.created_ms,
+        stream: r.stream_ms,
+        kind: 'round',
+        text: `round ${shortId(r.round_id)} started (${r.requested_by}) — now ${r.state}`,
+      });
+    for (const p of drift.decisions || []) {
+      const hr1 = Object.entries(p.hr1)
+        .map(([d, v]) => `${d} ${Number(v).toFixed(3)}`)
+        .join(', ');
+      events.push({
+        ts: p.ts_ms,
+        stream: p.stream_ms,
+        kind: p.decision,
+        text:
+          p.decision === 'promoted'
+            ? `promoted ${p.adapter_id}${hr1 ? ` (HR@1 ${hr1})` : ''}`
+            : `rejected ${p.adapter_id}: ${(p.reasons[0] || '').slice(0, 140)}`,
+      });
+    }
+    // One entry per evaluation of a window (same observation time and adapter).
+    const windows = new Map();
+    for (const o of drift.series) {
+      const key = `${o.ts_ms}|${o.adapter_id}|${o.window_end_ms}`;
+      if (!windows.has(key)) windows.set(key, { o, parts: [] });
+      windows.get(key).parts.push(`${o.domain} ${Number(o.hr1).toFixed(3)} (${o.samples})`);
+    }
+    for (const { o, parts } of windows.values())
+      events.push({
+        ts: o.ts_ms,
+        stream: o.window_end_ms,
+        kind: 'observation',
+        text: `HR@1 of ${shortId(o.adapter_id)} on ${fmtDay(o.window_start_ms)} → ${fmtDay(o.window_end_ms)}: ${parts.join(' · ')}`,
+      });
+    for (const a of drift.alerts)
+      events.push({
+        ts: a.ts_ms,
+        stream: a.stream_ms,
+        kind: 'alert',
+        text: `drift alert on ${a.domain}: HR@1 ${Number(a.hr1).toFixed(3)} vs ${Number(a.baseline_hr1).toFixed(3)} at promotion (−${Math.round(100 * a.relative_drop)}%)${a.refresh_requested ? ', refresh round requested' : ''}`,
+      });
+    events.sort((a, b) => b.ts - a.ts);
+    const items = events
+      .slice(0, 80)
+      .map((e) =>
+        el('li', { 'data-kind': e.kind }, [
+          el('span', { class: 'when', text: fmtClock(e.ts) }),
+          el('span', { class: 'stream', text: fmtDay(e.stream) }),
+          el('span', { class: 'what', text: e.text }),
+        ]),
+      );
+    if (items.length === 0) items.push(el('li', { class: 'muted', text: 'Nothing yet.' }));
+    $('timeline').replaceChildren(...items);
+  }
+
   function renderServing(serving) {
     const current = serving.current;
     $('serving-badge').textContent = current ? `serving: ${current.adapter_id}` : 'serving: nothing yet';
@@ -432,6 +529,8 @@
         : null;
       renderDomainFilter(drift);
       renderHr1(drift);
+      renderStream(drift);
+      renderTimeline(drift);
       renderRound(detail);
       renderLoss(detail);
       renderRounds(rounds.rounds);

@@ -19,6 +19,7 @@ import { RoundsController } from './http/rounds.controller';
 import { KafkaCommandPublisher } from './kafka/kafka-command.publisher';
 import { CLOCK, COMMAND_PUBLISHER, CONTROL_PLANE_LOOKUP, ID_GENERATOR } from './ports';
 import { CONTROL_PLANE_REPOSITORY, OperatorQueries } from './queries/operator.queries';
+import { ClickHouseStreamClock, STREAM_CLOCK } from './queries/stream-clock';
 import { CancelRound } from './use-cases/cancel-round/cancel-round.usecase';
 import { PromoteAdapter } from './use-cases/promote-adapter/promote-adapter.usecase';
 import { RollbackServing } from './use-cases/rollback-serving/rollback-serving.usecase';
@@ -45,6 +46,11 @@ const CLICKHOUSE = Symbol('CLICKHOUSE');
       useFactory: (ch: ClickHouse) => new ControlPlaneRepository(ch),
     },
     { provide: CONTROL_PLANE_LOOKUP, useExisting: CONTROL_PLANE_REPOSITORY },
+    {
+      provide: STREAM_CLOCK,
+      inject: [CLICKHOUSE],
+      useFactory: (ch: ClickHouse) => new ClickHouseStreamClock(ch),
+    },
     {
       provide: KafkaCommandPublisher,
       inject: [OPERATOR_CONFIG],

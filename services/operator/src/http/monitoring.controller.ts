@@ -63,7 +63,10 @@ export class MonitoringController {
   @ApiQuery({ name: 'domain', required: false })
   @ApiQuery({ name: 'from_ms', required: false, type: Number })
   @ApiQuery({ name: 'limit', required: false, type: Number })
-  @ApiOkResponse({ description: '{ series, alerts, promotions, rounds }' })
+  @ApiOkResponse({
+    description:
+      '{ series, alerts, promotions, rounds, stream } — markers carry stream_ms: the newest event time ingested when they happened',
+  })
   @ApiBadRequestResponse({ type: ErrorDto })
   drift(
     @Query(new ZodPipe(DriftQuerySchema, 'query'))

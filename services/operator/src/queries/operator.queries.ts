@@ -11,6 +11,7 @@ import type {
 } from '@cprec/clickhouse';
 import { NotFoundError } from '../errors';
 import { AdapterSummary, summariseAdapters, thin } from './adapter-summary';
+import { STREAM_CLOCK, streamTimeAt, type StreamClockPort } from './stream-clock';
 
 export const CONTROL_PLANE_REPOSITORY = Symbol('CONTROL_PLANE_REPOSITORY');
 
@@ -21,12 +22,19 @@ export interface RoundDetail {
   total_points: number;
 }
 
+/** Where the stream was when something happened (null: before any interaction was ingested). */
+type AtStreamTime<T> = T & { stream_ms: number | null };
+
 export interface DriftView {
   series: DriftObservationRecord[];
-  alerts: DriftAlertRecord[];
+  alerts: Array<AtStreamTime<DriftAlertRecord>>;
   /** Chart markers: promotions (gate decisions 'promoted') and round starts. */
-  promotions: StoredPromotion[];
-  rounds: Array<Pick<StoredRoundState, 'round_id' | 'state' | 'created_ms'>>;
+  promotions: Array<AtStreamTime<StoredPromotion>>;
+  /** Every gate decision (promoted and rejected), newest first: the dashboard's timeline. */
+  decisions: Array<AtStreamTime<StoredPromotion>>;
+  rounds: Array<AtStreamTime<Pick<StoredRoundState, 'round_id' | 'state' | 'created_ms' | 'requested_by'>>>;
+  /** The stream's clock: the newest event time ingested (null before any) and the interactions stored. */
+  stream: { newest_ms: number | null; interactions: number };
 }
 
 export interface ServingView {
@@ -37,7 +45,10 @@ export interface ServingView {
 /** The read side of the API: one method per GET endpoint, straight from the control-plane tables. */
 @Injectable()
 export class OperatorQueries {
-  constructor(@Inject(CONTROL_PLANE_REPOSITORY) private readonly repo: ControlPlaneRepository) {}
+  constructor(
+    @Inject(CONTROL_PLANE_REPOSITORY) private readonly repo: ControlPlaneRepository,
+    @Inject(STREAM_CLOCK) private readonly streamClock: StreamClockPort,
+  ) {}
 
   listRounds(limit: number): Promise<StoredRoundState[]> {
     return this.repo.listRounds({ limit });
@@ -90,17 +101,32 @@ export class OperatorQueries {
   }
 
   async drift(filter: { domain?: string; fromMs?: number; limit: number }): Promise<DriftView> {
-    const [series, alerts, promotions, rounds] = await Promise.all([
+    const [series, alerts, promotions, rounds, timeline] = await Promise.all([
       this.repo.driftSeries(filter),
       this.repo.listDriftAlerts({ ...filter, limit: 1000 }),
       this.repo.listPromotions({ limit: 1000 }),
       this.repo.listRounds({ limit: 1000 }),
+      this.streamClock.timeline(),
     ]);
+    const at = (wallMs: number) => streamTimeAt(timeline, wallMs);
     return {
       series,
-      alerts,
-      promotions: promotions.filter((p) => p.decision === 'promoted'),
-      rounds: rounds.map((r) => ({ round_id: r.round_id, state: r.state, created_ms: r.created_ms })),
+      alerts: alerts.map((a) => ({ ...a, stream_ms: at(a.ts_ms) })),
+      promotions: promotions
+        .filter((p) => p.decision === 'promoted')
+        .map((p) => ({ ...p, stream_ms: at(p.ts_ms) })),
+      decisions: promotions.slice(0, 200).map((p) => ({ ...p, stream_ms: at(p.ts_ms) })),
+      rounds: rounds.map((r) => ({
+        round_id: r.round_id,
+        state: r.state,
+        created_ms: r.created_ms,
+        requested_by: r.requested_by,
+        stream_ms: at(r.created_ms),
+      })),
+      stream: {
+        newest_ms: timeline.points.at(-1)?.streamMs ?? null,
+        interactions: timeline.interactions,
+      },
     };
   }
 
