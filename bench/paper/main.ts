@@ -23,6 +23,7 @@
  */
 import { existsSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
+import { selectBackend } from '@cprec/lm';
 import { PRESETS, REPO_ROOT, validateConfig, withOverride, type PaperConfig } from './config';
 import { measureCosts, type MeasuredCosts } from './costs';
 import { atomicWriteJson, readJsonIfExists } from './io';
@@ -155,7 +156,13 @@ async function main(): Promise<void> {
           stopping = true;
           log(`${signal}: stopping after the current step (send again to kill at once)`);
         });
-      log(`run ${config.name}: state ${config.stateDir}, results ${config.resultsDir}, base ${config.base}`);
+      // The backend for the whole process, recommenders included (tfjs's default is the plain JS
+      // cpu kernels, ~10x slower for SASRec on Games): the one measured fastest for this model.
+      const backend = await selectBackend('auto', { model: config.base, workload: 'train' });
+      log(
+        `run ${config.name}: state ${config.stateDir}, results ${config.resultsDir}, base ${config.base}, ` +
+          `backend ${backend.backend}${backend.nativeKernels ? ' + native kernels' : ''}`,
+      );
       try {
         const result = await runPaper(config, {
           loadLm: () => loadLmBase(config.base),

@@ -120,39 +120,68 @@ export const FALLBACK_COSTS: Pick<MeasuredCosts, 'cptStep' | 'sftStep' | 'evalCa
 const EXPECTED_EPOCHS = 30;
 
 /**
- * Predicted seconds of a stage from measured per-unit costs. The CPT and SFT per-sample costs
- * were measured at the run's batch size and prompt lengths; a trained model's answers are about
- * as long as the base model's capped ones, so one evaluation case costs `evalCase.both`.
+ * Cores the run effectively gets on an otherwise idle 2-core machine: the BLAS-heavy steps use both
+ * threads, with some serial work between them. An assumption (CPREC_PAPER_CORES overrides); the
+ * progress line's ETA replaces it by the measured speed as soon as a stage has finished.
  */
-export function estimateSeconds(
+export const IDLE_EFFECTIVE_CORES = Number(process.env.CPREC_PAPER_CORES ?? 1.6);
+
+type Costs = Pick<MeasuredCosts, 'cptStep' | 'sftStep' | 'evalCase' | 'recommenderEpoch'>;
+
+/** What a stage consists of: how many units of which measured cost. */
+export function stageUnits(
   desc: StageDesc,
   config: PaperConfig,
-  costs: Pick<MeasuredCosts, 'cptStep' | 'sftStep' | 'evalCase' | 'recommenderEpoch'>,
-): number {
+  costs: Costs,
+): { units: number; unit: string; cpuPerUnit: number | null; wallPerUnit: number } {
   switch (desc.kind) {
     case 'data-cpt':
-      return 180;
+      return { units: 1, unit: 'stage', cpuPerUnit: null, wallPerUnit: 180 };
     case 'data-target':
-      return 60;
+      return { units: 1, unit: 'stage', cpuPerUnit: null, wallPerUnit: 60 };
     case 'recommender': {
-      if (desc.method === 'popularity') return 5;
+      if (desc.method === 'popularity') return { units: 1, unit: 'stage', cpuPerUnit: null, wallPerUnit: 5 };
       const perEpoch =
         (desc.method === 'sasrec' ? costs.recommenderEpoch.sasrec : costs.recommenderEpoch.gru4rec) *
         (TARGET_USERS[desc.target] / costs.recommenderEpoch.users);
-      return Math.min(
-        config.recommenders.timeBudgetMinutes * 60,
-        perEpoch * Math.min(EXPECTED_EPOCHS, config.recommenders.maxEpochs),
+      const epochs = Math.min(
+        Math.min(EXPECTED_EPOCHS, config.recommenders.maxEpochs),
+        (config.recommenders.timeBudgetMinutes * 60) / Math.max(1e-9, perEpoch),
       );
+      return { units: epochs, unit: 'epochs', cpuPerUnit: null, wallPerUnit: perEpoch };
     }
     case 'cpt':
-      return (
-        (config.cpt.stableSteps + config.cpt.annealSteps) * config.cpt.batchSize * costs.cptStep.perSample
-      );
+      return {
+        units: (config.cpt.stableSteps + config.cpt.annealSteps) * config.cpt.batchSize,
+        unit: 'CPT samples',
+        cpuPerUnit: costs.cptStep.cpuPerSample ?? null,
+        wallPerUnit: costs.cptStep.perSample,
+      };
     case 'sft':
-      return desc.samples * config.sft.epochs * costs.sftStep.perSample;
+      return {
+        units: desc.samples * config.sft.epochs,
+        unit: 'SFT samples',
+        cpuPerUnit: costs.sftStep.cpuPerSample ?? null,
+        wallPerUnit: costs.sftStep.perSample,
+      };
     case 'eval':
-      return config.testUsers * (costs.evalCase.batched ?? costs.evalCase.both);
+      return {
+        units: config.testUsers,
+        unit: 'test cases',
+        cpuPerUnit: costs.evalCase.cpuBatched ?? costs.evalCase.cpuBoth ?? null,
+        wallPerUnit: costs.evalCase.batched ?? costs.evalCase.both,
+      };
   }
+}
+
+/**
+ * Predicted seconds of a stage: its units × the measured CPU seconds per unit / the cores an idle
+ * machine gives (wall seconds measured under the load of the day would mostly measure the load);
+ * stages measured in wall time only (data, recommenders) use that.
+ */
+export function estimateSeconds(desc: StageDesc, config: PaperConfig, costs: Costs): number {
+  const u = stageUnits(desc, config, costs);
+  return u.units * (u.cpuPerUnit !== null ? u.cpuPerUnit / IDLE_EFFECTIVE_CORES : u.wallPerUnit);
 }
 
 export interface PlanLine {
@@ -164,7 +193,7 @@ export interface PlanLine {
 /** The plan with its arithmetic: per-kind totals and the cumulative time at which each group ends. */
 export function planReport(
   config: PaperConfig,
-  costs: Pick<MeasuredCosts, 'cptStep' | 'sftStep' | 'evalCase' | 'recommenderEpoch'>,
+  costs: Costs,
 ): { lines: PlanLine[]; byKind: Record<string, { stages: number; seconds: number }>; totalSeconds: number } {
   const lines = planStages(config).map((d) => ({
     id: d.id,
@@ -178,4 +207,58 @@ export function planReport(
     k.seconds += l.seconds;
   }
   return { lines, byKind, totalSeconds: lines.reduce((a, l) => a + l.seconds, 0) };
+}
+
+/**
+ * The plan's arithmetic as markdown: per group of stages (the order of the cuts), units × CPU
+ * seconds per unit / effective cores, and the running total — what docs/results.md shows.
+ */
+export function planMarkdown(config: PaperConfig, costs: Costs): string[] {
+  const stages = planStages(config);
+  const groupOf = (d: StageDesc): string => {
+    if (d.kind === 'data-cpt' || d.kind === 'data-target') return '1. data';
+    if (d.kind === 'recommender') return '2. recommenders (all seeds, all targets)';
+    if (d.kind === 'cpt') return d.variant === 'cprec' ? '3. CPT (CPRec)' : '5. ablations: CPT variants';
+    if (d.kind === 'eval' && d.samples === 0) return '4. zero-shot rows';
+    const isMain = (d.method === 'llara' || d.method === 'cprec') && d.samples === config.sft.samples;
+    if (isMain)
+      return d.target === 'food'
+        ? `7. main rows, Food.com (${config.seeds.length} seeds)`
+        : `4. main rows (${config.seeds.length} seeds)`;
+    if (d.method === 'llara' || d.method === 'cprec') return '6. few-shot points';
+    return '5. ablations: SFT + evaluation';
+  };
+  const groups = new Map<
+    string,
+    { units: Map<string, number>; cpu: number; seconds: number; stages: number }
+  >();
+  for (const d of stages) {
+    const u = stageUnits(d, config, costs);
+    const key = groupOf(d);
+    const g = groups.get(key) ?? { units: new Map(), cpu: 0, seconds: 0, stages: 0 };
+    g.units.set(u.unit, (g.units.get(u.unit) ?? 0) + u.units);
+    g.cpu += u.cpuPerUnit !== null ? u.units * u.cpuPerUnit : 0;
+    g.seconds += estimateSeconds(d, config, costs);
+    g.stages++;
+    groups.set(key, g);
+  }
+  const h = (s: number) => (s / 3600).toFixed(1);
+  const lines = [
+    `Unit costs (CPU seconds, all threads): CPT ${costs.cptStep.cpuPerSample?.toFixed(2) ?? '?'} per sample, ` +
+      `SFT ${costs.sftStep.cpuPerSample?.toFixed(2) ?? '?'} per sample, evaluation ` +
+      `${(costs.evalCase.cpuBatched ?? costs.evalCase.cpuBoth)?.toFixed(2) ?? '?'} per test case; ` +
+      `wall = CPU / ${IDLE_EFFECTIVE_CORES} effective cores (idle 2-core machine, assumed).`,
+    '',
+    '| group (run order) | stages | work | CPU hours | wall hours | cumulative wall hours |',
+    '| --- | ---: | --- | ---: | ---: | ---: |',
+  ];
+  let cumulative = 0;
+  for (const [key, g] of [...groups].sort(([a], [b]) => a.localeCompare(b))) {
+    cumulative += g.seconds;
+    const work = [...g.units]
+      .map(([unit, n]) => `${Math.round(n).toLocaleString('en-US')} ${unit}`)
+      .join(', ');
+    lines.push(`| ${key} | ${g.stages} | ${work} | ${h(g.cpu)} | ${h(g.seconds)} | ${h(cumulative)} |`);
+  }
+  return lines;
 }
