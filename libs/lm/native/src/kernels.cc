@@ -63,30 +63,6 @@ inline __attribute__((always_inline)) void SoftmaxRowBody(const float* x, float*
 }
 CPREC_ISA_DISPATCH(SoftmaxRow, SoftmaxRowBody, (const float* x, float* out, int64_t n), (x, out, n))
 
-// row = softmax(row + bias) in place over n values, where every column from `valid` on is
-// masked (bias −1e9): those get exactly the 0 that exp would give, without computing it. For a
-// causal prompt that skips half of the row's exps.
-inline __attribute__((always_inline)) void BiasedSoftmaxRowBody(float* row, const float* bias, int64_t n,
-                                                           int64_t valid) {
-  if (bias) {
-#pragma omp simd
-    for (int64_t c = 0; c < valid; c++) row[c] += bias[c];
-  }
-  float mx = -std::numeric_limits<float>::infinity();
-  for (int64_t c = 0; c < valid; c++) mx = row[c] > mx ? row[c] : mx;
-#pragma omp simd
-  for (int64_t c = 0; c < valid; c++) row[c] = VecExp(row[c] - mx);
-  float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-  for (int64_t c = 0; c < valid; c++) sum += row[c];
-  const float inv = 1.0f / sum;
-#pragma omp simd
-  for (int64_t c = 0; c < valid; c++) row[c] *= inv;
-  std::fill(row + valid, row + n, 0.0f);
-}
-CPREC_ISA_DISPATCH(BiasedSoftmaxRow, BiasedSoftmaxRowBody,
-                   (float* row, const float* bias, int64_t n, int64_t valid), (row, bias, n, valid))
-
 template <typename T>
 T* DataOf(const Napi::Value& v) {
   auto arr = v.As<Napi::TypedArrayOf<T>>();
@@ -522,114 +498,6 @@ Napi::Value UnsortedSegmentSum(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// ---------------------------------------------------------------------------------------------
-// Fused attention. Profiling the LoRA training step showed the attention score tensors
-// ([B, kvHeads, rows, keys], 16 MB per layer at batch 8 × 256) dominating: the unfused graph
-// reads and writes them about ten times per layer (bias add, softmax, matmuls, and the softmax
-// gradient's Mul/Sum/Sub/Mul). Here each (batch, kv head) unit is done while its scores sit in
-// cache, one unit per thread with single-threaded BLAS.
-
-
-// Runs body(unit) for every (batch, kv head) unit, split across threads when the work is
-// worth a wake-up (`flops` estimates it).
-template <typename Body>
-void ForEachUnit(int64_t units, double flops, Body body) {
-  const int threads = flops >= kParallelFlops ? omp_get_max_threads() : 1;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
-  for (int64_t u = 0; u < units; u++) body(u);
-}
-
-// probs[u] = softmax(q[u] k[u]^T + bias), out[u] = probs[u] v[u].
-// q [units, m, head], k and v [units, keys, head], probs [units, m, keys], out [units, m, head].
-// bias (optional) [biasBatch, timeRows, keys]: row r of a unit reads bias row r % timeRows of
-// its batch (unit / biasUnitsPerBatch) when biasPerBatch, else of the only batch; grouped query
-// heads stack timeRows-row blocks, so one causal/padding pattern serves them all.
-// Args: q, k, v, bias|null, probs, out, units, m, keys, head, timeRows, biasUnitsPerBatch, biasPerBatch
-Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
-  const float* q = DataOf<float>(info[0]);
-  const float* k = DataOf<float>(info[1]);
-  const float* v = DataOf<float>(info[2]);
-  const bool hasBias = !info[3].IsNull() && !info[3].IsUndefined();
-  const float* bias = hasBias ? DataOf<float>(info[3]) : nullptr;
-  float* probs = DataOf<float>(info[4]);
-  float* out = DataOf<float>(info[5]);
-  const int64_t units = IntOf(info[6]), m = IntOf(info[7]), keys = IntOf(info[8]), head = IntOf(info[9]);
-  const int64_t timeRows = IntOf(info[10]), biasUnitsPerBatch = IntOf(info[11]);
-  const bool biasPerBatch = Truthy(info[12]);
-  if (units == 0 || m == 0) return info.Env().Undefined();
-  // Per bias row, one past its last unmasked column (masked = bias below -1e8; the model uses
-  // -1e9). A row with every column masked keeps them all, so its softmax is uniform as in tfjs.
-  std::vector<int64_t> validEnd;
-  if (hasBias) {
-    const int64_t biasRows = (biasPerBatch ? units / biasUnitsPerBatch : 1) * timeRows;
-    validEnd.resize(static_cast<size_t>(biasRows));
-    for (int64_t br = 0; br < biasRows; br++) {
-      const float* b = bias + br * keys;
-      int64_t end = keys;
-      while (end > 0 && b[end - 1] < -1e8f) end--;
-      validEnd[br] = end == 0 ? keys : end;
-    }
-  }
-  ForEachUnit(units, 4.0 * units * m * keys * head, [&](int64_t u) {
-    float* p = probs + u * m * keys;
-    const float* qu = q + u * m * head;
-    const float* ku = k + u * keys * head;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, keys, head, 1.0f, qu, head, ku, head, 0.0f, p,
-                keys);
-    const int64_t biasBatch = hasBias && biasPerBatch ? u / biasUnitsPerBatch : 0;
-    for (int64_t r = 0; r < m; r++) {
-      const int64_t t = r % timeRows;
-      BiasedSoftmaxRow(p + r * keys, hasBias ? bias + (biasBatch * timeRows + t) * keys : nullptr, keys,
-                       hasBias ? validEnd[biasBatch * timeRows + t] : keys);
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, head, keys, 1.0f, p, keys,
-                v + u * keys * head, head, 0.0f, out + u * m * head, head);
-  });
-  return info.Env().Undefined();
-}
-
-// Gradients of AttentionForward given dOut and its saved probs (the bias is a constant).
-// Args: q, k, v, probs, dOut, dQ, dK, dV, units, m, keys, head
-Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
-  const float* q = DataOf<float>(info[0]);
-  const float* k = DataOf<float>(info[1]);
-  const float* v = DataOf<float>(info[2]);
-  const float* probs = DataOf<float>(info[3]);
-  const float* dOut = DataOf<float>(info[4]);
-  float* dQ = DataOf<float>(info[5]);
-  float* dK = DataOf<float>(info[6]);
-  float* dV = DataOf<float>(info[7]);
-  const int64_t units = IntOf(info[8]), m = IntOf(info[9]), keys = IntOf(info[10]), head = IntOf(info[11]);
-  if (units == 0 || m == 0) return info.Env().Undefined();
-  ForEachUnit(units, 8.0 * units * m * keys * head, [&](int64_t u) {
-    const float* p = probs + u * m * keys;
-    const float* dou = dOut + u * m * head;
-    const float* qu = q + u * m * head;
-    const float* ku = k + u * keys * head;
-    const float* vu = v + u * keys * head;
-    std::vector<float> ds(static_cast<size_t>(m * keys));
-    // dV = P^T dO; dP = dO V^T; dS = P (dP - rowsum(dP P)); dQ = dS K; dK = dS^T Q.
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, keys, head, m, 1.0f, p, keys, dou, head, 0.0f,
-                dV + u * keys * head, head);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, keys, head, 1.0f, dou, head, vu, head, 0.0f,
-                ds.data(), keys);
-    for (int64_t r = 0; r < m; r++) {
-      float* row = ds.data() + r * keys;
-      const float* pr = p + r * keys;
-      float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-      for (int64_t c = 0; c < keys; c++) dot += row[c] * pr[c];
-#pragma omp simd
-      for (int64_t c = 0; c < keys; c++) row[c] = pr[c] * (row[c] - dot);
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, head, keys, 1.0f, ds.data(), keys, ku, head,
-                0.0f, dQ + u * m * head, head);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, keys, head, m, 1.0f, ds.data(), keys, qu, head,
-                0.0f, dK + u * keys * head, head);
-  });
-  return info.Env().Undefined();
-}
-
 // Info about the build, for `cprec doctor` and the benchmark.
 Napi::Value Describe(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
@@ -639,7 +507,7 @@ Napi::Value Describe(const Napi::CallbackInfo& info) {
   o.Set("blasConfig", openblas_get_config());
   o.Set("isa", cprec::IsaName(cprec::ActiveIsa()));
   const char* tuning = std::getenv("CPREC_MALLOC_TUNING");
-  o.Set("mallocTuning", tuning != nullptr && std::strcmp(tuning, "off") == 0 ? "off" : "heap-32MiB");
+  o.Set("mallocTuning", tuning != nullptr && std::strcmp(tuning, "off") == 0 ? "off" : "heap-only");
   return o;
 }
 
@@ -649,16 +517,21 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// tfjs's cpu backend allocates a fresh typed array for every op result. glibc serves blocks above
-// its mmap threshold (128 KiB, adjusted upwards only after frees) with mmap and returns them with
-// munmap, so a [1024, 1536] activation pays a page fault per 4 KiB page on first write — in this VM
-// that was about a third of a SmolLM2 LoRA training step (docs/kernels.md). Keeping blocks up to
-// 32 MiB (glibc's maximum) in the heap and never trimming it makes freed activations reusable.
+// tfjs's cpu backend allocates a fresh typed array for every op result, and V8 frees it only when
+// a garbage collection finds it dead. Memory the process touches for the first time costs a page
+// fault per 4 KiB page, 2.5-20 µs each in this VM (measured: 160-620 ms to first-touch 200 MB,
+// 10 ms to rewrite it) — about a third of a SmolLM2 LoRA step before this tuning
+// (docs/kernels.md). glibc serves blocks above its mmap threshold (128 KiB, at most 32 MiB) with
+// fresh mmaps and unmaps them on free, so every such activation paid those faults again; and it
+// trims the top of the heap. So: no mmap at all (M_MMAP_MAX 0: blocks of every size come from the
+// heap, so the 200 MB logits of a step reuse the last step's pages), never trim, and grow the heap
+// in 64 MiB steps. The heap then stays at its peak (RSS 4 GB for a SmolLM2 step at batch 4 × 256)
+// and a step after the first pays ~500 page faults instead of ~110,000.
 // CPREC_MALLOC_TUNING=off leaves glibc's defaults.
 void TuneMalloc() {
   const char* v = std::getenv("CPREC_MALLOC_TUNING");
   if (v != nullptr && std::strcmp(v, "off") == 0) return;
-  mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+  mallopt(M_MMAP_MAX, 0);
   mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max());
   mallopt(M_TOP_PAD, 64 * 1024 * 1024);
 }
@@ -675,8 +548,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("fill", Napi::Function::New(env, Fill));
   exports.Set("gather", Napi::Function::New(env, Gather));
   exports.Set("unsortedSegmentSum", Napi::Function::New(env, UnsortedSegmentSum));
-  exports.Set("attentionForward", Napi::Function::New(env, AttentionForward));
-  exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward));
   exports.Set("decoderLayer", Napi::Function::New(env, cprec::DecoderLayer));
   exports.Set("logProbabilities", Napi::Function::New(env, LogProbabilities));
   exports.Set("rmsNormForward", Napi::Function::New(env, cprec::RmsNormForward));
@@ -691,6 +562,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("loraLinearBackward", Napi::Function::New(env, cprec::LoraLinearBackward));
   exports.Set("sumSquares", Napi::Function::New(env, cprec::SumSquares));
   exports.Set("adamwUpdate", Napi::Function::New(env, cprec::AdamWUpdate));
+  exports.Set("attentionTrainForward", Napi::Function::New(env, cprec::AttentionTrainForward));
+  exports.Set("attentionTrainBackward", Napi::Function::New(env, cprec::AttentionTrainBackward));
   exports.Set("describe", Napi::Function::New(env, Describe));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   return exports;

@@ -785,4 +785,217 @@ Napi::Value AdamWUpdate(const Napi::CallbackInfo& info) {
   });
 }
 
+// ---------------------------------------------------------------------------------------------
+// Attention for training: softmax(q·kᵀ + bias)·v per (batch, kv head) unit, keeping only each
+// row's max and 1/Σ for the backward pass, which recomputes the probabilities block by block.
+//
+// Why not keep the probabilities (the previous fused kernel did): [B, kvHeads, rows, keys] floats
+// per layer — 9 MB at batch 4 × 256, 38 MB at 4 × 512 — were kept alive from forward to backward
+// for all 30 layers and freshly allocated each step; recomputing them costs one q·kᵀ product per
+// block. Rows run in blocks of kRowBlock, and a block reads only the keys before its last row's
+// first trailing masked key (causal: half the keys on average), so the products skip the masked
+// triangle instead of computing it and multiplying by zero.
+
+namespace {
+constexpr int64_t kRowBlock = 64;
+
+struct AttentionShape {
+  int64_t units, m, keys, head, timeRows, biasUnitsPerBatch;
+  bool biasPerBatch;
+};
+
+// One past the last unmasked key of every bias row (all keys when there is no bias; a row whose
+// keys are all masked keeps them all, so its softmax is uniform as in tfjs).
+std::vector<int64_t> ValidEnds(const float* bias, const AttentionShape& s) {
+  const int64_t biasRows = bias ? (s.biasPerBatch ? s.units / s.biasUnitsPerBatch : 1) * s.timeRows : 0;
+  std::vector<int64_t> end(static_cast<size_t>(biasRows));
+  for (int64_t br = 0; br < biasRows; br++) {
+    const float* b = bias + br * s.keys;
+    int64_t e = s.keys;
+    while (e > 0 && b[e - 1] < -1e8f) e--;
+    end[br] = e == 0 ? s.keys : e;
+  }
+  return end;
+}
+
+struct RowBias {
+  const float* row;  // null: no bias
+  int64_t valid;
+};
+
+inline RowBias BiasOf(const float* bias, const std::vector<int64_t>& ends, const AttentionShape& s, int64_t u,
+                      int64_t r) {
+  if (!bias) return {nullptr, s.keys};
+  const int64_t batch = s.biasPerBatch ? u / s.biasUnitsPerBatch : 0;
+  const int64_t br = batch * s.timeRows + r % s.timeRows;
+  return {bias + br * s.keys, ends[br]};
+}
+
+// Keys a block of rows [r0, r1) needs: the largest valid end among them.
+inline int64_t BlockKeys(const float* bias, const std::vector<int64_t>& ends, const AttentionShape& s, int64_t u,
+                         int64_t r0, int64_t r1) {
+  int64_t n = 0;
+  for (int64_t r = r0; r < r1; r++) n = std::max(n, BiasOf(bias, ends, s, u, r).valid);
+  return n;
+}
+
+// row[0, n) = softmax(row + bias) over the valid prefix, 0 after it; returns (max, 1/Σ).
+inline __attribute__((always_inline)) void SoftmaxStatsRowBody(float* row, const float* bias, int64_t n,
+                                                               int64_t valid, float* stats) {
+  if (bias) {
+#pragma omp simd
+    for (int64_t c = 0; c < valid; c++) row[c] += bias[c];
+  }
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t c = 0; c < valid; c++) mx = row[c] > mx ? row[c] : mx;
+#pragma omp simd
+  for (int64_t c = 0; c < valid; c++) row[c] = VecExp(row[c] - mx);
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t c = 0; c < valid; c++) sum += row[c];
+  const float inv = 1.0f / sum;
+#pragma omp simd
+  for (int64_t c = 0; c < valid; c++) row[c] *= inv;
+  std::fill(row + valid, row + n, 0.0f);
+  stats[0] = mx;
+  stats[1] = inv;
+}
+CPREC_ISA_DISPATCH(SoftmaxStatsRow, SoftmaxStatsRowBody,
+                   (float* row, const float* bias, int64_t n, int64_t valid, float* stats),
+                   (row, bias, n, valid, stats))
+
+// The forward's probabilities again from the scores and the saved (max, 1/Σ).
+inline __attribute__((always_inline)) void RecomputeRowBody(float* row, const float* bias, int64_t n, int64_t valid,
+                                                            const float* stats) {
+  if (bias) {
+#pragma omp simd
+    for (int64_t c = 0; c < valid; c++) row[c] += bias[c];
+  }
+  const float mx = stats[0], inv = stats[1];
+#pragma omp simd
+  for (int64_t c = 0; c < valid; c++) row[c] = VecExp(row[c] - mx) * inv;
+  std::fill(row + valid, row + n, 0.0f);
+}
+CPREC_ISA_DISPATCH(RecomputeRow, RecomputeRowBody,
+                   (float* row, const float* bias, int64_t n, int64_t valid, const float* stats),
+                   (row, bias, n, valid, stats))
+
+// ds = p ⊙ (dp − Σ dp ⊙ p) in place over n values.
+inline __attribute__((always_inline)) void SoftmaxGradRowBody(float* dp, const float* p, int64_t n) {
+  float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+  for (int64_t c = 0; c < n; c++) dot += dp[c] * p[c];
+#pragma omp simd
+  for (int64_t c = 0; c < n; c++) dp[c] = p[c] * (dp[c] - dot);
+}
+CPREC_ISA_DISPATCH(SoftmaxGradRow, SoftmaxGradRowBody, (float* dp, const float* p, int64_t n), (dp, p, n))
+
+AttentionShape ReadAttentionShape(const Args& a, size_t first) {
+  AttentionShape s{a.Size(first),     a.Size(first + 1), a.Size(first + 2), a.Size(first + 3),
+                   a.Size(first + 4), a.Size(first + 5), a.Flag(first + 6)};
+  if (s.timeRows == 0 || s.m % s.timeRows != 0) a.Fail("rows must be blocks of timeRows");
+  if (s.biasPerBatch && (s.biasUnitsPerBatch == 0 || s.units % s.biasUnitsPerBatch != 0))
+    a.Fail("units must be whole batches of biasUnitsPerBatch");
+  return s;
+}
+
+int64_t BiasValues(const AttentionShape& s) {
+  return (s.biasPerBatch ? s.units / s.biasUnitsPerBatch : 1) * s.timeRows * s.keys;
+}
+}  // namespace
+
+// Args: q, k, v, bias|null, out, stats (out, [units, m, 2]), units, m, keys, head, timeRows,
+// biasUnitsPerBatch, biasPerBatch
+Napi::Value AttentionTrainForward(const Napi::CallbackInfo& info) {
+  return Guarded(info, [&]() {
+    const Args a(info, "attentionTrainForward");
+    const AttentionShape s = ReadAttentionShape(a, 6);
+    const float* q = a.F32(0, s.units * s.m * s.head);
+    const float* k = a.F32(1, s.units * s.keys * s.head);
+    const float* v = a.F32(2, s.units * s.keys * s.head);
+    const float* bias = a.OptionalF32(3, BiasValues(s));
+    float* out = a.F32(4, s.units * s.m * s.head);
+    float* stats = a.F32(5, s.units * s.m * 2);
+    if (s.units == 0 || s.m == 0) return info.Env().Undefined();
+    const std::vector<int64_t> ends = ValidEnds(bias, s);
+    const int64_t blocks = (s.m + kRowBlock - 1) / kRowBlock;
+    const double flops = 4.0 * s.units * s.m * s.keys * s.head;
+    const int threads = flops >= kParallelFlops ? omp_get_max_threads() : 1;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+      std::vector<float> p(static_cast<size_t>(kRowBlock * s.keys));
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t item = 0; item < s.units * blocks; item++) {
+        const int64_t u = item / blocks, r0 = (item % blocks) * kRowBlock, r1 = std::min(s.m, r0 + kRowBlock);
+        const int64_t n = BlockKeys(bias, ends, s, u, r0, r1);
+        const float* ku = k + u * s.keys * s.head;
+        Gemm(false, true, r1 - r0, n, s.head, 1.0f, q + (u * s.m + r0) * s.head, s.head, ku, s.head, 0.0f, p.data(), n);
+        for (int64_t r = r0; r < r1; r++) {
+          const RowBias rb = BiasOf(bias, ends, s, u, r);
+          SoftmaxStatsRow(p.data() + (r - r0) * n, rb.row, n, std::min(rb.valid, n), stats + (u * s.m + r) * 2);
+        }
+        Gemm(false, false, r1 - r0, s.head, n, 1.0f, p.data(), n, v + u * s.keys * s.head, s.head, 0.0f,
+             out + (u * s.m + r0) * s.head, s.head);
+      }
+    }
+    return info.Env().Undefined();
+  });
+}
+
+// Args: q, k, v, bias|null, stats, dOut, dQ, dK, dV, units, m, keys, head, timeRows, biasUnitsPerBatch,
+// biasPerBatch
+Napi::Value AttentionTrainBackward(const Napi::CallbackInfo& info) {
+  return Guarded(info, [&]() {
+    const Args a(info, "attentionTrainBackward");
+    const AttentionShape s = ReadAttentionShape(a, 9);
+    const float* q = a.F32(0, s.units * s.m * s.head);
+    const float* k = a.F32(1, s.units * s.keys * s.head);
+    const float* v = a.F32(2, s.units * s.keys * s.head);
+    const float* bias = a.OptionalF32(3, BiasValues(s));
+    const float* stats = a.F32(4, s.units * s.m * 2);
+    const float* dOut = a.F32(5, s.units * s.m * s.head);
+    float* dQ = a.F32(6, s.units * s.m * s.head);
+    float* dK = a.F32(7, s.units * s.keys * s.head);
+    float* dV = a.F32(8, s.units * s.keys * s.head);
+    std::fill(dK, dK + s.units * s.keys * s.head, 0.0f);
+    std::fill(dV, dV + s.units * s.keys * s.head, 0.0f);
+    if (s.units == 0 || s.m == 0) return info.Env().Undefined();
+    const std::vector<int64_t> ends = ValidEnds(bias, s);
+    const int64_t blocks = (s.m + kRowBlock - 1) / kRowBlock;
+    const double flops = 10.0 * s.units * s.m * s.keys * s.head;
+    const int threads = flops >= kParallelFlops ? omp_get_max_threads() : 1;
+    // By unit: the row blocks of a unit all add into its dK and dV.
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+      std::vector<float> p(static_cast<size_t>(kRowBlock * s.keys)), dp(static_cast<size_t>(kRowBlock * s.keys));
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t u = 0; u < s.units; u++) {
+        const float* ku = k + u * s.keys * s.head;
+        const float* vu = v + u * s.keys * s.head;
+        float* dKu = dK + u * s.keys * s.head;
+        float* dVu = dV + u * s.keys * s.head;
+        for (int64_t b = 0; b < blocks; b++) {
+          const int64_t r0 = b * kRowBlock, r1 = std::min(s.m, r0 + kRowBlock), rows = r1 - r0;
+          const int64_t n = BlockKeys(bias, ends, s, u, r0, r1);
+          const float* qb = q + (u * s.m + r0) * s.head;
+          const float* dOb = dOut + (u * s.m + r0) * s.head;
+          Gemm(false, true, rows, n, s.head, 1.0f, qb, s.head, ku, s.head, 0.0f, p.data(), n);
+          for (int64_t r = r0; r < r1; r++) {
+            const RowBias rb = BiasOf(bias, ends, s, u, r);
+            RecomputeRow(p.data() + (r - r0) * n, rb.row, n, std::min(rb.valid, n), stats + (u * s.m + r) * 2);
+          }
+          // dV += pᵀ dO; dP = dO vᵀ; dS = p (dP − rowsum(dP p)); dQ = dS k; dK += dSᵀ q.
+          Gemm(true, false, n, s.head, rows, 1.0f, p.data(), n, dOb, s.head, 1.0f, dVu, s.head);
+          Gemm(false, true, rows, n, s.head, 1.0f, dOb, s.head, vu, s.head, 0.0f, dp.data(), n);
+          for (int64_t r = 0; r < rows; r++) SoftmaxGradRow(dp.data() + r * n, p.data() + r * n, n);
+          Gemm(false, false, rows, s.head, n, 1.0f, dp.data(), n, ku, s.head, 0.0f, dQ + (u * s.m + r0) * s.head,
+               s.head);
+          Gemm(true, false, n, s.head, rows, 1.0f, dp.data(), n, qb, s.head, 1.0f, dKu, s.head);
+        }
+      }
+    }
+    return info.Env().Undefined();
+  });
+}
+
 }  // namespace cprec

@@ -17,5 +17,7 @@ Napi::Value LoraLinearForward(const Napi::CallbackInfo& info);
 Napi::Value LoraLinearBackward(const Napi::CallbackInfo& info);
 Napi::Value SumSquares(const Napi::CallbackInfo& info);
 Napi::Value AdamWUpdate(const Napi::CallbackInfo& info);
+Napi::Value AttentionTrainForward(const Napi::CallbackInfo& info);
+Napi::Value AttentionTrainBackward(const Napi::CallbackInfo& info);
 
 }  // namespace cprec

@@ -68,6 +68,29 @@ const CASES: Case[] = [
   },
   { name: 'prefill after a cache', batch: 1, groups: 1, kvMul: 1, time: 4, past: 6, head: 3, bias: 'causal' },
   { name: 'size-1 everything', batch: 1, groups: 1, kvMul: 1, time: 1, past: 0, head: 1, bias: 'none' },
+  // Several 64-row blocks, blocks straddling two heads (T = 100), causal key skipping per block.
+  {
+    name: 'long causal rows in blocks',
+    batch: 2,
+    groups: 3,
+    kvMul: 3,
+    time: 100,
+    past: 0,
+    head: 16,
+    bias: 'causal',
+  },
+  {
+    name: 'long padded rows in blocks',
+    batch: 3,
+    groups: 1,
+    kvMul: 2,
+    time: 70,
+    past: 0,
+    head: 8,
+    bias: 'causal+padding',
+  },
+  // Above the threading threshold (≥ 1e8 flops): units and row blocks split over threads.
+  { name: 'two threads', batch: 4, groups: 2, kvMul: 3, time: 128, past: 0, head: 64, bias: 'causal' },
 ];
 
 function inputs(c: Case): {

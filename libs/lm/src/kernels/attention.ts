@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { nativeKernelsActive } from './index';
-import { loadNativeAddon } from './native-addon';
+import { TRAINING_KERNELS } from './training-kernels';
 
 /**
  * Scaled-dot-product attention for grouped query heads, fused into one native kernel per
@@ -10,7 +10,7 @@ import { loadNativeAddon } from './native-addon';
  * ([B, kvHeads, rows, keys], 16 MB per layer at batch 8 × 256) dominating the step, because the
  * op-by-op graph streams them through memory about ten times per layer (bias add, softmax, two
  * matmuls, and the softmax gradient's Mul/Sum/Sub/Mul). The fused kernel handles one
- * (batch, kv head) at a time while its scores are in cache.
+ * (batch, kv head) unit and block of rows at a time while its scores are in cache.
  *
  * Shapes: q [B, G, rows, head] (already scaled; rows = kvMul · T, the kvMul query heads sharing a
  * kv head stacked in blocks of T rows), k and v [B, G, keys, head], bias [1 or B, 1, T, keys]
@@ -44,10 +44,16 @@ export function fusedAttentionAvailable(): boolean {
     process.env.CPREC_FUSED_ATTENTION !== '0' &&
     nativeKernelsActive() &&
     tf.getBackend() === 'cpu' &&
-    loadNativeAddon().addon?.attentionForward !== undefined
+    tf.getKernel(TRAINING_KERNELS.attention, 'cpu') !== undefined
   );
 }
 
+/**
+ * The registered `CprecAttention` kernel (training-kernels.ts, native training_ops.cc): one call
+ * per direction; the forward keeps each row's softmax max and 1/Σ, and the backward recomputes the
+ * probabilities from them block by block instead of keeping [B, G, rows, keys] alive between the
+ * passes. Row blocks skip the keys the causal mask hides.
+ */
 function fusedAttention(
   q: tf.Tensor4D,
   k: tf.Tensor4D,
@@ -55,8 +61,6 @@ function fusedAttention(
   bias: tf.Tensor4D | null,
   timeRows: number,
 ): tf.Tensor4D {
-  const addon = loadNativeAddon().addon;
-  if (!addon) throw new Error('fused attention needs the native addon');
   const [B, G, rows, head] = q.shape;
   const keys = k.shape[2];
   if (k.shape[0] !== B || k.shape[1] !== G || k.shape[3] !== head || !sameShape(k.shape, v.shape))
@@ -66,69 +70,18 @@ function fusedAttention(
     throw new Error(`bias shape [${bias.shape}] is not [1|${B}, 1, ${timeRows}, ${keys}]`);
   if (bias && bias.shape[0] !== 1 && bias.shape[0] !== B)
     throw new Error(`bias batch ${bias.shape[0]} is neither 1 nor ${B}`);
-  const biasValues = bias ? float32(bias) : null;
-  const biasPerBatch = bias !== null && bias.shape[0] === B && B > 1;
-  const units = B * G;
-  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
-    const [qIn, kIn, vIn] = args as tf.Tensor[];
-    const save = args[3] as tf.GradSaveFunc;
-    const probs = new Float32Array(units * rows * keys);
-    const out = new Float32Array(units * rows * head);
-    addon.attentionForward(
-      float32(qIn),
-      float32(kIn),
-      float32(vIn),
-      biasValues,
-      probs,
-      out,
-      units,
-      rows,
-      keys,
-      head,
+  for (const t of [q, k, v, ...(bias ? [bias] : [])])
+    if (t.dtype !== 'float32') throw new Error(`fused attention needs float32, got ${t.dtype}`);
+  const inputs = bias ? [q, k, v, bias] : [q, k, v];
+  const [out, stats] = tf
+    .engine()
+    .runKernel(TRAINING_KERNELS.attention, inputs as unknown as tf.NamedTensorMap, {
       timeRows,
-      G,
-      biasPerBatch,
-    );
-    const p = tf.tensor4d(probs, [B, G, rows, keys]);
-    save([qIn, kIn, vIn, p]);
-    return {
-      value: tf.tensor4d(out, [B, G, rows, head]),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [sq, sk, sv, sp] = saved;
-        const dq = new Float32Array(units * rows * head);
-        const dk = new Float32Array(units * keys * head);
-        const dv = new Float32Array(units * keys * head);
-        addon.attentionBackward(
-          float32(sq),
-          float32(sk),
-          float32(sv),
-          float32(sp),
-          float32(dy),
-          dq,
-          dk,
-          dv,
-          units,
-          rows,
-          keys,
-          head,
-        );
-        return [
-          tf.tensor4d(dq, [B, G, rows, head]),
-          tf.tensor4d(dk, [B, G, keys, head]),
-          tf.tensor4d(dv, [B, G, keys, head]),
-        ];
-      },
-    };
-  });
-  return op(q, k, v);
+    }) as tf.Tensor[];
+  stats.dispose(); // the tape keeps its own reference for the backward pass
+  return out as tf.Tensor4D;
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
-}
-
-/** The tensor's values; on the cpu backend this is its own buffer, not a copy. */
-function float32(t: tf.Tensor): Float32Array {
-  if (t.dtype !== 'float32') throw new Error(`fused attention needs float32, got ${t.dtype}`);
-  return t.dataSync() as Float32Array;
 }

@@ -54,35 +54,6 @@ export interface NativeKernelAddon {
     numSegments: number,
     inner: number,
   ): void;
-  attentionForward(
-    q: Float32Array,
-    k: Float32Array,
-    v: Float32Array,
-    bias: Float32Array | null,
-    probs: Float32Array,
-    out: Float32Array,
-    units: number,
-    rows: number,
-    keys: number,
-    head: number,
-    timeRows: number,
-    biasUnitsPerBatch: number,
-    biasPerBatch: boolean,
-  ): void;
-  attentionBackward(
-    q: Float32Array,
-    k: Float32Array,
-    v: Float32Array,
-    probs: Float32Array,
-    dOut: Float32Array,
-    dQ: Float32Array,
-    dK: Float32Array,
-    dV: Float32Array,
-    units: number,
-    rows: number,
-    keys: number,
-    head: number,
-  ): void;
   /** Absent from addons built before the fused decoder layer. */
   decoderLayer?(args: NativeDecoderLayerArgs): void;
   /** out[i] = log softmax(logits[offsets[i], offsets[i] + n))[tokens[i]]. */
@@ -146,6 +117,8 @@ export interface NativeKernelAddon {
   loraLinearBackward?(args: NativeLoraLinearArgs & { dx: Float32Array }): void;
   sumSquares?(arrays: Float32Array[], out: Float32Array): void;
   adamwUpdate?(args: NativeAdamWArgs): void;
+  attentionTrainForward?(...args: NativeAttentionArgs<'forward'>): void;
+  attentionTrainBackward?(...args: NativeAttentionArgs<'backward'>): void;
   describe(): { blasThreads: number; ompThreads: number; blasConfig: string; isa?: string };
   setThreads(n: number): void;
 }
@@ -211,6 +184,36 @@ export interface NativeAdamWArgs {
   /** Gradient multiplier (clipping), or null for none. */
   gradScale: number | null;
 }
+
+/** units, rows, keys, head, timeRows, biasUnitsPerBatch, biasPerBatch (training_ops.cc). */
+type AttentionSizes = [number, number, number, number, number, number, boolean];
+
+/**
+ * Forward: q, k, v, bias|null, out, stats ([units, rows, 2]: each row's max and 1/Σ), sizes.
+ * Backward: q, k, v, bias|null, stats, dOut, dQ, dK, dV, sizes.
+ */
+export type NativeAttentionArgs<D extends 'forward' | 'backward'> = D extends 'forward'
+  ? [
+      Float32Array,
+      Float32Array,
+      Float32Array,
+      Float32Array | null,
+      Float32Array,
+      Float32Array,
+      ...AttentionSizes,
+    ]
+  : [
+      Float32Array,
+      Float32Array,
+      Float32Array,
+      Float32Array | null,
+      Float32Array,
+      Float32Array,
+      Float32Array,
+      Float32Array,
+      Float32Array,
+      ...AttentionSizes,
+    ];
 
 const ADDON_RELATIVE_PATH = join('libs', 'lm', 'native', 'build', 'Release', 'cprec_kernels.node');
 

@@ -43,6 +43,8 @@ export const TRAINING_KERNELS = {
   loraLinearGrad: 'CprecLoraLinearGrad',
   sumSquares: 'CprecSumSquares',
   adamw: 'CprecAdamW',
+  attention: 'CprecAttention',
+  attentionGrad: 'CprecAttentionGrad',
 } as const;
 
 /** How the inputs of a `CprecLoraLinear` call are laid out (attrs; inputs are a flat array). */
@@ -132,6 +134,8 @@ type TrainingAddon = Required<
     | 'loraLinearBackward'
     | 'sumSquares'
     | 'adamwUpdate'
+    | 'attentionTrainForward'
+    | 'attentionTrainBackward'
   >
 >;
 
@@ -148,7 +152,9 @@ function hasTrainingKernels(addon: NativeKernelAddon): addon is NativeKernelAddo
     addon.loraLinearForward !== undefined &&
     addon.loraLinearBackward !== undefined &&
     addon.sumSquares !== undefined &&
-    addon.adamwUpdate !== undefined
+    addon.adamwUpdate !== undefined &&
+    addon.attentionTrainForward !== undefined &&
+    addon.attentionTrainBackward !== undefined
   );
 }
 
@@ -430,7 +436,73 @@ function buildKernels(addon: TrainingAddon): Record<string, (args: KernelArgs) =
     }).flat();
   };
 
+  /** units, rows, keys, head, timeRows, biasUnitsPerBatch, biasPerBatch of q [B, G, rows, head]. */
+  const attentionSizes = (
+    q: TensorInfo,
+    k: TensorInfo,
+    bias: TensorInfo | undefined,
+    timeRows: number,
+  ): [number, number, number, number, number, number, boolean] => {
+    const [B, G, rows, head] = q.shape;
+    return [B * G, rows, k.shape[2], head, timeRows, G, bias !== undefined && bias.shape[0] === B && B > 1];
+  };
+
+  /** Inputs [q, k, v, bias?]; outputs [out, stats] (stats: each row's softmax max and 1/Σ). */
+  const attention = (args: KernelArgs): TensorInfo[] => {
+    const backend = cpu(args);
+    const [q, k, v, bias] = Object.values(args.inputs) as Array<TensorInfo | undefined> as TensorInfo[];
+    const sizes = attentionSizes(q, k, bias, args.attrs?.timeRows as number);
+    const out = new Float32Array(util.sizeFromShape(q.shape));
+    const stats = new Float32Array(sizes[0] * sizes[1] * 2);
+    addon.attentionTrainForward(
+      values(backend, q, 'q'),
+      values(backend, k, 'k'),
+      values(backend, v, 'v'),
+      bias ? values(backend, bias, 'bias') : null,
+      out,
+      stats,
+      ...sizes,
+    );
+    return [
+      backend.makeTensorInfo(q.shape, 'float32', out),
+      backend.makeTensorInfo([sizes[0], sizes[1], 2], 'float32', stats),
+    ];
+  };
+
+  /** Inputs [q, k, v, bias?, stats, dOut] (bias marked by attrs.hasBias); outputs [dq, dk, dv]. */
+  const attentionGrad = (args: KernelArgs): TensorInfo[] => {
+    const backend = cpu(args);
+    const list = Object.values(args.inputs) as TensorInfo[];
+    const hasBias = args.attrs?.hasBias === true;
+    const [q, k, v] = list;
+    const bias = hasBias ? list[3] : undefined;
+    const [stats, dOut] = list.slice(hasBias ? 4 : 3);
+    const sizes = attentionSizes(q, k, bias, args.attrs?.timeRows as number);
+    const dq = new Float32Array(util.sizeFromShape(q.shape));
+    const dk = new Float32Array(util.sizeFromShape(k.shape));
+    const dv = new Float32Array(util.sizeFromShape(v.shape));
+    addon.attentionTrainBackward(
+      values(backend, q, 'q'),
+      values(backend, k, 'k'),
+      values(backend, v, 'v'),
+      bias ? values(backend, bias, 'bias') : null,
+      values(backend, stats, 'stats'),
+      values(backend, dOut, 'dOut'),
+      dq,
+      dk,
+      dv,
+      ...sizes,
+    );
+    return [
+      backend.makeTensorInfo(q.shape, 'float32', dq),
+      backend.makeTensorInfo(k.shape, 'float32', dk),
+      backend.makeTensorInfo(v.shape, 'float32', dv),
+    ];
+  };
+
   return {
+    [TRAINING_KERNELS.attention]: attention,
+    [TRAINING_KERNELS.attentionGrad]: attentionGrad,
     [TRAINING_KERNELS.sumSquares]: sumSquares,
     [TRAINING_KERNELS.adamw]: adamw,
     [TRAINING_KERNELS.rmsNorm]: rmsNorm,
@@ -453,6 +525,25 @@ function zeroGradient(t: Tensor): Tensor {
 
 function gradients(): GradConfig[] {
   return [
+    {
+      kernelName: TRAINING_KERNELS.attention,
+      saveAllInputs: true,
+      outputsToSave: [false, true],
+      // saved: q, k, v, bias?, then the stats output. The bias is a mask: no gradient.
+      gradFunc: (dys, saved, attrs) => {
+        const hasBias = saved.length === 5;
+        const [dq, dk, dv] = run(TRAINING_KERNELS.attentionGrad, [...saved, (dys as Tensor[])[0]], {
+          ...attrs,
+          hasBias,
+        }) as Tensor[];
+        return {
+          0: () => dq,
+          1: () => dk,
+          2: () => dv,
+          ...(hasBias ? { 3: () => zeroGradient(saved[3]) } : {}),
+        };
+      },
+    },
     {
       kernelName: TRAINING_KERNELS.rmsNorm,
       inputsToSave: ['x', 'w'],
