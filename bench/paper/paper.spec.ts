@@ -183,6 +183,7 @@ describe('generation matching and Valid Ratio on crafted answers', () => {
     expect(outcome(' Mario Kart 8 Deluxe')).toEqual({ hit: 1, valid: 1 });
     expect(outcome('"mario kart 8 deluxe".\nmore text')).toEqual({ hit: 1, valid: 1 });
     expect(outcome('Mario Kart 8 Del')).toEqual({ hit: 1, valid: 1 }); // cut by the token limit
+    expect(named('FIFA 19 Champ')).toBe(4); // the title it begins, not "FIFA 19" it contains
     expect(outcome('I recommend Super Mario Odyssey to this user')).toEqual({ hit: 0, valid: 1 });
     expect(named('The Legend of Zelda: Breath')).toBe(2); // the title as shown (cut at the cap)
     expect(named('FIFA 19')).toBe(3); // exact beats the longer title it prefixes

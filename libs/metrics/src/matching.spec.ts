@@ -41,6 +41,9 @@ describe('matchGeneration', () => {
     ['Definitely Super Mario 64!', { valid: true, index: 0, rule: 'contained' }], // "mario" is inside the longer title
     ['Halo 3: ODST is great', { valid: true, index: 5, rule: 'contained' }],
     ['The Legend of Zelda: Oca', { valid: true, index: 2, rule: 'prefix' }], // cut-off generation
+    // A cut-off answer is the title it begins, not a shorter candidate it happens to contain.
+    ['Halo 3: OD', { valid: true, index: 5, rule: 'prefix' }],
+    ['Super Mario 6', { valid: true, index: 0, rule: 'prefix' }],
     ['Portal or Mario', { valid: false, reason: 'ambiguous' }],
     ['Halo', { valid: false, reason: 'no-match' }], // prefix of two titles and too short anyway
     ['Portals of Doom', { valid: false, reason: 'no-match' }],

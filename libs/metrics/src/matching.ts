@@ -7,13 +7,15 @@ import { decode as decodeHtmlEntities } from 'he';
  *  1. Both sides are normalised: HTML entities decoded, Unicode NFKC, lower case, whitespace runs
  *     collapsed, surrounding quotes and trailing punctuation removed.
  *  2. Exact: the generation equals exactly one candidate title.
- *  3. Contained: exactly one candidate title occurs in the generation as whole words, after
+ *  3. Prefix: the generation (at least `minPrefixChars` characters) is a prefix of exactly one
+ *     candidate title — an answer cut short. It comes before containment because it explains the
+ *     whole generation: "Mario Kart 8 Del" is "Mario Kart 8 Deluxe", not the candidate "Mario" it
+ *     happens to contain.
+ *  4. Contained: exactly one candidate title occurs in the generation as whole words, after
  *     discarding contained titles that are themselves inside a longer contained title
  *     ("mario" inside "super mario 64").
- *  4. Prefix: the generation (at least `minPrefixChars` characters) is a prefix of exactly one
- *     candidate title — generation cut off by the token limit.
- *  5. Otherwise invalid; several candidates satisfying the first rule that applies is also
- *     invalid (ambiguous).
+ *  5. Otherwise invalid: ambiguous when a rule matched several candidates (and no later rule
+ *     decided), else no match.
  */
 export type MatchRule = 'exact' | 'contained' | 'prefix';
 
@@ -80,21 +82,23 @@ export function matchGeneration(
   );
   if (exact) return exact;
 
+  let ambiguous: MatchResult | undefined;
+  if (g.length >= minPrefixChars) {
+    const byPrefix = decide(
+      all.filter((i) => titles[i].startsWith(g)),
+      'prefix',
+    );
+    if (byPrefix?.valid) return byPrefix;
+    ambiguous = byPrefix;
+  }
+
   const contained = all.filter((i) => containsAsWords(g, titles[i]));
   const maximal = contained.filter(
     (i) => !contained.some((j) => titles[j] !== titles[i] && containsAsWords(titles[j], titles[i])),
   );
   const byContainment = decide(maximal, 'contained');
   if (byContainment) return byContainment;
-
-  if (g.length >= minPrefixChars) {
-    const byPrefix = decide(
-      all.filter((i) => titles[i].startsWith(g)),
-      'prefix',
-    );
-    if (byPrefix) return byPrefix;
-  }
-  return { valid: false, reason: 'no-match' };
+  return ambiguous ?? { valid: false, reason: 'no-match' };
 }
 
 export interface GenerationTally {
