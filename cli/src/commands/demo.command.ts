@@ -1,262 +1,415 @@
-import { ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
+import {
+  portOf,
+  REPO_ROOT,
+  RunningService,
+  SERVICES,
+  spawnService,
+  stopServices,
+  waitHealthy,
+} from '../live/services';
+import {
+  DEFAULT_LIVE_DATASET,
+  DEFAULT_LIVE_DOMAINS,
+  prepareStream,
+  startStream,
+  type LiveStreamSpec,
+  type RunningStream,
+} from '../live/stream';
+import { day, EventReporter, formatTimeline, type DriftView, type RoundRow } from '../live/timeline';
 
-const REPO_ROOT = resolve(__dirname, '../../..');
-const NODE_ARGS = ['-r', 'ts-node/register/transpile-only', '-r', 'tsconfig-paths/register'];
+const DAY_MS = 86_400_000;
 
-interface ServiceSpec {
-  name: string;
-  portVariable: string;
-  port: number;
-}
-
-/** Start order: consumers of a topic before its producers, the operator (the face) last. */
-const SERVICES: ServiceSpec[] = [
-  { name: 'ingest', portVariable: 'INGEST_PORT', port: 8101 },
-  { name: 'sequencer', portVariable: 'SEQUENCER_PORT', port: 8102 },
-  { name: 'trainer', portVariable: 'TRAINER_PORT', port: 8103 },
-  { name: 'evaluator', portVariable: 'EVALUATOR_PORT', port: 8104 },
-  { name: 'serving', portVariable: 'SERVING_PORT', port: 8105 },
-  { name: 'operator', portVariable: 'OPERATOR_PORT', port: 8100 },
-];
-
-interface DemoOptions {
+export interface DemoOptions {
   dataset: string[];
-  users: number;
-  target: string;
+  synthetic?: boolean;
+  users?: number;
+  speed: number;
+  backlog: number;
+  minDomains?: number;
+  targets?: string;
+  roundEvery: number;
+  roundAfter: number;
+  window: number;
+  minValidRatio: number;
+  rounds: number;
+  exit?: boolean;
+  restartStream?: boolean;
   timeoutMin: number;
-  exit: boolean;
   model?: string;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const say = (line: string) => process.stdout.write(`[demo] ${line}\n`);
+const say = (line: string) => process.stdout.write(`[live] ${line}\n`);
 
-async function waitHealthy(spec: ServiceSpec, child: ChildProcess, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null)
-      throw new Error(`${spec.name} exited with code ${child.exitCode}; see .cprec/logs/${spec.name}.log`);
-    try {
-      const res = await fetch(`http://127.0.0.1:${spec.port}/health`);
-      if (res.ok) return;
-    } catch {
-      // not up yet
-    }
-    await sleep(500);
-  }
-  throw new Error(`${spec.name} not healthy after ${timeoutMs / 1000}s; see .cprec/logs/${spec.name}.log`);
+function positive(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a positive number');
+  return n;
+}
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('must be a positive integer');
+  return n;
+}
+function fraction(value: string): number {
+  const n = Number(value);
+  if (!(n >= 0 && n < 1)) throw new InvalidArgumentError('must be a number in [0, 1)');
+  return n;
+}
+function nonNegative(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('must be a number ≥ 0');
+  return n;
 }
 
-async function json<T>(url: string, init?: RequestInit): Promise<T> {
-  const res = await fetch(url, init);
+/** What the live mode streams: the options resolved against the data that exists on this machine. */
+export function liveStreamSpec(options: DemoOptions): {
+  spec: LiveStreamSpec;
+  targets: string[];
+  note?: string;
+} {
+  let note: string | undefined;
+  let datasets = options.dataset.map((p) => resolve(p));
+  let synthetic = options.synthetic === true;
+  if (!synthetic && datasets.length === 0) {
+    if (existsSync(DEFAULT_LIVE_DATASET)) datasets = [DEFAULT_LIVE_DATASET];
+    else {
+      synthetic = true;
+      note = `${DEFAULT_LIVE_DATASET} not found: streaming synthetic data instead`;
+    }
+  }
+  const usingDefault = datasets.length === 1 && datasets[0] === DEFAULT_LIVE_DATASET;
+  const syntheticDomains = ['games', 'beauty', 'books'];
+  const spec: LiveStreamSpec = {
+    datasets: synthetic ? [] : datasets,
+    ...(usingDefault ? { domains: DEFAULT_LIVE_DOMAINS } : {}),
+    ...(synthetic
+      ? {
+          synthetic: {
+            users: options.users ?? 400,
+            seed: 42,
+            domains: syntheticDomains,
+            eventsPerUser: 20,
+            // Tastes rotate mid-stream, so drift monitoring has something to find.
+            driftAfterDays: 100,
+          },
+        }
+      : {}),
+    minDomains: options.minDomains ?? (usingDefault ? 2 : 1),
+    maxUsers: synthetic ? null : (options.users ?? null),
+    backlogFraction: options.backlog,
+    speedDaysPerSecond: options.speed,
+  };
+  const targets = options.targets
+    ? options.targets
+        .split(',')
+        .map((d) => d.trim())
+        .filter(Boolean)
+    : synthetic
+      ? syntheticDomains
+      : usingDefault
+        ? [...DEFAULT_LIVE_DOMAINS]
+        : [];
+  return { spec, targets, ...(note ? { note } : {}) };
+}
+
+/**
+ * The services' settings for the live mode; the environment wins wherever it sets something
+ * (every service variable of .env.example still applies).
+ */
+export function liveEnvironment(
+  options: DemoOptions,
+  targets: readonly string[],
+  env: NodeJS.ProcessEnv,
+  token: string,
+): NodeJS.ProcessEnv {
+  const defaults: Record<string, string> = {
+    KAFKAJS_NO_PARTITIONER_WARNING: '1',
+    OPERATOR_TOKEN: token,
+    // Rounds start by the trainer's policy: per stretch of stream time, or after a burst of data.
+    TRAINER_AUTO_STREAM_INTERVAL_MS: String(Math.round(options.roundEvery * DAY_MS)),
+    TRAINER_AUTO_MIN_NEW_INTERACTIONS: String(options.roundAfter),
+    // A demo round: a short stable phase, one learning rate, small fine-tuning and SASRec.
+    TRAINER_MAX_STEPS_PER_ROUND: '40',
+    TRAINER_SFT_EPOCHS: '1',
+    TRAINER_SFT_LEARNING_RATES: '1e-3',
+    TRAINER_SFT_MAX_SAMPLES: '96',
+    TRAINER_SFT_MAX_VALIDATION: '16',
+    TRAINER_SASREC_TIME_BUDGET_MS: '20000',
+    // Drift monitoring on: the adapter serving each domain scored on every closed window.
+    EVALUATOR_DRIFT_INTERVAL_MS: '5000',
+    EVALUATOR_DRIFT_WINDOW_MS: String(Math.round(options.window * DAY_MS)),
+    // 60 users per domain and window; an alert needs 50+ of them and half the HR@1 at promotion.
+    EVALUATOR_DRIFT_MIN_SAMPLES: '50',
+    EVALUATOR_DRIFT_RELATIVE_DROP: '0.5',
+    EVALUATOR_DRIFT_REFRESH: 'true',
+    EVALUATOR_MAX_EXAMPLES: '60',
+    // The generation check: greedy answers scored, Valid Ratio gated.
+    EVALUATOR_GENERATION: 'true',
+    EVALUATOR_GATE_MIN_VALID_RATIO: String(options.minValidRatio),
+    ...(targets.length > 0
+      ? { TRAINER_TARGET_DOMAINS: targets.join(','), EVALUATOR_TARGET_DOMAINS: targets.join(',') }
+      : {}),
+    ...(options.model ? { CPREC_BASE_MODEL: resolve(options.model) } : {}),
+  };
+  const out: NodeJS.ProcessEnv = { ...defaults };
+  for (const [k, v] of Object.entries(env)) if (v !== undefined && v !== '') out[k] = v;
+  if (options.model) out.CPREC_BASE_MODEL = resolve(options.model);
+  return out;
+}
+
+async function getJson<T>(base: string, path: string): Promise<T> {
+  const res = await fetch(`${base}${path}`);
   const text = await res.text();
-  if (!res.ok) throw new Error(`${init?.method ?? 'GET'} ${url}: ${res.status} ${text}`);
+  if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${text.slice(0, 300)}`);
   return JSON.parse(text) as T;
 }
 
-function runReplay(options: DemoOptions, env: NodeJS.ProcessEnv): Promise<void> {
-  const args = [
-    ...NODE_ARGS,
-    join(REPO_ROOT, 'cli/src/main.ts'),
-    'replay',
-    '--no-progress',
-    '--as-fast-as-possible',
-  ];
-  if (options.dataset.length > 0) for (const d of options.dataset) args.push('--dataset', d);
-  else
-    args.push('--synthetic', '--users', String(options.users), '--domains', `beauty,books,${options.target}`);
-  return new Promise((resolveRun, reject) => {
-    const child = spawn(process.execPath, args, {
-      cwd: REPO_ROOT,
-      env,
-      stdio: ['ignore', 'inherit', 'inherit'],
-    });
-    child.on('exit', (code) => (code === 0 ? resolveRun() : reject(new Error(`replay exited with ${code}`))));
-  });
+interface AdapterRow {
+  adapter_id: string;
+  round_id: string;
+  status: string;
 }
 
-interface RoundView {
-  round_id: string;
-  state: string;
-  step: number;
-  total_steps: number;
-  loss: number | null;
-  lr: number | null;
-  message?: string;
+/** `--exit`: done once N rounds of this run are published and judged, and a window was scored after the last promotion. */
+function finished(
+  rounds: readonly RoundRow[],
+  adapters: readonly AdapterRow[],
+  drift: DriftView,
+  since: number,
+  wanted: number,
+  lastChange: number,
+): { done: boolean; failed: number; published: number } {
+  const mine = rounds.filter((r) => r.created_ms >= since);
+  const published = mine.filter((r) => r.state === 'published');
+  const failed = mine.filter((r) => r.state === 'failed').length;
+  if (published.length < wanted) return { done: false, failed, published: published.length };
+  const ids = new Set(published.map((r) => r.round_id));
+  const theirs = adapters.filter((a) => ids.has(a.round_id));
+  if (theirs.some((a) => a.status === 'pending')) return { done: false, failed, published: published.length };
+  const lastPromotion = Math.max(0, ...drift.promotions.filter((p) => p.ts_ms >= since).map((p) => p.ts_ms));
+  const observedAfter = drift.series.some((p) => p.ts_ms >= lastPromotion && p.ts_ms >= since);
+  // The drift tick runs right after a promotion; give it two minutes.
+  return { done: observedAfter || Date.now() - lastChange > 120_000, failed, published: published.length };
 }
 
 export function register(program: Command): void {
   program
     .command('demo')
     .description(
-      'run the whole pipeline on synthetic data (or --dataset): services, replay, a round, evaluation, serving',
+      'the live pipeline: all services, a real multi-domain dataset streamed in event-time order at an accelerated clock, ' +
+        'rounds started by the trainer’s policy, drift monitoring, the dashboard (what `npm start` runs)',
     )
     .option(
       '--dataset <path>',
-      'replay a dataset folder instead of synthetic data (repeatable)',
+      'stream these dataset folders (repeatable) instead of ../shared/data/amazon2014-linked',
       (v: string, acc: string[]) => [...acc, v],
       [],
     )
-    .option('--users <n>', 'synthetic users', (v) => Number.parseInt(v, 10), 400)
-    .option('--target <domain>', 'target domain fine-tuned and served', 'games')
+    .option('--synthetic', 'stream the seeded synthetic generator (3 domains, tastes drift on day 100)')
+    .option('--users <n>', 'synthetic: users (400); datasets: at most n users, sampled', positiveInt)
+    .option('--speed <daysPerSecond>', 'stream clock: event-time days per wall-clock second', positive, 1)
     .option(
-      '--timeout-min <m>',
-      'give up waiting for the round after this many minutes',
-      (v) => Number(v),
-      30,
+      '--backlog <fraction>',
+      'share of the interactions sent at once as the history before the clock starts',
+      fraction,
+      0.3,
     )
-    .option('--exit', 'stop everything at the end instead of running until Ctrl-C')
+    .option(
+      '--min-domains <n>',
+      'only users active in n+ domains (default 2 for the default dataset)',
+      positiveInt,
+    )
+    .option('--targets <list>', 'domains fine-tuned, served and watched (default: the stream’s domains)')
+    .option('--round-every <days>', 'a round per this much stream time', positive, 60)
+    .option('--round-after <n>', 'or after this many new interactions', positiveInt, 20_000)
+    .option('--window <days>', 'drift window: HR@1 per this much event time', positive, 30)
+    .option(
+      '--min-valid-ratio <r>',
+      'gate: Valid Ratio floor of the generation check (0: measured and shown, not gated — stories260K rarely writes an exact title)',
+      nonNegative,
+      0,
+    )
+    .option('--exit', 'stop after --rounds rounds and print the HR@1 timeline (else run until Ctrl-C)')
+    .option('--rounds <n>', 'with --exit: rounds to wait for', positiveInt, 3)
+    .option('--restart-stream', 'stream from the start instead of continuing where the last run stopped')
+    .option('--timeout-min <m>', 'with --exit: give up after this many minutes', positive, 90)
     .option(
       '--model <path>',
       'base LM of every service (.gguf, llama2.c .bin or HF folder; default CPREC_BASE_MODEL or stories260K)',
     )
     .action(async (options: DemoOptions) => {
-      const token = process.env.OPERATOR_TOKEN ?? randomBytes(16).toString('hex');
-      const env: NodeJS.ProcessEnv = {
-        ...process.env,
-        OPERATOR_TOKEN: token,
-        KAFKAJS_NO_PARTITIONER_WARNING: '1',
-        TRAINER_TARGET_DOMAINS: process.env.TRAINER_TARGET_DOMAINS ?? options.target,
-        EVALUATOR_TARGET_DOMAINS: process.env.EVALUATOR_TARGET_DOMAINS ?? options.target,
-        ...(options.model ? { CPREC_BASE_MODEL: resolve(options.model) } : {}),
-      };
-      const logDir = join(REPO_ROOT, '.cprec', 'logs');
-      mkdirSync(logDir, { recursive: true });
-      const children: { spec: ServiceSpec; child: ChildProcess }[] = [];
-      let stopping = false;
-      const stopAll = async () => {
-        if (stopping) return;
-        stopping = true;
-        say('stopping services…');
-        for (const { child } of [...children].reverse()) child.kill('SIGTERM');
-        await Promise.all(
-          children.map(({ child }) =>
-            child.exitCode === null ? new Promise((r) => child.once('exit', r)) : null,
-          ),
-        );
-      };
-      process.once('SIGINT', () => void stopAll().then(() => process.exit(0)));
-      process.once('SIGTERM', () => void stopAll().then(() => process.exit(0)));
-
-      try {
-        for (const spec of SERVICES) {
-          const main = join(REPO_ROOT, 'services', spec.name, 'src', 'main.ts');
-          if (!existsSync(main)) {
-            say(`${spec.name}: not built in this version, skipped`);
-            continue;
-          }
-          const out = createWriteStream(join(logDir, `${spec.name}.log`), { flags: 'a' });
-          const child = spawn(process.execPath, [...NODE_ARGS, main], {
-            cwd: REPO_ROOT,
-            env: { ...env, [spec.portVariable]: String(spec.port) },
-            stdio: ['ignore', 'pipe', 'pipe'],
-          });
-          child.stdout?.pipe(out);
-          child.stderr?.pipe(out);
-          children.push({ spec, child });
-          await waitHealthy(spec, child, 180_000);
-          say(`${spec.name} healthy on http://127.0.0.1:${spec.port}`);
-        }
-
-        say(
-          options.dataset.length > 0
-            ? `replaying ${options.dataset.join(', ')}`
-            : `replaying synthetic data (${options.users} users)`,
-        );
-        await runReplay(options, env);
-
-        const operator = 'http://127.0.0.1:8100';
-        const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
-        // Let the sequencer absorb the stream before the round reads its samples.
-        await sleep(12_000);
-        const accepted = await json<{ command_id: string }>(`${operator}/v1/rounds`, {
-          method: 'POST',
-          headers: auth,
-          body: JSON.stringify({ target_domains: [options.target], reason: 'npm start demo' }),
-        });
-        const roundId = accepted.command_id;
-        say(`round ${roundId} triggered`);
-        const deadline = Date.now() + options.timeoutMin * 60_000;
-        let last = '';
-        let round: RoundView | null = null;
-        while (Date.now() < deadline) {
-          try {
-            round = (await json<{ round: RoundView }>(`${operator}/v1/rounds/${roundId}`)).round;
-            const line = `${round.state} step ${round.step}/${round.total_steps}${round.loss === null ? '' : ` loss ${round.loss.toFixed(3)}`}${round.lr === null ? '' : ` lr ${round.lr.toExponential(2)}`}`;
-            if (line !== last) say(`round ${line}`);
-            last = line;
-            if (['published', 'failed', 'cancelled'].includes(round.state)) break;
-          } catch {
-            // not queued yet
-          }
-          await sleep(2_000);
-        }
-        if (round?.state !== 'published')
-          throw new Error(`round ended as ${round?.state ?? 'unknown'}: ${round?.message ?? ''}`);
-
-        // Evaluation and promotion happen in the evaluator: wait until the gate has decided on
-        // every adapter of the round (the CPT one is recorded zero-shot, the SFT one is gated).
-        const { adapters } = await json<{ adapters: Array<{ adapter_id: string; round_id: string }> }>(
-          `${operator}/v1/adapters`,
-        );
-        const mine = adapters.filter((a) => a.round_id === roundId).map((a) => a.adapter_id);
-        let decisions: Array<{ adapter_id: string; decision: string; reasons: string[] }> = [];
-        const gateDeadline = Date.now() + options.timeoutMin * 60_000;
-        while (Date.now() < gateDeadline) {
-          const { promotions } = await json<{
-            promotions: Array<{ adapter_id: string; decision: string; reasons: string[] }>;
-          }>(`${operator}/v1/promotions?limit=100`);
-          decisions = promotions.filter((p) => mine.includes(p.adapter_id));
-          if (mine.every((id) => decisions.some((d) => d.adapter_id === id))) break;
-          await sleep(2_000);
-        }
-        for (const d of decisions)
-          say(
-            `gate: ${d.adapter_id} ${d.decision}${d.reasons.length > 0 ? ` (${d.reasons.join('; ')})` : ''}`,
-          );
-        const evaluations: Array<Record<string, unknown>> = [];
-        for (const id of mine)
-          evaluations.push(
-            ...(
-              await json<{ evaluations: Array<Record<string, unknown>> }>(
-                `${operator}/v1/evaluations?adapter_id=${encodeURIComponent(id)}`,
-              )
-            ).evaluations,
-          );
-        // A promoted adapter reaches serving through Kafka; give the hot swap a moment.
-        const promoted = decisions.find((d) => d.decision === 'promoted');
-        for (let i = 0; promoted && i < 60; i++) {
-          const view = await json<{ current: { adapter_id: string } | null }>(`${operator}/v1/serving`).catch(
-            () => null,
-          );
-          if (view?.current?.adapter_id === promoted.adapter_id) break;
-          await sleep(1_000);
-        }
-        say('evaluation on the frozen test split (20 candidates):');
-        console.table(
-          evaluations.map((e) => ({
-            adapter: e.adapter_id,
-            domain: e.domain,
-            method: e.method,
-            samples: e.samples,
-            'HR@1': Number(e.hr1).toFixed(3),
-            'Valid Ratio': Number(e.valid_ratio).toFixed(3),
-            'NDCG@5': Number(e.ndcg5).toFixed(3),
-          })),
-        );
-        const serving = await json<Record<string, unknown>>(`${operator}/v1/serving`).catch(() => null);
-        say(`serving: ${JSON.stringify(serving)}`);
-        say(`dashboard: ${operator}/   (operator token for its buttons: ${token})`);
-        if (options.exit) await stopAll();
-        else say('running; Ctrl-C stops the services (npm run infra:down stops Kafka and ClickHouse)');
-      } catch (err) {
-        say(`failed: ${(err as Error).message}`);
-        await stopAll();
-        process.exitCode = 1;
-      }
+      process.exitCode = await runLive(options);
     });
+}
+
+export async function runLive(options: DemoOptions): Promise<number> {
+  process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= '1';
+  const startedAt = Date.now();
+  const token = process.env.OPERATOR_TOKEN ?? randomBytes(16).toString('hex');
+  const { spec, targets, note } = liveStreamSpec(options);
+  if (note) say(note);
+  const env = liveEnvironment(options, targets, process.env, token);
+  const home = resolve(REPO_ROOT, env.CPREC_HOME ?? '.cprec');
+  const logDir = join(home, 'logs');
+  const prefix = env.CPREC_TOPIC_PREFIX ?? '';
+  const operatorSpec = SERVICES.find((s) => s.name === 'operator')!;
+  const operator = `http://127.0.0.1:${portOf(operatorSpec, env)}`;
+
+  say('reading the stream (one pass over the data)…');
+  const prepared = await prepareStream(spec, prefix);
+  say(prepared.describe());
+
+  const services: RunningService[] = [];
+  let stream: RunningStream | null = null;
+  let stopping = false;
+  const stopAll = async () => {
+    if (stopping) return;
+    stopping = true;
+    say('stopping the stream and the services…');
+    stream?.stop();
+    await stream?.done.catch(() => undefined);
+    await stopServices(services);
+  };
+  const onSignal = () => void stopAll().then(() => process.exit(0));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  const start = async (names: ReadonlyArray<(typeof SERVICES)[number]['name']>) => {
+    const started: RunningService[] = [];
+    for (const name of names) {
+      const s = spawnService(
+        SERVICES.find((x) => x.name === name)!,
+        env,
+        logDir,
+      );
+      if (s === null) say(`${name}: not built in this version, skipped`);
+      else {
+        services.push(s);
+        started.push(s);
+      }
+    }
+    await Promise.all(started.map((s) => waitHealthy(s, 240_000)));
+    for (const s of started) say(`${s.spec.name} healthy on http://127.0.0.1:${s.port}  (log ${s.logFile})`);
+  };
+
+  try {
+    // Consumers of the stream first; evaluator and serving once the first round exists (a
+    // tiny-random base is created by the trainer's first round).
+    await start(['ingest', 'sequencer', 'trainer', 'operator']);
+    say(`dashboard: ${operator}/   (operator token for its buttons: ${token})`);
+    stream = await startStream(prepared, {
+      speedDaysPerSecond: options.speed,
+      topicPrefix: prefix,
+      home,
+      restart: options.restartStream === true,
+    });
+    const streamDone = stream.done.then(
+      (summary) => {
+        if (summary.outcome === 'already-complete')
+          say(
+            `the stream was fully replayed by an earlier run (${stream!.progressFile}); nothing new arrives. ` +
+              'For a fresh run: npm run infra:down && rm -rf .cprec, or --restart-stream, --synthetic, another --dataset',
+          );
+        else if (summary.outcome === 'completed')
+          say(`stream complete: ${summary.interactions.toLocaleString('en')} interactions sent`);
+        return summary;
+      },
+      (err: Error) => {
+        say(`stream failed: ${err.message}`);
+        throw err;
+      },
+    );
+    void streamDone.catch(() => undefined);
+    say(
+      `streaming: history first, then ${options.speed} day(s) of event time per second; rounds every ${options.roundEvery} days of stream time or ${options.roundAfter.toLocaleString('en')} new interactions; HR@1 per ${options.window}-day window`,
+    );
+
+    const reporter = new EventReporter();
+    let laterStarted = false;
+    let lastStatus = 0;
+    let lastChange = Date.now();
+    let streamEnded = false;
+    void streamDone.then(
+      () => (streamEnded = true),
+      () => (streamEnded = true),
+    );
+    const deadline = startedAt + options.timeoutMin * 60_000;
+    while (!stopping) {
+      let rounds: RoundRow[] = [];
+      let drift: DriftView | null = null;
+      let adapters: AdapterRow[] = [];
+      try {
+        [{ rounds }, drift, { adapters }] = await Promise.all([
+          getJson<{ rounds: RoundRow[] }>(operator, '/v1/rounds?limit=200'),
+          getJson<DriftView>(operator, '/v1/drift'),
+          getJson<{ adapters: AdapterRow[] }>(operator, '/v1/adapters?limit=500'),
+        ]);
+      } catch (err) {
+        say(`operator not answering: ${(err as Error).message}`);
+      }
+      if (drift) {
+        const lines = reporter.update(rounds, drift);
+        if (lines.length > 0) lastChange = Date.now();
+        for (const line of lines) say(line);
+      }
+      if (!laterStarted && (rounds.length > 0 || Date.now() - startedAt > 180_000)) {
+        laterStarted = true;
+        await start(['evaluator', 'serving']);
+      }
+      if (Date.now() - lastStatus > 30_000) {
+        lastStatus = Date.now();
+        const s = stream.stats();
+        const unfinished = rounds.filter((r) => !['published', 'failed', 'cancelled'].includes(r.state));
+        const running = unfinished.find((r) => r.state !== 'queued') ?? unfinished[0];
+        const waiting = unfinished.length - (running ? 1 : 0);
+        say(
+          `stream at ${s?.streamMs ? day(s.streamMs) : '–'}${s?.live ? '' : ' (history)'} · ${(s?.interactions ?? 0).toLocaleString('en')} interactions sent · ` +
+            (running
+              ? `round ${running.round_id} ${running.state} ${running.step}/${running.total_steps}${waiting > 0 ? ` (+${waiting} queued)` : ''}`
+              : 'trainer idle'),
+        );
+      }
+      if (options.exit && drift) {
+        const state = finished(rounds, adapters, drift, startedAt, options.rounds, lastChange);
+        if (state.done) {
+          process.stdout.write('\n' + formatTimeline(drift, { sinceMs: startedAt }));
+          await stopAll();
+          return 0;
+        }
+        if (state.failed >= Math.max(2, options.rounds)) {
+          say(
+            `${state.failed} rounds failed (see ${logDir}/trainer.log and the rounds on the dashboard); giving up`,
+          );
+          await stopAll();
+          return 1;
+        }
+        const idle = !rounds.some((r) => !['published', 'failed', 'cancelled'].includes(r.state));
+        if (streamEnded && idle && Date.now() - lastChange > 180_000) {
+          process.stdout.write('\n' + formatTimeline(drift, { sinceMs: startedAt }));
+          say(
+            `the stream ended after ${state.published} round(s) of the ${options.rounds} asked for (a slower --speed or a shorter --round-every gives more)`,
+          );
+          await stopAll();
+          return 1;
+        }
+        if (Date.now() > deadline) {
+          process.stdout.write('\n' + formatTimeline(drift, { sinceMs: startedAt }));
+          say(`gave up after ${options.timeoutMin} minutes with ${state.published} round(s) published`);
+          await stopAll();
+          return 1;
+        }
+      }
+      await sleep(3_000);
+    }
+    return 0;
+  } catch (err) {
+    say(`failed: ${(err as Error).message}`);
+    await stopAll();
+    return 1;
+  }
 }
