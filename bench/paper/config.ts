@@ -192,9 +192,10 @@ export function fullConfig(): PaperConfig {
         learningRate: 1e-3,
         batchSize: 128,
       },
-      maxEpochs: 200,
+      maxEpochs: 100,
       patience: 5,
-      timeBudgetMinutes: 25,
+      // A safety cap, not the stopping rule: under a load of 15–20 a Games epoch took 2–4 minutes.
+      timeBudgetMinutes: 60,
     },
     eval: { scoreBatchSize: 20, batchCases: 8 },
   };

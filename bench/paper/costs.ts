@@ -54,8 +54,17 @@ export interface MeasuredCosts {
     batched?: number;
     cpuBatched?: number;
   };
-  /** Seconds per epoch over all of Games' training sequences (measured on a slice, scaled). */
-  recommenderEpoch: { sasrec: number; gru4rec: number; users: number };
+  /**
+   * Wall seconds per epoch over all of Games' training sequences (measured on a slice, scaled; the
+   * validation pass included), and the CPU seconds of the same.
+   */
+  recommenderEpoch: {
+    sasrec: number;
+    gru4rec: number;
+    users: number;
+    cpuSasrec?: number;
+    cpuGru4rec?: number;
+  };
 }
 
 export interface Quantiles {
@@ -269,15 +278,18 @@ export async function measureCosts(
   // Recommenders: a slice of Games' training sequences, scaled to all of them.
   const train = game.trainSequences.map((s) => index.encode(s));
   const slice = train.slice(0, Math.min(train.length, 128 * 20));
-  const epochOf = async (make: () => SasRec | Gru4Rec): Promise<number> => {
+  const epochOf = async (make: () => SasRec | Gru4Rec): Promise<{ wall: number; cpu: number }> => {
     const m = make();
     try {
+      const c0 = process.cpuUsage();
       const fit = await fitWithEarlyStopping(m, slice, {
         maxEpochs: 1,
         patience: 1,
         validation: casesToSplits(index, game.validation.slice(0, 500)),
       });
-      return ((fit.elapsedMs / 1000) * train.length) / slice.length;
+      const d = process.cpuUsage(c0);
+      const scale = train.length / slice.length;
+      return { wall: (fit.elapsedMs / 1000) * scale, cpu: ((d.user + d.system) / 1e6) * scale };
     } finally {
       m.dispose();
     }
@@ -307,6 +319,12 @@ export async function measureCosts(
       batched: batched.wall,
       cpuBatched: batched.cpu,
     },
-    recommenderEpoch: { sasrec, gru4rec, users: train.length },
+    recommenderEpoch: {
+      sasrec: sasrec.wall,
+      gru4rec: gru4rec.wall,
+      users: train.length,
+      cpuSasrec: sasrec.cpu,
+      cpuGru4rec: gru4rec.cpu,
+    },
   };
 }

@@ -141,14 +141,20 @@ export function stageUnits(
       return { units: 1, unit: 'stage', cpuPerUnit: null, wallPerUnit: 60 };
     case 'recommender': {
       if (desc.method === 'popularity') return { units: 1, unit: 'stage', cpuPerUnit: null, wallPerUnit: 5 };
-      const perEpoch =
-        (desc.method === 'sasrec' ? costs.recommenderEpoch.sasrec : costs.recommenderEpoch.gru4rec) *
-        (TARGET_USERS[desc.target] / costs.recommenderEpoch.users);
+      const scale = TARGET_USERS[desc.target] / costs.recommenderEpoch.users;
+      const r = costs.recommenderEpoch;
+      const perEpoch = (desc.method === 'sasrec' ? r.sasrec : r.gru4rec) * scale;
+      const cpuPerEpoch = desc.method === 'sasrec' ? r.cpuSasrec : r.cpuGru4rec;
       const epochs = Math.min(
         Math.min(EXPECTED_EPOCHS, config.recommenders.maxEpochs),
         (config.recommenders.timeBudgetMinutes * 60) / Math.max(1e-9, perEpoch),
       );
-      return { units: epochs, unit: 'epochs', cpuPerUnit: null, wallPerUnit: perEpoch };
+      return {
+        units: epochs,
+        unit: 'epochs',
+        cpuPerUnit: cpuPerEpoch !== undefined ? cpuPerEpoch * scale : null,
+        wallPerUnit: perEpoch,
+      };
     }
     case 'cpt':
       return {
@@ -219,12 +225,12 @@ export function planMarkdown(config: PaperConfig, costs: Costs): string[] {
     if (d.kind === 'data-cpt' || d.kind === 'data-target') return '1. data';
     if (d.kind === 'recommender') return '2. recommenders (all seeds, all targets)';
     if (d.kind === 'cpt') return d.variant === 'cprec' ? '3. CPT (CPRec)' : '5. ablations: CPT variants';
-    if (d.kind === 'eval' && d.samples === 0) return '4. zero-shot rows';
+    if (d.kind === 'eval' && d.samples === 0) return '4a. zero-shot rows';
     const isMain = (d.method === 'llara' || d.method === 'cprec') && d.samples === config.sft.samples;
     if (isMain)
       return d.target === 'food'
         ? `7. main rows, Food.com (${config.seeds.length} seeds)`
-        : `4. main rows (${config.seeds.length} seeds)`;
+        : `4b. main rows, LLaRA and CPRec (${config.seeds.length} seeds)`;
     if (d.method === 'llara' || d.method === 'cprec') return '6. few-shot points';
     return '5. ablations: SFT + evaluation';
   };
@@ -260,5 +266,16 @@ export function planMarkdown(config: PaperConfig, costs: Costs): string[] {
       .join(', ');
     lines.push(`| ${key} | ${g.stages} | ${work} | ${h(g.cpu)} | ${h(g.seconds)} | ${h(cumulative)} |`);
   }
+  const afterMain = [...groups].filter(([k]) => k < '5').reduce((a, [, g]) => a + g.seconds, 0);
+  lines.push(
+    '',
+    `Everything up to the main rows on ${config.targets.filter((t) => t !== 'food').join(' and ')} (groups 1–4) takes ` +
+      `${h(afterMain)} h of wall time, the whole plan ${h(cumulative)} h: ` +
+      (cumulative <= 12 * 3600
+        ? 'within the ~12 hours the issue plans for.'
+        : afterMain <= 12 * 3600
+          ? 'the main rows fit in ~12 hours, the ablations, few-shot points and Food.com do not.'
+          : 'more than the ~12 hours the issue plans for, even without ablations, few-shot points and Food.com (the cuts it allows).'),
+  );
   return lines;
 }

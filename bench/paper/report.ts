@@ -69,7 +69,9 @@ export function writeReport(resultsDir: string, outFile: string, log: (m: string
   );
   const figDir = join(dirname(outFile), 'figures');
   const figRel = (name: string) => relative(dirname(outFile), join(figDir, name));
-  const targets = [...new Set(summary.rows.map((r) => r.target))] as TargetKey[];
+  const targets = (
+    summary.rows.length > 0 ? [...new Set(summary.rows.map((r) => r.target))] : config.targets
+  ) as TargetKey[];
   const row = (t: string, m: string) => summary.rows.find((r) => r.target === t && r.method === m);
   const lines: string[] = [];
   const push = (...xs: string[]) => lines.push(...xs);
@@ -391,13 +393,16 @@ export function writeReport(resultsDir: string, outFile: string, log: (m: string
     push(
       '## Measured per-sample costs (`npm run experiment:paper -- costs`)',
       '',
-      '| base model | load | CPT step (batch) | SFT step (batch) | eval case (likelihood + answer) | prompt tokens (eval mean / p90) | SASRec epoch (Games) |',
-      '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+      '| base model | backend | load | CPT sample: CPU s (wall s) | SFT sample: CPU s (wall s) | eval case, batched: CPU s (wall s) | prompt tokens CPT / SFT / eval (mean) | SASRec epoch on Games (wall) |',
+      '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
     );
-    for (const f of costFiles) {
-      const c = JSON.parse(readFileSync(join(resultsDir, f), 'utf8')) as MeasuredCosts;
+    const f = (x: number | undefined) => (x === undefined ? '?' : x.toFixed(2));
+    for (const file of costFiles) {
+      const c = JSON.parse(readFileSync(join(resultsDir, file), 'utf8')) as MeasuredCosts;
       push(
-        `| ${c.baseModelId} | ${c.load.start.toFixed(1)} | ${c.cptStep.seconds.toFixed(2)} s (${c.cptStep.batch}) | ${c.sftStep.seconds.toFixed(2)} s (${c.sftStep.batch}) | ${c.evalCase.both.toFixed(2)} s | ${c.tokens.evalPrompt.mean.toFixed(0)} / ${c.tokens.evalPrompt.p90} | ${formatDuration(c.recommenderEpoch.sasrec)} |`,
+        `| ${c.baseModelId} | ${c.backend ?? '?'} | ${c.load.start.toFixed(1)} | ${f(c.cptStep.cpuPerSample)} (${f(c.cptStep.perSample)}) | ` +
+          `${f(c.sftStep.cpuPerSample)} (${f(c.sftStep.perSample)}) | ${f(c.evalCase.cpuBatched ?? c.evalCase.cpuBoth)} (${f(c.evalCase.batched ?? c.evalCase.both)}) | ` +
+          `${c.tokens.cpt.mean.toFixed(0)} / ${c.tokens.sft.mean.toFixed(0)} / ${c.tokens.evalPrompt.mean.toFixed(0)} | ${formatDuration(c.recommenderEpoch.sasrec)} |`,
       );
     }
     push('');
