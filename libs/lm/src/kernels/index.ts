@@ -14,6 +14,7 @@ import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { loadNativeAddon } from './native-addon';
 import type { NativeKernelAddon } from './native-addon';
 import { registerTrainingKernels } from './training-kernels';
+import { allocate, rawValues } from './buffer-pool';
 
 /**
  * Native (OpenBLAS + OpenMP) float32 kernels for the tfjs `cpu` backend.
@@ -66,17 +67,15 @@ function cpuOf(args: KernelArgs): MathBackendCPU {
 }
 
 function f32(backend: MathBackendCPU, t: TensorInfo): Float32Array {
-  return backend.data.get(t.dataId).values as Float32Array;
+  return rawValues(backend, t) as Float32Array;
 }
 
 function i32(backend: MathBackendCPU, t: TensorInfo): Int32Array {
-  return backend.data.get(t.dataId).values as Int32Array;
+  return rawValues(backend, t) as Int32Array;
 }
 
 function allFloat32(backend: MathBackendCPU, tensors: TensorInfo[]): boolean {
-  return tensors.every(
-    (t) => t.dtype === 'float32' && backend.data.get(t.dataId).values instanceof Float32Array,
-  );
+  return tensors.every((t) => t.dtype === 'float32' && rawValues(backend, t) instanceof Float32Array);
 }
 
 function input(args: KernelArgs, name: string): TensorInfo {
@@ -117,10 +116,10 @@ function transposeValues(
   values: Float32Array,
   shape: number[],
   perm: number[],
+  out: Float32Array = new Float32Array(values.length),
 ): Float32Array {
   const inStrides = contiguousStrides(shape);
   const outShape = perm.map((p) => shape[p]);
-  const out = new Float32Array(values.length);
   addon.copyStrided(
     values,
     0,
@@ -169,7 +168,7 @@ function buildKernels(addon: NativeKernelAddon): Record<string, (args: KernelArg
         `${b.shape} and transposeA=${transposeA} and transposeB=${transposeB} must match.`,
     );
     const batch = Math.max(batchA, batchB);
-    const out = new Float32Array(new ArrayBuffer(4 * batch * m * n));
+    const out = allocate(backend, batch * m * n);
     addon.matmul(
       f32(backend, a),
       f32(backend, b),
@@ -241,7 +240,7 @@ function buildKernels(addon: NativeKernelAddon): Record<string, (args: KernelArg
       const b = input(args, 'b');
       if (!allFloat32(backend, [a, b])) return fallback(name, args);
       const outShape = backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
-      const out = new Float32Array(util.sizeFromShape(outShape));
+      const out = allocate(backend, util.sizeFromShape(outShape));
       addon.binary(
         BINARY_OPS[name],
         f32(backend, a),
@@ -261,7 +260,7 @@ function buildKernels(addon: NativeKernelAddon): Record<string, (args: KernelArg
       const x = input(args, 'x');
       if (!allFloat32(backend, [x])) return fallback(name, args);
       const values = f32(backend, x);
-      const out = new Float32Array(values.length);
+      const out = allocate(backend, values.length);
       addon.unary(UNARY_OPS[name], values, out);
       return backend.makeTensorInfo(x.shape, 'float32', out);
     };
@@ -275,7 +274,7 @@ function buildKernels(addon: NativeKernelAddon): Record<string, (args: KernelArg
     if (!allFloat32(backend, [logits]) || axis !== rank - 1) return fallback('Softmax', args);
     const values = f32(backend, logits);
     const cols = logits.shape[rank - 1];
-    const out = new Float32Array(values.length);
+    const out = allocate(backend, values.length);
     if (values.length > 0) addon.softmax(values, out, values.length / cols, cols);
     return backend.makeTensorInfo(logits.shape, 'float32', out);
   };
@@ -317,7 +316,8 @@ function buildKernels(addon: NativeKernelAddon): Record<string, (args: KernelArg
     const x = input(args, 'x');
     if (!allFloat32(backend, [x])) return fallback('Transpose', args);
     const { perm } = attrs(args) as { perm: number[] };
-    const out = transposeValues(addon, f32(backend, x), x.shape, perm);
+    const values = f32(backend, x);
+    const out = transposeValues(addon, values, x.shape, perm, allocate(backend, values.length));
     return backend.makeTensorInfo(
       perm.map((p) => x.shape[p]),
       'float32',

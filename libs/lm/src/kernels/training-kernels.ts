@@ -18,10 +18,12 @@ import type {
 } from '@tensorflow/tfjs-core';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import type { NativeKernelAddon } from './native-addon';
+import { allocate, rawValues } from './buffer-pool';
 
 /**
  * The fused training kernels (libs/lm/native/src/training_ops.cc) as tfjs kernels of the `cpu`
- * backend, each with a registered gradient that runs its native backward kernel.
+ * backend, each with a registered gradient that runs its native backward kernel. Results come
+ * from the backend's buffer pool (buffer-pool.ts): every kernel here writes all of its outputs.
  *
  * Why registered kernels rather than `tf.customGrad` around direct addon calls: the tape, memory
  * accounting and `tf.profile` then see each forward and backward call under its own name (a
@@ -101,14 +103,14 @@ function input(args: KernelArgs, name: string | number): TensorInfo {
 }
 
 function values(backend: MathBackendCPU, t: TensorInfo, what: string): Float32Array {
-  const v = backend.data.get(t.dataId).values;
+  const v = rawValues(backend, t);
   if (t.dtype !== 'float32' || !(v instanceof Float32Array))
     throw new Error(`${what} must be float32, got ${t.dtype}`);
   return v;
 }
 
 function ints(backend: MathBackendCPU, t: TensorInfo, what: string): Int32Array {
-  const v = backend.data.get(t.dataId).values;
+  const v = rawValues(backend, t);
   if (t.dtype !== 'int32' || !(v instanceof Int32Array))
     throw new Error(`${what} must be int32, got ${t.dtype}`);
   return v;
@@ -165,7 +167,7 @@ function buildKernels(addon: TrainingAddon): Record<string, (args: KernelArgs) =
     const w = input(args, 'w');
     const dim = w.shape[0];
     const rows = util.sizeFromShape(x.shape) / dim;
-    const out = new Float32Array(rows * dim);
+    const out = allocate(backend, rows * dim);
     addon.rmsNormForward(
       values(backend, x, 'x'),
       values(backend, w, 'w'),
@@ -185,7 +187,7 @@ function buildKernels(addon: TrainingAddon): Record<string, (args: KernelArgs) =
     const dim = w.shape[0];
     const rows = util.sizeFromShape(x.shape) / dim;
     const weight = args.attrs?.part === 'w';
-    const out = new Float32Array(weight ? dim : rows * dim);
+    const out = allocate(backend, weight ? dim : rows * dim);
     addon.rmsNormBackward(
       values(backend, x, 'x'),
       values(backend, w, 'w'),
@@ -203,7 +205,7 @@ function buildKernels(addon: TrainingAddon): Record<string, (args: KernelArgs) =
     const backend = cpu(args);
     const gate = input(args, 'gate');
     const up = input(args, 'up');
-    const out = new Float32Array(util.sizeFromShape(gate.shape));
+    const out = allocate(backend, util.sizeFromShape(gate.shape));
     addon.swigluForward(values(backend, gate, 'gate'), values(backend, up, 'up'), out, out.length);
     return backend.makeTensorInfo(gate.shape, 'float32', out);
   };
@@ -214,8 +216,8 @@ function buildKernels(addon: TrainingAddon): Record<string, (args: KernelArgs) =
     const up = input(args, 'up');
     const dy = input(args, 'dy');
     const n = util.sizeFromShape(gate.shape);
-    const dgate = new Float32Array(n);
-    const dup = new Float32Array(n);
+    const dgate = allocate(backend, n);
+    const dup = allocate(backend, n);
     addon.swigluBackward(
       values(backend, gate, 'gate'),
       values(backend, up, 'up'),
@@ -238,7 +240,7 @@ function buildKernels(addon: TrainingAddon): Record<string, (args: KernelArgs) =
     const sin = input(args, 'sin');
     const { scale, headsFirst } = args.attrs as { scale: number; headsFirst: boolean };
     const [B, T, H, hs] = (args.attrs?.inputShape as number[] | undefined) ?? src.shape;
-    const out = new Float32Array(B * T * H * hs);
+    const out = allocate(backend, B * T * H * hs);
     (backward ? addon.ropeBackward : addon.ropeForward)(
       values(backend, src, backward ? 'dy' : 'x'),
       values(backend, cos, 'cos'),
@@ -288,7 +290,7 @@ function buildKernels(addon: TrainingAddon): Record<string, (args: KernelArgs) =
     // The loss divides by max(Σ weights, 1) rounded to float, as the op graph's count.
     const denom = Math.max(Math.fround(sum), 1);
     const dy = values(backend, input(args, 'dy'), 'dy')[0];
-    const out = new Float32Array(rows * vocab);
+    const out = allocate(backend, rows * vocab);
     addon.crossEntropyBackward(
       values(backend, logits, 'logits'),
       rows,
@@ -311,7 +313,7 @@ function buildKernels(addon: TrainingAddon): Record<string, (args: KernelArgs) =
     const outputs: Float32Array[] = [];
     const projections = index.map((ix) => {
       const w = input(args, ix.w);
-      const y = new Float32Array(rows * w.shape[0]);
+      const y = allocate(backend, rows * w.shape[0]);
       outputs.push(y);
       return {
         w: values(backend, w, 'w'),
@@ -346,7 +348,7 @@ function buildKernels(addon: TrainingAddon): Record<string, (args: KernelArgs) =
     const [rows, inDim] = x.shape;
     const index = loraLinearInputIndex(layout);
     const total = Object.keys(args.inputs).length - index.length;
-    const dx = new Float32Array(rows * inDim);
+    const dx = allocate(backend, rows * inDim);
     const adapterGrads: Array<{ shape: number[]; values: Float32Array }> = [];
     const projections = index.map((ix, i) => {
       const w = input(args, ix.w);
@@ -356,9 +358,9 @@ function buildKernels(addon: TrainingAddon): Record<string, (args: KernelArgs) =
       const a = input(args, ix.a);
       const b = input(args, ix.b);
       const rank = a.shape[0];
-      const dA = new Float32Array(rank * inDim);
-      const dB = new Float32Array(out * rank);
-      const dLoraInput = ix.input >= 0 ? new Float32Array(rows * inDim) : null;
+      const dA = allocate(backend, rank * inDim);
+      const dB = allocate(backend, out * rank);
+      const dLoraInput = ix.input >= 0 ? allocate(backend, rows * inDim) : null;
       adapterGrads.push({ shape: a.shape, values: dA }, { shape: b.shape, values: dB });
       if (dLoraInput) adapterGrads.push({ shape: [rows, inDim], values: dLoraInput });
       return {
@@ -407,7 +409,7 @@ function buildKernels(addon: TrainingAddon): Record<string, (args: KernelArgs) =
     const pick = (k: number): Float32Array[] =>
       Array.from({ length: count }, (_, i) => values(backend, list[4 * i + k], 'AdamW input'));
     const fresh = (): Float32Array[] =>
-      Array.from({ length: count }, (_, i) => new Float32Array(util.sizeFromShape(list[4 * i].shape)));
+      Array.from({ length: count }, (_, i) => allocate(backend, util.sizeFromShape(list[4 * i].shape)));
     const [wOut, mOut, vOut] = [fresh(), fresh(), fresh()];
     const f = Math.fround;
     addon.adamwUpdate({
@@ -452,8 +454,8 @@ function buildKernels(addon: TrainingAddon): Record<string, (args: KernelArgs) =
     const backend = cpu(args);
     const [q, k, v, bias] = Object.values(args.inputs) as Array<TensorInfo | undefined> as TensorInfo[];
     const sizes = attentionSizes(q, k, bias, args.attrs?.timeRows as number);
-    const out = new Float32Array(util.sizeFromShape(q.shape));
-    const stats = new Float32Array(sizes[0] * sizes[1] * 2);
+    const out = allocate(backend, util.sizeFromShape(q.shape));
+    const stats = allocate(backend, sizes[0] * sizes[1] * 2);
     addon.attentionTrainForward(
       values(backend, q, 'q'),
       values(backend, k, 'k'),
@@ -478,9 +480,9 @@ function buildKernels(addon: TrainingAddon): Record<string, (args: KernelArgs) =
     const bias = hasBias ? list[3] : undefined;
     const [stats, dOut] = list.slice(hasBias ? 4 : 3);
     const sizes = attentionSizes(q, k, bias, args.attrs?.timeRows as number);
-    const dq = new Float32Array(util.sizeFromShape(q.shape));
-    const dk = new Float32Array(util.sizeFromShape(k.shape));
-    const dv = new Float32Array(util.sizeFromShape(v.shape));
+    const dq = allocate(backend, util.sizeFromShape(q.shape));
+    const dk = allocate(backend, util.sizeFromShape(k.shape));
+    const dv = allocate(backend, util.sizeFromShape(v.shape));
     addon.attentionTrainBackward(
       values(backend, q, 'q'),
       values(backend, k, 'k'),
