@@ -169,32 +169,44 @@ async function getJson<T>(base: string, path: string): Promise<T> {
   return JSON.parse(text) as T;
 }
 
-interface AdapterRow {
+export interface AdapterRow {
   adapter_id: string;
   round_id: string;
   status: string;
 }
 
-/** `--exit`: done once N rounds of this run are published and judged, and a window was scored after the last promotion. */
-function finished(
+/**
+ * `--exit`: done once the first N rounds of this run are published, every adapter they published
+ * is judged by the gate, and a window was scored after the last of their promotions (the drift
+ * tick runs right after a promotion; two quiet minutes are enough when no window has data).
+ */
+export function finished(
   rounds: readonly RoundRow[],
   adapters: readonly AdapterRow[],
   drift: DriftView,
   since: number,
   wanted: number,
   lastChange: number,
+  now = Date.now(),
 ): { done: boolean; failed: number; published: number } {
-  const mine = rounds.filter((r) => r.created_ms >= since);
+  const mine = rounds.filter((r) => r.created_ms >= since).sort((a, b) => a.created_ms - b.created_ms);
   const published = mine.filter((r) => r.state === 'published');
   const failed = mine.filter((r) => r.state === 'failed').length;
-  if (published.length < wanted) return { done: false, failed, published: published.length };
-  const ids = new Set(published.map((r) => r.round_id));
+  const first = published.slice(0, wanted);
+  if (first.length < wanted) return { done: false, failed, published: published.length };
+  const ids = new Set(first.map((r) => r.round_id));
   const theirs = adapters.filter((a) => ids.has(a.round_id));
-  if (theirs.some((a) => a.status === 'pending')) return { done: false, failed, published: published.length };
-  const lastPromotion = Math.max(0, ...drift.promotions.filter((p) => p.ts_ms >= since).map((p) => p.ts_ms));
+  if (theirs.length === 0 || theirs.some((a) => a.status === 'pending'))
+    return { done: false, failed, published: published.length };
+  const adapterIds = new Set(theirs.map((a) => a.adapter_id));
+  const lastPromotion = Math.max(
+    0,
+    ...(drift.decisions ?? drift.promotions)
+      .filter((p) => p.decision === 'promoted' && adapterIds.has(p.adapter_id))
+      .map((p) => p.ts_ms),
+  );
   const observedAfter = drift.series.some((p) => p.ts_ms >= lastPromotion && p.ts_ms >= since);
-  // The drift tick runs right after a promotion; give it two minutes.
-  return { done: observedAfter || Date.now() - lastChange > 120_000, failed, published: published.length };
+  return { done: observedAfter || now - lastChange > 120_000, failed, published: published.length };
 }
 
 export function register(program: Command): void {

@@ -19,6 +19,7 @@
     hr1Chart: null,
     hr1Key: '',
     markers: [],
+    hr1Range: null,
     lossChart: null,
     lossKey: '',
     phaseMarks: [],
@@ -226,6 +227,13 @@
         .map((a) => ({ x: at(a.stream_ms, a.ts_ms), color: '#d64545', dash: [2, 3], label: '' })),
     ];
 
+    // The x range covers the windows and the markers (uPlot's own guess for one point spans years).
+    const all = [...data[0], ...state.markers.map((m) => m.x)];
+    const lo = Math.min(...all);
+    const hi = Math.max(...all);
+    const pad = hi > lo ? (hi - lo) * 0.03 : 86400;
+    state.hr1Range = [lo - pad, hi + pad];
+
     const key = domains.join(',');
     if (state.hr1Chart && state.hr1Key === key) {
       state.hr1Chart.setData(data);
@@ -238,7 +246,10 @@
       {
         width: chartWidth(container),
         height: 260,
-        scales: { y: { range: (u, min, max) => [0, Math.max(0.05, Math.ceil(max * 12) / 10)] } },
+        scales: {
+          x: { time: true, range: () => state.hr1Range },
+          y: { range: (u, min, max) => [0, Math.max(0.05, Math.ceil(max * 12) / 10)] },
+        },
         series: [
           {},
           ...domains.map((d, i) => ({
