@@ -36,6 +36,23 @@ describeNative('buffer pool of the native kernels', () => {
     tf.dispose([a, b, r]);
   });
 
+  it('still recycles results that were only reshaped or cloned (shared by reference count)', () => {
+    const a = tf.fill([256, 9], 1);
+    tf.tidy(() => {
+      const r = tf.reshape(tf.clone(tf.add(a, a)), [9, 256]);
+      tf.mul(r, r);
+    });
+    const before = bufferPoolStats(backend());
+    tf.tidy(() => {
+      const r = tf.reshape(tf.clone(tf.add(a, a)), [9, 256]);
+      tf.mul(r, r);
+    });
+    const after = bufferPoolStats(backend());
+    expect(after.allocated - before.allocated).toBe(0);
+    expect(after.reused - before.reused).toBe(2);
+    a.dispose();
+  });
+
   it('never recycles an array that was read (dataSync keeps pointing at it)', () => {
     const a = tf.fill([511, 3], 1.5);
     const read = tf.tidy(() => tf.add(a, a).dataSync()); // the tensor is gone, its array is not

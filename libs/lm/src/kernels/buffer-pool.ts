@@ -1,3 +1,4 @@
+import { totalmem } from 'node:os';
 import type { DataId, TensorInfo } from '@tensorflow/tfjs-core';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 
@@ -17,8 +18,16 @@ import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
  * the JS kernels (some store views of their input as results, e.g. a simple `Slice`) and anything
  * else — marks the array as escaped for good; the native kernels read through `rawValues`,
  * which does not, and never keep a reference past their call. A recycled array's old contents
- * are not cleared: callers must write every element. `CPREC_BUFFER_POOL_MB=0` turns recycling
- * off; the pool holds at most that many MiB of free arrays (default 2048).
+ * are not cleared: callers must write every element.
+ *
+ * Size: a training step frees nearly everything it allocated at its end (the forward pass's
+ * activations live until the backward pass is done), so the pool must hold about one step's
+ * results — 3 GB for SmolLM2 at batch 4 × 256 — to serve the next one; with 2 GB it held two
+ * thirds and the rest went back to allocation and the garbage collector. The memory is not
+ * extra: without the pool those arrays stay allocated until V8 collects them, and glibc keeps
+ * the heap anyway (kernels.cc, TuneMalloc). At most `CPREC_BUFFER_POOL_MB` MiB of free arrays
+ * are kept (default a quarter of the machine's memory, at most 8 GiB; 0 turns recycling off);
+ * `drainBufferPool` lets them go.
  */
 interface TensorData {
   values: unknown;
@@ -32,6 +41,8 @@ interface Storage {
 
 interface Pool {
   rawGet(dataId: DataId): TensorData | undefined;
+  /** Runs f with the backend's data access not marking anything as escaped. */
+  withRaw<T>(f: () => T): T;
   owned: WeakSet<Float32Array>;
   free: Map<number, Float32Array[]>;
   bytes: number;
@@ -51,7 +62,9 @@ export interface BufferPoolStats {
 const pools = new WeakMap<MathBackendCPU, Pool | null>();
 
 function limitBytes(): number {
-  const mb = Number(process.env.CPREC_BUFFER_POOL_MB ?? 2048);
+  const setting = process.env.CPREC_BUFFER_POOL_MB;
+  if (setting === undefined) return Math.min(totalmem() / 4, 8 * 1024 ** 3);
+  const mb = Number(setting);
   return Number.isFinite(mb) && mb > 0 ? mb * 1024 * 1024 : 0;
 }
 
@@ -70,38 +83,41 @@ function install(backend: MathBackendCPU, limit: number): Pool {
   const rawGet = storage.get.bind(storage);
   const pool: Pool = {
     rawGet,
+    withRaw: (f) => f(),
     owned: new WeakSet(),
     free: new Map(),
     bytes: 0,
     limit,
     stats: { reused: 0, allocated: 0, recycled: 0 },
   };
-  storage.get = (dataId: DataId): TensorData | undefined => {
+  const escapingGet = (dataId: DataId): TensorData | undefined => {
     const data = rawGet(dataId);
     if (data && data.values instanceof Float32Array) pool.owned.delete(data.values);
     return data;
   };
-  // The backend's own reference counting goes around the escape mark (it does not expose values).
-  backend.refCount = (dataId: DataId): number => (storage.has(dataId) ? (rawGet(dataId)?.refCount ?? 0) : 0);
-  backend.incRef = (dataId: DataId): void => {
-    const data = rawGet(dataId);
-    if (data) data.refCount++;
+  storage.get = escapingGet;
+  pool.withRaw = <T>(f: () => T): T => {
+    const outer = storage.get; // calls nest (Reshape's incRef)
+    storage.get = rawGet;
+    try {
+      return f();
+    } finally {
+      storage.get = outer;
+    }
   };
-  backend.decRef = (dataId: DataId): void => {
-    const data = storage.has(dataId) ? rawGet(dataId) : undefined;
-    if (data) data.refCount--;
-  };
+  // The backend's own bookkeeping reads the data only for reference counts: not an escape.
+  const refCount = backend.refCount.bind(backend);
+  const incRef = backend.incRef.bind(backend);
+  const decRef = backend.decRef.bind(backend);
   const dispose = backend.disposeData.bind(backend);
+  backend.refCount = (dataId: DataId): number => pool.withRaw(() => refCount(dataId));
+  backend.incRef = (dataId: DataId): void => pool.withRaw(() => incRef(dataId));
+  backend.decRef = (dataId: DataId): void => pool.withRaw(() => decRef(dataId));
   backend.disposeData = (dataId: DataId, force = false): boolean => {
     const data = storage.has(dataId) ? rawGet(dataId) : undefined;
     const values =
-      data &&
-      data.values instanceof Float32Array &&
-      pool.owned.has(data.values) &&
-      (force || data.refCount <= 1)
-        ? data.values
-        : null;
-    const released = dispose(dataId, force);
+      data && data.values instanceof Float32Array && pool.owned.has(data.values) ? data.values : null;
+    const released = pool.withRaw(() => dispose(dataId, force));
     if (values && !storage.has(dataId)) release(pool, values);
     return released;
   };
@@ -157,4 +173,13 @@ export function drainBufferPool(backend: MathBackendCPU): void {
   if (!pool) return;
   pool.free.clear();
   pool.bytes = 0;
+}
+
+/**
+ * Runs a JS kernel that only shares its input's data by reference count (Reshape) without marking
+ * that data as escaped: such kernels read the backend's record of the input, never its values.
+ */
+export function withRawAccess<T>(backend: MathBackendCPU, f: () => T): T {
+  const pool = poolOf(backend);
+  return pool ? pool.withRaw(f) : f();
 }

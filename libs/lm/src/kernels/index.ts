@@ -14,7 +14,7 @@ import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { loadNativeAddon } from './native-addon';
 import type { NativeKernelAddon } from './native-addon';
 import { registerTrainingKernels } from './training-kernels';
-import { allocate, rawValues } from './buffer-pool';
+import { allocate, rawValues, withRawAccess } from './buffer-pool';
 
 /**
  * Native (OpenBLAS + OpenMP) float32 kernels for the tfjs `cpu` backend.
@@ -504,6 +504,9 @@ function buildKernels(addon: NativeKernelAddon): Record<string, (args: KernelArg
   };
 
   const kernels: Record<string, (args: KernelArgs) => KernelResult> = {
+    // The JS kernel, run so that the buffer pool does not count its look at the input's record
+    // (it checks for complex data, then shares the input's data by reference count) as an escape.
+    Reshape: (args) => withRawAccess(cpuOf(args), () => fallback('Reshape', args)),
     BatchMatMul: batchMatMul,
     _FusedMatMul: fusedMatMul,
     Softmax: softmax,
