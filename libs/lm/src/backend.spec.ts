@@ -8,6 +8,7 @@ import {
   backendReport,
   machineFingerprint,
   measureOnActiveBackend,
+  measurementShape,
   modelShapeOf,
   selectBackend,
   setAutoSeamForTests,
@@ -164,6 +165,31 @@ describe('auto: the backend measured fastest per model and workload, cached per 
       from: 'cached',
     });
     expect(autoDecisions().decisions).toHaveLength(3);
+    // …and per shape: TensorFlow wins small training steps here and loses big ones.
+    const shapes: string[] = [];
+    setAutoSeamForTests({
+      candidates: ['cpu', 'wasm'],
+      measure: (b, _model, _workload, shape) => {
+        shapes.push(`${shape.batch}x${shape.seq}`);
+        return Promise.resolve(b === 'wasm' ? 1 : 2);
+      },
+    });
+    const small = await selectBackend('auto', {
+      model: tinyConfig(),
+      workload: 'train',
+      shape: { batch: 1, seq: 16 },
+    });
+    expect(small.auto).toMatchObject({ backend: 'wasm', from: 'measured', shape: { batch: 1, seq: 16 } });
+    expect(new Set(shapes)).toEqual(new Set(['1x16']));
+    expect(autoDecisions().decisions).toHaveLength(4);
+  });
+
+  it("measures at the caller's shape, else the benchmark shapes, within the context", () => {
+    const c = tinyConfig({ maxSeqLen: 512 });
+    expect(measurementShape(c, 'train')).toEqual({ batch: 4, seq: 256 });
+    expect(measurementShape(c, 'infer')).toEqual({ batch: 1, seq: 280 });
+    expect(measurementShape(c, 'train', { batch: 8, seq: 1024 })).toEqual({ batch: 8, seq: 512 });
+    expect(measurementShape(tinyConfig(), 'infer')).toEqual({ batch: 1, seq: 56 });
   });
 
   it('measures again when the machine or libraries change (here: a thread setting)', async () => {

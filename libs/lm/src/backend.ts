@@ -50,6 +50,18 @@ export interface SelectBackendOptions {
   model?: string | LlamaConfig;
   /** For `auto`: what the process will mostly do. Default `train`. */
   workload?: BackendWorkload;
+  /**
+   * For `auto`: the shape the process runs — train: one micro-batch (batch × seq, default 4 × 256);
+   * infer: the prompt length in `seq` (default 280), scored with 20 candidates of 8 tokens. Backends
+   * scale differently with it (TensorFlow wins small steps here and loses big ones), so a decision
+   * holds for its shape.
+   */
+  shape?: WorkloadShape;
+}
+
+export interface WorkloadShape {
+  batch: number;
+  seq: number;
 }
 
 /** One measured `auto` decision, as kept in the cache file and shown by `cprec doctor`. */
@@ -301,10 +313,21 @@ export function modelShapeKey(c: LlamaConfig): string {
   return `d${c.dim}-h${c.hiddenDim}-L${c.nLayers}-H${c.nHeads}-kv${c.nKvHeads}-V${c.vocabSize}${c.tiedClassifier ? '-tied' : ''}`;
 }
 
-/** The measurement's batch and sequence per workload (small enough to be cheap, big enough to be representative). */
-export function measurementShape(c: LlamaConfig, workload: BackendWorkload): { batch: number; seq: number } {
-  const seq = Math.min(128, c.maxSeqLen);
-  return workload === 'train' ? { batch: 2, seq } : { batch: 1, seq: Math.min(seq, c.maxSeqLen - 8) };
+/**
+ * The shape a workload is measured at: the caller's, else issue 12's benchmark shapes (LoRA training
+ * at batch 4 × 256; ranking after a 280-token prompt), within the model's context.
+ */
+export function measurementShape(
+  c: LlamaConfig,
+  workload: BackendWorkload,
+  shape?: WorkloadShape,
+): WorkloadShape {
+  if (workload === 'train')
+    return {
+      batch: Math.max(1, shape?.batch ?? 4),
+      seq: Math.max(2, Math.min(shape?.seq ?? 256, c.maxSeqLen)),
+    };
+  return { batch: 1, seq: Math.max(1, Math.min(shape?.seq ?? 280, c.maxSeqLen - 8)) };
 }
 
 /** Where `auto` keeps its decisions: $CPREC_BACKEND_CACHE, else node_modules/.cache/cprec/. */
@@ -442,24 +465,27 @@ export function autoCandidates(): Exclude<BackendPreference, 'auto'>[] {
 /**
  * ms for one run of `workload` on the active backend for a model of shape `c` with `layers` decoder
  * blocks (random weights): the best of `reps` after one warm-up. train = LoRA r=8 step with the full
- * loss (Trainer.trainStep); infer = prefill of a prompt into the KV cache, then 20 candidates of 8
- * tokens reading it (the ranking path, fused native blocks where they apply).
+ * loss (Trainer.trainStep); infer = `scoreCandidates` of 20 candidates of 8 tokens after the prompt
+ * (the ranking path: one prefill, candidates over its KV cache, fused native blocks where they apply).
  */
 async function timeWorkload(
   c: LlamaConfig,
   layers: number,
   workload: BackendWorkload,
+  shape: WorkloadShape,
   reps: number,
 ): Promise<number> {
-  const [{ LlamaModel, KVCache }, { Trainer }, { attachLora }, { randomWeights }] = await Promise.all([
-    import('./model'),
-    import('./train'),
-    import('./lora'),
-    import('./weights'),
-  ]);
+  const [{ LlamaModel }, { Trainer }, { attachLora }, { randomWeights }, { scoreCandidates }] =
+    await Promise.all([
+      import('./model'),
+      import('./train'),
+      import('./lora'),
+      import('./weights'),
+      import('./generate'),
+    ]);
   const cfg: LlamaConfig = { ...c, nLayers: layers };
   const model = new LlamaModel(randomWeights(cfg, 7));
-  const { batch, seq } = measurementShape(c, workload);
+  const { batch, seq } = shape;
   let s = 11;
   const rnd = (): number => (s = (s * 48271) % 2147483647) % cfg.vocabSize;
   const rows = Array.from({ length: batch }, () => Array.from({ length: seq }, rnd));
@@ -473,15 +499,7 @@ async function timeWorkload(
     run = () => void t.trainStep({ inputIds: rows, lossMask: mask }, 1e-5);
   } else {
     const cands = Array.from({ length: 20 }, () => Array.from({ length: 8 }, rnd));
-    run = () => {
-      const cache = new KVCache(cfg.nLayers, 1);
-      try {
-        tf.tidy(() => model.forward(rows, { cache, lastOnly: true }).dataSync());
-        tf.tidy(() => model.forward(cands, { prefix: { cache, rows: cands.map(() => 0) } }).dataSync());
-      } finally {
-        cache.dispose();
-      }
-    };
+    run = () => void scoreCandidates(model, rows[0], cands);
   }
   try {
     run();
@@ -503,23 +521,39 @@ async function timeWorkload(
 }
 
 /**
- * Estimated ms per run for the whole model on the active backend: measured with one and two decoder
- * blocks (the embedding and classifier cost once, each block the same), extrapolated to all blocks.
+ * Estimated ms per run for the whole model on the active backend. A model whose full run is cheap
+ * (under FULL_MODEL_BUDGET_MS by its one-block time) is measured whole; a bigger one with one and
+ * three decoder blocks (the embedding and classifier cost once, each block the same), extrapolated
+ * to all blocks. On this 2-core machine under load the extrapolation was within 20% for the cpu
+ * backend on SmolLM2 and overestimated TensorFlow up to 4× (its per-block cost is lower in the deep
+ * model than in a shallow one), so for big models `auto` leans towards cpu.
  */
-export async function measureOnActiveBackend(c: LlamaConfig, workload: BackendWorkload): Promise<number> {
+export async function measureOnActiveBackend(
+  c: LlamaConfig,
+  workload: BackendWorkload,
+  shape?: WorkloadShape,
+): Promise<number> {
+  const at = measurementShape(c, workload, shape);
   const reps = 2;
-  const one = await timeWorkload(c, 1, workload, reps);
+  const one = await timeWorkload(c, 1, workload, at, reps);
   if (c.nLayers === 1) return one;
-  const two = await timeWorkload(c, 2, workload, reps);
-  const perLayer = Math.max(two - one, two / 2 / 4);
+  if (one * c.nLayers <= FULL_MODEL_BUDGET_MS) return timeWorkload(c, c.nLayers, workload, at, reps);
+  const k = Math.min(3, c.nLayers);
+  const more = await timeWorkload(c, k, workload, at, reps);
+  // A block never costs less than a tenth of the one-block run (noise can make `more` < `one`).
+  const perLayer = Math.max((more - one) / (k - 1), one / 10);
   return one + (c.nLayers - 1) * perLayer;
 }
+
+/** Below this (one-block time × blocks) `auto` measures the whole model rather than extrapolating. */
+export const FULL_MODEL_BUDGET_MS = 2000;
 
 /** ms per run of a workload for a model on the active backend. */
 export type BackendMeasure = (
   backend: Exclude<BackendPreference, 'auto'>,
   model: LlamaConfig,
   workload: BackendWorkload,
+  shape: WorkloadShape,
 ) => Promise<number>;
 
 /**
@@ -555,7 +589,7 @@ async function decideAuto(
 ): Promise<AutoDecision> {
   const { name, config } = await resolveModel(opts.model);
   const workload = opts.workload ?? 'train';
-  const shape = measurementShape(config, workload);
+  const shape = measurementShape(config, workload, opts.shape);
   const candidates = seam?.candidates ?? autoCandidates();
   const base = { model: name, workload, shape };
   if (candidates.length === 1) return { ...base, backend: candidates[0], from: 'only', msPerRun: {} };
@@ -582,8 +616,8 @@ async function decideAuto(
       }
       try {
         const ms = seam?.measure
-          ? await seam.measure(b, config, workload)
-          : await measureOnActiveBackend(config, workload);
+          ? await seam.measure(b, config, workload, shape)
+          : await measureOnActiveBackend(config, workload, shape);
         msPerRun[b] = Math.min(msPerRun[b] ?? Infinity, ms);
       } catch (e) {
         notes.push(`auto: ${b} failed the measurement: ${e instanceof Error ? e.message : String(e)}`);
