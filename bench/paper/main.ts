@@ -20,6 +20,9 @@
  * A run is resumable: kill it at any moment (Ctrl-C, kill -9) and start the same command again;
  * it continues with the first unfinished stage. Run it at low priority, e.g.
  *   nohup nice -n 10 npm run experiment:paper > .cprec/paper/full.log 2>&1 &
+ * Memory: a SmolLM2 training step (one ~450-token sample) takes the process to ~12–13 GB RSS on the
+ * tensorflow backend; on the shared 23 GB machine do not run it next to other multi-GB jobs (it
+ * drove the machine into swapless thrashing once). The progress line shows RSS and free memory.
  */
 import { existsSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';

@@ -1,4 +1,4 @@
-import { loadavg } from 'node:os';
+import { freemem, loadavg } from 'node:os';
 import type { ProgressSink, StageDef } from './runner';
 
 export function formatDuration(seconds: number): string {
@@ -84,7 +84,7 @@ export class ProgressLine implements ProgressSink {
     return (
       `[paper ${new Date().toISOString().slice(11, 19)}] ${stage} | run ${overall.toFixed(1)}% | ` +
       `elapsed ${formatDuration((Date.now() - this.started) / 1000)} | ETA ${formatDuration(this.eta())} | ` +
-      `load ${loadavg()[0]!.toFixed(1)}`
+      `load ${loadavg()[0]!.toFixed(1)} | rss ${(process.memoryUsage().rss / 2 ** 30).toFixed(1)} GB, free ${(freemem() / 2 ** 30).toFixed(1)} GB`
     );
   }
 
