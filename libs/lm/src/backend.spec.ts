@@ -231,6 +231,15 @@ describe('auto: the backend measured fastest per model and workload, cached per 
     expect((await selectBackend('auto', { model: tinyConfig({ dim: 32 }) })).backend).toBe('wasm');
   });
 
+  it('with no model named (no opts.model, no $CPREC_BASE_MODEL) it keeps cpu without measuring', async () => {
+    const m = fixed({ wasm: 10, cpu: 20 });
+    setAutoSeamForTests({ candidates: ['cpu', 'wasm'], measure: m.measure });
+    const r = await selectBackend('auto');
+    expect(r.backend).toBe('cpu');
+    expect(r.auto).toMatchObject({ backend: 'cpu', from: 'no-model' });
+    expect(m.calls).toHaveLength(0);
+  });
+
   it('with one candidate there is nothing to measure', async () => {
     const m = fixed({ cpu: 20 });
     setAutoSeamForTests({ candidates: ['cpu'], measure: m.measure });

@@ -45,7 +45,8 @@ export interface SelectBackendOptions {
   nativeKernels?: boolean;
   /**
    * For `auto`: the model the backend is chosen for — a base model path (.gguf, llama2.c .bin, HF
-   * folder; only its header is read) or its config. Default: $CPREC_BASE_MODEL, else stories260K's shape.
+   * folder; only its header is read) or its config. Default: $CPREC_BASE_MODEL; with neither, `auto`
+   * keeps the cpu backend (a decision holds for a model).
    */
   model?: string | LlamaConfig;
   /** For `auto`: what the process will mostly do. Default `train`. */
@@ -67,8 +68,11 @@ export interface WorkloadShape {
 /** One measured `auto` decision, as kept in the cache file and shown by `cprec doctor`. */
 export interface AutoDecision {
   backend: BackendPreference;
-  /** `measured` now, `cached` from an earlier measurement, `only` (one candidate), `env` (CPREC_BACKEND). */
-  from: 'measured' | 'cached' | 'only' | 'env';
+  /**
+   * `measured` now, `cached` from an earlier measurement, `only` (one candidate), `env`
+   * (CPREC_BACKEND), `no-model` (nothing named to measure for: cpu).
+   */
+  from: 'measured' | 'cached' | 'only' | 'env' | 'no-model';
   model: string;
   workload: BackendWorkload;
   /** Estimated ms per workload unit for the whole model, per measured backend. */
@@ -263,7 +267,7 @@ async function activate(
 // ---------------------------------------------------------------------------------------------------
 // auto: measured per model and workload, cached per machine and libraries
 
-/** stories260K's shape: what `auto` decides for when no model is named (the default base model). */
+/** stories260K's config: the fields a llama2.c header does not carry (norm eps, RoPE base) come from here. */
 const DEFAULT_MODEL_SHAPE: LlamaConfig = {
   dim: 64,
   hiddenDim: 172,
@@ -571,10 +575,9 @@ export function setAutoSeamForTests(s: AutoSeam | null): void {
 
 async function resolveModel(
   model: SelectBackendOptions['model'],
-): Promise<{ name: string; config: LlamaConfig }> {
+): Promise<{ name: string; config: LlamaConfig } | null> {
   const named = model ?? process.env.CPREC_BASE_MODEL;
-  if (named === undefined || named === '')
-    return { name: 'stories260K shape (default)', config: DEFAULT_MODEL_SHAPE };
+  if (named === undefined || named === '') return null;
   if (typeof named !== 'string') return { name: modelShapeKey(named), config: named };
   return { name: named, config: await modelShapeOf(named) };
 }
@@ -587,8 +590,13 @@ async function decideAuto(
   notes: string[],
   wantNative: boolean,
 ): Promise<AutoDecision> {
-  const { name, config } = await resolveModel(opts.model);
   const workload = opts.workload ?? 'train';
+  const resolved = await resolveModel(opts.model);
+  // A decision holds for a model: without one (no opts.model, no $CPREC_BASE_MODEL) the process may
+  // load anything, and a choice measured on a small shape can be wrong for a big model (TensorFlow
+  // won stories260K-sized steps here and took 13.7 GB for SmolLM2's), so it keeps the reference.
+  if (!resolved) return { model: 'none named', workload, backend: 'cpu', from: 'no-model', msPerRun: {} };
+  const { name, config } = resolved;
   const shape = measurementShape(config, workload, opts.shape);
   const candidates = seam?.candidates ?? autoCandidates();
   const base = { model: name, workload, shape };
@@ -668,9 +676,9 @@ function envBackend(): BackendPreference | null {
  * Makes a tfjs backend active and reports it. A specific preference is tried first and falls back
  * along tensorflow-gpu → tensorflow → cpu (native kernels when built) → wasm. `auto` takes
  * $CPREC_BACKEND when set (`CPREC_BACKEND=cpu` keeps tests cheap and deterministic); otherwise it
- * uses the backend measured fastest here for the model (`opts.model`, else $CPREC_BASE_MODEL, else
- * stories260K's shape) and workload (`opts.workload`, default train), measuring once per machine
- * and library fingerprint and keeping the decision in `backendCacheFile()`.
+ * uses the backend measured fastest here for the model (`opts.model`, else $CPREC_BASE_MODEL; with
+ * neither it keeps cpu), workload (`opts.workload`, default train) and shape (`opts.shape`),
+ * measuring once per machine and library fingerprint and keeping the decision in `backendCacheFile()`.
  */
 export async function selectBackend(
   preference: BackendPreference = 'auto',
