@@ -121,7 +121,10 @@ function tfjsNodeCheck(): Check {
   );
   for (const d of auto.decisions) {
     const times = Object.entries(d.msPerRun)
-      .map(([b, ms]) => `${b} ${Math.round(ms)} ms`)
+      .map(
+        ([b, ms]) =>
+          `${b} ${Math.round(ms)} ms${d.rssMb?.[b as BackendPreference] ? ` ~${d.rssMb[b as BackendPreference]} MB` : ''}`,
+      )
       .join(', ');
     lines.push(
       `  ${d.model} ${d.workload}${d.shape ? ` ${d.shape.batch}x${d.shape.seq}` : ''} -> ${d.backend} (${times}; load ${d.loadAverage ?? '?'})`,

@@ -1,5 +1,5 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import {
@@ -240,6 +240,20 @@ describe('auto: the backend measured fastest per model and workload, cached per 
     expect(m.calls).toHaveLength(0);
   });
 
+  it("leaves out a backend that would hold more than half the machine's memory (cpu stays eligible)", async () => {
+    const huge = Math.round(totalmem() / 2 ** 20); // all of it
+    setAutoSeamForTests({
+      candidates: ['cpu', 'wasm'],
+      measure: (b) => Promise.resolve(b === 'wasm' ? { ms: 1, rssMb: huge } : { ms: 10, rssMb: huge }),
+    });
+    const r = await selectBackend('auto', { model: tinyConfig() });
+    expect(r.backend).toBe('cpu');
+    expect(r.auto).toMatchObject({ rssMb: { wasm: huge, cpu: huge }, memoryLimitMb: Math.round(huge / 2) });
+    expect(r.notes.join('\n')).toMatch(
+      /auto: wasm left out: it would hold ~\d+ MB, more than 50% of this machine's \d+ MB/,
+    );
+  });
+
   it('with one candidate there is nothing to measure', async () => {
     const m = fixed({ cpu: 20 });
     setAutoSeamForTests({ candidates: ['cpu'], measure: m.measure });
@@ -272,7 +286,9 @@ describe('auto: the backend measured fastest per model and workload, cached per 
     // Training is measured on the backends that can train (wasm lacks UnsortedSegmentSum's kernel).
     for (const b of tfjsNodeInstalled() ? (['cpu', 'tensorflow'] as const) : (['cpu'] as const)) {
       await selectBackend(b);
-      expect(await measureOnActiveBackend(tinyConfig(), 'train')).toBeGreaterThan(0);
+      const cost = await measureOnActiveBackend(tinyConfig(), 'train');
+      expect(cost.ms).toBeGreaterThan(0);
+      expect(cost.rssMb).toBeGreaterThan(0);
     }
     expect(tf.memory().numTensors).toBe(n);
   });

@@ -77,6 +77,10 @@ export interface AutoDecision {
   workload: BackendWorkload;
   /** Estimated ms per workload unit for the whole model, per measured backend. */
   msPerRun: Partial<Record<BackendPreference, number>>;
+  /** Estimated resident memory (MB) of a process running it, per measured backend. */
+  rssMb?: Partial<Record<BackendPreference, number>>;
+  /** Backends estimated above this (AUTO_MEMORY_FRACTION of the machine) were left out. */
+  memoryLimitMb?: number;
   /** The measurement's shape: train = LoRA r=8 step of batch×seq; infer = prefill of seq + 20 candidates of 8. */
   shape?: { batch: number; seq: number };
   measuredAt?: string;
@@ -411,7 +415,7 @@ export function machineFingerprint(): { hash: string; parts: Record<string, stri
 }
 
 interface AutoCacheFile {
-  version: 1;
+  version: 2;
   fingerprint: string;
   machine: Record<string, string | number | null>;
   decisions: Record<string, AutoDecision>;
@@ -420,7 +424,7 @@ interface AutoCacheFile {
 function readAutoCache(file: string): AutoCacheFile | null {
   try {
     const c = JSON.parse(readFileSync(file, 'utf8')) as AutoCacheFile;
-    return c.version === 1 && typeof c.decisions === 'object' ? c : null;
+    return c.version === 2 && typeof c.decisions === 'object' ? c : null;
   } catch {
     return null;
   }
@@ -435,7 +439,7 @@ function writeAutoCache(
   const prev = readAutoCache(file);
   const decisions = prev && prev.fingerprint === fp.hash ? prev.decisions : {};
   decisions[key] = d;
-  const body: AutoCacheFile = { version: 1, fingerprint: fp.hash, machine: fp.parts, decisions };
+  const body: AutoCacheFile = { version: 2, fingerprint: fp.hash, machine: fp.parts, decisions };
   mkdirSync(dirname(file), { recursive: true });
   const tmp = `${file}.${process.pid}.tmp`;
   writeFileSync(tmp, JSON.stringify(body, null, 2) + '\n');
@@ -478,7 +482,7 @@ async function timeWorkload(
   workload: BackendWorkload,
   shape: WorkloadShape,
   reps: number,
-): Promise<number> {
+): Promise<WorkloadCost> {
   const [{ LlamaModel }, { Trainer }, { attachLora }, { randomWeights }, { scoreCandidates }] =
     await Promise.all([
       import('./model'),
@@ -508,6 +512,7 @@ async function timeWorkload(
   try {
     run();
     let best = Infinity;
+    let rss = process.memoryUsage().rss;
     let spent = 0;
     // At least `reps` runs, more while they are cheap (tiny models: the best of up to 8).
     for (let i = 0; i < 8 && (i < reps || spent < 300); i++) {
@@ -516,8 +521,9 @@ async function timeWorkload(
       const ms = performance.now() - t0;
       spent += ms;
       best = Math.min(best, ms);
+      rss = Math.max(rss, process.memoryUsage().rss);
     }
-    return best;
+    return { ms: best, rssMb: Math.round(rss / 2 ** 20) };
   } finally {
     trainer?.dispose();
     model.dispose();
@@ -536,17 +542,29 @@ export async function measureOnActiveBackend(
   c: LlamaConfig,
   workload: BackendWorkload,
   shape?: WorkloadShape,
-): Promise<number> {
+): Promise<WorkloadCost> {
   const at = measurementShape(c, workload, shape);
   const reps = 2;
   const one = await timeWorkload(c, 1, workload, at, reps);
   if (c.nLayers === 1) return one;
-  if (one * c.nLayers <= FULL_MODEL_BUDGET_MS) return timeWorkload(c, c.nLayers, workload, at, reps);
+  if (one.ms * c.nLayers <= FULL_MODEL_BUDGET_MS) return timeWorkload(c, c.nLayers, workload, at, reps);
   const k = Math.min(3, c.nLayers);
   const more = await timeWorkload(c, k, workload, at, reps);
   // A block never costs less than a tenth of the one-block run (noise can make `more` < `one`).
-  const perLayer = Math.max((more - one) / (k - 1), one / 10);
-  return one + (c.nLayers - 1) * perLayer;
+  const perLayer = Math.max((more.ms - one.ms) / (k - 1), one.ms / 10);
+  // The process's resident memory after the runs, extrapolated the same way (an upper bound: it
+  // includes whatever the process held before).
+  const rssPerLayer = Math.max(0, (more.rssMb - one.rssMb) / (k - 1));
+  return {
+    ms: one.ms + (c.nLayers - 1) * perLayer,
+    rssMb: Math.round(one.rssMb + (c.nLayers - 1) * rssPerLayer),
+  };
+}
+
+/** What one run of a workload costs: its time, and the process's resident memory after it. */
+export interface WorkloadCost {
+  ms: number;
+  rssMb: number;
 }
 
 /** Below this (one-block time × blocks) `auto` measures the whole model rather than extrapolating. */
@@ -558,7 +576,7 @@ export type BackendMeasure = (
   model: LlamaConfig,
   workload: BackendWorkload,
   shape: WorkloadShape,
-) => Promise<number>;
+) => Promise<number | WorkloadCost>;
 
 /**
  * Test seam for the decision logic: which backends `auto` considers and how it measures them
@@ -581,6 +599,9 @@ async function resolveModel(
   if (typeof named !== 'string') return { name: modelShapeKey(named), config: named };
   return { name: named, config: await modelShapeOf(named) };
 }
+
+/** The share of the machine's memory a backend may be estimated to hold and still be chosen by `auto`. */
+export const AUTO_MEMORY_FRACTION = 0.5;
 
 /** How much faster than the cpu backend another must measure for `auto` to choose it. */
 export const AUTO_MARGIN = 0.05;
@@ -608,6 +629,7 @@ async function decideAuto(
   if (process.env.CPREC_BACKEND_REMEASURE !== '1' && cached?.fingerprint === fp.hash && cached.decisions[key])
     return { ...cached.decisions[key], model: name, from: 'cached' };
   const msPerRun: Partial<Record<BackendPreference, number>> = {};
+  const rssMb: Partial<Record<BackendPreference, number>> = {};
   const failed = new Set<BackendPreference>();
   // Rounds alternate the order so a change in the machine's load does not favour one backend;
   // the second round only when the first was cheap (a few seconds for a small model).
@@ -623,10 +645,12 @@ async function decideAuto(
         continue;
       }
       try {
-        const ms = seam?.measure
+        const got = seam?.measure
           ? await seam.measure(b, config, workload, shape)
           : await measureOnActiveBackend(config, workload, shape);
-        msPerRun[b] = Math.min(msPerRun[b] ?? Infinity, ms);
+        const cost = typeof got === 'number' ? { ms: got, rssMb: 0 } : got;
+        msPerRun[b] = Math.min(msPerRun[b] ?? Infinity, cost.ms);
+        rssMb[b] = Math.max(rssMb[b] ?? 0, cost.rssMb);
       } catch (e) {
         notes.push(`auto: ${b} failed the measurement: ${e instanceof Error ? e.message : String(e)}`);
         failed.add(b);
@@ -634,7 +658,18 @@ async function decideAuto(
       }
     }
   }
-  const ranked = (Object.entries(msPerRun) as [BackendPreference, number][]).sort((a, b) => a[1] - b[1]);
+  // A backend that would hold more than AUTO_MEMORY_FRACTION of the machine's memory is left out
+  // (cpu stays eligible: it is the fallback). TensorFlow held 13.7 GB for a SmolLM2 step at 4 × 256
+  // where the native cpu path held 3.6 GB; on a shared 23 GB machine that was an OOM kill.
+  const limitMb = Math.round((AUTO_MEMORY_FRACTION * totalmem()) / 2 ** 20);
+  for (const b of Object.keys(msPerRun) as BackendPreference[])
+    if (b !== 'cpu' && (rssMb[b] ?? 0) > limitMb)
+      notes.push(
+        `auto: ${b} left out: it would hold ~${rssMb[b]} MB, more than ${AUTO_MEMORY_FRACTION * 100}% of this machine's ${Math.round(totalmem() / 2 ** 20)} MB`,
+      );
+  const ranked = (Object.entries(msPerRun) as [BackendPreference, number][])
+    .filter(([b]) => b === 'cpu' || (rssMb[b] ?? 0) <= limitMb)
+    .sort((a, b) => a[1] - b[1]);
   // Hysteresis: the cpu backend (native kernels, the reference path) keeps the job unless another
   // is more than AUTO_MARGIN faster, so noise between near-equal backends does not flip decisions.
   const cpuMs = msPerRun.cpu;
@@ -645,6 +680,8 @@ async function decideAuto(
     backend: winner ?? 'cpu',
     from: 'measured',
     msPerRun,
+    rssMb,
+    memoryLimitMb: limitMb,
     measuredAt: new Date().toISOString(),
     loadAverage: Math.round(loadavg()[0] * 100) / 100,
   };
