@@ -1,6 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { groupedAttention } from './kernels/attention';
-import { loraProjections, ProjectionSpec, rmsNorm, rope, swiglu } from './kernels/training-ops';
+import {
+  fusedTrainingAvailable,
+  loraProjections,
+  ProjectionSpec,
+  rmsNorm,
+  rope,
+  swiglu,
+} from './kernels/training-ops';
 import { fusedDecoderAvailable, fusedDecoderLayer } from './kernels/decoder-layer';
 import { embeddingLookup, injectRows } from './embedding';
 import { LlamaConfig, LoraConfig, LoraTarget, validateConfig } from './types';
@@ -285,8 +292,13 @@ export class LlamaModel {
       const pair = lora && !lora.merged ? lora.adapters.get(loraKey(layer, target)) : undefined;
       if (lora && pair) {
         spec.lora = { a: pair.a as tf.Tensor2D, b: pair.b as tf.Tensor2D };
-        if (training && lora.config.dropout > 0)
-          spec.lora.input = tf.dropout(x, lora.config.dropout, undefined, dropoutSeed++) as tf.Tensor2D;
+        if (training && lora.config.dropout > 0) {
+          // Fused: the kernel draws the mask from a hash (no [rows, in] uniforms drawn in JS per
+          // projection); elsewhere the op graph's tf.dropout, as before.
+          if (fusedTrainingAvailable())
+            spec.lora.dropout = { rate: lora.config.dropout, seed: dropoutSeed++ };
+          else spec.lora.input = tf.dropout(x, lora.config.dropout, undefined, dropoutSeed++) as tf.Tensor2D;
+        }
       }
       if (i === 0 && residual) spec.residual = residual;
       return spec;

@@ -279,7 +279,59 @@ struct Projection {
   float* dA = nullptr;               // [rank, in]
   float* dB = nullptr;               // [out, rank]
   float* dLoraInput = nullptr;       // [rows, in], only with loraInput
+  // Dropout on the adapter's input, drawn here (see DropoutRows): keep element i of x when
+  // DropoutDraw(seed, i) >= threshold (of 2^24), scaled by keepScale. threshold 0: none.
+  uint32_t seed = 0;
+  uint32_t threshold = 0;
+  float keepScale = 1.0f;
 };
+
+// LoRA dropout drawn from a hash of (seed, flat element index) instead of a stored mask or a
+// sequential generator: the backward pass regenerates the forward's mask block by block, any
+// thread split draws the same mask, and training-ops.ts computes the same draws in JS (for the
+// op graph it is checked against). Why not tf.dropout: on the cpu backend it drew its uniforms in
+// JS, one per element of each projection's input — 150M per SmolLM2 step at batch 4 × 256.
+inline __attribute__((always_inline)) uint32_t Mix32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7feb352dU;
+  x ^= x >> 15;
+  x *= 0x846ca68bU;
+  x ^= x >> 16;
+  return x;
+}
+
+// 24 uniform bits for element `index` of a projection's dropout.
+inline __attribute__((always_inline)) uint32_t DropoutDraw(uint32_t seed, uint32_t index) {
+  return Mix32(seed ^ Mix32(index)) >> 8;
+}
+
+// out[j] = x[j] · (draw(first + j) >= threshold ? keepScale : 0) for j < n.
+inline __attribute__((always_inline)) void DropoutRowsBody(const float* x, float* out, int64_t n, uint32_t first,
+                                                           uint32_t seed, uint32_t threshold, float keepScale) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; j++) {
+    const uint32_t u = DropoutDraw(seed, first + static_cast<uint32_t>(j));
+    out[j] = u >= threshold ? x[j] * keepScale : 0.0f;
+  }
+}
+CPREC_ISA_DISPATCH(DropoutRows, DropoutRowsBody,
+                   (const float* x, float* out, int64_t n, uint32_t first, uint32_t seed, uint32_t threshold,
+                    float keepScale),
+                   (x, out, n, first, seed, threshold, keepScale))
+
+// acc[j] += d[j] · (draw(first + j) >= threshold ? keepScale : 0): the dropout's backward into dx.
+inline __attribute__((always_inline)) void DropoutAccumulateBody(const float* d, float* acc, int64_t n, uint32_t first,
+                                                                 uint32_t seed, uint32_t threshold, float keepScale) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; j++) {
+    const uint32_t u = DropoutDraw(seed, first + static_cast<uint32_t>(j));
+    acc[j] += u >= threshold ? d[j] * keepScale : 0.0f;
+  }
+}
+CPREC_ISA_DISPATCH(DropoutAccumulate, DropoutAccumulateBody,
+                   (const float* d, float* acc, int64_t n, uint32_t first, uint32_t seed, uint32_t threshold,
+                    float keepScale),
+                   (d, acc, n, first, seed, threshold, keepScale))
 
 class ObjectArgs {
  public:
@@ -301,6 +353,11 @@ class ObjectArgs {
     const int64_t n = v.As<Napi::Number>().Int64Value();
     if (n < 0) Fail(std::string(name) + " must not be negative");
     return n;
+  }
+  float Number(const char* name) const {
+    const Napi::Value v = o_.Get(name);
+    if (!v.IsNumber()) Fail(std::string(name) + " must be a number");
+    return static_cast<float>(v.As<Napi::Number>().DoubleValue());
   }
   bool Has(const char* name) const {
     const Napi::Value v = o_.Get(name);
@@ -337,6 +394,13 @@ std::vector<Projection> ReadProjections(const Napi::Object& args, const char* fn
       pr.a = p.F32("a", pr.rank * in);
       pr.b = p.F32("b", pr.out * pr.rank);
       pr.loraInput = p.F32("loraInput", rows * in, true);
+      if (p.Has("dropoutThreshold")) {
+        if (pr.loraInput) p.Fail("dropout and a separate adapter input exclude each other");
+        if (rows * in > int64_t{0xffffffff}) p.Fail("too many values for the dropout draws");
+        pr.threshold = static_cast<uint32_t>(p.Size("dropoutThreshold"));
+        pr.seed = static_cast<uint32_t>(p.Size("seed"));
+        pr.keepScale = p.Number("keepScale");
+      }
     }
     if (backward) {
       pr.dy = p.F32("dy", rows * pr.out);
@@ -592,7 +656,9 @@ Napi::Value LoraLinearForward(const Napi::CallbackInfo& info) {
     const std::vector<Projection> ps = ReadProjections(o, "loraLinearForward", rows, in, false);
     double flops = 0;
     int64_t maxRank = 0;
+    bool anyDropout = false;
     for (const Projection& p : ps) {
+      anyDropout = anyDropout || p.threshold > 0;
       flops += 2.0 * rows * in * p.out + 2.0 * rows * p.rank * (in + p.out);
       maxRank = std::max(maxRank, p.rank);
     }
@@ -600,12 +666,18 @@ Napi::Value LoraLinearForward(const Napi::CallbackInfo& info) {
       const int64_t m = r1 - r0;
       if (m <= 0) return;
       std::vector<float> xa(static_cast<size_t>(m * maxRank));
+      std::vector<float> dropped(anyDropout ? static_cast<size_t>(m * in) : 0);
       for (const Projection& p : ps) {
         float* y = p.y + r0 * p.out;
         if (p.residual) std::copy(p.residual + r0 * p.out, p.residual + r1 * p.out, y);
         Gemm(false, true, m, p.out, in, 1.0f, x + r0 * in, in, p.w, in, p.residual ? 1.0f : 0.0f, y, p.out);
         if (!p.a) continue;
         const float* xin = (p.loraInput ? p.loraInput : x) + r0 * in;
+        if (p.threshold > 0) {
+          DropoutRows(x + r0 * in, dropped.data(), m * in, static_cast<uint32_t>(r0 * in), p.seed, p.threshold,
+                      p.keepScale);
+          xin = dropped.data();
+        }
         Gemm(false, true, m, p.rank, in, 1.0f, xin, in, p.a, in, 0.0f, xa.data(), p.rank);
         Gemm(false, true, m, p.out, p.rank, scale, xa.data(), p.rank, p.b, p.rank, 1.0f, y, p.out);
       }
@@ -631,7 +703,9 @@ Napi::Value LoraLinearBackward(const Napi::CallbackInfo& info) {
     const std::vector<Projection> ps = ReadProjections(o, "loraLinearBackward", rows, in, true);
     double flops = 0;
     int64_t partialSize = 0, maxRank = 0;
+    bool anyDropout = false;
     for (const Projection& p : ps) {
+      anyDropout = anyDropout || p.threshold > 0;
       flops += 2.0 * rows * in * p.out + 2.0 * rows * p.rank * (2 * in + 2 * p.out);
       partialSize += p.rank * in + p.out * p.rank;
       maxRank = std::max(maxRank, p.rank);
@@ -645,6 +719,8 @@ Napi::Value LoraLinearBackward(const Napi::CallbackInfo& info) {
       if (m <= 0) return;
       used[t] = 1;
       std::vector<float> dyB(static_cast<size_t>(m * maxRank)), xa(static_cast<size_t>(m * maxRank));
+      std::vector<float> dropped(anyDropout ? static_cast<size_t>(m * in) : 0);
+      std::vector<float> dDropped(anyDropout ? static_cast<size_t>(m * in) : 0);
       float* part = partials.data() + t * partialSize;
       float* dxr = dx + r0 * in;
       bool first = true;
@@ -654,9 +730,17 @@ Napi::Value LoraLinearBackward(const Napi::CallbackInfo& info) {
         first = false;
         if (!p.a) continue;
         const float* xin = (p.loraInput ? p.loraInput : x) + r0 * in;
+        const uint32_t first = static_cast<uint32_t>(r0 * in);
+        if (p.threshold > 0) {
+          DropoutRows(x + r0 * in, dropped.data(), m * in, first, p.seed, p.threshold, p.keepScale);
+          xin = dropped.data();
+        }
         Gemm(false, false, m, p.rank, p.out, 1.0f, dy, p.out, p.b, p.rank, 0.0f, dyB.data(), p.rank);
         Gemm(false, true, m, p.rank, in, 1.0f, xin, in, p.a, in, 0.0f, xa.data(), p.rank);
-        if (p.dLoraInput)
+        if (p.threshold > 0) {
+          Gemm(false, false, m, in, p.rank, scale, dyB.data(), p.rank, p.a, in, 0.0f, dDropped.data(), in);
+          DropoutAccumulate(dDropped.data(), dxr, m * in, first, p.seed, p.threshold, p.keepScale);
+        } else if (p.dLoraInput)
           Gemm(false, false, m, in, p.rank, scale, dyB.data(), p.rank, p.a, in, 0.0f, p.dLoraInput + r0 * in, in);
         else
           Gemm(false, false, m, in, p.rank, scale, dyB.data(), p.rank, p.a, in, 1.0f, dxr, in);

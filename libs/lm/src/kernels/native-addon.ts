@@ -146,6 +146,10 @@ export interface NativeLoraProjection {
   b?: Float32Array;
   rank?: number;
   loraInput?: Float32Array | null;
+  /** LoRA dropout drawn in the kernel: keep when draw >= threshold (of 2^24), times keepScale. */
+  dropoutThreshold?: number;
+  keepScale?: number;
+  seed?: number;
   residual?: Float32Array | null;
   y?: Float32Array;
   dy?: Float32Array;

@@ -57,6 +57,14 @@ export interface LoraLinearLayout {
   loraInput: number[];
   /** Per projection: 1 when a residual [rows, out] is added, the projection's last input. */
   residual: number[];
+  /**
+   * Per projection: LoRA dropout drawn in the kernel (training-ops.ts `dropoutDraw`): an element
+   * is kept when its draw is at least `dropoutThreshold` (of 2^24; 0 = no dropout) and then
+   * multiplied by `keepScale`.
+   */
+  dropoutThreshold: number[];
+  keepScale: number[];
+  seed: number[];
 }
 
 /** Index of every input of a `CprecLoraLinear` call: x is 0, then per projection w, a?, b?, in?, r?. */
@@ -91,6 +99,16 @@ export interface AdamWAttrs {
 }
 
 type KernelArgs = Parameters<KernelFunc>[0];
+
+/** The native projection's dropout fields for projection i, if it has dropout. */
+function dropoutOf(
+  layout: LoraLinearLayout,
+  i: number,
+): { dropoutThreshold: number; keepScale: number; seed: number } | Record<string, never> {
+  const threshold = layout.dropoutThreshold?.[i] ?? 0;
+  if (threshold <= 0) return {};
+  return { dropoutThreshold: threshold, keepScale: layout.keepScale[i], seed: layout.seed[i] };
+}
 
 function cpu(args: KernelArgs): MathBackendCPU {
   return args.backend as MathBackendCPU;
@@ -311,7 +329,7 @@ function buildKernels(addon: TrainingAddon): Record<string, (args: KernelArgs) =
     const [rows, inDim] = x.shape;
     const index = loraLinearInputIndex(layout);
     const outputs: Float32Array[] = [];
-    const projections = index.map((ix) => {
+    const projections = index.map((ix, i) => {
       const w = input(args, ix.w);
       const y = allocate(backend, rows * w.shape[0]);
       outputs.push(y);
@@ -324,6 +342,7 @@ function buildKernels(addon: TrainingAddon): Record<string, (args: KernelArgs) =
               b: values(backend, input(args, ix.b), 'b'),
               rank: input(args, ix.a).shape[0],
               loraInput: ix.input >= 0 ? values(backend, input(args, ix.input), 'loraInput') : null,
+              ...dropoutOf(layout, i),
             }
           : {}),
         residual: ix.residual >= 0 ? values(backend, input(args, ix.residual), 'residual') : null,
@@ -369,6 +388,7 @@ function buildKernels(addon: TrainingAddon): Record<string, (args: KernelArgs) =
         b: values(backend, b, 'b'),
         rank,
         loraInput: ix.input >= 0 ? values(backend, input(args, ix.input), 'loraInput') : null,
+        ...dropoutOf(layout, i),
         dA,
         dB,
         dLoraInput,

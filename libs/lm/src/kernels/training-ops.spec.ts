@@ -3,6 +3,8 @@ import '@tensorflow/tfjs-backend-cpu';
 import { registerTfjsGradients } from './register-gradients';
 import { registerJsReferenceBackend, registerNativeKernels } from './index';
 import {
+  dropoutDraw,
+  dropoutMask,
   fusedAdamW,
   fusedTrainingAvailable,
   loraProjections,
@@ -318,7 +320,7 @@ describeNative('fused training kernels', () => {
       rows: number,
       inDim: number,
       outs: number[],
-      opts: { input?: boolean; residual?: boolean },
+      opts: { input?: boolean; residual?: boolean; dropout?: number },
     ) {
       const make = (): tf.Tensor[] => {
         const list: tf.Tensor[] = [random([rows, inDim], 20)];
@@ -337,6 +339,7 @@ describeNative('fused training kernels', () => {
           if (i !== 1) {
             spec.lora = { a: t[next++] as tf.Tensor2D, b: t[next++] as tf.Tensor2D };
             if (opts.input) spec.lora.input = t[next++] as tf.Tensor2D;
+            if (opts.dropout) spec.lora.dropout = { rate: opts.dropout, seed: 1000 + i };
           }
           if (i === 0 && opts.residual) spec.residual = t[next++] as tf.Tensor2D;
           return spec;
@@ -348,19 +351,39 @@ describeNative('fused training kernels', () => {
     }
 
     it.each([
-      { rows: 1, inDim: 5, outs: [3], input: false, residual: false },
-      { rows: 7, inDim: 13, outs: [13, 6, 6], input: false, residual: true },
-      { rows: 9, inDim: 16, outs: [24, 11], input: true, residual: true },
-      { rows: 300, inDim: 96, outs: [96, 32, 32], input: false, residual: false },
+      { rows: 1, inDim: 5, outs: [3], input: false, residual: false, dropout: 0 },
+      { rows: 7, inDim: 13, outs: [13, 6, 6], input: false, residual: true, dropout: 0 },
+      { rows: 9, inDim: 16, outs: [24, 11], input: true, residual: true, dropout: 0 },
+      { rows: 300, inDim: 96, outs: [96, 32, 32], input: false, residual: false, dropout: 0 },
       // Above the threading threshold: row blocks on two threads, dA/dB partials summed.
-      { rows: 512, inDim: 256, outs: [256, 256], input: true, residual: true },
-    ])('match the graph in outputs and every gradient: $rows × $inDim → $outs', async (c) => {
-      const { make, f } = setup(c.rows, c.inDim, c.outs, c);
-      const probe = make();
-      const all = probe.map((_, i) => i);
-      tf.dispose(probe);
-      const r = await both(make, f, all);
-      expectSame(r, 1e-5, 1e-4);
+      { rows: 512, inDim: 256, outs: [256, 256], input: true, residual: true, dropout: 0 },
+      // Dropout drawn in the kernel against the same draws as a mask in the graph.
+      { rows: 7, inDim: 13, outs: [13, 6, 6], input: false, residual: true, dropout: 0.3 },
+      { rows: 512, inDim: 256, outs: [256, 256, 64], input: false, residual: true, dropout: 0.05 },
+    ])(
+      'match the graph in outputs and every gradient: $rows × $inDim → $outs (dropout $dropout)',
+      async (c) => {
+        const { make, f } = setup(c.rows, c.inDim, c.outs, c);
+        const probe = make();
+        const all = probe.map((_, i) => i);
+        tf.dispose(probe);
+        const r = await both(make, f, all);
+        expectSame(r, 1e-5, 1e-4);
+      },
+    );
+
+    it('draw dropout masks that keep 1 − rate of the values, the same for every call', () => {
+      const rate = 0.05;
+      const mask = dropoutMask(400, 250, rate, 7);
+      const values = mask.dataSync();
+      const kept = values.filter((v) => v !== 0);
+      expect(kept.length / values.length).toBeGreaterThan(1 - rate - 0.005);
+      expect(kept.length / values.length).toBeLessThan(1 - rate + 0.005);
+      expect(kept.every((v) => v === Math.fround(1 / (1 - rate)))).toBe(true);
+      expect(Array.from(dropoutMask(400, 250, rate, 7).dataSync())).toEqual(Array.from(values));
+      expect(Array.from(dropoutMask(400, 250, rate, 8).dataSync())).not.toEqual(Array.from(values));
+      expect(dropoutDraw(12345, 678)).toBe(dropoutDraw(12345, 678));
+      tf.dispose(mask);
     });
 
     it('leaks no tensors and refuses adapters that do not fit', async () => {

@@ -144,12 +144,53 @@ export function sparseCrossEntropy(
   });
 }
 
+/**
+ * 24 uniform bits for element `index` (flat, of the [rows, in] input) of a LoRA dropout with
+ * `seed`: a hash, so the native kernel can redraw the forward's mask in the backward pass and
+ * under any thread split; the same function as `DropoutDraw` in training_ops.cc.
+ */
+export function dropoutDraw(seed: number, index: number): number {
+  return mix32((seed ^ mix32(index)) >>> 0) >>> 8;
+}
+
+function mix32(value: number): number {
+  let x = value >>> 0;
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x7feb352d);
+  x ^= x >>> 15;
+  x = Math.imul(x, 0x846ca68b) >>> 0;
+  x ^= x >>> 16;
+  return x >>> 0;
+}
+
+/** Draws below this (of 2^24) are dropped: a fraction `rate` of them. */
+function dropoutThreshold(rate: number): number {
+  return Math.ceil(rate * 2 ** 24);
+}
+
+/** The multiplier of kept elements, 1/(1 − rate) in float32. */
+function keepScale(rate: number): number {
+  return Math.fround(1 / (1 - rate));
+}
+
+/** The dropout mask of `dropoutDraw` as a tensor [rows, cols]: 0 or 1/(1 − rate). */
+export function dropoutMask(rows: number, cols: number, rate: number, seed: number): tf.Tensor2D {
+  const threshold = dropoutThreshold(rate);
+  const scale = keepScale(rate);
+  const mask = new Float32Array(rows * cols);
+  for (let i = 0; i < mask.length; i++) mask[i] = dropoutDraw(seed, i) >= threshold ? scale : 0;
+  return tf.tensor2d(mask, [rows, cols]);
+}
+
 /** One projection y = [residual +] x·Wᵀ [+ scale·(x'·Aᵀ)·Bᵀ] of `loraProjections`. */
 export interface ProjectionSpec {
   /** [out, in], the model's row layout. */
   w: tf.Tensor2D;
-  /** Adapter A [rank, in] and B [out, rank]; `input` is x' when the adapter has its own (dropout) input. */
-  lora?: { a: tf.Tensor2D; b: tf.Tensor2D; input?: tf.Tensor2D };
+  /**
+   * Adapter A [rank, in] and B [out, rank]. x' is x, or `input` when the adapter has its own
+   * input, or x with dropout (`dropoutMask(rows, in, rate, seed)`, drawn inside the fused kernel).
+   */
+  lora?: { a: tf.Tensor2D; b: tf.Tensor2D; input?: tf.Tensor2D; dropout?: { rate: number; seed: number } };
   /** [rows, out], added to the result (the block's residual stream). */
   residual?: tf.Tensor2D;
 }
@@ -180,6 +221,11 @@ export function loraProjections(
         );
       if (input && (input.shape[0] !== rows || input.shape[1] !== inDim))
         throw new Error(`loraProjections: adapter input ${shape(input)} differs from x ${shape(x)}`);
+      const dropout = s.lora.dropout;
+      if (dropout && (input || !(dropout.rate >= 0 && dropout.rate < 1) || !Number.isInteger(dropout.seed)))
+        throw new Error(
+          'loraProjections: dropout needs a rate in [0, 1), an integer seed and no separate input',
+        );
     }
     if (s.residual && (s.residual.shape[0] !== rows || s.residual.shape[1] !== out))
       throw new Error(`loraProjections: residual ${shape(s.residual)} is not [${rows}, ${out}]`);
@@ -190,6 +236,9 @@ export function loraProjections(
       lora: specs.map((s) => (s.lora ? 1 : 0)),
       loraInput: specs.map((s) => (s.lora?.input ? 1 : 0)),
       residual: specs.map((s) => (s.residual ? 1 : 0)),
+      dropoutThreshold: specs.map((s) => (s.lora?.dropout ? dropoutThreshold(s.lora.dropout.rate) : 0)),
+      keepScale: specs.map((s) => (s.lora?.dropout ? keepScale(s.lora.dropout.rate) : 1)),
+      seed: specs.map((s) => (s.lora?.dropout ? s.lora.dropout.seed >>> 0 : 0)),
     };
     const inputs: tf.Tensor[] = [x];
     for (const s of specs) {
@@ -210,7 +259,11 @@ export function loraProjections(
     specs.map((s) => {
       let y: tf.Tensor2D = tf.matMul(x, s.w, false, true);
       if (s.lora) {
-        const low = tf.matMul(tf.matMul(s.lora.input ?? x, s.lora.a, false, true), s.lora.b, false, true);
+        const { dropout } = s.lora;
+        const xin = dropout
+          ? tf.mul(x, dropoutMask(rows, inDim, dropout.rate, dropout.seed))
+          : (s.lora.input ?? x);
+        const low = tf.matMul(tf.matMul(xin, s.lora.a, false, true), s.lora.b, false, true);
         y = tf.add(y, tf.mul(low, scale));
       }
       return s.residual ? tf.add(s.residual, y) : y;
