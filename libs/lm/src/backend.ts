@@ -601,7 +601,7 @@ async function resolveModel(
 }
 
 /** The share of the machine's memory a backend may be estimated to hold and still be chosen by `auto`. */
-export const AUTO_MEMORY_FRACTION = 0.5;
+export const AUTO_MEMORY_FRACTION = 0.4;
 
 /** How much faster than the cpu backend another must measure for `auto` to choose it. */
 export const AUTO_MARGIN = 0.05;
