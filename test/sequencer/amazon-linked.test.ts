@@ -83,12 +83,14 @@ describeIfData('sequencer on the linked Amazon data', () => {
     await new SequenceStore(ch).rebuild({ safetyMarginMs: 0 });
   }, 300_000);
 
+  // Dropping ~1M rows' parts waits for merges: on a loaded machine that outlived the default hook
+  // timeout once (the suite's own test had passed).
   afterAll(async () => {
     if (ch) {
       await ch.command(sql`DROP DATABASE IF EXISTS ${ident(database)}`);
       await ch.close();
     }
-  });
+  }, 300_000);
 
   it('counts users with a valid mixed sequence as the pure functions do', async () => {
     const repo = new SequenceRepository(ch);
