@@ -118,8 +118,8 @@ export function fullConfig(): ContinualConfig {
     cpt: {
       batchSize: 8,
       microBatchSize: 1,
-      initialSamples: 512,
-      samplesPerWindow: 256,
+      initialSamples: 256,
+      samplesPerWindow: 128,
       replayFraction: 0.03,
       annealSteps: 8,
       etaLow: 5e-6,

@@ -7,7 +7,8 @@
  * Commands:
  *   run     (default) run or resume; finished rows, costs and summary.json go to the results folder
  *   plan    the stages in order with estimated times (from bench/results/paper/costs-<model>.json)
- *   report  regenerate docs/continual.md (tables, SVG figures) from the results' JSON
+ *   report  regenerate docs/continual.md (tables, SVG figures) from the results' JSON (another
+ *           run than `full`: <state>/continual.md)
  *
  * Options:
  *   --preset full|smoke   full (default): SmolLM2, 6 quarters; smoke: stories260K, minutes
@@ -129,6 +130,21 @@ export function planText(config: ContinualConfig, costs: MeasuredCosts | null): 
   for (const [k, v] of byKind)
     rows.push(`${k.padEnd(8)} ${String(v.n).padStart(4)} stages  ${formatDuration(v.s)}`);
   rows.push(`total ${formatDuration(t)} (wall, at the load the costs were measured under)`);
+  if (costs) {
+    // CPU seconds follow the work, not the machine's load: what an idle machine would need.
+    let cpu = 0;
+    const evalCpu =
+      (costs.evalCase.cpuBoth * costs.evalCase.likelihoodOnly) / Math.max(1e-9, costs.evalCase.both);
+    for (const d of stages) {
+      if (d.kind === 'cpt') cpu += cptSamples(config, d.arm, d.b) * costs.cptStep.cpuPerSample;
+      else if (d.kind === 'sft') cpu += config.sft.samples * config.sft.epochs * costs.sftStep.cpuPerSample;
+      else if (d.kind === 'eval')
+        cpu += config.casesPerDomain * (config.eval.generation ? costs.evalCase.cpuBoth : evalCpu);
+    }
+    rows.push(
+      `CPU time of CPT, fine-tuning and evaluation: ${formatDuration(cpu)} (all threads; ~${formatDuration(cpu / 2)} wall on 2 idle cores)`,
+    );
+  }
   return rows.join('\n') + '\n';
 }
 
@@ -142,9 +158,16 @@ async function main(): Promise<void> {
     }
     case 'report': {
       const results = args.results ? resolve(args.results) : config.resultsDir;
-      const out = args.out ? resolve(args.out) : resolve(REPO_ROOT, 'docs/continual.md');
+      // Only the full run's results make docs/continual.md; another run's page stays in its state.
+      const out = args.out
+        ? resolve(args.out)
+        : config.name === 'full'
+          ? resolve(REPO_ROOT, 'docs/continual.md')
+          : join(config.stateDir, 'continual.md');
       mkdirSync(dirname(out), { recursive: true });
-      writeContinualReport(results, out, log, planText(config, measuredCosts(config)));
+      // The page shows the plan's totals (the stage list is `plan`'s job).
+      const plan = planText(config, measuredCosts(config));
+      writeContinualReport(results, out, log, plan.slice(plan.indexOf('\n\n') + 2));
       return;
     }
     case 'run': {
@@ -168,7 +191,14 @@ async function main(): Promise<void> {
         });
         log(
           `done: ${result.executed.length} stages run, ${result.reused.length} reused; ${result.summary.rows_done}/${result.summary.rows_planned} rows; ` +
-            `the page: npm run experiment:continual -- report${config.name === 'full' ? '' : ` --name ${config.name} --results ${config.resultsDir} --out ${join(config.stateDir, 'continual.md')}`}`,
+            `the page: npm run experiment:continual -- report${
+              config.name === 'full'
+                ? ''
+                : ` ${process.argv
+                    .slice(2)
+                    .filter((a) => a !== 'run')
+                    .join(' ')} (→ ${join(config.stateDir, 'continual.md')})`
+            }`,
         );
       } catch (err) {
         if (err instanceof RunStoppedError) {

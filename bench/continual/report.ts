@@ -42,6 +42,7 @@ export function windowChartSvg(
   series: readonly ChartSeries[],
   width = 820,
   height = 380,
+  yFloor = 0.05,
 ): string {
   const legendRows = Math.ceil(series.length / 2);
   const pad = { left: 64, right: 24, top: 32, bottom: 58 + legendRows * 15 };
@@ -51,7 +52,7 @@ export function windowChartSvg(
   const xMin = Math.min(...xs);
   const xMax = Math.max(...xs);
   const ys = series.flatMap((s) => s.points.flatMap((p) => [p[1], p[3] ?? p[1]]));
-  const yMax = Math.max(0.05, ...ys) * 1.1;
+  const yMax = Math.max(yFloor, ...ys, 1e-9) * 1.1;
   const px = (x: number): number => pad.left + (xMax > xMin ? ((x - xMin) / (xMax - xMin)) * w : w / 2);
   const py = (y: number): number => pad.top + h - (y / yMax) * h;
   const out: string[] = [
@@ -67,7 +68,7 @@ export function windowChartSvg(
     const y = (yMax * i) / 4;
     out.push(
       `<line x1="${pad.left}" y1="${py(y)}" x2="${pad.left + w}" y2="${py(y)}" stroke="#eee"/>`,
-      `<text x="${pad.left - 6}" y="${py(y) + 4}" text-anchor="end">${y < 10 ? y.toFixed(2) : y.toExponential(1)}</text>`,
+      `<text x="${pad.left - 6}" y="${py(y) + 4}" text-anchor="end">${y === 0 ? '0' : y >= 0.01 && y < 1000 ? +y.toPrecision(3) : y.toExponential(1)}</text>`,
     );
   }
   for (const [x, label] of xTicks)
@@ -192,8 +193,16 @@ export function writeContinualReport(
       'npm run experiment:continual -- report   # this page, from bench/results/continual/*.json',
       '```',
       '',
+      'Rows, cost records and `summary.json` land in `bench/results/continual/` as the stages finish',
+      '(`summary.json`: `windows[]` with `window`, `arm` (frozen | continual | retrain | sasrec), `hr1`,',
+      '`hr1_ci95`, `tokens`, `wall_s`, plus `cpu_s`, per-domain HR@1 and users; `forgetting[]`;',
+      '`costs[]`), so a partial run already reports. The machinery is checked by',
+      '`npm run experiment:continual -- --preset smoke` (stories260K, 400 users, 3 windows, about a',
+      'minute; its page: `npm run experiment:continual -- report --preset smoke` →',
+      '`.cprec/continual/smoke/continual.md`) and by the specs in `bench/continual/continual.spec.ts`.',
+      '',
     );
-    if (planText) push('### Plan', '', '```', planText.trimEnd(), '```', '');
+    if (planText) push('### What it costs', '', '```', planText.trimEnd(), '```', '');
     atomicWrite(outFile, lines.join('\n'));
     log(`wrote ${outFile} (no results yet)`);
     return;
@@ -270,6 +279,9 @@ export function writeContinualReport(
       'CPU hours',
       ticks,
       series(summary.windows, (e) => e.cpu_s / 3600, false),
+      820,
+      380,
+      0,
     ),
   );
   const rounds = [...new Set(summary.forgetting.map((e) => e.boundary))].sort((a, b) => a - b);
