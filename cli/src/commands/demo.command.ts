@@ -19,7 +19,15 @@ import {
   type LiveStreamSpec,
   type RunningStream,
 } from '../live/stream';
-import { day, EventReporter, formatTimeline, type DriftView, type RoundRow } from '../live/timeline';
+import {
+  day,
+  EventReporter,
+  formatTimeline,
+  generationLine,
+  type DriftView,
+  type EvaluationRow,
+  type RoundRow,
+} from '../live/timeline';
 
 const DAY_MS = 86_400_000;
 
@@ -368,6 +376,15 @@ export async function runLive(options: DemoOptions): Promise<number> {
         const lines = reporter.update(rounds, drift);
         if (lines.length > 0) lastChange = Date.now();
         for (const line of lines) say(line);
+        // The generation check (greedy answers matched to the candidates) of each new decision.
+        for (const adapterId of reporter.newlyDecided) {
+          const evaluations = await getJson<{ evaluations: EvaluationRow[] }>(
+            operator,
+            `/v1/evaluations?adapter_id=${encodeURIComponent(adapterId)}`,
+          ).catch(() => ({ evaluations: [] as EvaluationRow[] }));
+          const line = generationLine(adapterId, evaluations.evaluations);
+          if (line) say(line);
+        }
       }
       if (!laterStarted && (rounds.length > 0 || Date.now() - startedAt > 180_000)) {
         laterStarted = true;

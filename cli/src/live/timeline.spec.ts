@@ -1,5 +1,5 @@
 import { finished, liveEnvironment, liveStreamSpec, type DemoOptions } from '../commands/demo.command';
-import { EventReporter, formatTimeline, type DriftView, type RoundRow } from './timeline';
+import { EventReporter, formatTimeline, generationLine, type DriftView, type RoundRow } from './timeline';
 
 const DAY = 86_400_000;
 const t = (iso: string) => Date.parse(`${iso}T00:00:00Z`);
@@ -157,6 +157,20 @@ describe('EventReporter', () => {
       ]),
     );
     expect(reporter.update([round('r1', 'published', 10), round('r2', 'queued', 150)], drift)).toEqual([]);
+  });
+});
+
+describe('generationLine', () => {
+  it('reports Valid Ratio and generation HR@1 per domain, nothing without generation rows', () => {
+    const rows = [
+      { adapter_id: 'x', domain: 'b', method: 'generation', samples: 60, hr1: 0.05, valid_ratio: 0.4 },
+      { adapter_id: 'x', domain: 'a', method: 'generation', samples: 60, hr1: 0, valid_ratio: 0 },
+      { adapter_id: 'x', domain: 'a', method: 'likelihood', samples: 60, hr1: 0.1, valid_ratio: 1 },
+    ];
+    expect(generationLine('x', rows)).toBe(
+      '  generation check of x: a Valid Ratio 0.000, HR@1 0.000 (60) · b Valid Ratio 0.400, HR@1 0.050 (60)',
+    );
+    expect(generationLine('y', rows)).toBeNull();
   });
 });
 

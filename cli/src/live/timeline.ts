@@ -83,12 +83,15 @@ const short = (id: string): string => (id.length > 28 ? `${id.slice(0, 12)}…${
 export class EventReporter {
   private readonly roundStates = new Map<string, string>();
   private readonly decisions = new Set<string>();
+  /** Adapters decided since the last call (their generation check is worth a look-up). */
+  newlyDecided: string[] = [];
   private readonly windows = new Set<string>();
   private readonly alerts = new Set<string>();
 
   /** Lines for everything new since the previous call (oldest first). */
   update(rounds: readonly RoundRow[], drift: DriftView): string[] {
     const lines: Array<{ ts: number; text: string }> = [];
+    this.newlyDecided = [];
     for (const r of rounds) {
       const before = this.roundStates.get(r.round_id);
       if (before === r.state) continue;
@@ -109,6 +112,7 @@ export class EventReporter {
       const key = `${d.adapter_id}@${d.ts_ms}`;
       if (this.decisions.has(key)) continue;
       this.decisions.add(key);
+      this.newlyDecided.push(d.adapter_id);
       const hr1 = Object.entries(d.hr1)
         .map(([domain, v]) => `${domain} ${v.toFixed(3)}`)
         .join(', ');
@@ -209,4 +213,25 @@ export function formatTimeline(drift: DriftView, options: { sinceMs?: number } =
   while (m < marks.length) lines.push(`  ${day(marks[m]!.at)}  ${marks[m++]!.text}`);
   lines.push(`adapters: ${[...adapters].map(([id, tag]) => `${tag} = ${id}`).join(', ')}`);
   return lines.join('\n') + '\n';
+}
+
+export interface EvaluationRow {
+  adapter_id: string;
+  domain: string;
+  method: string;
+  samples: number;
+  hr1: number;
+  valid_ratio: number;
+}
+
+/** The generation check of an adapter's evaluations, one line (null when generation did not run). */
+export function generationLine(adapterId: string, evaluations: readonly EvaluationRow[]): string | null {
+  const generated = evaluations.filter((e) => e.adapter_id === adapterId && e.method === 'generation');
+  if (generated.length === 0) return null;
+  return `  generation check of ${adapterId}: ${generated
+    .sort((a, b) => (a.domain < b.domain ? -1 : 1))
+    .map(
+      (e) => `${e.domain} Valid Ratio ${e.valid_ratio.toFixed(3)}, HR@1 ${e.hr1.toFixed(3)} (${e.samples})`,
+    )
+    .join(' · ')}`;
 }
