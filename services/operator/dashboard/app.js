@@ -228,7 +228,9 @@
     ];
 
     // The x range covers the windows and the markers (uPlot's own guess for one point spans years).
-    const all = [...data[0], ...state.markers.map((m) => m.x)];
+    // …and the stream's present, so the chart ends where the stream is now.
+    const now = drift.stream && drift.stream.newest_ms !== null ? [drift.stream.newest_ms / 1000] : [];
+    const all = [...data[0], ...state.markers.map((m) => m.x), ...now];
     const lo = Math.min(...all);
     const hi = Math.max(...all);
     const pad = hi > lo ? (hi - lo) * 0.03 : 86400;
