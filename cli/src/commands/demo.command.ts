@@ -256,7 +256,10 @@ export function register(program: Command): void {
     )
     .option('--exit', 'stop after --rounds rounds and print the HR@1 timeline (else run until Ctrl-C)')
     .option('--rounds <n>', 'with --exit: rounds to wait for', positiveInt, 3)
-    .option('--restart-stream', 'stream from the start instead of continuing where the last run stopped')
+    .option(
+      '--restart-stream',
+      'send the stream from its start instead of continuing where the last run stopped (storage keeps what it has: for a clean slate, npm run infra:down && rm -rf .cprec)',
+    )
     .option('--timeout-min <m>', 'with --exit: give up after this many minutes', positive, 90)
     .option(
       '--model <path>',
