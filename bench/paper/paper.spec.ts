@@ -274,7 +274,7 @@ describe('statistics', () => {
 });
 
 describe('the plan keeps what matters most first', () => {
-  it('orders data, recommenders, CPRec CPT, zero-shot, main rows, first-seed extras, Food.com, further seeds', () => {
+  it('orders the headline comparison, then data, recommenders, CPRec CPT, zero-shot, main rows, first-seed extras, Food.com, further seeds', () => {
     const config = {
       ...tinyConfig('/tmp/x'),
       targets: ['game', 'steam', 'food'] as const,
@@ -295,7 +295,26 @@ describe('the plan keeps what matters most first', () => {
       return i;
     };
     expect(at('data/cpt')).toBe(0);
-    expect(at('rec/food/sasrec/seed1')).toBeLessThan(at('cpt/cprec'));
+    // The headline comparison (first target, first seed) comes before every other model stage.
+    expect(ids.slice(0, 15)).toEqual([
+      'data/cpt',
+      'data/game',
+      'data/steam',
+      'data/food',
+      'rec/game/popularity/seed1',
+      'rec/steam/popularity/seed1',
+      'rec/food/popularity/seed1',
+      'rec/game/sasrec/seed1',
+      'cpt/cprec',
+      'eval/game/base-zero-shot',
+      'eval/game/cprec-zero-shot',
+      'sft/game/llara/n6/seed1',
+      'eval/game/llara/n6/seed1',
+      'sft/game/cprec/n6/seed1',
+      'eval/game/cprec/n6/seed1',
+    ]);
+    expect(at('rec/food/sasrec/seed1')).toBeLessThan(at('eval/steam/base-zero-shot'));
+    expect(at('rec/game/gru4rec/seed1')).toBeLessThan(at('sft/game/llara/n6/seed2'));
     expect(at('cpt/cprec')).toBeLessThan(at('eval/game/base-zero-shot'));
     expect(at('eval/steam/cprec/n6/seed3')).toBeLessThan(at('cpt/ds-only'));
     expect(at('eval/game/cprec-mix-stable/n6/seed1')).toBeLessThan(at('sft/food/llara/n6/seed1'));
