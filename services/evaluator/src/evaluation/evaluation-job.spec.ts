@@ -6,7 +6,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import { attachLora, LlamaModel, mulberry32, randomWeights, saveLoraAdapter } from '@cprec/lm';
 import { buildReport } from '@cprec/metrics';
 import { WordTokenizer } from '@cprec/training/testing';
-import { runEvaluationJob } from './evaluation-job';
+import { runEvaluationJob, selectEvaluationBackend } from './evaluation-job';
 import { methodMetrics } from './metrics';
 import { TINY_MODEL_FILE, type EvaluationJob, type TinyModelFile } from './protocol';
 
@@ -133,5 +133,26 @@ describe('methodMetrics', () => {
     });
     expect(generation.hr1Valid).toBeCloseTo(1 / 3, 10);
     expect(methodMetrics(report, 'books', { likelihood: true, generation: true })).toEqual([]);
+  });
+});
+
+describe('selectEvaluationBackend', () => {
+  const stories = join(__dirname, '../../../../../shared/models/stories260K/stories260K.bin');
+  const saved = process.env.CPREC_BACKEND;
+  afterEach(() => {
+    if (saved === undefined) delete process.env.CPREC_BACKEND;
+    else process.env.CPREC_BACKEND = saved;
+  });
+
+  it("asks `auto` for the job's base model and the scoring workload", async () => {
+    // CPREC_BACKEND short-cuts the measurement but still records what the decision was for.
+    process.env.CPREC_BACKEND = 'cpu';
+    const report = await selectEvaluationBackend({
+      model: { kind: 'checkpoint', path: stories, baseModelId: 'stories260K', sha256: SHA },
+      backend: 'auto',
+      budget: { maxTokens: 0, maxTitleTokens: 12 },
+    });
+    expect(report.backend).toBe('cpu');
+    expect(report.auto).toMatchObject({ from: 'env', model: stories, workload: 'infer' });
   });
 });

@@ -1,6 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { defaultPromptTokens, randomWeights, readBaseModel, selectBackend } from '@cprec/lm';
+import {
+  baseModelContextLength,
+  defaultPromptTokens,
+  randomWeights,
+  readBaseModel,
+  selectBackend,
+  type BackendReport,
+  type LlamaConfig,
+} from '@cprec/lm';
 import { evaluateModel, RecommenderRuntime, type BaseModel } from '@cprec/training';
 import { WordTokenizer } from '@cprec/training/testing';
 import { methodMetrics } from './metrics';
@@ -23,6 +31,28 @@ function tinyBase(spec: Extract<BaseModelSpec, { kind: 'tiny-random' }>): BaseMo
   const tokenizer = WordTokenizer.forTitles(tiny.titles);
   const weights = randomWeights({ ...tiny.config, vocabSize: tokenizer.vocabSize }, tiny.seed);
   return { weights, tokenizer, baseModelId: spec.baseModelId, baseChecksum: spec.sha256 };
+}
+
+/** The model `auto` chooses a backend for: the base's path, or the tiny random base's config. */
+function backendModelOf(spec: BaseModelSpec): string | LlamaConfig {
+  if (spec.kind === 'checkpoint') return spec.path;
+  const tiny = JSON.parse(readFileSync(join(spec.dir, TINY_MODEL_FILE), 'utf8')) as TinyModelFile;
+  return { ...tiny.config, vocabSize: WordTokenizer.forTitles(tiny.titles).vocabSize };
+}
+
+/**
+ * Makes the job's backend active; for `auto`, the one measured fastest for this base model at the
+ * job's prompt length when scoring (a decision holds for a model, workload and shape).
+ */
+export async function selectEvaluationBackend(
+  job: Pick<EvaluationJob, 'model' | 'backend' | 'budget'>,
+): Promise<BackendReport> {
+  const model = backendModelOf(job.model);
+  const seq =
+    job.budget.maxTokens > 0
+      ? job.budget.maxTokens
+      : defaultPromptTokens(typeof model === 'string' ? baseModelContextLength(model) : model.maxSeqLen);
+  return selectBackend(job.backend, { model, workload: 'infer', shape: { batch: 1, seq } });
 }
 
 export async function openRuntime(job: Pick<EvaluationJob, 'model' | 'budget'>): Promise<RecommenderRuntime> {
@@ -51,7 +81,7 @@ export async function runEvaluationJob(
   onProgress: (done: number, total: number) => void = () => undefined,
 ): Promise<EvaluationJobResult> {
   const started = Date.now();
-  await selectBackend(job.backend);
+  await selectEvaluationBackend(job);
   const runtime = await openRuntime(job);
   const domainsOf = (a: EvaluationJob['adapters'][number]) =>
     job.domains.filter((d) => a.domains === undefined || a.domains.includes(d.domain));

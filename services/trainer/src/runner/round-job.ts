@@ -2,7 +2,16 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createClickHouse, SequenceRepository } from '@cprec/clickhouse';
 import type { Tokenizer } from '@cprec/corpus';
-import { LlamaModel, randomWeights, readBaseModel, selectBackend } from '@cprec/lm';
+import {
+  baseModelContextLength,
+  defaultPromptTokens,
+  LlamaModel,
+  randomWeights,
+  readBaseModel,
+  selectBackend,
+  type BackendReport,
+  type LlamaConfig,
+} from '@cprec/lm';
 import {
   ArraySampleSource,
   hasCheckpoint,
@@ -40,6 +49,30 @@ export function loadRoundModel(spec: ModelSpec): { model: LlamaModel; tokenizer:
   const tokenizer = WordTokenizer.forTitles(tiny.titles);
   const model = new LlamaModel(randomWeights({ ...tiny.config, vocabSize: tokenizer.vocabSize }, tiny.seed));
   return { model, tokenizer };
+}
+
+/** The model `auto` chooses a backend for: the base's path, or the tiny random base's config. */
+export function backendModelOf(spec: ModelSpec): string | LlamaConfig {
+  if (spec.kind === 'checkpoint') return spec.path;
+  if (spec.kind === 'llama2c') return spec.checkpoint;
+  const tiny = JSON.parse(readFileSync(join(spec.dir, TINY_MODEL_FILE), 'utf8')) as TinyModelSpec;
+  return { ...tiny.config, vocabSize: WordTokenizer.forTitles(tiny.titles).vocabSize };
+}
+
+/**
+ * Makes the job's backend active. For `auto` the decision is made for the round's base model and
+ * its training shape (one micro-batch at the prompt budget): a decision measured on another model
+ * or shape picked TensorFlow for a SmolLM2 round once (13.8 GB resident, docs/backends.md).
+ */
+export async function selectRoundBackend(job: RoundJob): Promise<BackendReport> {
+  const model = backendModelOf(job.model);
+  const budget = job.cpt.budget.maxTokens;
+  const seq =
+    budget > 0
+      ? budget
+      : defaultPromptTokens(typeof model === 'string' ? baseModelContextLength(model) : model.maxSeqLen);
+  const batch = Math.max(1, Math.min(job.cpt.batchSize, job.cpt.microBatchSize ?? job.cpt.batchSize));
+  return selectBackend(job.backend, { model, workload: 'train', shape: { batch, seq } });
 }
 
 function cptConfigOf(job: RoundJob): CptConfig {
@@ -103,7 +136,7 @@ export async function runRoundJob(
   hooks: RoundJobHooks = {},
   fineTuning: FineTuningPort = noFineTuning,
 ): Promise<RunnerResult> {
-  await selectBackend(job.backend);
+  await selectRoundBackend(job);
   const { model, tokenizer } = loadRoundModel(job.model);
   const sources = await openSources(job);
   try {
