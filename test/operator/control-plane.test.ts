@@ -4,7 +4,9 @@ import {
   createClickHouse,
   ident,
   runMigrations,
+  servingOf,
   sql,
+  type ServingEventRecord,
 } from '@cprec/clickhouse';
 import { requireInfra, testClickHouseSettings, uniqueName } from '../support/infra';
 
@@ -273,40 +275,38 @@ describe('drift and serving', () => {
     expect(await repo.listDriftAlerts({ domain: 'steam' })).toEqual([]);
   });
 
-  it('names the serving adapter after the latest switch or rollback, not after a failed load', async () => {
-    expect(await repo.currentServingAdapter()).toBeNull();
-    await repo.insertServingEvent({
-      event: 'switch',
-      adapter_id: 'a1',
+  it('names the adapter serving each domain after its latest switch or rollback, not after a failed load', async () => {
+    expect(await repo.servingByDomain()).toEqual([]);
+    const event = (e: Omit<ServingEventRecord, 'previous_adapter_id' | 'detail'>): ServingEventRecord => ({
       previous_adapter_id: '',
       detail: '',
-      ts_ms: t0,
+      ...e,
     });
-    await repo.insertServingEvent({
-      event: 'switch',
-      adapter_id: 'a2',
-      previous_adapter_id: 'a1',
-      detail: '',
-      ts_ms: t0 + 1,
-    });
-    await repo.insertServingEvent({
-      event: 'rollback',
-      adapter_id: 'a1',
-      previous_adapter_id: 'a2',
-      detail: 'operator',
-      ts_ms: t0 + 2,
-    });
-    await repo.insertServingEvent({
-      event: 'load_failed',
-      adapter_id: 'a3',
-      previous_adapter_id: 'a1',
-      detail: 'sha256 mismatch',
-      ts_ms: t0 + 3,
-    });
-    expect((await repo.currentServingAdapter())?.adapter_id).toBe('a1');
-    expect((await repo.listServingEvents({ limit: 2 })).map((e) => e.event)).toEqual([
-      'load_failed',
-      'rollback',
+    // A row written before per-domain serving (domain ''), then per-domain rows.
+    await repo.insertServingEvent(event({ event: 'switch', domain: '', adapter_id: 'legacy', ts_ms: t0 }));
+    await repo.insertServingEvent(event({ event: 'switch', domain: 'games', adapter_id: 'a1', ts_ms: t0 + 1 }));
+    await repo.insertServingEvent(event({ event: 'switch', domain: 'games', adapter_id: 'a2', ts_ms: t0 + 2 }));
+    await repo.insertServingEvent(event({ event: 'rollback', domain: 'games', adapter_id: 'a1', ts_ms: t0 + 3 }));
+    await repo.insertServingEvent(event({ event: 'load_failed', domain: 'games', adapter_id: 'a3', ts_ms: t0 + 4 }));
+    // One adapter switched in for two domains in the same millisecond: two rows, not one.
+    await repo.insertServingEvent(event({ event: 'switch', domain: 'steam', adapter_id: 'cpt', ts_ms: t0 + 5 }));
+    await repo.insertServingEvent(event({ event: 'switch', domain: 'books', adapter_id: 'cpt', ts_ms: t0 + 5 }));
+    const byDomain = await repo.servingByDomain();
+    expect(byDomain.map((e) => [e.domain, e.adapter_id]).sort()).toEqual([
+      ['', 'legacy'],
+      ['books', 'cpt'],
+      ['games', 'a1'],
+      ['steam', 'cpt'],
+    ]);
+    expect(servingOf(byDomain, 'games')?.adapter_id).toBe('a1');
+    expect(servingOf(byDomain, 'books')?.adapter_id).toBe('cpt');
+    // A domain with no row of its own is still served by the legacy all-domains adapter.
+    expect(servingOf(byDomain, 'toys')?.adapter_id).toBe('legacy');
+    expect(servingOf([], 'toys')).toBeNull();
+    expect((await repo.listServingEvents({ limit: 3 })).map((e) => [e.event, e.domain])).toEqual([
+      ['switch', 'books'],
+      ['switch', 'steam'],
+      ['load_failed', 'games'],
     ]);
   });
 });

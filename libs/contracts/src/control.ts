@@ -135,9 +135,15 @@ export const EvaluatorCommandSchema = z.strictObject({
 });
 export type EvaluatorCommand = z.infer<typeof EvaluatorCommandSchema>;
 
+/**
+ * Operator asks serving to roll back the adapter of one domain (serving holds one adapter per
+ * domain, so a rollback never touches another domain's). Without `to_adapter_id`: that domain's
+ * previous adapter; `base` serves the domain with the base model alone.
+ */
 export const ServingCommandSchema = z.strictObject({
   kind: z.literal('rollback'),
   command_id: z.string().min(1),
+  domain: DomainSchema,
   to_adapter_id: z.string().min(1).optional(),
   requested_by: z.string().min(1),
   ts: EpochMs,

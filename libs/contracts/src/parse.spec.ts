@@ -1,6 +1,6 @@
 import { DEFAULT_LIMITS, ContractLimits } from './limits';
 import { parseInteraction, parseItem, parseWith } from './parse';
-import { AdapterEventSchema, RoundCommandSchema } from './control';
+import { AdapterEventSchema, RoundCommandSchema, ServingCommandSchema } from './control';
 
 const NOW = Date.UTC(2026, 0, 1);
 const limits: ContractLimits = { ...DEFAULT_LIMITS, now: () => NOW };
@@ -116,5 +116,16 @@ describe('control events', () => {
     };
     expect(parseWith(AdapterEventSchema, event).ok).toBe(false);
     expect(parseWith(AdapterEventSchema, { ...event, sha256: 'a'.repeat(64) }).ok).toBe(true);
+  });
+
+  it('requires the domain a serving rollback applies to (one adapter per domain)', () => {
+    const rollback = { kind: 'rollback', command_id: 'c3', requested_by: 'op', ts: 1 };
+    const without = parseWith(ServingCommandSchema, rollback);
+    expect(!without.ok && without.reason).toMatch(/domain/);
+    expect(parseWith(ServingCommandSchema, { ...rollback, domain: 'Games' }).ok).toBe(false);
+    expect(parseWith(ServingCommandSchema, { ...rollback, domain: 'games', to_adapter_id: 'a1' })).toEqual({
+      ok: true,
+      value: { ...rollback, domain: 'games', to_adapter_id: 'a1' },
+    });
   });
 });

@@ -204,11 +204,30 @@ const SWITCHING_EVENTS: readonly ServingEventKind[] = ['switch', 'rollback'];
 
 export interface ServingEventRecord {
   event: ServingEventKind;
+  /**
+   * The target domain the event applies to (serving holds one adapter per domain). '' on rows
+   * written before migrations/0005, when one adapter served every domain: read as "every domain"
+   * (see `servingOf`).
+   */
+  domain: string;
   adapter_id: string;
   /** '' when nothing was serving before. */
   previous_adapter_id: string;
   detail: string;
   ts_ms: number;
+}
+
+/**
+ * The switch or rollback that decides what serves `domain`, among `servingByDomain()`'s rows: the
+ * domain's own row, else a legacy row (domain '', written when one adapter served every domain).
+ * Per-domain rows are always newer than legacy ones (the column came with per-domain serving), so
+ * the domain's own row wins. Null: nothing was ever switched in for the domain (the base serves).
+ */
+export function servingOf(
+  assignments: readonly ServingEventRecord[],
+  domain: string,
+): ServingEventRecord | null {
+  return assignments.find((a) => a.domain === domain) ?? assignments.find((a) => a.domain === '') ?? null;
 }
 
 export interface EvaluationFilter {
@@ -592,18 +611,23 @@ ORDER BY ts_ms DESC ${limit(filter.limit, 1000)}`,
   /** Serving events, newest first. */
   async listServingEvents(options: { limit?: number } = {}): Promise<ServingEventRecord[]> {
     const rows = await this.ch.query<Omit<ServingEventRecord, 'ts_ms'> & { ts_ms: string }>(
-      sql`SELECT event, adapter_id, previous_adapter_id, detail, ts_ms FROM ${ident(CONTROL_PLANE_TABLES.servingEvents)} FINAL
-ORDER BY ts_ms DESC, event, adapter_id ${limit(options.limit, 50)}`,
+      sql`SELECT event, domain, adapter_id, previous_adapter_id, detail, ts_ms FROM ${ident(CONTROL_PLANE_TABLES.servingEvents)} FINAL
+ORDER BY ts_ms DESC, event, adapter_id, domain ${limit(options.limit, 50)}`,
     );
     return rows.map((r) => ({ ...r, ts_ms: Number(r.ts_ms) }));
   }
 
-  /** The adapter serving now: the one named by the latest switch or rollback (null if none yet). */
-  async currentServingAdapter(): Promise<ServingEventRecord | null> {
+  /**
+   * What serves each domain: per domain, the latest switch or rollback (newest first). A row with
+   * domain '' is a legacy one (before per-domain serving) standing for every domain without a row
+   * of its own — read a domain's adapter with `servingOf`.
+   */
+  async servingByDomain(): Promise<ServingEventRecord[]> {
+    // LIMIT 1 BY (18.16 has no window functions): the newest switching row of each domain.
     const rows = await this.ch.query<Omit<ServingEventRecord, 'ts_ms'> & { ts_ms: string }>(
-      sql`SELECT event, adapter_id, previous_adapter_id, detail, ts_ms FROM ${ident(CONTROL_PLANE_TABLES.servingEvents)} FINAL
-WHERE ${inList('event', SWITCHING_EVENTS)} ORDER BY ts_ms DESC LIMIT 1`,
+      sql`SELECT event, domain, adapter_id, previous_adapter_id, detail, ts_ms FROM ${ident(CONTROL_PLANE_TABLES.servingEvents)} FINAL
+WHERE ${inList('event', SWITCHING_EVENTS)} ORDER BY ts_ms DESC, domain LIMIT 1 BY domain`,
     );
-    return rows.length === 0 ? null : { ...rows[0], ts_ms: Number(rows[0].ts_ms) };
+    return rows.map((r) => ({ ...r, ts_ms: Number(r.ts_ms) }));
   }
 }
