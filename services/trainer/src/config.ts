@@ -47,6 +47,12 @@ export const TrainerEnvSchema = CommonEnvSchema.extend({
   TRAINER_STEP_FLUSH_MS: envInt(1_000, 1),
   TRAINER_MAX_RESTARTS: envInt(2),
   TRAINER_STOP_GRACE_MS: envInt(30_000, 1),
+  /**
+   * How long a round waits for ClickHouse when its runner cannot reach it (an outage): it resumes
+   * from its checkpoint when ClickHouse answers again, and fails only after this long.
+   */
+  TRAINER_OUTAGE_MAX_MS: envInt(600_000, 1),
+  TRAINER_OUTAGE_POLL_MS: envInt(2_000, 10),
   /** Pause after each training step (ms; 0 = none): a throttle for demos and crash tests. */
   TRAINER_STEP_DELAY_MS: envInt(0),
   /**

@@ -86,6 +86,11 @@ export class TrainerService implements OnApplicationBootstrap, OnApplicationShut
       stopGraceMs: config.TRAINER_STOP_GRACE_MS,
       logFile: (roundId, attempt) =>
         resolve(config.CPREC_HOME, 'logs', 'trainer-rounds', `${roundId}-${attempt}.log`),
+      outage: {
+        maxMs: config.TRAINER_OUTAGE_MAX_MS,
+        pollMs: config.TRAINER_OUTAGE_POLL_MS,
+        dependenciesUp: () => ch.ping(),
+      },
     });
     this.coordinator = new RoundCoordinator(
       new ControlPlaneRepository(ch),

@@ -242,6 +242,43 @@ describe('RoundCoordinator', () => {
     expect(events.rounds.map((e) => e.state)).toEqual(['queued', 'warmup']);
   });
 
+  it('publishes a trained round once ClickHouse is back instead of failing it', async () => {
+    build(undefined, planner(), (err) =>
+      /ECONNREFUSED/.test((err as Error).message) ? 'unavailable' : 'transient',
+    );
+    let failures = 3;
+    const insert = store.insertAdapter.getMockImplementation()!;
+    store.insertAdapter.mockImplementation(async (r) => {
+      if (failures-- > 0) throw new Error('connect ECONNREFUSED 127.0.0.1:18123');
+      return insert(r);
+    });
+    const id = await coordinator.trigger('cmd-o', 'alice', 'manual');
+    await flush();
+    const run = executor.started[0]!;
+    run.listener.onPhase('annealing', 2);
+    run.finish({ kind: 'done', result: fakeResult(run.job) });
+    await until(() => store.statesOf(id).includes('published'));
+    await coordinator.idle();
+    expect(store.statesOf(id).at(-1)).toBe('published');
+    expect(store.statesOf(id)).not.toContain('failed');
+    expect(store.adapters).toHaveLength(1);
+    expect(events.adapters.map((e) => e.kind)).toEqual(['published']);
+  });
+
+  it('fails a trained round whose publishing fails for another reason', async () => {
+    build(undefined, planner(), () => 'transient');
+    store.insertAdapter.mockImplementationOnce(async () => {
+      throw new Error('unexpected');
+    });
+    const id = await coordinator.trigger('cmd-f', 'alice', 'manual');
+    await flush();
+    const run = executor.started[0]!;
+    run.listener.onPhase('annealing', 2);
+    run.finish({ kind: 'done', result: fakeResult(run.job) });
+    await until(() => store.statesOf(id).includes('failed'));
+    expect(store.statesOf(id).at(-1)).toBe('failed');
+  });
+
   it('gives up a write storage refuses for what it holds, explicitly (reported), and goes on', async () => {
     build(undefined, planner(), (err) =>
       /Code: 25/.test((err as Error).message) ? 'permanent' : 'transient',

@@ -311,6 +311,11 @@ export class RoundCoordinator {
             this.metrics.runnerCrash();
             this.persistProgress(round, `runner attempt ${attempt} crashed (${reason})`);
           },
+          onWaiting: (attempt, reason) =>
+            this.persistProgress(
+              round,
+              `runner attempt ${attempt} could not reach ClickHouse (${reason}); waiting for it, the round resumes from its checkpoint`,
+            ),
         });
         current.running = running;
         if (current.cancelRequested) running.stop();
@@ -322,7 +327,7 @@ export class RoundCoordinator {
     this.flushSteps();
     try {
       if (outcome.kind === 'done' && plan) {
-        await this.publish(round, plan, outcome.result);
+        await this.publishWhenReachable(round, plan, outcome.result);
       } else if (outcome.kind === 'stopped') {
         if (!this.shuttingDown || current.cancelRequested)
           this.transition(round, 'cancelled', 'cancelled by command');
@@ -335,6 +340,28 @@ export class RoundCoordinator {
     await this.writes;
     this.current = null;
     this.pump();
+  }
+
+  /**
+   * Publishes the round's adapters, waiting out a ClickHouse or Kafka outage instead of failing a
+   * round whose training is done (publishing again is harmless: artefacts are content-addressed,
+   * adapter rows are snapshots and adapter events idempotent). Other errors, and any error while
+   * the trainer shuts down, fail the round as before.
+   */
+  private async publishWhenReachable(round: Round, plan: PlannedRound, result: RunnerResult): Promise<void> {
+    const retry = this.config.writeRetry ?? DEFAULT_WRITE_RETRY;
+    for (let n = 1; ; n++) {
+      try {
+        return await this.publish(round, plan, result);
+      } catch (err) {
+        if (this.shuttingDown || this.config.classify?.(err) !== 'unavailable') throw err;
+        this.persistProgress(
+          round,
+          `publishing waits for an unreachable dependency (attempt ${n}): ${(err as Error).message}`,
+        );
+        await new Promise((r) => setTimeout(r, Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (n - 1))));
+      }
+    }
   }
 
   private async publish(round: Round, plan: PlannedRound, result: RunnerResult): Promise<void> {

@@ -165,4 +165,13 @@ export type FromRunner =
   | { type: 'phase'; phase: RunnerPhase; steps: number }
   | { type: 'step'; step: RunnerStep }
   | { type: 'result'; result: RunnerResult }
-  | { type: 'error'; message: string; stopped: boolean };
+  | {
+      type: 'error';
+      message: string;
+      stopped: boolean;
+      /**
+       * The round failed because a dependency (ClickHouse) could not be reached: the parent waits
+       * for it and re-spawns the runner, which resumes from the round's checkpoint.
+       */
+      unavailable?: boolean;
+    };

@@ -1,3 +1,4 @@
+import { isClickHouseUnavailable } from '@cprec/clickhouse';
 import { RoundStoppedError } from '@cprec/training';
 import { fineTuningFor } from './llara-fine-tuning';
 import type { FromRunner, ToRunner } from './protocol';
@@ -51,7 +52,9 @@ process.on('message', (raw: ToRunner) => {
     .catch(async (err: unknown) => {
       const stopped = err instanceof RoundStoppedError;
       const message = err instanceof Error ? (err.stack ?? err.message) : String(err);
-      await send({ type: 'error', message, stopped });
+      // Classified here, where the error object still is (the parent only gets its text).
+      const unavailable = !stopped && isClickHouseUnavailable(err);
+      await send({ type: 'error', message, stopped, unavailable });
       process.exit(stopped ? 3 : 1);
     });
 });

@@ -11,6 +11,11 @@ export interface RoundListener {
   onAttempt?(attempt: number, resumedFrom: { phase: string; dataPosition: number } | null): void;
   /** A runner process died; it will be re-spawned unless attempts are exhausted. */
   onCrash?(attempt: number, reason: string): void;
+  /**
+   * A runner failed because a dependency is unreachable: the round waits for it (up to the
+   * outage limit) and then resumes from its checkpoint. Called once per failed attempt.
+   */
+  onWaiting?(attempt: number, reason: string): void;
 }
 
 export type RoundOutcome =
@@ -38,7 +43,22 @@ export interface SupervisorOptions {
   env?: Record<string, string>;
   /** Where runner stdout/stderr go (inherit when omitted). */
   logFile?: (roundId: string, attempt: number) => string;
+  /**
+   * Riding out a dependency outage: a runner that fails because ClickHouse is unreachable is
+   * re-spawned (resuming from the checkpoint) once `dependenciesUp` answers true, polled every
+   * `pollMs`, without using up `maxRestarts`; the round fails only when the dependency stays
+   * away for `maxMs` (counted from the first failure since the last step a runner made). Absent:
+   * such a failure fails the round like any reported error.
+   */
+  outage?: { maxMs: number; pollMs: number; dependenciesUp: () => Promise<boolean> };
+  /** The runner program (default `runnerEntry()`); tests substitute a scripted one. */
+  runner?: { script: string; execArgv: string[] };
 }
+
+type AttemptResult =
+  | RoundOutcome
+  | { kind: 'crashed'; reason: string }
+  | { kind: 'unavailable'; reason: string; progressed: boolean };
 
 /**
  * How to start a runner: from TypeScript sources through ts-node (development, tests) when this
@@ -79,9 +99,9 @@ export class RoundSupervisor implements RoundExecutor {
     let killTimer: NodeJS.Timeout | null = null;
     const { maxRestarts, stopGraceMs } = this.options;
 
-    const attemptOnce = (attempt: number): Promise<RoundOutcome | { kind: 'crashed'; reason: string }> =>
+    const attemptOnce = (attempt: number): Promise<AttemptResult> =>
       new Promise((resolveAttempt) => {
-        const { script, execArgv } = runnerEntry();
+        const { script, execArgv } = this.options.runner ?? runnerEntry();
         let stdio: Array<'inherit' | 'ignore' | 'ipc' | number> = ['ignore', 'inherit', 'inherit', 'ipc'];
         let logFd: number | null = null;
         if (this.options.logFile) {
@@ -99,7 +119,8 @@ export class RoundSupervisor implements RoundExecutor {
         if (logFd !== null) closeSync(logFd);
         child = proc;
         let result: RunnerResult | null = null;
-        let error: { message: string; stopped: boolean } | null = null;
+        let error: { message: string; stopped: boolean; unavailable?: boolean } | null = null;
+        let progressed = false;
         proc.on('message', (m: FromRunner) => {
           switch (m.type) {
             case 'ready':
@@ -113,13 +134,14 @@ export class RoundSupervisor implements RoundExecutor {
               listener.onPhase(m.phase, m.steps);
               break;
             case 'step':
+              progressed = true;
               listener.onStep(m.step);
               break;
             case 'result':
               result = m.result;
               break;
             case 'error':
-              error = { message: m.message, stopped: m.stopped };
+              error = { message: m.message, stopped: m.stopped, unavailable: m.unavailable };
               break;
           }
         });
@@ -133,9 +155,13 @@ export class RoundSupervisor implements RoundExecutor {
           if (stopping) return resolveAttempt({ kind: 'stopped' });
           // A reported training error (bad data, bad config) is deterministic: re-running it
           // would fail the same way, so it fails the round at once. A crash is retried.
-          const reported = error as { message: string; stopped: boolean } | null;
+          const reported = error as { message: string; stopped: boolean; unavailable?: boolean } | null;
           if (reported && !reported.stopped && code === 1)
-            return resolveAttempt({ kind: 'failed', reason: reported.message });
+            return resolveAttempt(
+              reported.unavailable && this.options.outage
+                ? { kind: 'unavailable', reason: firstLine(reported.message), progressed }
+                : { kind: 'failed', reason: reported.message },
+            );
           resolveAttempt({
             kind: 'crashed',
             reason: signal ? `killed by ${signal}` : `exited with code ${code}`,
@@ -144,13 +170,31 @@ export class RoundSupervisor implements RoundExecutor {
       });
 
     const outcome = (async (): Promise<RoundOutcome> => {
+      let crashes = 0;
+      let outageSince: number | null = null;
       for (let attempt = 1; ; attempt++) {
         const r = await attemptOnce(attempt);
+        if (r.kind === 'unavailable') {
+          if (stopping) return { kind: 'stopped' };
+          const outage = this.options.outage!;
+          if (r.progressed || outageSince === null) outageSince = Date.now();
+          listener.onWaiting?.(attempt, r.reason);
+          const back = await waitUntilUp(outage, outageSince, () => stopping);
+          if (stopping) return { kind: 'stopped' };
+          if (!back)
+            return {
+              kind: 'failed',
+              reason: `a dependency stayed unreachable for more than ${Math.round(outage.maxMs / 1000)} s; last: ${r.reason}`,
+            };
+          continue;
+        }
+        outageSince = null;
         if (r.kind !== 'crashed') return r;
         if (stopping) return { kind: 'stopped' };
+        crashes++;
         listener.onCrash?.(attempt, r.reason);
-        if (attempt > maxRestarts)
-          return { kind: 'failed', reason: `runner crashed ${attempt} times; last: ${r.reason}` };
+        if (crashes > maxRestarts)
+          return { kind: 'failed', reason: `runner crashed ${crashes} times; last: ${r.reason}` };
       }
     })().finally(() => {
       if (killTimer) clearTimeout(killTimer);
@@ -169,5 +213,25 @@ export class RoundSupervisor implements RoundExecutor {
         return (child as ChildProcess | null)?.pid ?? null;
       },
     };
+  }
+}
+
+const firstLine = (message: string): string => message.split('\n', 1)[0] ?? message;
+
+/**
+ * Polls `dependenciesUp` until it answers true (→ true), the outage has lasted `maxMs` since
+ * `since` (→ false) or the round is being stopped (→ false).
+ */
+async function waitUntilUp(
+  outage: NonNullable<SupervisorOptions['outage']>,
+  since: number,
+  stopping: () => boolean,
+): Promise<boolean> {
+  for (;;) {
+    if (stopping()) return false;
+    const up = await outage.dependenciesUp().catch(() => false);
+    if (up) return true;
+    if (Date.now() - since >= outage.maxMs) return false;
+    await new Promise((r) => setTimeout(r, outage.pollMs));
   }
 }
