@@ -301,6 +301,17 @@ export function planMarkdown(config: PaperConfig, costs: Costs): string[] {
     lines.push(`| ${key} | ${g.stages} | ${work} | ${h(g.cpu)} | ${h(g.seconds)} | ${h(cumulative)} |`);
   }
   const afterMain = [...groups].filter(([k]) => k < '5').reduce((a, [, g]) => a + g.seconds, 0);
+  // The run starts with the headline comparison (headlineFirst): when is it answered for one seed?
+  const [target, seed] = [config.targets[0], config.seeds[0]];
+  const last = stages.findIndex((d) => d.id === `eval/${target}/cprec/n${config.sft.samples}/seed${seed}`);
+  const headline = stages.slice(0, last + 1).reduce((a, d) => a + estimateSeconds(d, config, costs), 0);
+  if (last >= 0)
+    lines.push(
+      '',
+      `The groups are the order of the issue's cuts; the run itself starts with the headline comparison on ` +
+        `${target} with seed ${seed} (data, popularity, SASRec, the CPRec CPT run, both zero-shot rows, LLaRA and ` +
+        `CPRec fine-tuned and evaluated: ${last + 1} stages, ${h(headline)} h of wall time), then follows the groups.`,
+    );
   lines.push(
     '',
     `Everything up to the main rows on ${config.targets.filter((t) => t !== 'food').join(' and ')} (groups 1–4) takes ` +

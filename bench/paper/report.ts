@@ -69,8 +69,15 @@ export function writeReport(resultsDir: string, outFile: string, log: (m: string
   );
   const figDir = join(dirname(outFile), 'figures');
   const figRel = (name: string) => relative(dirname(outFile), join(figDir, name));
+  // The configuration's order (Games, Steam, Food.com), not the order result files are listed in.
+  const measured = new Set(summary.rows.map((r) => r.target));
   const targets = (
-    summary.rows.length > 0 ? [...new Set(summary.rows.map((r) => r.target))] : config.targets
+    summary.rows.length > 0
+      ? [
+          ...config.targets.filter((t) => measured.has(t)),
+          ...[...measured].filter((t) => !config.targets.includes(t as TargetKey)),
+        ]
+      : config.targets
   ) as TargetKey[];
   const row = (t: string, m: string) => summary.rows.find((r) => r.target === t && r.method === m);
   const lines: string[] = [];
