@@ -19,9 +19,15 @@ export type ControlPlanePort = Pick<
   | 'listPromotions'
   | 'listEvaluations'
   | 'getAdapter'
-  | 'currentServingAdapter'
+  | 'servingByDomain'
   | 'driftSeries'
 >;
+
+/**
+ * The adapter id serving records when a domain is answered by the base model alone (a rollback to
+ * `base`): no adapter is the incumbent there, nothing to gate against or watch.
+ */
+export const BASE_MODEL_ADAPTER_ID = 'base';
 
 /** A split the evaluator wants frozen (the sequencer writes it). */
 export interface SplitSpec {

@@ -30,8 +30,15 @@ describe('POST /v1/recommend validation', () => {
     if (!r.ok) expect(r.message).toMatch(message);
   });
 
-  it('validates rollback bodies', () => {
-    expect(parseBody(RollbackRequestSchema, {})).toEqual({ ok: true, value: {} });
-    expect(parseBody(RollbackRequestSchema, { to_adapter_id: '' }).ok).toBe(false);
+  it('validates rollback bodies: the domain is required (one adapter per domain)', () => {
+    expect(parseBody(RollbackRequestSchema, { domain: 'books' })).toEqual({
+      ok: true,
+      value: { domain: 'books' },
+    });
+    expect(parseBody(RollbackRequestSchema, {})).toEqual({
+      ok: false,
+      message: expect.stringMatching(/^domain: /),
+    });
+    expect(parseBody(RollbackRequestSchema, { domain: 'books', to_adapter_id: '' }).ok).toBe(false);
   });
 });

@@ -26,10 +26,14 @@ export const RecommendRequestSchema = z
   });
 export type RecommendRequest = z.infer<typeof RecommendRequestSchema>;
 
-/** `POST /v1/rollback` */
+/** `POST /v1/rollback`: one domain's adapter goes back (the others keep theirs). */
 export const RollbackRequestSchema = z.strictObject({
+  domain: DomainSchema,
   to_adapter_id: z.string().min(1).max(256).optional(),
 });
+
+/** `GET /v1/adapter?domain=`: optional, one domain's view. */
+export const AdapterQuerySchema = z.strictObject({ domain: DomainSchema.optional() });
 
 /** zod issues as one readable line: `field: problem; field: problem`. */
 export function describeIssues(error: z.ZodError): string {

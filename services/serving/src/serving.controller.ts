@@ -1,6 +1,11 @@
-import { Body, Controller, Get, HttpCode, HttpException, Post, UseGuards } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, HttpException, Post, Query, UseGuards } from '@nestjs/common';
 import { RollbackRefusedError } from './adapter-manager';
-import { parseBody, RecommendRequestSchema, RollbackRequestSchema } from './recommend-request';
+import {
+  AdapterQuerySchema,
+  parseBody,
+  RecommendRequestSchema,
+  RollbackRequestSchema,
+} from './recommend-request';
 import { ServingError, ServingService, type RecommendResponse } from './serving.service';
 import { ServingTokenGuard } from './serving-token.guard';
 
@@ -43,7 +48,10 @@ export class ServingController {
     });
   }
 
-  /** Changes what is served: the serving (or operator) token and a JSON body (or none) are required. */
+  /**
+   * Rolls back one domain's adapter (`{ domain, to_adapter_id? }`); the other domains keep theirs.
+   * Changes what is served: the serving (or operator) token and a JSON body are required.
+   */
   @Post('rollback')
   @HttpCode(200)
   @UseGuards(ServingTokenGuard)
@@ -51,9 +59,10 @@ export class ServingController {
     return this.measured('rollback', async () => {
       const parsed = parseBody(RollbackRequestSchema, body ?? {});
       if (!parsed.ok) throw new ServingError(400, parsed.message);
+      const { domain } = parsed.value;
       let outcome;
       try {
-        outcome = await this.serving.rollback(parsed.value.to_adapter_id, 'POST /v1/rollback');
+        outcome = await this.serving.rollback(domain, parsed.value.to_adapter_id, 'POST /v1/rollback');
       } catch (err) {
         if (err instanceof RollbackRefusedError)
           throw new ServingError(/unknown adapter/.test(err.message) ? 404 : 409, err.message);
@@ -62,9 +71,10 @@ export class ServingController {
       if (!outcome.ok)
         throw new ServingError(
           502,
-          `adapter ${outcome.adapterId} failed to load (${outcome.error}); ${this.serving.serving?.adapterId ?? 'the current adapter'} keeps serving`,
+          `adapter ${outcome.adapterId} failed to load (${outcome.error}); ${this.serving.servingOf(domain)?.adapterId ?? 'the current adapter'} keeps serving ${domain}`,
         );
       return {
+        domain,
         adapter_id: outcome.adapterId,
         previous_adapter_id: outcome.previousAdapterId,
         changed: outcome.changed,
@@ -72,11 +82,24 @@ export class ServingController {
     });
   }
 
-  /** What serves now and what a rollback would return to. */
+  /**
+   * What serves now and what a rollback would return to: per domain with an adapter (or a
+   * rollback history), and the base model that answers every other domain; `?domain=` for one
+   * domain (the base model's entry when it has no adapter).
+   */
   @Get('adapter')
-  adapter() {
+  adapter(@Query() query: unknown) {
+    const parsed = parseBody(AdapterQuerySchema, query ?? {});
+    if (!parsed.ok) throw fail(400, parsed.message);
     const s = this.serving.serving;
     if (!s) throw fail(503, 'serving is starting');
-    return { adapter_id: s.adapterId, adapter_version: s.adapterVersion, rollback_history: s.history };
+    const view = (d: { domain: string; adapterId: string; adapterVersion: string; history: string[] }) => ({
+      domain: d.domain,
+      adapter_id: d.adapterId,
+      adapter_version: d.adapterVersion,
+      rollback_history: d.history,
+    });
+    if (parsed.value.domain !== undefined) return view(this.serving.servingOf(parsed.value.domain)!);
+    return { base: { adapter_id: 'base', adapter_version: s.baseVersion }, domains: s.domains.map(view) };
   }
 }

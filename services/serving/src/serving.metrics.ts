@@ -7,7 +7,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 export class ServingMetrics {
   readonly latency: Histogram<'route' | 'status'>;
   readonly errors: Counter<'route' | 'status'>;
-  readonly adapter: Gauge<'adapter_id' | 'adapter_version'>;
+  readonly adapter: Gauge<'domain' | 'adapter_id' | 'adapter_version'>;
   readonly batchSize: Histogram;
   readonly adapterLoads: Counter<'outcome'>;
   readonly firstStage: Counter<'source'>;
@@ -28,8 +28,8 @@ export class ServingMetrics {
     });
     this.adapter = new Gauge({
       name: 'cprec_serving_adapter_info',
-      help: '1 for the adapter serving now (labels: id and version), 0 for replaced ones',
-      labelNames: ['adapter_id', 'adapter_version'],
+      help: '1 per domain for the adapter serving it (domain "*": the base model, for every domain without an adapter)',
+      labelNames: ['domain', 'adapter_id', 'adapter_version'],
       registers: [registry],
     });
     this.batchSize = new Histogram({
@@ -52,8 +52,10 @@ export class ServingMetrics {
     });
   }
 
-  setServing(adapterId: string, version: string): void {
+  /** Replaces the gauge's series with what serves each domain now (replaced adapters disappear). */
+  setServing(serving: ReadonlyArray<{ domain: string; adapterId: string; adapterVersion: string }>): void {
     this.adapter.reset();
-    this.adapter.set({ adapter_id: adapterId, adapter_version: version }, 1);
+    for (const s of serving)
+      this.adapter.set({ domain: s.domain, adapter_id: s.adapterId, adapter_version: s.adapterVersion }, 1);
   }
 }

@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { Registry } from 'prom-client';
 import { LocalArtefactStore } from '@cprec/artefacts';
-import { ClickHouse, clickHouseProblem, ControlPlaneRepository } from '@cprec/clickhouse';
+import { ClickHouse, clickHouseProblem, ControlPlaneRepository, servingOf } from '@cprec/clickhouse';
 import {
   AdapterEventSchema,
   commandAgeProblem,
@@ -41,6 +41,7 @@ import {
   BASE_REF,
   RollbackRefusedError,
   type AdapterRef,
+  type Serving,
   type SwitchOutcome,
 } from './adapter-manager';
 import { loadServingBase, servingBaseChecksum } from './base-model';
@@ -67,6 +68,7 @@ export class ServingError extends Error {
 
 export interface RecommendResponse {
   items: Array<{ item_id: string; title: string; score: number; rank: number }>;
+  /** The adapter of the request's domain that ranked, `base` when the domain has none (the base model alone). */
   adapter_id: string;
   adapter_version: string;
   first_stage: 'given' | FirstStageSource;
@@ -79,10 +81,19 @@ interface Scored {
   adapterVersion: string;
 }
 
+/** What serves one domain, for `GET /v1/adapter` and the operator. */
+export interface DomainServing {
+  domain: string;
+  adapterId: string;
+  adapterVersion: string;
+  history: string[];
+}
+
 /**
- * The serving actor: `/v1/recommend` (first stage → LM re-ranking through a micro-batcher), the
- * serving adapter's life cycle (hot swap on AdapterEvent 'promoted', rollback on ServingCommand or
- * HTTP) and the one writer of serving_events.
+ * The serving actor: `/v1/recommend` (first stage → LM re-ranking through a micro-batcher, with
+ * the adapter of the request's domain), the adapters' life cycle per target domain (hot swap on
+ * AdapterEvent 'promoted' for each of its target domains, rollback of one domain on
+ * ServingCommand or HTTP) and the one writer of serving_events.
  */
 @Injectable()
 export class ServingService implements OnApplicationBootstrap, OnApplicationShutdown, HealthCheck {
@@ -145,13 +156,29 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
     return this.consumer ? this.consumer.problem() : 'adapter consumer not started';
   }
 
-  get serving(): { adapterId: string; adapterVersion: string; history: string[] } | null {
-    const current = this.manager?.current();
+  /**
+   * What serves: the shared base model's version and, per domain that has an adapter (or a
+   * rollback history), its adapter; null while starting.
+   */
+  get serving(): { baseVersion: string; domains: DomainServing[] } | null {
+    const manager = this.manager;
+    const base = manager?.baseModel();
+    if (!manager || !base) return null;
+    return {
+      baseVersion: this.versionOf(base.ref),
+      domains: manager.domains().map((domain) => this.servingOf(domain)!),
+    };
+  }
+
+  /** What answers `domain` (the base model when it has no adapter); null while starting. */
+  servingOf(domain: string): DomainServing | null {
+    const current = this.manager?.current(domain);
     if (!current || !this.manager) return null;
     return {
+      domain,
       adapterId: current.ref.adapterId,
       adapterVersion: this.versionOf(current.ref),
-      history: this.manager.historyIds(),
+      history: this.manager.historyIds(domain),
     };
   }
 
@@ -206,27 +233,47 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
     this.problem = null;
   }
 
-  /** The adapter serving before a restart (serving_events), else the base model. */
+  /**
+   * The base model (loaded once, shared by every domain), then per domain the adapter that served
+   * it before a restart (serving_events). A legacy row (domain '', from when one adapter served
+   * every domain) is resumed for the domains its adapter was trained for. A domain whose adapter
+   * cannot be resumed is answered by the base model.
+   */
   private async startServing(): Promise<void> {
     const manager = this.manager!;
-    const last = await this.controlPlane.currentServingAdapter().catch(() => null);
-    if (last && last.adapter_id !== BASE_REF.adapterId) {
+    await manager.start(BASE_REF);
+    const assignments = await this.controlPlane.servingByDomain().catch((err: unknown) => {
+      this.logger.error(
+        `could not read what served before: ${(err as Error).message}; serving the base model`,
+      );
+      return [];
+    });
+    const domains = new Set(assignments.map((a) => a.domain).filter((d) => d !== ''));
+    const legacy = servingOf(assignments, '');
+    if (legacy && legacy.domain === '' && legacy.adapter_id !== BASE_REF.adapterId) {
+      const adapter = await this.controlPlane.getAdapter(legacy.adapter_id).catch(() => null);
+      for (const d of adapter?.target_domains ?? []) domains.add(d);
+    }
+    for (const domain of [...domains].sort()) {
+      const last = servingOf(assignments, domain);
+      if (!last || last.adapter_id === BASE_REF.adapterId) continue;
       const ref = await this.resolveAdapter(last.adapter_id);
-      if (ref) {
-        try {
-          await manager.start(ref);
-          this.metrics.setServing(ref.adapterId, this.versionOf(ref));
-          this.logger.log(`resumed serving adapter ${ref.adapterId}`);
-          return;
-        } catch (err) {
-          this.logger.error(
-            `could not resume adapter ${last.adapter_id}: ${(err as Error).message}; serving the base model`,
-          );
-        }
+      if (!ref) {
+        this.logger.error(
+          `adapter ${last.adapter_id} of ${domain} is unknown; ${domain} is served by the base model`,
+        );
+        continue;
+      }
+      try {
+        await manager.resume(domain, ref);
+        this.logger.log(`resumed adapter ${ref.adapterId} for ${domain}`);
+      } catch (err) {
+        this.logger.error(
+          `could not resume adapter ${ref.adapterId} for ${domain}: ${(err as Error).message}; serving the base model there`,
+        );
       }
     }
-    await manager.start(BASE_REF);
-    this.metrics.setServing(BASE_REF.adapterId, this.versionOf(BASE_REF));
+    this.afterSwitch();
   }
 
   private async resolveAdapter(adapterId: string): Promise<AdapterRef | null> {
@@ -311,7 +358,13 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
       if (event.value.kind !== 'promoted') return;
       const ref = { adapterId: event.value.adapter_id, uri: event.value.uri, sha256: event.value.sha256 };
       this.known.set(ref.adapterId, ref);
-      await this.switchTo(ref);
+      // The adapter serves the domains it was promoted for, and only those.
+      const domains = [...new Set(event.value.target_domains)];
+      if (domains.length === 0)
+        return this.logger.warn(
+          `adapter ${ref.adapterId} was promoted for no domain; nothing to serve it for`,
+        );
+      for (const domain of domains) await this.switchTo(domain, ref);
       return;
     }
     const command = parseWith(ServingCommandSchema, decoded.value);
@@ -323,6 +376,7 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
     }
     try {
       await this.rollback(
+        command.value.domain,
         command.value.to_adapter_id,
         `${command.value.requested_by} (${command.value.command_id})`,
       );
@@ -332,31 +386,57 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
     }
   }
 
-  async switchTo(ref: AdapterRef): Promise<SwitchOutcome> {
-    const outcome = await this.manager!.promote(ref);
+  async switchTo(domain: string, ref: AdapterRef): Promise<SwitchOutcome> {
+    const outcome = await this.manager!.promote(domain, ref);
     this.afterSwitch();
     return outcome;
   }
 
-  async rollback(toAdapterId: string | undefined, reason: string): Promise<SwitchOutcome> {
-    const outcome = await this.manager!.rollback(toAdapterId, reason);
+  async rollback(domain: string, toAdapterId: string | undefined, reason: string): Promise<SwitchOutcome> {
+    const outcome = await this.manager!.rollback(domain, toAdapterId, reason);
     this.afterSwitch();
     return outcome;
   }
 
   private afterSwitch(): void {
-    const current = this.manager?.current();
-    if (current) this.metrics.setServing(current.ref.adapterId, this.versionOf(current.ref));
+    const s = this.serving;
+    if (!s) return;
+    this.metrics.setServing([
+      { domain: '*', adapterId: BASE_REF.adapterId, adapterVersion: s.baseVersion },
+      ...s.domains,
+    ]);
   }
 
+  /**
+   * Scores a batch whose requests may belong to different domains: each domain's requests go to
+   * that domain's adapter (the base model for a domain without one), in one rankBatch per model.
+   */
   private async scoreBatch(requests: readonly RankRequest[]): Promise<Scored[]> {
-    const current = this.manager?.current();
-    if (!current) throw new ServingError(503, 'no model is loaded yet');
-    // rankBatch posts to a worker in this same turn, before any switch can dispose the scorer; a
-    // worker handles its messages in order, so the old adapter outlives this batch there.
-    const ranked = await current.value.rankBatch(requests);
-    const adapterVersion = this.versionOf(current.ref);
-    return ranked.map((r) => ({ ranked: r, adapterId: current.ref.adapterId, adapterVersion }));
+    const manager = this.manager;
+    if (!manager?.baseModel()) throw new ServingError(503, 'no model is loaded yet');
+    const groups = new Map<Serving<Scorer>, number[]>();
+    requests.forEach((r, i) => {
+      const serving = manager.current(r.domain)!;
+      const group = groups.get(serving);
+      if (group) group.push(i);
+      else groups.set(serving, [i]);
+    });
+    // Every rankBatch is posted in this same turn, before any switch can dispose a scorer; a
+    // worker handles its messages in order, so a replaced adapter outlives this batch there.
+    const pending = [...groups].map(([serving, indices]) => ({
+      serving,
+      indices,
+      ranked: serving.value.rankBatch(indices.map((i) => requests[i])),
+    }));
+    const results = await Promise.all(pending.map((p) => p.ranked));
+    const out = new Array<Scored>(requests.length);
+    pending.forEach(({ serving, indices }, g) => {
+      const adapterVersion = this.versionOf(serving.ref);
+      indices.forEach(
+        (i, k) => (out[i] = { ranked: results[g][k], adapterId: serving.ref.adapterId, adapterVersion }),
+      );
+    });
+    return out;
   }
 
   async recommend(req: RecommendRequest): Promise<RecommendResponse> {

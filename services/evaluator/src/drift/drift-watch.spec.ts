@@ -232,4 +232,43 @@ describe('DriftWatch', () => {
     );
     expect(store.alerts).toHaveLength(1);
   });
+
+  it('watches the adapter serving each domain per serving_events: a rollback of games changes games only', async () => {
+    const perDomain = { ...settings, defaultDomains: ['games', 'books'] };
+    const { store, interactions, runner, watch, promote } = setup(() => 0.5, false, 60, perDomain);
+    promote('games-1', 1, 'games');
+    promote('games-2', 2, 'games');
+    promote('books-1', 3, 'books');
+    // Serving switched games to games-2, then rolled games back to games-1; books has books-1.
+    store.serve('games', 'games-2', 4);
+    store.servingEvents.push({
+      event: 'rollback',
+      domain: 'games',
+      adapter_id: 'games-1',
+      previous_adapter_id: 'games-2',
+      detail: '',
+      ts_ms: 5,
+    });
+    store.serve('books', 'books-1', 6);
+    interactions.newest = 2_000;
+    const tick = await watch.tick();
+    expect(
+      tick.kind === 'observed' && tick.observations.map((o) => `${o.domain}:${o.adapterId}`).sort(),
+    ).toEqual(['books:books-1', 'games:games-1']);
+    // Books rolled back to the base model: nothing to watch there any more, games unchanged.
+    store.servingEvents.push({
+      event: 'rollback',
+      domain: 'books',
+      adapter_id: 'base',
+      previous_adapter_id: 'books-1',
+      detail: '',
+      ts_ms: 7,
+    });
+    interactions.newest = 3_000;
+    const next = await watch.tick();
+    expect(next.kind === 'observed' && next.observations.map((o) => `${o.domain}:${o.adapterId}`)).toEqual([
+      'games:games-1',
+    ]);
+    expect(runner.jobs.at(-1)!.adapters.map((a) => a.adapterId)).toEqual(['games-1']);
+  });
 });

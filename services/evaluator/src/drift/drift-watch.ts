@@ -1,16 +1,18 @@
 import { createHash } from 'node:crypto';
+import { servingOf } from '@cprec/clickhouse';
 import type { EvaluationCase } from '@cprec/training';
 import { metricOf } from '../evaluation/metrics';
 import type { EvaluationJob, EvaluationMethod } from '../evaluation/protocol';
-import type {
-  ArtefactPort,
-  Clock,
-  ControlPlanePort,
-  EvaluationRunner,
-  EventsPort,
-  InteractionsPort,
-  JobSettings,
-  SplitPort,
+import {
+  BASE_MODEL_ADAPTER_ID,
+  type ArtefactPort,
+  type Clock,
+  type ControlPlanePort,
+  type EvaluationRunner,
+  type EventsPort,
+  type InteractionsPort,
+  type JobSettings,
+  type SplitPort,
 } from '../ports';
 import type { DriftAlert, DriftMonitor } from './drift-monitor';
 
@@ -72,10 +74,12 @@ const messageOf = (err: unknown): string => (err instanceof Error ? err.message 
  * HR@1 per domain is recorded in `drift_series` and published, and the DriftMonitor policy decides
  * on alerts (`drift_alerts`, a DriftEvent alert, and a refresh RoundCommand when configured).
  *
- * Watched domains: the fallback target domains plus the domains of the adapter serving now. The
- * adapter serving a domain is the gate's: the one serving now (the latest switch or rollback, else
- * the newest promotion) when it covers the domain, otherwise the newest promoted adapter covering
- * it — so per-domain fine-tuned adapters each get their own series. When a new adapter starts
+ * Watched domains: the fallback target domains plus every domain serving has switched an adapter
+ * in for. The adapter watched on a domain is the gate's incumbent: the one serving THAT domain
+ * (its latest switch or rollback in serving_events; a legacy all-domains row only where its
+ * adapter was promoted), else — serving has recorded nothing for it yet — the newest promoted
+ * adapter covering it; a domain served by the base model alone has no adapter to watch. So every
+ * domain's adapter gets its own series. When a new adapter starts
  * serving a domain its baseline is reset and the current window is evaluated for it at once, so
  * the baseline is the new adapter's HR@1 at promotion time.
  */
@@ -134,12 +138,11 @@ export class DriftWatch {
    * been promoted or is serving at all.
    */
   private async servingByDomain(): Promise<Map<string, Serving> | null> {
-    const current = await this.store.currentServingAdapter();
+    const assignments = await this.store.servingByDomain();
     const promoted = (await this.store.listPromotions({ limit: 500 })).filter(
       (p) => p.decision === 'promoted',
     );
-    const servingId = current?.adapter_id ?? promoted[0]?.adapter_id ?? null;
-    if (servingId === null) return null;
+    if (assignments.length === 0 && promoted.length === 0) return null;
     const records = new Map<string, Serving | null>();
     const record = async (adapterId: string): Promise<Serving | null> => {
       if (!records.has(adapterId)) {
@@ -166,15 +169,24 @@ export class DriftWatch {
     const covers = (s: Serving, domain: string): boolean =>
       promoted.some((p) => p.adapter_id === s.adapterId && p.hr1[domain] !== undefined) ||
       s.domains.includes(domain);
-    const serving = await record(servingId);
-    if (serving === null && promoted.length === 0) return null;
-    const domains = [...new Set([...this.settings.defaultDomains, ...(serving?.domains ?? [])])].sort();
+    const domains = new Set(this.settings.defaultDomains);
+    for (const a of assignments) {
+      if (a.domain !== '') domains.add(a.domain);
+      else for (const d of (await record(a.adapter_id))?.domains ?? []) domains.add(d);
+    }
+    // Serving has recorded nothing yet: the newest promotion's domains, as before it runs.
+    if (assignments.length === 0)
+      for (const d of (await record(promoted[0].adapter_id))?.domains ?? []) domains.add(d);
     const out = new Map<string, Serving>();
-    for (const domain of domains) {
-      if (serving && covers(serving, domain)) {
+    for (const domain of [...domains].sort()) {
+      const row = servingOf(assignments, domain);
+      if (row && row.adapter_id === BASE_MODEL_ADAPTER_ID) continue;
+      const serving = row ? await record(row.adapter_id) : null;
+      if (serving && (row!.domain === domain || covers(serving, domain))) {
         out.set(domain, serving);
         continue;
       }
+      if (row && row.domain === domain) continue; // serving an adapter we know nothing about
       for (const p of promoted) {
         if (p.hr1[domain] === undefined) continue;
         const candidate = await record(p.adapter_id);

@@ -114,13 +114,75 @@ describe('AdapterEvaluator', () => {
     const worse = await evaluator.handlePublished(published('worse'));
     expect(worse.kind).toBe('rejected');
     if (worse.kind !== 'rejected') return;
-    expect(worse.reasons[0]).toMatch(/games: HR@1 30\.0% is 20\.0% below the serving adapter's 50\.0%/);
+    expect(worse.reasons[0]).toMatch(
+      /games: HR@1 30\.0% is 20\.0% below good's 50\.0%, the adapter serving games/,
+    );
     // The serving adapter's HR@1 came from its stored evaluation on the same split: no re-run.
     expect(runner.jobs[1].adapters.map((a) => a.adapterId)).toEqual(['worse']);
     const close = await evaluator.handlePublished(published('close'));
     expect(close.kind).toBe('promoted'); // within ε = 0.02
     expect(kinds(events.adapters)).toEqual(['promoted:good', 'rejected:worse', 'promoted:close']);
     expect(store.promotions.map((p) => p.decision)).toEqual(['promoted', 'rejected', 'promoted']);
+  });
+
+  it("gates each domain against the adapter serving THAT domain (serving_events), not the newest promotion nor another domain's", async () => {
+    const { store, evaluator, register } = setup({ x: 0.5, y: 0.9, g2: 0.49, g3: 0.475, b2: 0.1 });
+    const publishFor = (id: string, domain: string) => {
+      const e = published(id, 'sft', [domain]);
+      register(e);
+      return evaluator.handlePublished(e);
+    };
+    expect((await publishFor('x', 'games')).kind).toBe('promoted');
+    // Books' first adapter: nothing serves books yet, so games' x is not its yardstick.
+    const y = await publishFor('y', 'books');
+    expect(y.kind).toBe('promoted');
+    if (y.kind === 'promoted')
+      expect(y.reasons.join('\n')).toMatch(/no adapter serves books to compare with/);
+    store.serve('games', 'x', 10);
+    store.serve('books', 'y', 11);
+    // A games candidate is held against x (games), never against y (books, 0.9).
+    const g2 = await publishFor('g2', 'games');
+    expect(g2.kind).toBe('promoted');
+    if (g2.kind === 'promoted') {
+      expect(g2.reasons.join('\n')).toMatch(/vs 50\.0% of x, the adapter serving games/);
+      expect(g2.reasons.join('\n')).not.toMatch(/\by\b/);
+    }
+    // Serving switched games to g2, then an operator rolled games back to x: x is the incumbent
+    // again (g3 0.475 would pass against g2's 0.49 but not against x's 0.5).
+    store.serve('games', 'g2', 12);
+    store.servingEvents.push({
+      event: 'rollback',
+      domain: 'games',
+      adapter_id: 'x',
+      previous_adapter_id: 'g2',
+      detail: '',
+      ts_ms: 13,
+    });
+    const g3 = await publishFor('g3', 'games');
+    expect(g3.kind).toBe('rejected');
+    if (g3.kind === 'rejected') expect(g3.reasons[0]).toMatch(/below x's 50\.0%, the adapter serving games/);
+    // Books rolled back to the base model: no incumbent, only the absolute checks.
+    store.servingEvents.push({
+      event: 'rollback',
+      domain: 'books',
+      adapter_id: 'base',
+      previous_adapter_id: 'y',
+      detail: '',
+      ts_ms: 14,
+    });
+    expect((await publishFor('b2', 'books')).kind).toBe('promoted');
+  });
+
+  it("reads a legacy all-domains serving row (domain '') as the incumbent of the domains its adapter was promoted for", async () => {
+    const { store, evaluator, register } = setup({ old: 0.5, newer: 0.49, next: 0.475 });
+    for (const id of ['old', 'newer']) {
+      register(published(id));
+      await evaluator.handlePublished(published(id));
+    }
+    store.serve('', 'old', 10);
+    const next = await evaluator.handlePublished(published('next'));
+    expect(next.kind).toBe('rejected');
+    if (next.kind === 'rejected') expect(next.reasons[0]).toMatch(/below old's 50\.0%/);
   });
 
   it('re-evaluates the serving adapter in the same job when it was scored on another split', async () => {

@@ -1,8 +1,9 @@
-import type { EvaluationRecord, StoredPromotion } from '@cprec/clickhouse';
+import { servingOf, type EvaluationRecord, type StoredPromotion } from '@cprec/clickhouse';
 import { looSplitId, type AdapterEvent, type EvaluatorCommand } from '@cprec/contracts';
 import type { EvaluationCase } from '@cprec/training';
-import { decidePromotion, type DomainScore, type GatePolicy } from '../gate/promotion-gate';
+import { decidePromotion, type DomainScore, type GatePolicy, type Incumbent } from '../gate/promotion-gate';
 import {
+  BASE_MODEL_ADAPTER_ID,
   EvaluationAbortedError,
   type ArtefactPort,
   type Clock,
@@ -48,8 +49,8 @@ const messageOf = (err: unknown): string => (err instanceof Error ? err.message 
 
 interface Reference {
   adapterId: string;
-  /** HR@1 per domain from the reference's promotion record (the fallback). */
-  promotion: StoredPromotion;
+  /** HR@1 per domain from the reference's promotion record (the fallback); null without one. */
+  promotion: StoredPromotion | null;
 }
 
 class Refusal extends Error {}
@@ -57,8 +58,8 @@ class Refusal extends Error {}
 /**
  * The evaluation use case: an AdapterPublished is evaluated on the frozen leave-one-out test
  * split of each target domain (in an evaluation process), its metrics written to `evaluations`,
- * and the promotion gate decides against the adapter promoted for each domain, compared on the
- * same split; the decision goes to `promotions` and out as AdapterPromoted / AdapterRejected.
+ * and the promotion gate decides, per domain, against the adapter serving that domain (its
+ * incumbent), compared on the same split; the decision goes to `promotions` and out as AdapterPromoted / AdapterRejected.
  * Handling is idempotent per adapter: an adapter that already has a decision is skipped, so a
  * redelivered event is never evaluated twice.
  */
@@ -119,7 +120,14 @@ export class AdapterEvaluator {
       adapter_id: adapter.adapter_id,
       uri: adapter.uri,
       sha256: adapter.sha256,
-      target_domains: adapter.target_domains,
+      // Serving switches exactly these domains: the adapter's own, else (a CPT adapter) those it
+      // was evaluated on, else the configured fallback.
+      target_domains:
+        adapter.target_domains.length > 0
+          ? adapter.target_domains
+          : Object.keys(hr1).length > 0
+            ? Object.keys(hr1).sort()
+            : [...this.settings.defaultTargetDomains],
       hr1,
       reasons,
       ts: now,
@@ -213,14 +221,25 @@ export class AdapterEvaluator {
 
     const scores: DomainScore[] = [];
     const hr1: Record<string, number> = {};
-    const serving = new Map<string, number>(referenceJobs.cached);
+    const incumbents = new Map<string, Incumbent>();
     const notes: string[] = [];
+    for (const [domain, hr1] of referenceJobs.cached) {
+      const adapterId = references.get(domain)!.adapterId;
+      incumbents.set(domain, { adapterId, hr1 });
+      notes.push(
+        `${domain}: compared with ${adapterId}, serving ${domain}, by its stored evaluation on the same split`,
+      );
+    }
     for (const e of evaluations) {
       const gated = metricOf(e.metrics, s.gateMethod);
       if (!gated) continue;
       if (e.adapterId !== event.adapter_id) {
-        serving.set(e.domain, gated.hr1);
-        notes.push(`${e.domain}: serving adapter ${e.adapterId} re-evaluated on ${e.splitId}`);
+        // A reference evaluated for several domains counts only where it is the incumbent.
+        if (references.get(e.domain)?.adapterId !== e.adapterId) continue;
+        incumbents.set(e.domain, { adapterId: e.adapterId, hr1: gated.hr1 });
+        notes.push(
+          `${e.domain}: compared with ${e.adapterId}, serving ${e.domain}, re-evaluated on ${e.splitId}`,
+        );
         continue;
       }
       const validRatio = metricOf(e.metrics, 'generation')?.validRatio ?? gated.validRatio;
@@ -228,15 +247,20 @@ export class AdapterEvaluator {
       hr1[e.domain] = gated.hr1;
     }
     for (const [domain, ref] of references) {
-      if (serving.has(domain)) continue;
-      const recorded = ref.promotion.hr1[domain];
-      if (recorded === undefined) continue;
-      serving.set(domain, recorded);
+      if (incumbents.has(domain)) continue;
+      const recorded = ref.promotion?.hr1[domain];
+      if (recorded === undefined) {
+        notes.push(
+          `${domain}: ${ref.adapterId} serves ${domain} but has no HR@1 to compare with (not re-evaluable, none recorded)`,
+        );
+        continue;
+      }
+      incumbents.set(domain, { adapterId: ref.adapterId, hr1: recorded });
       notes.push(
-        `${domain}: serving adapter ${ref.adapterId} compared by its promotion record (not re-evaluable)`,
+        `${domain}: compared with ${ref.adapterId}, serving ${domain}, by its promotion record (not re-evaluable)`,
       );
     }
-    const gate = decidePromotion(scores, serving.size > 0 ? serving : null, s.gate);
+    const gate = decidePromotion(scores, incumbents, s.gate);
     const method = `gate on ${s.gateMethod} HR@1 over ${scores.map((x) => `${x.samples} ${x.domain}`).join(', ')} examples`;
     if (event.adapter_kind === 'cpt' && !s.promoteCpt) {
       return {
@@ -254,19 +278,30 @@ export class AdapterEvaluator {
   }
 
   /**
-   * Per domain, the adapter to beat: the one serving now when its promotion covers the domain,
-   * otherwise the newest promoted adapter whose promotion covers it.
+   * Per domain, the adapter to beat (the incumbent): the adapter serving that domain now (its
+   * latest switch or rollback in serving_events; a legacy all-domains row only when its adapter
+   * was promoted for the domain). None when the base model serves the domain. When serving has
+   * recorded nothing for the domain (not started yet, or still loading the first promotion), the
+   * newest adapter promoted for it.
    */
   private async references(candidateId: string, domains: readonly string[]): Promise<Map<string, Reference>> {
     const promoted = (await this.store.listPromotions({ limit: 500 })).filter(
       (p) => p.decision === 'promoted' && p.adapter_id !== candidateId,
     );
-    if (promoted.length === 0) return new Map();
-    const current = await this.store.currentServingAdapter();
+    const assignments = await this.store.servingByDomain();
     const out = new Map<string, Reference>();
     for (const domain of domains) {
       const covering = promoted.filter((p) => p.hr1[domain] !== undefined);
-      const pick = covering.find((p) => p.adapter_id === current?.adapter_id) ?? covering[0];
+      const serving = servingOf(assignments, domain);
+      const legacyElsewhere =
+        serving?.domain === '' && !covering.some((p) => p.adapter_id === serving.adapter_id);
+      if (serving && !legacyElsewhere) {
+        if (serving.adapter_id === BASE_MODEL_ADAPTER_ID || serving.adapter_id === candidateId) continue;
+        const promotion = promoted.find((p) => p.adapter_id === serving.adapter_id) ?? null;
+        out.set(domain, { adapterId: serving.adapter_id, promotion });
+        continue;
+      }
+      const pick = covering[0];
       if (pick) out.set(domain, { adapterId: pick.adapter_id, promotion: pick });
     }
     return out;

@@ -23,15 +23,25 @@ export interface GateDecision {
   reasons: string[];
 }
 
+/** The adapter serving a domain now, as the gate compares with it. */
+export interface Incumbent {
+  adapterId: string;
+  /** Its HR@1 on the candidate's split (or its promotion record when it could not be re-scored). */
+  hr1: number;
+}
+
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 
 /**
- * The promotion gate: every target domain must pass every check. With no serving adapter yet,
- * only the absolute checks apply (the first adapter that is sane gets promoted).
+ * The promotion gate: every target domain must pass every check, each against the adapter
+ * serving THAT domain (`incumbents`, per domain — serving holds one adapter per domain, so the
+ * Games adapter is never compared with the one answering Books). A domain without an incumbent
+ * (nothing promoted for it yet, or rolled back to the base model) gets only the absolute checks,
+ * as the very first promotion does.
  */
 export function decidePromotion(
   candidate: readonly DomainScore[],
-  serving: ReadonlyMap<string, number> | null,
+  incumbents: ReadonlyMap<string, Incumbent>,
   policy: GatePolicy,
 ): GateDecision {
   const failures: string[] = [];
@@ -49,15 +59,17 @@ export function decidePromotion(
     } else {
       passes.push(`${s.domain}: Valid Ratio ${pct(s.validRatio)} ≥ ${pct(policy.minValidRatio)}`);
     }
-    const current = serving?.get(s.domain);
+    const current = incumbents.get(s.domain);
     if (current === undefined) {
-      passes.push(`${s.domain}: HR@1 ${pct(s.hr1)} (no serving adapter to compare with)`);
-    } else if (s.hr1 < current - policy.maxHr1Drop) {
+      passes.push(`${s.domain}: HR@1 ${pct(s.hr1)} (no adapter serves ${s.domain} to compare with)`);
+    } else if (s.hr1 < current.hr1 - policy.maxHr1Drop) {
       failures.push(
-        `${s.domain}: HR@1 ${pct(s.hr1)} is ${pct(current - s.hr1)} below the serving adapter's ${pct(current)} (ε ${pct(policy.maxHr1Drop)})`,
+        `${s.domain}: HR@1 ${pct(s.hr1)} is ${pct(current.hr1 - s.hr1)} below ${current.adapterId}'s ${pct(current.hr1)}, the adapter serving ${s.domain} (ε ${pct(policy.maxHr1Drop)})`,
       );
     } else {
-      passes.push(`${s.domain}: HR@1 ${pct(s.hr1)} vs serving ${pct(current)} (ε ${pct(policy.maxHr1Drop)})`);
+      passes.push(
+        `${s.domain}: HR@1 ${pct(s.hr1)} vs ${pct(current.hr1)} of ${current.adapterId}, the adapter serving ${s.domain} (ε ${pct(policy.maxHr1Drop)})`,
+      );
     }
   }
   return { promote: failures.length === 0, reasons: [...failures, ...passes] };

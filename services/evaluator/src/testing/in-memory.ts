@@ -36,7 +36,8 @@ export class MemoryControlPlane implements ControlPlanePort {
   series: DriftObservationRecord[] = [];
   alerts: DriftAlertRecord[] = [];
   adapters = new Map<string, StoredAdapter>();
-  serving: ServingEventRecord | null = null;
+  /** serving_events: what serving recorded (switches, rollbacks), newest last. */
+  servingEvents: ServingEventRecord[] = [];
 
   async insertEvaluations(records: readonly EvaluationRecord[]): Promise<void> {
     this.evaluations.push(...records);
@@ -71,8 +72,23 @@ export class MemoryControlPlane implements ControlPlanePort {
   async getAdapter(adapterId: string): Promise<StoredAdapter | null> {
     return this.adapters.get(adapterId) ?? null;
   }
-  async currentServingAdapter(): Promise<ServingEventRecord | null> {
-    return this.serving;
+  async servingByDomain(): Promise<ServingEventRecord[]> {
+    const latest = new Map<string, ServingEventRecord>();
+    for (const e of this.servingEvents)
+      if (e.event !== 'load_failed' && (latest.get(e.domain)?.ts_ms ?? -1) <= e.ts_ms)
+        latest.set(e.domain, e);
+    return [...latest.values()].sort((a, b) => b.ts_ms - a.ts_ms);
+  }
+  /** Records what serving would: `adapterId` switched in for `domain`. */
+  serve(domain: string, adapterId: string, ts_ms: number): void {
+    this.servingEvents.push({
+      event: 'switch',
+      domain,
+      adapter_id: adapterId,
+      previous_adapter_id: '',
+      detail: '',
+      ts_ms,
+    });
   }
   async driftSeries(): Promise<DriftObservationRecord[]> {
     return [...this.series].sort((a, b) => a.window_end_ms - b.window_end_ms);
