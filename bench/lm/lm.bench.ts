@@ -710,12 +710,15 @@ async function parent(): Promise<void> {
       ranking_ms: { cprec: inferCol?.ranking_ms ?? null, torch: t?.ranking_ms ?? null },
       generate_tokens_per_s: inferCol?.generate_tokens_per_s ?? null,
       generate_tokens_per_s_torch: t?.generate_tokens_per_s ?? null,
-      peak_rss_mb: trainCol?.peak_rss_mb ?? null,
+      // The picked columns' child processes (each ran ranking, generation and training).
+      peak_rss_mb:
+        trainCol || inferCol ? Math.max(trainCol?.peak_rss_mb ?? 0, inferCol?.peak_rss_mb ?? 0) : null,
       peak_rss_mb_torch: t?.peak_rss_mb ?? null,
       ratio_vs_torch: {
         training: ratio(trainCol?.train_tokens_per_s, t?.train_tokens_per_s),
         // > 1 means cprec ranks faster.
         ranking: ratio(t?.ranking_ms as number | undefined, inferCol?.ranking_ms),
+        generation: ratio(inferCol?.generate_tokens_per_s, t?.generate_tokens_per_s),
       },
       load_average: { before: loadBefore, after_cprec: loadAfterCprec, after_torch: loadAfterTorch },
       ...common,
