@@ -139,8 +139,10 @@ async function seed(): Promise<void> {
     hr1: { games: 0.455 },
     ts_ms: start + 14 * HOUR,
   });
+  // A row from before per-domain serving (domain '': every domain), then games gets its own.
   await repo.insertServingEvent({
     event: 'switch',
+    domain: '',
     adapter_id: 'sft-games-round-1',
     previous_adapter_id: '',
     detail: '',
@@ -148,6 +150,7 @@ async function seed(): Promise<void> {
   });
   await repo.insertServingEvent({
     event: 'switch',
+    domain: 'games',
     adapter_id: 'sft-games-round-2',
     previous_adapter_id: 'sft-games-round-1',
     detail: '',
@@ -202,7 +205,7 @@ beforeAll(async () => {
   await seed();
   tap = new CommandTap(ns.kafka(), ns.group('tap'));
   ns.onTearDown(() => tap.stop());
-  await tap.start([TOPICS.roundCommands]);
+  await tap.start([TOPICS.roundCommands, TOPICS.servingCommands]);
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: [
@@ -244,7 +247,20 @@ it('shows the HR@1 chart and the adapter table from the stored rows', async () =
   expect(await page.locator('#adapters-table tr[data-adapter-id="cpt-round-1"]').innerText()).toMatch(
     /pending/,
   );
-  expect(await page.locator('#serving-badge').innerText()).toBe('serving: sft-games-round-2');
+  // One adapter per domain: games has round-2; steam is still answered by the legacy row's round-1.
+  expect(await page.locator('#serving-badge').innerText()).toBe(
+    'serving: games → sft-games-round-2 · steam → sft-games-round-1',
+  );
+  expect(await serving.innerText()).toMatch(/serving games/);
+  expect(await page.locator('#adapters-table tr[data-adapter-id="sft-games-round-1"]').innerText()).toMatch(
+    /serving steam/,
+  );
+  expect(await page.locator('#serving-table tr[data-domain="games"]').getAttribute('data-adapter-id')).toBe(
+    'sft-games-round-2',
+  );
+  expect(await page.locator('#serving-table tr[data-domain="steam"]').innerText()).toMatch(
+    /sft-games-round-1[\s\S]*all domains/,
+  );
   // The newest round is the "current" one, with its loss/LR curve.
   expect(await page.locator('#round-id').innerText()).toBe('round-2');
   await page.locator('#loss-chart canvas').waitFor();
@@ -296,5 +312,24 @@ it('"Trigger round" asks for the token, publishes a RoundCommand, and the queued
   expect(await page.locator('#phases li.active').innerText()).toBe('queued');
 
   await page.screenshot({ path: SCREENSHOT.replace('.png', '-triggered.png'), fullPage: true });
+  expect(pageErrors).toEqual([]);
+});
+
+it('"roll back" on a domain row publishes a ServingCommand for that domain only', async () => {
+  page.once('dialog', (dialog) => void dialog.accept());
+  // The token is kept from the previous test (sessionStorage of this tab).
+  await page.locator('#serving-table tr[data-domain="games"] button').click();
+  const command = await eventually(
+    async () => tap.messages.find((m) => m.topic === TOPICS.servingCommands)?.value,
+    (v) => v !== undefined,
+    'a serving command',
+    30_000,
+  );
+  expect(command).toMatchObject({
+    kind: 'rollback',
+    domain: 'games',
+    requested_by: 'operator-api:dashboard',
+  });
+  expect(command).not.toHaveProperty('to_adapter_id');
   expect(pageErrors).toEqual([]);
 });

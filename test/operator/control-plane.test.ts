@@ -284,13 +284,25 @@ describe('drift and serving', () => {
     });
     // A row written before per-domain serving (domain ''), then per-domain rows.
     await repo.insertServingEvent(event({ event: 'switch', domain: '', adapter_id: 'legacy', ts_ms: t0 }));
-    await repo.insertServingEvent(event({ event: 'switch', domain: 'games', adapter_id: 'a1', ts_ms: t0 + 1 }));
-    await repo.insertServingEvent(event({ event: 'switch', domain: 'games', adapter_id: 'a2', ts_ms: t0 + 2 }));
-    await repo.insertServingEvent(event({ event: 'rollback', domain: 'games', adapter_id: 'a1', ts_ms: t0 + 3 }));
-    await repo.insertServingEvent(event({ event: 'load_failed', domain: 'games', adapter_id: 'a3', ts_ms: t0 + 4 }));
+    await repo.insertServingEvent(
+      event({ event: 'switch', domain: 'games', adapter_id: 'a1', ts_ms: t0 + 1 }),
+    );
+    await repo.insertServingEvent(
+      event({ event: 'switch', domain: 'games', adapter_id: 'a2', ts_ms: t0 + 2 }),
+    );
+    await repo.insertServingEvent(
+      event({ event: 'rollback', domain: 'games', adapter_id: 'a1', ts_ms: t0 + 3 }),
+    );
+    await repo.insertServingEvent(
+      event({ event: 'load_failed', domain: 'games', adapter_id: 'a3', ts_ms: t0 + 4 }),
+    );
     // One adapter switched in for two domains in the same millisecond: two rows, not one.
-    await repo.insertServingEvent(event({ event: 'switch', domain: 'steam', adapter_id: 'cpt', ts_ms: t0 + 5 }));
-    await repo.insertServingEvent(event({ event: 'switch', domain: 'books', adapter_id: 'cpt', ts_ms: t0 + 5 }));
+    await repo.insertServingEvent(
+      event({ event: 'switch', domain: 'steam', adapter_id: 'cpt', ts_ms: t0 + 5 }),
+    );
+    await repo.insertServingEvent(
+      event({ event: 'switch', domain: 'books', adapter_id: 'cpt', ts_ms: t0 + 5 }),
+    );
     const byDomain = await repo.servingByDomain();
     expect(byDomain.map((e) => [e.domain, e.adapter_id]).sort()).toEqual([
       ['', 'legacy'],

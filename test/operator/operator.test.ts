@@ -105,7 +105,9 @@ describe('validation', () => {
     ['/v1/rounds', { target_domains: 'games' }, /target_domains/],
     ['/v1/rounds', { reason: 'x', unknown_field: 1 }, /unknown_field/],
     ['/v1/rounds', [1, 2], /expected object/],
-    ['/v1/serving/rollback', { to_adapter_id: '' }, /to_adapter_id/],
+    ['/v1/serving/rollback', { domain: 'games', to_adapter_id: '' }, /to_adapter_id/],
+    ['/v1/serving/rollback', {}, /domain/],
+    ['/v1/serving/rollback', { domain: 'Games!' }, /domain: must be a lowercase slug/],
     ['/v1/adapters/a1/promote', { reason: 42 }, /reason/],
   ])('POST %s with %p answers 400 with a message', async (path, body, message) => {
     const res = await call('POST', path, { body });
@@ -198,20 +200,28 @@ describe('commands on Kafka', () => {
     expect((await call('POST', '/v1/adapters/ghost/promote')).status).toBe(404);
   });
 
-  it('rollback publishes a ServingCommand, with or without a target', async () => {
-    const plain = await call('POST', '/v1/serving/rollback');
+  it('rollback publishes a ServingCommand for one domain, with or without a target', async () => {
+    const plain = await call('POST', '/v1/serving/rollback', { body: { domain: 'games' } });
     expect(plain.status).toBe(202);
-    expect(await tap.waitFor(TOPICS.servingCommands, String(plain.body.command_id))).not.toHaveProperty(
-      'to_adapter_id',
-    );
-    const targeted = await call('POST', '/v1/serving/rollback', { body: { to_adapter_id: 'promote-me' } });
+    const command = await tap.waitFor(TOPICS.servingCommands, String(plain.body.command_id));
+    expect(command).toMatchObject({ kind: 'rollback', domain: 'games' });
+    expect(command).not.toHaveProperty('to_adapter_id');
+    const targeted = await call('POST', '/v1/serving/rollback', {
+      body: { domain: 'books', to_adapter_id: 'promote-me' },
+    });
     expect(await tap.waitFor(TOPICS.servingCommands, String(targeted.body.command_id))).toMatchObject({
       kind: 'rollback',
+      domain: 'books',
       to_adapter_id: 'promote-me',
     });
-    expect((await call('POST', '/v1/serving/rollback', { body: { to_adapter_id: 'ghost' } })).status).toBe(
-      404,
-    );
+    const toBase = await call('POST', '/v1/serving/rollback', {
+      body: { domain: 'books', to_adapter_id: 'base' },
+    });
+    expect(toBase.status).toBe(202);
+    expect(
+      (await call('POST', '/v1/serving/rollback', { body: { domain: 'books', to_adapter_id: 'ghost' } }))
+        .status,
+    ).toBe(404);
   });
 });
 
@@ -313,12 +323,22 @@ describe('reads', () => {
       hr1: { books: 0.1 },
       ts_ms: t0 + 4001,
     });
+    // books is served by read-a1; films was rolled back to the base model.
     await repo.insertServingEvent({
       event: 'switch',
+      domain: 'books',
       adapter_id: 'read-a1',
-      previous_adapter_id: '',
+      previous_adapter_id: 'base',
       detail: '',
       ts_ms: t0 + 5000,
+    });
+    await repo.insertServingEvent({
+      event: 'rollback',
+      domain: 'films',
+      adapter_id: 'base',
+      previous_adapter_id: 'read-a1',
+      detail: '',
+      ts_ms: t0 + 5001,
     });
     await repo.insertDriftObservations(
       [0, 1, 2].map((i) => ({
@@ -365,7 +385,7 @@ describe('reads', () => {
 
   it('GET /v1/adapters joins HR@1 and status; /v1/evaluations filters', async () => {
     const res = await call('GET', '/v1/adapters');
-    expect(res.body.serving_adapter_id).toBe('read-a1');
+    expect(res.body.serving).toEqual({ books: 'read-a1' });
     const adapters = res.body.adapters as Array<{
       adapter_id: string;
       status: string;
@@ -374,7 +394,11 @@ describe('reads', () => {
     }>;
     const a1 = adapters.find((a) => a.adapter_id === 'read-a1');
     const a2 = adapters.find((a) => a.adapter_id === 'read-a2');
-    expect(a1).toMatchObject({ status: 'serving', hr1: { books: 0.25, films: 0.35 } });
+    expect(a1).toMatchObject({
+      status: 'serving',
+      serving_domains: ['books'],
+      hr1: { books: 0.25, films: 0.35 },
+    });
     expect(a1?.hr1_mean).toBeCloseTo(0.3, 12);
     expect(a2).toMatchObject({ status: 'rejected', hr1: { books: 0.1 }, reasons: ['HR@1 -0.15'] });
 
@@ -402,10 +426,14 @@ describe('reads', () => {
     expect((later.body.series as unknown[]).length).toBe(2);
   });
 
-  it('GET /v1/serving names the current adapter', async () => {
+  it('GET /v1/serving names the adapter serving each domain', async () => {
     const res = await call('GET', '/v1/serving');
-    expect(res.body.current).toMatchObject({ event: 'switch', adapter_id: 'read-a1' });
-    expect((res.body.events as unknown[]).length).toBe(1);
+    const domains = res.body.domains as Array<{ domain: string; adapter_id: string; event: string }>;
+    expect(domains.map((d) => [d.domain, d.adapter_id, d.event])).toEqual([
+      ['films', 'base', 'rollback'],
+      ['books', 'read-a1', 'switch'],
+    ]);
+    expect((res.body.events as unknown[]).length).toBe(2);
   });
 
   it('serves the OpenAPI document and the dashboard', async () => {

@@ -126,11 +126,15 @@
     }
   }
 
-  async function rollback(toAdapterId) {
-    const what = toAdapterId ? `to adapter ${toAdapterId}` : 'to the previous adapter';
-    if (!window.confirm(`Roll serving back ${what}?`)) return;
-    const reply = await mutate('/v1/serving/rollback', toAdapterId ? { to_adapter_id: toAdapterId } : {});
-    if (reply) toast(`Rollback requested (command ${shortId(reply.command_id)})`);
+  /** Rolls back one domain's adapter (serving holds one per domain; the others are not touched). */
+  async function rollback(domain, toAdapterId) {
+    const what = toAdapterId ? `to adapter ${toAdapterId}` : 'to its previous adapter';
+    if (!window.confirm(`Roll ${domain} back ${what}?`)) return;
+    const reply = await mutate('/v1/serving/rollback', {
+      domain,
+      ...(toAdapterId ? { to_adapter_id: toAdapterId } : {}),
+    });
+    if (reply) toast(`Rollback of ${domain} requested (command ${shortId(reply.command_id)})`);
   }
 
   async function promote(adapterId) {
@@ -394,17 +398,27 @@
         .map(([d, v]) => `${d} ${v.toFixed(3)}`)
         .join(' · ');
       const actions = [];
-      if (a.status !== 'serving') {
+      const serving = a.serving_domains || [];
+      // Domains of the adapter it does not serve yet: promote (gate bypassed) or, once promoted,
+      // roll that domain back to it.
+      const notServed = a.target_domains.filter((d) => !serving.includes(d));
+      if (a.status !== 'serving' || notServed.length > 0) {
         const promoteButton = el('button', { class: 'small', type: 'button', text: 'promote' });
         promoteButton.onclick = () => void promote(a.adapter_id);
         actions.push(promoteButton);
-        if (a.status === 'promoted') {
-          const back = el('button', { class: 'small', type: 'button', text: 'serve' });
-          back.title = 'roll serving back to this adapter';
-          back.onclick = () => void rollback(a.adapter_id);
+      }
+      if (a.status === 'promoted' || a.status === 'serving')
+        for (const domain of notServed) {
+          const back = el('button', {
+            class: 'small',
+            type: 'button',
+            'data-serve-domain': domain,
+            text: notServed.length > 1 || a.target_domains.length > 1 ? `serve ${domain}` : 'serve',
+          });
+          back.title = `roll ${domain} back to this adapter`;
+          back.onclick = () => void rollback(domain, a.adapter_id);
           actions.push(back);
         }
-      }
       return el('tr', { 'data-adapter-id': a.adapter_id }, [
         el('td', { class: 'mono ellipsis', title: a.adapter_id, text: a.adapter_id }),
         el('td', { text: a.adapter_kind }),
@@ -419,7 +433,11 @@
               : `${a.hr1_mean.toFixed(3)}${Object.keys(a.hr1).length > 1 ? ' (mean)' : ''}`,
         }),
         el('td', {}, [
-          el('span', { class: `badge ${a.status}`, title: a.reasons.join('; '), text: a.status }),
+          el('span', {
+            class: `badge ${a.status}`,
+            title: a.reasons.join('; '),
+            text: serving.length > 0 ? `serving ${serving.join(', ')}` : a.status,
+          }),
         ]),
         el('td', {}, actions),
       ]);
@@ -506,9 +524,53 @@
     $('timeline').replaceChildren(...items);
   }
 
-  function renderServing(serving) {
-    const current = serving.current;
-    $('serving-badge').textContent = current ? `serving: ${current.adapter_id}` : 'serving: nothing yet';
+  /**
+   * One row per domain: the adapter serving it (the base model when none), since when, and a
+   * per-domain roll back. Domains come from serving's records and the adapters' target domains; a
+   * legacy record (domain '', from when one adapter served every domain) answers the domains
+   * without a record of their own.
+   */
+  function renderServing(serving, adapters) {
+    const byDomain = new Map(serving.domains.filter((r) => r.domain !== '').map((r) => [r.domain, r]));
+    const legacy = serving.domains.find((r) => r.domain === '') || null;
+    const domains = new Set(byDomain.keys());
+    for (const a of adapters.adapters)
+      if (a.status === 'serving' || a.status === 'promoted') for (const d of a.target_domains) domains.add(d);
+    for (const d of Object.keys(adapters.serving || {})) if (d !== '*') domains.add(d);
+    const rows = [...domains].sort().map((domain) => {
+      const r = byDomain.get(domain) || legacy;
+      const adapterId = r ? r.adapter_id : 'base';
+      const back = el('button', { class: 'small danger', type: 'button', text: 'roll back' });
+      back.title = `roll ${domain} back to its previous adapter`;
+      back.onclick = () => void rollback(domain, null);
+      return el('tr', { 'data-domain': domain, 'data-adapter-id': adapterId }, [
+        el('td', { text: domain }),
+        el('td', {
+          class: 'mono ellipsis',
+          title: adapterId,
+          text: adapterId === 'base' ? 'base model (no adapter)' : adapterId,
+        }),
+        el('td', { text: r ? fmtTime(r.ts_ms) : '–' }),
+        el('td', {
+          class: 'muted',
+          text: r ? (r.domain === '' ? `${r.event} (all domains)` : r.event) : '–',
+        }),
+        el('td', {}, r && adapterId !== 'base' ? [back] : []),
+      ]);
+    });
+    if (rows.length === 0)
+      rows.push(
+        el('tr', {}, [
+          el('td', { colspan: '5', class: 'muted', text: 'Every domain is served by the base model.' }),
+        ]),
+      );
+    $('serving-table').tBodies[0].replaceChildren(...rows);
+    const served = [...domains].sort().map((d) => {
+      const r = byDomain.get(d) || legacy;
+      return `${d} → ${r ? r.adapter_id : 'base'}`;
+    });
+    $('serving-badge').textContent =
+      served.length > 0 ? `serving: ${served.join(' · ')}` : 'serving: base model';
   }
 
   function renderDomainFilter(drift) {
@@ -548,7 +610,7 @@
       renderLoss(detail);
       renderRounds(rounds.rounds);
       renderAdapters(adapters);
-      renderServing(serving);
+      renderServing(serving, adapters);
       $('refresh-status').textContent = `updated ${new Date().toLocaleTimeString()}`;
       $('refresh-status').classList.remove('error');
     } catch (err) {
@@ -560,7 +622,6 @@
   }
 
   $('trigger-round').addEventListener('click', () => void triggerRound());
-  $('rollback').addEventListener('click', () => void rollback(null));
   $('domain-filter').addEventListener('change', (e) => {
     state.domain = e.target.value;
     state.hr1Key = '';

@@ -14,7 +14,7 @@ import {
 import type { EvaluationRecord, StoredPromotion } from '@cprec/clickhouse';
 import { AcceptedCommand } from '../ports';
 import { AdapterSummary } from '../queries/adapter-summary';
-import { OperatorQueries } from '../queries/operator.queries';
+import { AdaptersView, OperatorQueries } from '../queries/operator.queries';
 import {
   PromoteAdapterBody,
   PromoteAdapterBodySchema,
@@ -39,10 +39,10 @@ export class AdaptersController {
       'Adapters, newest first, with HR@1 per domain and status (serving / promoted / rejected / pending)',
   })
   @ApiQuery({ name: 'limit', required: false, type: Number })
-  @ApiOkResponse({ description: '{ adapters: Adapter[], serving_adapter_id }' })
-  adapters(
-    @Query(new ZodPipe(ListQuerySchema, 'query')) query: { limit: number },
-  ): Promise<{ adapters: AdapterSummary[]; serving_adapter_id: string | null }> {
+  @ApiOkResponse({
+    description: '{ adapters: Adapter[] (each with serving_domains), serving: { domain: adapter_id } }',
+  })
+  adapters(@Query(new ZodPipe(ListQuerySchema, 'query')) query: { limit: number }): Promise<AdaptersView> {
     return this.queries.adapters(query.limit);
   }
 

@@ -22,7 +22,16 @@ export class PromoteAdapterBodyDto {
 }
 
 export class RollbackBodyDto {
-  @ApiPropertyOptional({ description: 'Adapter to switch to; serving’s previous adapter when absent' })
+  @ApiProperty({
+    example: 'games',
+    description: 'Target domain whose adapter is rolled back (the others keep theirs)',
+  })
+  domain!: string;
+
+  @ApiPropertyOptional({
+    description:
+      'Adapter to switch the domain to (`base`: the base model alone); its previous adapter when absent',
+  })
   to_adapter_id?: string;
 }
 

@@ -32,9 +32,14 @@ export class MonitoringController {
   ) {}
 
   @Get('serving')
-  @ApiOperation({ summary: 'The adapter serving now and the recent switches / rollbacks / refused loads' })
+  @ApiOperation({
+    summary: 'The adapter serving each domain now and the recent switches / rollbacks / refused loads',
+  })
   @ApiQuery({ name: 'limit', required: false, type: Number })
-  @ApiOkResponse({ description: '{ current: ServingEvent | null, events: ServingEvent[] }' })
+  @ApiOkResponse({
+    description:
+      "{ domains: ServingEvent[] (per domain, the switch/rollback that put its adapter in; domain '' = legacy, every domain), events: ServingEvent[] }",
+  })
   serving(@Query(new ZodPipe(ListQuerySchema, 'query')) query: { limit: number }): Promise<ServingView> {
     return this.queries.serving(query.limit);
   }
@@ -43,8 +48,11 @@ export class MonitoringController {
   @HttpCode(202)
   @UseGuards(OperatorTokenGuard)
   @ApiBearerAuth()
-  @ApiOperation({ summary: 'Ask serving to roll back (to a given adapter, or to its previous one)' })
-  @ApiBody({ type: RollbackBodyDto, required: false })
+  @ApiOperation({
+    summary:
+      "Ask serving to roll back one domain's adapter (to a given adapter, or to the domain's previous one)",
+  })
+  @ApiBody({ type: RollbackBodyDto, required: true })
   @ApiAcceptedResponse({ type: AcceptedCommandDto })
   @ApiBadRequestResponse({ type: ErrorDto })
   @ApiNotFoundResponse({ type: ErrorDto })

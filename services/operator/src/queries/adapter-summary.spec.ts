@@ -1,5 +1,5 @@
-import type { EvaluationRecord, StoredAdapter, StoredPromotion } from '@cprec/clickhouse';
-import { summariseAdapters, thin } from './adapter-summary';
+import type { EvaluationRecord, ServingEventRecord, StoredAdapter, StoredPromotion } from '@cprec/clickhouse';
+import { servingDomainsByAdapter, summariseAdapters, thin } from './adapter-summary';
 
 const adapter = (adapter_id: string): StoredAdapter => ({
   adapter_id,
@@ -53,26 +53,51 @@ describe('summariseAdapters', () => {
         evaluation('a1', 'steam', 0.3, 2),
       ],
       [],
-      null,
+      new Map(),
     );
     expect(a.hr1).toEqual({ games: 0.5, steam: 0.3 });
     expect(a.hr1_mean).toBeCloseTo(0.4, 12);
     expect(a.status).toBe('pending');
   });
 
-  it('status: serving beats the gate decision; otherwise the newest decision counts', () => {
+  it('status: serving (any domain) beats the gate decision; otherwise the newest decision counts', () => {
     const rows = summariseAdapters(
       [adapter('a1'), adapter('a2'), adapter('a3')],
       [],
       [decision('a1', 'promoted', 1), decision('a2', 'promoted', 1), decision('a2', 'rejected', 2)],
-      'a1',
+      new Map([['a1', ['games']]]),
     );
-    expect(rows.map((r) => [r.adapter_id, r.status, r.hr1_mean])).toEqual([
-      ['a1', 'serving', null],
-      ['a2', 'rejected', null],
-      ['a3', 'pending', null],
+    expect(rows.map((r) => [r.adapter_id, r.status, r.hr1_mean, r.serving_domains])).toEqual([
+      ['a1', 'serving', null, ['games']],
+      ['a2', 'rejected', null, []],
+      ['a3', 'pending', null, []],
     ]);
     expect(rows[1].reasons).toEqual(['rejected at 2']);
+  });
+});
+
+describe('servingDomainsByAdapter', () => {
+  const row = (domain: string, adapter_id: string, ts_ms: number): ServingEventRecord => ({
+    event: 'switch',
+    domain,
+    adapter_id,
+    previous_adapter_id: '',
+    detail: '',
+    ts_ms,
+  });
+
+  it('gives each adapter the domains it serves, a legacy row its target domains without a row of their own', () => {
+    const targets: Record<string, string[]> = { old: ['games', 'steam', 'books'] };
+    const byAdapter = servingDomainsByAdapter(
+      [row('games', 'x', 3), row('books', 'base', 2), row('', 'old', 1)],
+      (id) => targets[id],
+    );
+    // games has x, books was rolled back to the base model (left out): the legacy adapter still
+    // answers steam, the one target domain without a row of its own.
+    expect(Object.fromEntries(byAdapter)).toEqual({ x: ['games'], old: ['steam'] });
+    expect(Object.fromEntries(servingDomainsByAdapter([row('', 'cpt', 1)], () => []))).toEqual({
+      cpt: ['*'],
+    });
   });
 });
 

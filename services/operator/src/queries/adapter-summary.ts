@@ -1,4 +1,4 @@
-import type { EvaluationRecord, StoredAdapter, StoredPromotion } from '@cprec/clickhouse';
+import type { EvaluationRecord, ServingEventRecord, StoredAdapter, StoredPromotion } from '@cprec/clickhouse';
 
 export type AdapterStatus = 'serving' | 'promoted' | 'rejected' | 'pending';
 
@@ -8,9 +8,39 @@ export interface AdapterSummary extends StoredAdapter {
   hr1: Record<string, number>;
   /** Mean of `hr1` over its domains; null before any evaluation. */
   hr1_mean: number | null;
+  /** `serving` while it serves at least one domain (`serving_domains`). */
   status: AdapterStatus;
+  /** The target domains this adapter answers now (serving holds one adapter per domain). */
+  serving_domains: string[];
   /** Reasons of the newest gate decision (empty while pending). */
   reasons: string[];
+}
+
+/**
+ * Which domains each adapter serves, from `servingByDomain()`'s rows: a domain's own row names its
+ * adapter; a legacy row (domain '', one adapter for every domain) gives its adapter its target
+ * domains that have no row of their own ('*' when it names none). The base model is left out.
+ */
+export function servingDomainsByAdapter(
+  assignments: readonly ServingEventRecord[],
+  targetDomainsOf: (adapterId: string) => readonly string[] | undefined,
+): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  const add = (adapterId: string, domain: string) =>
+    out.set(adapterId, [...(out.get(adapterId) ?? []), domain]);
+  const own = new Set(assignments.filter((a) => a.domain !== '').map((a) => a.domain));
+  for (const a of assignments) {
+    if (a.adapter_id === 'base') continue;
+    if (a.domain !== '') add(a.adapter_id, a.domain);
+    else {
+      const targets = targetDomainsOf(a.adapter_id) ?? [];
+      const left = targets.filter((d) => !own.has(d));
+      if (targets.length === 0) add(a.adapter_id, '*');
+      for (const d of left) add(a.adapter_id, d);
+    }
+  }
+  for (const domains of out.values()) domains.sort();
+  return out;
 }
 
 /**
@@ -22,7 +52,7 @@ export function summariseAdapters(
   adapters: readonly StoredAdapter[],
   evaluations: readonly EvaluationRecord[],
   promotions: readonly StoredPromotion[],
-  servingAdapterId: string | null,
+  servingDomains: ReadonlyMap<string, readonly string[]>,
 ): AdapterSummary[] {
   const newestEval = new Map<string, Map<string, EvaluationRecord>>();
   for (const e of evaluations) {
@@ -45,13 +75,14 @@ export function summariseAdapters(
     }
     const values = Object.values(hr1);
     const decision = newestDecision.get(adapter.adapter_id);
-    const status: AdapterStatus =
-      adapter.adapter_id === servingAdapterId ? 'serving' : (decision?.decision ?? 'pending');
+    const serving = [...(servingDomains.get(adapter.adapter_id) ?? [])];
+    const status: AdapterStatus = serving.length > 0 ? 'serving' : (decision?.decision ?? 'pending');
     return {
       ...adapter,
       hr1,
       hr1_mean: values.length === 0 ? null : values.reduce((s, v) => s + v, 0) / values.length,
       status,
+      serving_domains: serving,
       reasons: decision?.reasons ?? [],
     };
   });

@@ -10,7 +10,7 @@ import type {
   StoredRoundState,
 } from '@cprec/clickhouse';
 import { NotFoundError } from '../errors';
-import { AdapterSummary, summariseAdapters, thin } from './adapter-summary';
+import { AdapterSummary, servingDomainsByAdapter, summariseAdapters, thin } from './adapter-summary';
 import { STREAM_CLOCK, streamTimeAt, type StreamClockPort } from './stream-clock';
 
 export const CONTROL_PLANE_REPOSITORY = Symbol('CONTROL_PLANE_REPOSITORY');
@@ -38,8 +38,19 @@ export interface DriftView {
 }
 
 export interface ServingView {
-  current: ServingEventRecord | null;
+  /**
+   * What serves each domain: per domain the switch or rollback that put its adapter in, newest
+   * first (`adapter_id` 'base': the base model alone). A row with domain '' is from before
+   * per-domain serving (one adapter for every domain) and stands for the domains without a row.
+   */
+  domains: ServingEventRecord[];
   events: ServingEventRecord[];
+}
+
+export interface AdaptersView {
+  adapters: AdapterSummary[];
+  /** Domain → the adapter serving it ('*': legacy, every domain without its own adapter). */
+  serving: Record<string, string>;
 }
 
 /** The read side of the API: one method per GET endpoint, straight from the control-plane tables. */
@@ -61,30 +72,42 @@ export class OperatorQueries {
     return { round, steps: thin(steps, maxPoints), total_points: steps.length };
   }
 
-  async adapters(limit: number): Promise<{ adapters: AdapterSummary[]; serving_adapter_id: string | null }> {
+  async adapters(limit: number): Promise<AdaptersView> {
     const adapters = await this.repo.listAdapters({ limit });
     const ids = adapters.map((a) => a.adapter_id);
-    const [evaluations, promotions, current] = await Promise.all([
+    const [evaluations, promotions, assignments] = await Promise.all([
       this.repo.listEvaluations({ adapterIds: ids, limit: 100_000 }),
       this.repo.listPromotions({ adapterIds: ids, limit: 100_000 }),
-      this.repo.currentServingAdapter(),
+      this.repo.servingByDomain(),
     ]);
-    const servingId = current?.adapter_id ?? null;
+    const servingDomains = await this.servingDomains(assignments);
+    const serving: Record<string, string> = {};
+    for (const [adapterId, domains] of servingDomains) for (const d of domains) serving[d] = adapterId;
     return {
-      adapters: summariseAdapters(adapters, evaluations, promotions, servingId),
-      serving_adapter_id: servingId,
+      adapters: summariseAdapters(adapters, evaluations, promotions, servingDomains),
+      serving: Object.fromEntries(Object.entries(serving).sort(([a], [b]) => a.localeCompare(b))),
     };
+  }
+
+  /** Adapter → the domains it serves (a legacy row's adapter looked up for its target domains). */
+  private async servingDomains(assignments: readonly ServingEventRecord[]): Promise<Map<string, string[]>> {
+    const legacy = assignments.find((a) => a.domain === '' && a.adapter_id !== 'base');
+    const targets = new Map<string, string[]>();
+    if (legacy)
+      targets.set(legacy.adapter_id, (await this.repo.getAdapter(legacy.adapter_id))?.target_domains ?? []);
+    return servingDomainsByAdapter(assignments, (id) => targets.get(id));
   }
 
   async adapter(adapterId: string): Promise<{ adapter: AdapterSummary; evaluations: EvaluationRecord[] }> {
     const adapter = await this.repo.getAdapter(adapterId);
     if (adapter === null) throw new NotFoundError(`adapter ${adapterId} not found`);
-    const [evaluations, promotions, current] = await Promise.all([
+    const [evaluations, promotions, assignments] = await Promise.all([
       this.repo.listEvaluations({ adapterIds: [adapterId] }),
       this.repo.listPromotions({ adapterIds: [adapterId] }),
-      this.repo.currentServingAdapter(),
+      this.repo.servingByDomain(),
     ]);
-    const [summary] = summariseAdapters([adapter], evaluations, promotions, current?.adapter_id ?? null);
+    const servingDomains = await this.servingDomains(assignments);
+    const [summary] = summariseAdapters([adapter], evaluations, promotions, servingDomains);
     return { adapter: summary, evaluations };
   }
 
@@ -131,10 +154,10 @@ export class OperatorQueries {
   }
 
   async serving(limit: number): Promise<ServingView> {
-    const [current, events] = await Promise.all([
-      this.repo.currentServingAdapter(),
+    const [domains, events] = await Promise.all([
+      this.repo.servingByDomain(),
       this.repo.listServingEvents({ limit }),
     ]);
-    return { current, events };
+    return { domains, events };
   }
 }

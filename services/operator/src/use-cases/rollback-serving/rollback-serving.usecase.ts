@@ -15,8 +15,9 @@ import {
 import { RollbackServingCommand } from './rollback-serving.command';
 
 /**
- * Asks serving to switch back: to a named adapter (which must exist) or, without one, to the
- * adapter it served before the current one (serving knows its own history).
+ * Asks serving to switch one domain back: to a named adapter (which must exist; `base` is the base
+ * model alone) or, without one, to the adapter that served the domain before its current one
+ * (serving knows each domain's history).
  */
 @Injectable()
 export class RollbackServing {
@@ -30,6 +31,7 @@ export class RollbackServing {
   async execute(command: RollbackServingCommand): Promise<AcceptedCommand> {
     if (
       command.to_adapter_id !== undefined &&
+      command.to_adapter_id !== 'base' &&
       (await this.lookup.getAdapter(command.to_adapter_id)) === null
     ) {
       throw new NotFoundError(`adapter ${command.to_adapter_id} not found`);
@@ -39,6 +41,7 @@ export class RollbackServing {
       {
         kind: 'rollback',
         command_id: this.ids.next(),
+        domain: command.domain,
         ...(command.to_adapter_id === undefined ? {} : { to_adapter_id: command.to_adapter_id }),
         requested_by: command.requestedBy,
         ts: this.clock.now(),
