@@ -3,9 +3,9 @@
  * and the PyTorch peer.
  *
  *   npm run bench:lm -- [--backends cpu,tensorflow,wasm,cpu-js] [--steps N] [--batch N] [--seq N]
- *       stories260K + LoRA r=8 (seq 256, batch 8); writes bench/results/lm.json.
+ *       stories260K + LoRA r=8 (seq 256, batch 8, 5 steps); writes bench/results/lm.json.
  *   npm run bench:lm -- --model smollm2 [--steps N] [--batch N] [--seq N]
- *       SmolLM2-135M (GGUF) + LoRA r=8 (seq 256, batch 4); writes bench/results/lm-smollm2.json.
+ *       SmolLM2-135M (GGUF) + LoRA r=8 (seq 256, batch 4, 2 steps); writes bench/results/lm-smollm2.json.
  *       `--model PATH` benchmarks any base loadBaseModel reads (lm-custom.json).
  *
  * Columns (each measured in its own child process, one after another: a tfjs engine holds one
@@ -110,7 +110,8 @@ function settings(): Settings {
     name: stories ? 'stories260K' : which === 'smollm2' ? 'smollm2' : 'custom',
     batch: Number(arg('batch', stories ? '8' : '4')),
     seq: Number(arg('seq', '256')),
-    steps: Number(arg('steps', '2')),
+    // A stories260K step takes ~0.1-0.3 s: 5 steps say more than 2; a SmolLM2 step takes seconds.
+    steps: Number(arg('steps', stories ? '5' : '2')),
   };
 }
 
@@ -539,7 +540,7 @@ async function parent(): Promise<void> {
       if (columns.includes(c)) columns = columns.filter((x) => x !== c);
       skipped[c] =
         c === 'wasm'
-          ? 'not measured for this model: tfjs-wasm has no native kernels here and cannot train an LM (no UnsortedSegmentSum); far too slow for a 135M model'
+          ? 'not measured for this model: tfjs-wasm cannot train an LM (no UnsortedSegmentSum kernel) and is far too slow for a 135M model'
           : 'not measured for this model: the plain JS cpu kernels take ~40 s per stories260K step; a SmolLM2 step would take hours';
     }
   const loadBefore = loadAverage();
