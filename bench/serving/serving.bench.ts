@@ -192,7 +192,9 @@ async function main(opts: Options): Promise<void> {
       messages: [{ key: event.adapter_id, value: JSON.stringify(event) }],
     });
     for (let i = 0; ; i++) {
-      const current = (await (await fetch(`${url}/v1/adapter`)).json()) as { adapter_id: string };
+      const current = (await (await fetch(`${url}/v1/adapter?domain=${DOMAIN}`)).json()) as {
+        adapter_id: string;
+      };
       if (current.adapter_id === 'bench-lora-r8') break;
       if (i > 120) throw new Error(`serving did not switch to the adapter (serving ${current.adapter_id})`);
       await sleep(500);

@@ -13,6 +13,7 @@ import {
   InteractionRepository,
   ItemRepository,
   SequenceStore,
+  servingOf,
 } from '@cprec/clickhouse';
 import type { AdapterEvent, ServingCommand } from '@cprec/contracts';
 import { attachLora, LlamaModel, mulberry32, randomWeights, saveLoraAdapter } from '@cprec/lm';
@@ -26,7 +27,9 @@ import { uniqueName } from '../support/infra';
  * (its artefact written here as the trainer would): explicit and first-stage recommendations,
  * hot swap on AdapterEvent 'promoted', refusal of a corrupted artefact, rollback over HTTP and
  * over Kafka (HTTP rollback only with the token and a JSON body), request validation,
- * serving_events and metrics.
+ * serving_events and metrics — and one adapter per domain: X promoted for books and Y for films
+ * answer their own domain's requests, a rollback of books leaves films alone, and a restart
+ * resumes each domain's adapter.
  */
 
 const ns = useNamespace('serving');
@@ -51,6 +54,12 @@ const ITEMS = Array.from({ length: 12 }, (_, i) => ({
   item_id: `${DOMAIN}-${i}`,
   title: `${WORDS[i]} ${WORDS[(i * 5 + 1) % 12]} ${DOMAIN}`,
 }));
+/** A second domain, served by an adapter of its own. */
+const OTHER = 'films';
+const OTHER_ITEMS = Array.from({ length: 6 }, (_, i) => ({
+  item_id: `${OTHER}-${i}`,
+  title: `${WORDS[(i * 7 + 3) % 12]} ${WORDS[i + 2]} ${OTHER}`,
+}));
 const TINY_CONFIG = {
   dim: 16,
   hiddenDim: 32,
@@ -70,6 +79,7 @@ let serving: RunningService;
 let url: string;
 let adapterA: ArtefactRecord;
 let adapterBad: ArtefactRecord;
+let adapterF: ArtefactRecord;
 
 interface RecommendBody {
   items: Array<{ item_id: string; title: string; score: number; rank: number }>;
@@ -111,7 +121,7 @@ const explicit = {
 
 /** The trainer's tiny base: a word tokenizer over the catalogue titles and seeded random weights. */
 async function putTinyBase(): Promise<{ sha256: string; model: LlamaModel }> {
-  const titles = ITEMS.map((i) => i.title).sort();
+  const titles = [...ITEMS, ...OTHER_ITEMS].map((i) => i.title).sort();
   const dir = mkdtempSync(join(tmpdir(), 'cprec-tiny-'));
   writeFileSync(
     join(dir, 'tiny-model.json'),
@@ -154,14 +164,14 @@ async function putAdapter(
   return record;
 }
 
-const promote = (id: string, record: ArtefactRecord) => {
+const promote = (id: string, record: ArtefactRecord, domain = DOMAIN) => {
   const event: AdapterEvent = {
     kind: 'promoted',
     adapter_id: id,
     uri: record.uri,
     sha256: record.sha256,
-    target_domains: [DOMAIN],
-    hr1: { [DOMAIN]: 0.5 },
+    target_domains: [domain],
+    hr1: { [domain]: 0.5 },
     reasons: ['integration test'],
     ts: Date.now(),
   };
@@ -171,9 +181,10 @@ const promote = (id: string, record: ArtefactRecord) => {
 beforeAll(async () => {
   ch = ns.ch;
   control = new ControlPlaneRepository(ch);
-  await new ItemRepository(ch).upsertBatch(
-    ITEMS.map((i) => ({ ...i, domain: DOMAIN, attributes: {}, updated_at_ms: 1_000 })),
-  );
+  await new ItemRepository(ch).upsertBatch([
+    ...ITEMS.map((i) => ({ ...i, domain: DOMAIN, attributes: {}, updated_at_ms: 1_000 })),
+    ...OTHER_ITEMS.map((i) => ({ ...i, domain: OTHER, attributes: {}, updated_at_ms: 1_000 })),
+  ]);
   const rows = [];
   for (let u = 0; u < 8; u++)
     for (let k = 0; k < 6; k++)
@@ -190,11 +201,16 @@ beforeAll(async () => {
   const base = await putTinyBase();
   adapterA = await putAdapter(base.model, base.sha256, 'adapters/it-a1', 3);
   adapterBad = await putAdapter(base.model, base.sha256, 'adapters/it-bad', 5);
+  adapterF = await putAdapter(base.model, base.sha256, 'adapters/it-f1', 9);
   base.model.dispose();
   // Corrupt the stored copy after its record was written: the sha256 no longer matches.
   appendFileSync(join(fileURLToPath(adapterBad.uri), 'adapter.safetensors'), Buffer.from([0]));
 
   producer = await ns.producer();
+  await startServing();
+});
+
+const startServing = async () => {
   serving = await ns.startService('serving', 'SERVING_PORT', {
     SERVING_GROUP_ID: ns.group('serving'),
     SERVING_MODEL: 'tiny-random',
@@ -204,7 +220,7 @@ beforeAll(async () => {
     SERVING_TOKEN: token,
   });
   url = `http://127.0.0.1:${serving.port}`;
-});
+};
 
 describe('serving actor', () => {
   it('re-ranks explicit candidates with the base model', async () => {
@@ -293,17 +309,27 @@ describe('serving actor', () => {
     expect((await recommend(explicit)).adapter_id).toBe('it-a1');
     expect(await control.listServingEvents()).toEqual(servingBefore);
 
-    const rolled = await rollback({});
+    // A rollback names its domain.
+    const noDomain = await rollback({});
+    expect(noDomain.status).toBe(400);
+    expect(String(noDomain.json.message)).toMatch(/^domain: /);
+    const rolled = await rollback({ domain: DOMAIN });
     expect(rolled.status).toBe(200);
-    expect(rolled.json).toMatchObject({ adapter_id: 'base', previous_adapter_id: 'it-a1', changed: true });
+    expect(rolled.json).toMatchObject({
+      domain: DOMAIN,
+      adapter_id: 'base',
+      previous_adapter_id: 'it-a1',
+      changed: true,
+    });
     expect((await recommend(explicit)).adapter_id).toBe('base');
-    const nothing = await rollback({});
+    const nothing = await rollback({ domain: DOMAIN });
     expect(nothing.status).toBe(409);
-    expect(String(nothing.json.message)).toMatch(/nothing to roll back to/);
+    expect(String(nothing.json.message)).toMatch(/nothing to roll back to in domain "books"/);
 
     const command: ServingCommand = {
       kind: 'rollback',
       command_id: uniqueName('cmd'),
+      domain: DOMAIN,
       to_adapter_id: 'it-a1',
       requested_by: 'integration-test',
       ts: Date.now(),
@@ -323,12 +349,84 @@ describe('serving actor', () => {
     expect(kinds).toEqual(
       expect.arrayContaining(['switch:it-a1', 'load_failed:it-bad', 'rollback:base', 'rollback:it-a1']),
     );
-    expect((await control.currentServingAdapter())?.adapter_id).toBe('it-a1');
+    expect(events.every((e) => e.domain === DOMAIN)).toBe(true);
+    expect(servingOf(await control.servingByDomain(), DOMAIN)?.adapter_id).toBe('it-a1');
     const metrics = await (await fetch(`${url}/metrics`)).text();
     expect(metrics).toMatch(
-      /cprec_serving_adapter_info\{adapter_id="it-a1",adapter_version="[0-9a-f]{12}"[^}]*\} 1/,
+      /cprec_serving_adapter_info\{domain="books",adapter_id="it-a1",adapter_version="[0-9a-f]{12}"[^}]*\} 1/,
     );
     expect(metrics).toMatch(/cprec_serving_errors_total\{route="recommend",status="400"[^}]*\} [1-9]/);
     expect(metrics).toMatch(/cprec_serving_request_duration_seconds_bucket/);
+  });
+
+  it('serves one adapter per domain: X for books, Y for films; a rollback of books leaves films alone; a restart resumes both', async () => {
+    const films = {
+      history: ['films-0', 'films-1'],
+      domain: OTHER,
+      candidate_ids: ['films-2', 'films-3', 'films-4'],
+      k: 3,
+    };
+    // films has no adapter yet: the base model answers it while books has it-a1.
+    const filmsBefore = await recommend(films);
+    expect(filmsBefore.adapter_id).toBe('base');
+    expect((await recommend(explicit)).adapter_id).toBe('it-a1');
+
+    // What the trainer records of its adapters (serving resolves them there after a restart).
+    for (const [id, record, domain] of [
+      ['it-a1', adapterA, DOMAIN],
+      ['it-f1', adapterF, OTHER],
+    ] as const)
+      await control.insertAdapter({
+        adapter_id: id,
+        adapter_kind: 'sft',
+        round_id: 'it',
+        target_domains: [domain],
+        uri: record.uri,
+        sha256: record.sha256,
+        lineage: {},
+        created_ms: Date.now(),
+      });
+    await promote('it-f1', adapterF, OTHER);
+    await eventually(
+      () => recommend(films),
+      (b) => b.adapter_id === 'it-f1',
+      'films switched to it-f1',
+    );
+    // Concurrent requests of both domains (batched together) are each ranked by their own adapter.
+    const mixed = await Promise.all([
+      recommend(explicit),
+      recommend(films),
+      recommend(explicit),
+      recommend(films),
+    ]);
+    expect(mixed.map((b) => b.adapter_id)).toEqual(['it-a1', 'it-f1', 'it-a1', 'it-f1']);
+    expect(mixed[1].adapter_version).toBe(adapterF.sha256.slice(0, 12));
+    const filmScore = (b: RecommendBody) => b.items.find((i) => i.item_id === 'films-2')!.score;
+    expect(Math.abs(filmScore(mixed[1]) - filmScore(filmsBefore))).toBeGreaterThan(1e-4);
+
+    const adapters = (await (await fetch(`${url}/v1/adapter`)).json()) as {
+      domains: Array<{ domain: string; adapter_id: string }>;
+    };
+    expect(adapters.domains.map((d) => [d.domain, d.adapter_id])).toEqual([
+      [DOMAIN, 'it-a1'],
+      [OTHER, 'it-f1'],
+    ]);
+
+    // Rolling books back to the base model leaves films on it-f1.
+    const rolled = await rollback({ domain: DOMAIN, to_adapter_id: 'base' });
+    expect(rolled.json).toMatchObject({ domain: DOMAIN, adapter_id: 'base', previous_adapter_id: 'it-a1' });
+    expect((await recommend(explicit)).adapter_id).toBe('base');
+    expect((await recommend(films)).adapter_id).toBe('it-f1');
+    const one = (await (await fetch(`${url}/v1/adapter?domain=${OTHER}`)).json()) as Record<string, unknown>;
+    expect(one).toMatchObject({ domain: OTHER, adapter_id: 'it-f1', rollback_history: ['base'] });
+    const assignments = await control.servingByDomain();
+    expect(servingOf(assignments, DOMAIN)?.adapter_id).toBe('base');
+    expect(servingOf(assignments, OTHER)?.adapter_id).toBe('it-f1');
+
+    // After a restart each domain gets back what served it: films it-f1, books the base model.
+    await serving.stop();
+    await startServing();
+    expect((await recommend(films)).adapter_id).toBe('it-f1');
+    expect((await recommend(explicit)).adapter_id).toBe('base');
   });
 });
