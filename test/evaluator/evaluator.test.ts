@@ -30,7 +30,9 @@ import { TestSplitSequencer } from './split-sequencer';
  * fine-tuned in this test (it learns that every user's next item is the "star" item) is
  * evaluated on the frozen leave-one-out split and promoted; a worse adapter (random LoRA) is
  * rejected by the gate while the good one serves; a corrupted artefact is refused; a redelivered
- * event is not evaluated twice; a manual promotion bypasses the gate and says so.
+ * event is not evaluated twice; a manual promotion bypasses the gate and says so. Per domain: a
+ * books adapter is not held against the games incumbent, and a games candidate is gated against
+ * the adapter serving games (serving_events), not the newest promotion nor books' adapter.
  */
 
 const ns = useNamespace('evaluator');
@@ -53,7 +55,6 @@ const WORDS = [
 ];
 const ITEMS = 40;
 const USERS = 30;
-const STAR = 'games-0';
 const title = (i: number) => `${WORDS[i % 12]} ${WORDS[Math.floor(i / 12)]} games`;
 const TINY: TinyModelFile = {
   format: 'cprec-tiny-random/1',
@@ -85,27 +86,33 @@ const idOf = (name: string) => `${run}-${name}`;
 const decisionOf = (name: string) =>
   decisions.find((e) => e.kind !== 'published' && e.adapter_id === idOf(name));
 
-/** Every user's items in time order: five ordinary items, then the star item. */
+/**
+ * Every user's items in time order: five ordinary items, then the star item — in games and, the
+ * same catalogue under other ids, in books (a second target domain with a split of its own).
+ */
 async function seed(): Promise<void> {
   await new ItemRepository(ch).upsertBatch(
-    Array.from({ length: ITEMS }, (_, i) => ({
-      item_id: `games-${i}`,
-      domain: 'games',
-      title: title(i),
-      attributes: {},
-      updated_at_ms: 1_000,
-    })),
+    ['games', 'books'].flatMap((domain) =>
+      Array.from({ length: ITEMS }, (_, i) => ({
+        item_id: `${domain}-${i}`,
+        domain,
+        title: title(i),
+        attributes: {},
+        updated_at_ms: 1_000,
+      })),
+    ),
   );
   const rows = [];
-  for (let u = 0; u < USERS; u++)
-    for (let k = 0; k < 6; k++)
-      rows.push({
-        event_id: `e-${u}-${k}`,
-        user_id: `u${String(u).padStart(3, '0')}`,
-        item_id: k === 5 ? STAR : `games-${1 + ((u + k * 3) % (ITEMS - 1))}`,
-        domain: 'games',
-        ts_ms: 1_600_000_000_000 + k * 60_000 + u,
-      });
+  for (const domain of ['games', 'books'])
+    for (let u = 0; u < USERS; u++)
+      for (let k = 0; k < 6; k++)
+        rows.push({
+          event_id: `e-${domain}-${u}-${k}`,
+          user_id: `u${String(u).padStart(3, '0')}`,
+          item_id: k === 5 ? `${domain}-0` /* the star */ : `${domain}-${1 + ((u + k * 3) % (ITEMS - 1))}`,
+          domain,
+          ts_ms: 1_600_000_000_000 + k * 60_000 + u,
+        });
   await new InteractionRepository(ch).insertBatch(rows, 1_000_000);
   await new SequenceStore(ch).rebuild({ safetyMarginMs: 0, nowMs: 4_000_000_000_000 });
 }
@@ -184,13 +191,13 @@ function saveRandomAdapter(out: string): void {
 
 type Published = Extract<AdapterEvent, { kind: 'published' }>;
 
-async function publishAdapter(name: string, dir: string): Promise<Published> {
+async function publishAdapter(name: string, dir: string, domain = 'games'): Promise<Published> {
   const record = await store.put(`adapters/${idOf(name)}`, dir);
   const event: Published = {
     kind: 'published',
     adapter_id: idOf(name),
     adapter_kind: 'sft',
-    target_domains: ['games'],
+    target_domains: [domain],
     uri: record.uri,
     sha256: record.sha256,
     lineage: {
@@ -234,7 +241,7 @@ beforeAll(async () => {
   rmSync(baseDir, { recursive: true, force: true });
 
   producer = await ns.producer();
-  sequencer = new TestSplitSequencer(ns.kafka(), ch, ['games'], TOPICS, ns.group('split-sequencer'));
+  sequencer = new TestSplitSequencer(ns.kafka(), ch, ['games', 'books'], TOPICS, ns.group('split-sequencer'));
   ns.onTearDown(() => sequencer.stop());
   await sequencer.start();
   await ns.consume([TOPICS.adapters], async ({ message }) => {
@@ -324,7 +331,9 @@ describe('evaluator actor', () => {
     const rejected = decisionOf('worse')!;
     expect(rejected.kind).toBe('rejected');
     if (rejected.kind === 'rejected')
-      expect(rejected.reasons[0]).toMatch(/^games: HR@1 .* below the serving adapter's/);
+      expect(rejected.reasons[0]).toMatch(
+        new RegExp(`^games: HR@1 .* below ${idOf('good')}'s .*, the adapter serving games`),
+      );
     const [worseRow] = await control.listEvaluations({ adapterIds: [idOf('worse')] });
     const [goodRow] = await control.listEvaluations({ adapterIds: [idOf('good')] });
     expect(worseRow.split_id).toBe(goodRow.split_id);
@@ -364,6 +373,61 @@ describe('evaluator actor', () => {
     const decisionsOfWorse = await control.listPromotions({ adapterIds: [idOf('worse')] });
     expect(decisionsOfWorse.map((p) => p.decision).sort()).toEqual(['promoted', 'rejected']);
   }, 120_000);
+
+  it('gates each domain against the adapter serving that domain: books has none yet, games has good (rolled back to)', async () => {
+    // What serving records (it is the one writer of serving_events; here the test plays it): games
+    // got worse (the manual promotion), then an operator rolled games back to good.
+    const servingEvent = (event: 'switch' | 'rollback', domain: string, adapterId: string, ts_ms: number) =>
+      control.insertServingEvent({
+        event,
+        domain,
+        adapter_id: adapterId,
+        previous_adapter_id: '',
+        detail: 'test',
+        ts_ms,
+      });
+    const t = Date.now();
+    await servingEvent('switch', 'games', idOf('worse'), t);
+    await servingEvent('rollback', 'games', idOf('good'), t + 1);
+
+    // A books adapter (the good bundle, published for books): nothing serves books, so it is not
+    // held against games' good adapter — only the absolute checks apply.
+    const booksGood = await publishAdapter('books-good', join(work, 'good'), 'books');
+    await send(TOPICS.adapters, booksGood);
+    const books = await eventually(
+      async () => decisionOf('books-good'),
+      (d) => d !== undefined,
+      'decision on the books adapter',
+      180_000,
+    );
+    expect(books).toMatchObject({ kind: 'promoted', target_domains: ['books'] });
+    if (books?.kind === 'promoted') {
+      expect(books.reasons.join('\n')).toMatch(/books: HR@1 .* \(no adapter serves books to compare with\)/);
+      expect(books.reasons.join('\n')).not.toContain(`${idOf('good')}'s`);
+    }
+    const [booksRow] = await control.listEvaluations({ adapterIds: [idOf('books-good')] });
+    expect(booksRow.split_id).toMatch(/^loo-books-/);
+    await servingEvent('switch', 'books', idOf('books-good'), t + 2);
+
+    // A games candidate identical to worse: the newest promotion for games is worse (it would pass
+    // against itself), books is served by books-good, but games is served by good — the incumbent.
+    saveRandomAdapter(join(work, 'next'));
+    const next = await publishAdapter('next', join(work, 'next'));
+    await send(TOPICS.adapters, next);
+    const decided = await eventually(
+      async () => decisionOf('next'),
+      (d) => d !== undefined,
+      'decision on the next games adapter',
+      180_000,
+    );
+    expect(decided?.kind).toBe('rejected');
+    if (decided?.kind === 'rejected') {
+      expect(decided.reasons[0]).toMatch(
+        new RegExp(`^games: HR@1 .* below ${idOf('good')}'s .*, the adapter serving games`),
+      );
+      expect(decided.reasons.join('\n')).not.toContain(idOf('books-good'));
+    }
+  }, 300_000);
 });
 
 /** The AdapterPublished of an adapter already in the `adapters` table (as the trainer sent it). */

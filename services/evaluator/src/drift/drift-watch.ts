@@ -188,9 +188,8 @@ export class DriftWatch {
       }
       if (row && row.domain === domain) continue; // serving an adapter we know nothing about
       for (const p of promoted) {
-        if (p.hr1[domain] === undefined) continue;
         const candidate = await record(p.adapter_id);
-        if (candidate) {
+        if (candidate && covers(candidate, domain)) {
           out.set(domain, candidate);
           break;
         }
