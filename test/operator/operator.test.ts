@@ -495,8 +495,26 @@ describe('cprec CLI against the operator', () => {
     const table = await cprec(['adapters']);
     expect(table).toMatch(/^adapter\s+kind\s+round/);
     expect(table).toMatch(
-      /read-a1\s+sft\s+read-r1\s+books,films\s+\S+ \S+\s+books=0\.250 films=0\.350\s+serving/,
+      /read-a1\s+sft\s+read-r1\s+books,films\s+\S+ \S+\s+books=0\.250 films=0\.350\s+serving books/,
     );
+  });
+
+  it('serving shows the adapter of each domain; rollback --domain publishes a ServingCommand for that domain', async () => {
+    const table = await cprec(['serving']);
+    expect(table).toMatch(/^domain\s+adapter\s+since/);
+    expect(table).toMatch(/books\s+read-a1\s+\S+ \S+\s+switch/);
+    expect(table).toMatch(/films\s+base \(no adapter\)\s+\S+ \S+\s+rollback/);
+    const accepted = JSON.parse(
+      await cprec(['rollback', '--domain', 'films', '--to', 'read-a1', '--json']),
+    ) as { command_id: string };
+    expect(await tap.waitFor(TOPICS.servingCommands, accepted.command_id)).toMatchObject({
+      kind: 'rollback',
+      domain: 'films',
+      to_adapter_id: 'read-a1',
+    });
+    await expect(cprec(['rollback'])).rejects.toMatchObject({
+      stderr: expect.stringMatching(/--domain/),
+    });
   });
 
   it('fails with the API message and a non-zero exit code', async () => {
@@ -504,7 +522,7 @@ describe('cprec CLI against the operator', () => {
       code: 1,
       stderr: expect.stringMatching(/HTTP 404: round nope not found/),
     });
-    await expect(cprec(['rollback'], false)).rejects.toMatchObject({
+    await expect(cprec(['rollback', '--domain', 'games'], false)).rejects.toMatchObject({
       stderr: expect.stringMatching(/CPREC_OPERATOR_TOKEN/),
     });
   });

@@ -17,6 +17,8 @@ interface AdapterSummary {
   hr1: Record<string, number>;
   hr1_mean: number | null;
   status: string;
+  /** The domains it serves now (serving holds one adapter per domain). */
+  serving_domains: string[];
   reasons: string[];
 }
 
@@ -28,7 +30,7 @@ export function register(program: Command): void {
     .option('--limit <n>', 'adapters to list', '50')
     .option('--json', 'print JSON')
     .action(async (opts: { limit: string; json?: boolean }) => {
-      const view = await callOperator<{ adapters: AdapterSummary[]; serving_adapter_id: string | null }>(
+      const view = await callOperator<{ adapters: AdapterSummary[]; serving: Record<string, string> }>(
         operatorApiFromEnv(),
         'GET',
         `/v1/adapters?limit=${encodeURIComponent(opts.limit)}`,
@@ -49,7 +51,7 @@ export function register(program: Command): void {
                   : Object.entries(a.hr1)
                       .map(([d, v]) => `${d}=${formatNumber(v, 3)}`)
                       .join(' '),
-                a.status,
+                a.serving_domains.length > 0 ? `serving ${a.serving_domains.join(',')}` : a.status,
               ]),
             ),
       );

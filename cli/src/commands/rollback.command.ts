@@ -1,19 +1,22 @@
 import { Command } from 'commander';
 import { AcceptedCommand, acceptedLine, callOperator, operatorApiFromEnv, print } from '../operator-api';
 
-/** `cprec rollback [--to id]`: ask serving to switch back (operator API). */
+/** `cprec rollback --domain D [--to id]`: ask serving to switch one domain back (operator API). */
 export function register(program: Command): void {
   program
     .command('rollback')
-    .description('roll serving back to its previous adapter, or to --to <adapterId>')
-    .option('--to <adapterId>', 'adapter to switch to')
+    .description(
+      "roll one domain's adapter back to its previous one, or to --to <adapterId> (base: the base model); other domains keep theirs",
+    )
+    .requiredOption('--domain <domain>', 'target domain whose adapter is rolled back')
+    .option('--to <adapterId>', 'adapter to switch the domain to')
     .option('--json', 'print JSON')
-    .action(async (opts: { to?: string; json?: boolean }) => {
+    .action(async (opts: { domain: string; to?: string; json?: boolean }) => {
       const accepted = await callOperator<AcceptedCommand>(
         operatorApiFromEnv(),
         'POST',
         '/v1/serving/rollback',
-        opts.to === undefined ? {} : { to_adapter_id: opts.to },
+        { domain: opts.domain, ...(opts.to === undefined ? {} : { to_adapter_id: opts.to }) },
       );
       print(!!opts.json, accepted, () => acceptedLine(accepted));
     });
