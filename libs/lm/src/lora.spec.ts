@@ -69,6 +69,53 @@ describe('LoRA adapters', () => {
     model.dispose();
   });
 
+  it('models sharing one base carry different adapters, merged or not, without touching the base or each other', () => {
+    const weights = randomWeights(tinyConfig(), 5);
+    const start = tf.memory().numTensors;
+    const base = new LlamaModel(weights);
+    const baseTensors = tf.memory().numTensors - start;
+    const plain = logitsOf(base);
+    const baseWq = base.layers[0].wq.dataSync().slice();
+    // Two adapters on models that share the base's tensors (nothing of the base is uploaded again).
+    const adapted = (seed: number, merge: boolean) => {
+      const view = new LlamaModel(base);
+      expect(view.tokEmbedding).toBe(base.tokEmbedding);
+      attachLora(view, { rank: 2, alpha: 4, dropout: 0, targets: ['q', 'v', 'w2'] }, seed);
+      for (const pair of view.lora!.adapters.values())
+        tf.tidy(() => pair.b.assign(tf.randomNormal(pair.b.shape, 0, 0.2, 'float32', seed)));
+      const unmerged = logitsOf(view);
+      if (merge) mergeLora(view);
+      return { view, unmerged };
+    };
+    const a = adapted(11, true);
+    const b = adapted(12, false);
+    // The same adapter on its own full copy of the base scores the same as on the shared one.
+    const alone = new LlamaModel(weights);
+    attachLora(alone, { rank: 2, alpha: 4, dropout: 0, targets: ['q', 'v', 'w2'] }, 11);
+    for (const pair of alone.lora!.adapters.values())
+      tf.tidy(() => pair.b.assign(tf.randomNormal(pair.b.shape, 0, 0.2, 'float32', 11)));
+    mergeLora(alone);
+    expect(maxAbsDiff(logitsOf(a.view), logitsOf(alone))).toBeLessThan(1e-5);
+    alone.dispose();
+    expect(maxAbsDiff(logitsOf(a.view), a.unmerged)).toBeLessThan(1e-4);
+    expect(maxAbsDiff(logitsOf(a.view), logitsOf(b.view))).toBeGreaterThan(1e-3);
+    // The merge wrote a private copy of wq, not the shared one; the other view and the base are intact.
+    expect(a.view.layers[0].wq).not.toBe(base.layers[0].wq);
+    expect(b.view.layers[0].wq).toBe(base.layers[0].wq);
+    expect(maxAbsDiff(base.layers[0].wq.dataSync(), baseWq)).toBe(0);
+    expect(maxAbsDiff(logitsOf(base), plain)).toBe(0);
+    unmergeLora(a.view);
+    expect(a.view.layers[0].wq).toBe(base.layers[0].wq);
+    mergeLora(a.view);
+    // Disposing the views frees only what they own: the base still works, then frees the rest.
+    a.view.dispose();
+    b.view.dispose();
+    expect(tf.memory().numTensors - start).toBe(baseTensors);
+    expect(maxAbsDiff(logitsOf(base), plain)).toBe(0);
+    base.dispose();
+    expect(tf.memory().numTensors).toBe(start);
+  });
+
   it('saves as safetensors + manifest and loads back onto a fresh copy of the base', async () => {
     const weights = randomWeights(tinyConfig(), 5);
     const basePath = join(dir, 'base.bin');

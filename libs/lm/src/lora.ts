@@ -89,14 +89,26 @@ export function detachLora(model: LlamaModel): void {
 
 /**
  * Folds W ← W + (alpha/rank)·B·A into the base weights for serving (one matmul per projection
- * instead of three). The original W are kept so `unmergeLora` restores them exactly.
+ * instead of three). The original W are kept so `unmergeLora` restores them exactly. On a model
+ * sharing its base with others (`new LlamaModel(base)`) the shared W is never written: the merged
+ * projection becomes a private variable of this model and the shared one is what `originals`
+ * keeps (so the other models sharing the base are unaffected).
  */
 export function mergeLora(model: LlamaModel): void {
   const lora = model.lora;
   if (!lora || lora.merged) return;
   for (const [key, pair] of lora.adapters) {
     const [, layerStr, target] = key.split('.');
-    const w = model.layers[Number(layerStr)][LORA_TARGET_WEIGHT[target as LoraTarget]];
+    const params = model.layers[Number(layerStr)];
+    const name = LORA_TARGET_WEIGHT[target as LoraTarget];
+    const w = params[name];
+    if (model.borrows(w)) {
+      lora.originals.set(key, w);
+      params[name] = tf.tidy(() =>
+        tf.variable(tf.add(w, tf.mul(tf.matMul(pair.b, pair.a), lora.scale)), false),
+      );
+      continue;
+    }
     lora.originals.set(key, tf.keep(w.clone()));
     tf.tidy(() => w.assign(tf.add(w, tf.mul(tf.matMul(pair.b, pair.a), lora.scale))));
   }
@@ -108,7 +120,15 @@ export function unmergeLora(model: LlamaModel): void {
   if (!lora || !lora.merged) return;
   for (const [key, orig] of lora.originals) {
     const [, layerStr, target] = key.split('.');
-    model.layers[Number(layerStr)][LORA_TARGET_WEIGHT[target as LoraTarget]].assign(orig);
+    const params = model.layers[Number(layerStr)];
+    const name = LORA_TARGET_WEIGHT[target as LoraTarget];
+    if (model.borrows(orig)) {
+      // The merged copy was private: drop it and point back at the shared weight.
+      params[name].dispose();
+      params[name] = orig as tf.Variable;
+      continue;
+    }
+    params[name].assign(orig);
     orig.dispose();
   }
   lora.originals.clear();

@@ -153,9 +153,34 @@ export class LlamaModel {
   private readonly ropeSin: tf.Tensor2D;
   /** x·R swaps each adjacent pair with a sign: (x0, x1) → (−x1, x0). */
   private readonly ropeRot: tf.Tensor2D;
+  /** Tensors owned by the model this one shares its base with (never disposed here). */
+  private readonly borrowed = new Set<tf.Tensor>();
   private disposed = false;
 
-  constructor(weights: LlamaWeights) {
+  /**
+   * From host weights (uploads them as tfjs variables), or sharing the base tensors of another
+   * model: `new LlamaModel(base)` uploads nothing — its weights, norms and RoPE tables are the
+   * base's, so one base in memory can carry several LoRA adapters (one per model sharing it). A
+   * sharing model never writes or disposes the shared tensors: merging LoRA into it gives the
+   * adapted projections private copies (`mergeLora`), and the base must outlive it.
+   */
+  constructor(source: LlamaWeights | LlamaModel) {
+    if (source instanceof LlamaModel) {
+      if (source.disposed) throw new Error('cannot share the weights of a disposed model');
+      this.config = source.config;
+      this.tokEmbedding = source.tokEmbedding;
+      // Own parameter records (a merge replaces entries here), holding the base's tensors.
+      this.layers = source.layers.map((p) => ({ ...p }));
+      this.finalNorm = source.finalNorm;
+      this.classifier = source.classifier;
+      this.ropeCos = source.ropeCos;
+      this.ropeSin = source.ropeSin;
+      this.ropeRot = source.ropeRot;
+      for (const v of source.baseVariables().values()) this.borrowed.add(v);
+      for (const t of [source.ropeCos, source.ropeSin, source.ropeRot]) this.borrowed.add(t);
+      return;
+    }
+    const weights = source;
     const c = { ...weights.config };
     validateConfig(c);
     this.config = c;
@@ -572,14 +597,23 @@ export class LlamaModel {
     return x;
   }
 
+  /** Whether `t` belongs to the model this one shares its base with (see the constructor). */
+  borrows(t: tf.Tensor): boolean {
+    return this.borrowed.has(t);
+  }
+
+  /** Releases what this model owns; tensors shared with a base model are left to it. */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    for (const v of this.baseVariables().values()) v.dispose();
+    const release = (t: tf.Tensor) => {
+      if (!this.borrowed.has(t)) t.dispose();
+    };
+    for (const v of this.baseVariables().values()) release(v);
     for (const v of this.loraVariables().values()) v.dispose();
-    if (this.lora) for (const t of this.lora.originals.values()) t.dispose();
-    this.ropeCos.dispose();
-    this.ropeSin.dispose();
-    this.ropeRot.dispose();
+    if (this.lora) for (const t of this.lora.originals.values()) release(t);
+    release(this.ropeCos);
+    release(this.ropeSin);
+    release(this.ropeRot);
   }
 }

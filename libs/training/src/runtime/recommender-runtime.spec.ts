@@ -185,8 +185,37 @@ describe('RecommenderRuntime', () => {
     }
   });
 
+  it('shares one upload of the base between recommenders: a second adapter adds only its own tensors', () => {
+    saveAdapter(join(dir, 'lora'));
+    const shared = RecommenderRuntime.fromBase(runtime.base, { budget, mergeLora: false });
+    const start = tf.memory().numTensors;
+    const base = shared.loadBase();
+    const withBase = tf.memory().numTensors;
+    const a = shared.load(join(dir, 'lora'), { adapterId: 'a' });
+    const perAdapter = tf.memory().numTensors - withBase;
+    const b = shared.load(join(dir, 'lora'), { adapterId: 'b' });
+    // Unmerged: each adapter holds only its A/B pairs, the base tensors are there once.
+    expect(perAdapter).toBe(a.model.loraVariables().size);
+    expect(tf.memory().numTensors - withBase).toBe(2 * perAdapter);
+    expect(a.model.tokEmbedding).toBe(base.model.tokEmbedding);
+    const r = requests[0];
+    expectClose(scoresInRequestOrder(r, a.rank(r)), scoresInRequestOrder(r, b.rank(r)));
+    // Merged (the default) in another runtime: the same scores; disposing one adapter leaves the others serving.
+    const merged = runtime.load(join(dir, 'lora'));
+    expectClose(scoresInRequestOrder(r, merged.rank(r)), scoresInRequestOrder(r, a.rank(r)));
+    merged.dispose();
+    a.dispose();
+    expect(b.rank(r)).toHaveLength(r.candidates.length);
+    b.dispose();
+    base.dispose();
+    shared.dispose();
+    expect(tf.memory().numTensors).toBe(start);
+  });
+
   it('leaks no tensors: load, rank, smoke test and dispose return to the starting count', () => {
     saveAdapter(join(dir, 'lora'));
+    // The shared base tensors are uploaded once, on first use: counted from after that.
+    runtime.loadBase().dispose();
     const before = tf.memory().numTensors;
     const rec = runtime.load(join(dir, 'lora'));
     rec.rankBatch(requests);

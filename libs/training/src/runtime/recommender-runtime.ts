@@ -115,17 +115,21 @@ export interface LoadOptions {
 /**
  * The language-model recommender as inference needs it: the base model and tokenizer loaded
  * once, and any number of `LoadedRecommender`s built from it — the base alone or with one adapter
- * bundle. Serving holds one (and briefly two while a new adapter is verified); the evaluator
- * loads the adapter it scores.
+ * bundle. Serving holds one per target domain with an adapter, plus the base for the others (and
+ * briefly one more while a new adapter is verified); the evaluator loads the adapters it scores.
  *
- * Each `LoadedRecommender` owns its own tfjs copy of the base weights: a LoRA adapter is merged
- * into them (one matmul per projection instead of three) and a swap never mutates the weights
- * that are serving. The host arrays are shared, so the extra cost is one set of tensors per
- * loaded adapter (1 MB for stories260K; double the model's memory during a swap in general).
+ * The base's tfjs weights are uploaded once (on first use) and shared by every
+ * `LoadedRecommender` (`new LlamaModel(base)`): an adapter adds its LoRA tensors only, or — merged
+ * (the default, one matmul per projection instead of three and the fused native blocks) — private
+ * merged copies of the projections it adapts; the shared weights are never written, so a swap
+ * never mutates what another domain is served with. `dispose()` frees the shared base once every
+ * recommender built from it is disposed.
  */
 export class RecommenderRuntime {
   /** The base tokenizer, memoized: every ranking re-encodes the template and catalogue titles. */
   readonly tokenizer: Tokenizer;
+  /** The base weights as tfjs tensors, uploaded on first use and shared by every recommender. */
+  private sharedBase: LlamaModel | null = null;
 
   private constructor(
     readonly base: BaseModel,
@@ -162,9 +166,21 @@ export class RecommenderRuntime {
     );
   }
 
-  /** The base model without an adapter (adapter id `base`). */
+  /** The base tensors every recommender shares, uploaded once. */
+  private baseModel(): LlamaModel {
+    if (!this.sharedBase) this.sharedBase = new LlamaModel(this.base.weights);
+    return this.sharedBase;
+  }
+
+  /** The base model without an adapter (adapter id `base`), on the shared base tensors. */
   loadBase(): LoadedRecommender {
-    return new LoadedRecommender(this, new LlamaModel(this.base.weights), null, null, BASE_ADAPTER_ID);
+    return new LoadedRecommender(this, new LlamaModel(this.baseModel()), null, null, BASE_ADAPTER_ID);
+  }
+
+  /** Frees the shared base tensors; every recommender built from this runtime must be disposed first. */
+  dispose(): void {
+    this.sharedBase?.dispose();
+    this.sharedBase = null;
   }
 
   /**
@@ -174,7 +190,7 @@ export class RecommenderRuntime {
    */
   load(dir: string, opts: LoadOptions = {}): LoadedRecommender {
     const bundle = inspectAdapterBundle(dir);
-    const model = new LlamaModel(this.base.weights);
+    const model = new LlamaModel(this.baseModel());
     let projector: ItemProjector | null = null;
     try {
       const manifest = loadLoraAdapter(model, bundle.loraDir, {

@@ -88,30 +88,35 @@ export async function runEvaluationJob(
   const total = job.adapters.reduce((n, a) => n + domainsOf(a).reduce((m, d) => m + d.cases.length, 0), 0);
   let done = 0;
   const evaluations: DomainEvaluation[] = [];
-  for (const adapter of job.adapters) {
-    const recommender = runtime.load(adapter.dir, { adapterId: adapter.adapterId });
-    try {
-      for (const d of domainsOf(adapter)) {
-        const { report } = await evaluateModel({
-          ...recommender.settings,
-          model: recommender.model,
-          examples: d.cases,
-          likelihood: job.likelihood,
-          generation: job.generation,
-          onProgress: (k) => onProgress(done + k, total),
-        });
-        done += d.cases.length;
-        evaluations.push({
-          adapterId: adapter.adapterId,
-          domain: d.domain,
-          splitId: d.splitId,
-          metrics: methodMetrics(report, d.domain, job),
-          report: report.byDomain[d.domain] ?? null,
-        });
+  try {
+    for (const adapter of job.adapters) {
+      const recommender = runtime.load(adapter.dir, { adapterId: adapter.adapterId });
+      try {
+        for (const d of domainsOf(adapter)) {
+          const { report } = await evaluateModel({
+            ...recommender.settings,
+            model: recommender.model,
+            examples: d.cases,
+            likelihood: job.likelihood,
+            generation: job.generation,
+            onProgress: (k) => onProgress(done + k, total),
+          });
+          done += d.cases.length;
+          evaluations.push({
+            adapterId: adapter.adapterId,
+            domain: d.domain,
+            splitId: d.splitId,
+            metrics: methodMetrics(report, d.domain, job),
+            report: report.byDomain[d.domain] ?? null,
+          });
+        }
+      } finally {
+        recommender.dispose();
       }
-    } finally {
-      recommender.dispose();
     }
+  } finally {
+    // The shared base tensors (every adapter of the job was loaded on them).
+    runtime.dispose();
   }
   return { jobId: job.jobId, evaluations, elapsedMs: Date.now() - started };
 }
