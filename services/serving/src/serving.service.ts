@@ -41,10 +41,10 @@ import {
   BASE_REF,
   RollbackRefusedError,
   type AdapterRef,
-  type Serving,
   type SwitchOutcome,
 } from './adapter-manager';
 import { loadServingBase, servingBaseChecksum } from './base-model';
+import { rankByDomain } from './domain-routing';
 import { ServingCatalogue } from './catalogue';
 import { SERVING_CONFIG, ServingConfig } from './config';
 import { FirstStage, type FirstStageSource } from './first-stage';
@@ -407,36 +407,16 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
     ]);
   }
 
-  /**
-   * Scores a batch whose requests may belong to different domains: each domain's requests go to
-   * that domain's adapter (the base model for a domain without one), in one rankBatch per model.
-   */
+  /** Scores a batch whose requests may belong to different domains, each with its domain's adapter. */
   private async scoreBatch(requests: readonly RankRequest[]): Promise<Scored[]> {
     const manager = this.manager;
     if (!manager?.baseModel()) throw new ServingError(503, 'no model is loaded yet');
-    const groups = new Map<Serving<Scorer>, number[]>();
-    requests.forEach((r, i) => {
-      const serving = manager.current(r.domain)!;
-      const group = groups.get(serving);
-      if (group) group.push(i);
-      else groups.set(serving, [i]);
-    });
-    // Every rankBatch is posted in this same turn, before any switch can dispose a scorer; a
-    // worker handles its messages in order, so a replaced adapter outlives this batch there.
-    const pending = [...groups].map(([serving, indices]) => ({
-      serving,
-      indices,
-      ranked: serving.value.rankBatch(indices.map((i) => requests[i])),
+    const routed = await rankByDomain(requests, (domain) => manager.current(domain)!);
+    return routed.map((r) => ({
+      ranked: r.ranked,
+      adapterId: r.ref.adapterId,
+      adapterVersion: this.versionOf(r.ref),
     }));
-    const results = await Promise.all(pending.map((p) => p.ranked));
-    const out = new Array<Scored>(requests.length);
-    pending.forEach(({ serving, indices }, g) => {
-      const adapterVersion = this.versionOf(serving.ref);
-      indices.forEach(
-        (i, k) => (out[i] = { ranked: results[g][k], adapterId: serving.ref.adapterId, adapterVersion }),
-      );
-    });
-    return out;
   }
 
   async recommend(req: RecommendRequest): Promise<RecommendResponse> {
