@@ -22,7 +22,11 @@ export const ServingEnvSchema = CommonEnvSchema.extend({
     'must be 0 (follow the model) or at least 16',
   ),
   SERVING_MAX_TITLE_TOKENS: envInt(12, 1),
-  /** Merge LoRA into the base weights (1 = yes). */
+  /**
+   * Merge LoRA into the base weights (1 = yes): the fused native blocks run, at the cost of a
+   * private merged copy of the adapted projections per domain's adapter; 0 keeps one base in
+   * memory with only each adapter's A/B matrices (slower, unfused forward).
+   */
   SERVING_MERGE_LORA: envInt(1),
   /** Micro-batching: wait up to this many ms for company (0 = only what queued during the last batch). */
   SERVING_BATCH_WINDOW_MS: envInt(0),
