@@ -187,26 +187,8 @@ export function smokeConfig(): ContinualConfig {
 
 export const PRESETS: Record<string, () => ContinualConfig> = { full: fullConfig, smoke: smokeConfig };
 
-/** Sets `path` (dot-separated) in a copy of `config` to a JSON value (or the raw string). */
-export function withOverride(config: ContinualConfig, path: string, raw: string): ContinualConfig {
-  let value: unknown;
-  try {
-    value = JSON.parse(raw);
-  } catch {
-    value = raw;
-  }
-  const copy = JSON.parse(JSON.stringify(config)) as Record<string, unknown>;
-  const keys = path.split('.');
-  let at: Record<string, unknown> = copy;
-  for (const k of keys.slice(0, -1)) {
-    if (typeof at[k] !== 'object' || at[k] === null) throw new Error(`--set ${path}: ${k} is not a section`);
-    at = at[k] as Record<string, unknown>;
-  }
-  const last = keys[keys.length - 1]!;
-  if (!(last in at)) throw new Error(`--set ${path}: unknown setting ${last}`);
-  at[last] = value;
-  return copy as unknown as ContinualConfig;
-}
+/** `--set key.path=JSON`, as the paper harness does it. */
+export { withOverride } from '../paper/config';
 
 export function validateConfig(c: ContinualConfig): ContinualConfig {
   validateProtocol(c.protocol);

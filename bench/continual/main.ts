@@ -25,6 +25,7 @@
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+import { parseExperimentArgs } from '../paper/cli-args';
 import type { MeasuredCosts } from '../paper/costs';
 import { readJsonIfExists } from '../paper/io';
 import { loadLmBase } from '../paper/lm';
@@ -47,35 +48,18 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  let command = 'run';
-  let preset = 'full';
-  let base: string | undefined = process.env.CPREC_CONTINUAL_BASE;
-  let name: string | undefined;
-  let results: string | null = null;
-  let out: string | null = null;
-  let until: string | undefined;
-  const sets: Array<[string, string]> = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const next = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
-    if (a === '--preset') preset = next();
-    else if (a === '--base') base = next();
-    else if (a === '--name') name = next();
-    else if (a === '--results') results = next();
-    else if (a === '--out') out = next();
-    else if (a === '--until') until = next();
-    else if (a === '--set') {
-      const kv = next();
-      const at = kv.indexOf('=');
-      if (at < 1) throw new Error(`--set ${kv}: expected key=value`);
-      sets.push([kv.slice(0, at), kv.slice(at + 1)]);
-    } else if (!a.startsWith('--') && i === 0) command = a;
-    else throw new Error(`unknown argument ${a} (see the header of bench/continual/main.ts)`);
-  }
+  const { command, options, sets } = parseExperimentArgs(
+    argv,
+    ['preset', 'base', 'name', 'results', 'out', 'until'],
+    'run',
+    'see the header of bench/continual/main.ts',
+  );
+  const preset = options.preset ?? 'full';
+  const base = options.base ?? process.env.CPREC_CONTINUAL_BASE;
+  const name = options.name;
+  const results = options.results ?? null;
+  const out = options.out ?? null;
+  const until = options.until;
   const make = PRESETS[preset];
   if (!make) throw new Error(`unknown preset ${preset} (${Object.keys(PRESETS).join(', ')})`);
   let config = make();

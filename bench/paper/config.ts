@@ -245,8 +245,11 @@ export function smokeConfig(): PaperConfig {
 
 export const PRESETS: Record<string, () => PaperConfig> = { full: fullConfig, smoke: smokeConfig };
 
-/** Sets `path` (dot-separated) in a copy of `config` to a JSON value (or the raw string). */
-export function withOverride(config: PaperConfig, path: string, raw: string): PaperConfig {
+/**
+ * Sets `path` (dot-separated) in a copy of `config` to a JSON value (or the raw string): the
+ * experiments' `--set key.path=JSON`. Unknown keys are refused, so a typo never runs silently.
+ */
+export function withOverride<T extends object>(config: T, path: string, raw: string): T {
   let value: unknown;
   try {
     value = JSON.parse(raw);
@@ -263,7 +266,7 @@ export function withOverride(config: PaperConfig, path: string, raw: string): Pa
   const last = keys[keys.length - 1]!;
   if (!(last in at)) throw new Error(`--set ${path}: unknown setting ${last}`);
   at[last] = value;
-  return copy as unknown as PaperConfig;
+  return copy as unknown as T;
 }
 
 export function validateConfig(c: PaperConfig): PaperConfig {

@@ -29,6 +29,7 @@ import { basename, join, resolve } from 'node:path';
 import { selectBackend } from '@cprec/lm';
 import { PRESETS, REPO_ROOT, validateConfig, withOverride, type PaperConfig } from './config';
 import { measureCosts, type MeasuredCosts } from './costs';
+import { parseExperimentArgs } from './cli-args';
 import { atomicWriteJson, readJsonIfExists } from './io';
 import { loadLmBase } from './lm';
 import { FALLBACK_COSTS, planReport } from './plan';
@@ -50,37 +51,20 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  let command = 'run';
-  let preset = 'full';
-  let base: string | undefined = process.env.CPREC_PAPER_BASE;
-  let name: string | undefined;
-  let samples = 8;
-  let results: string | null = null;
-  let out: string | null = null;
-  let until: string | undefined;
-  const sets: Array<[string, string]> = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const next = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
-    if (a === '--preset') preset = next();
-    else if (a === '--base') base = next();
-    else if (a === '--name') name = next();
-    else if (a === '--samples') samples = Number(next());
-    else if (a === '--results') results = next();
-    else if (a === '--out') out = next();
-    else if (a === '--until') until = next();
-    else if (a === '--set') {
-      const kv = next();
-      const at = kv.indexOf('=');
-      if (at < 1) throw new Error(`--set ${kv}: expected key=value`);
-      sets.push([kv.slice(0, at), kv.slice(at + 1)]);
-    } else if (!a.startsWith('--') && i === 0) command = a;
-    else throw new Error(`unknown argument ${a} (see the header of bench/paper/main.ts)`);
-  }
+  const { command, options, sets } = parseExperimentArgs(
+    argv,
+    ['preset', 'base', 'name', 'samples', 'results', 'out', 'until'],
+    'run',
+    'see the header of bench/paper/main.ts',
+  );
+  const preset = options.preset ?? 'full';
+  const base = options.base ?? process.env.CPREC_PAPER_BASE;
+  const name = options.name;
+  const samples = Number(options.samples ?? 8);
+  if (!Number.isInteger(samples) || samples < 1) throw new Error(`--samples must be a positive integer`);
+  const results = options.results ?? null;
+  const out = options.out ?? null;
+  const until = options.until;
   const make = PRESETS[preset];
   if (!make) throw new Error(`unknown preset ${preset} (${Object.keys(PRESETS).join(', ')})`);
   let config = make();
