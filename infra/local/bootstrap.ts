@@ -34,7 +34,7 @@ function adminSettings(open = false): KafkaSettings {
   return settings;
 }
 
-const authEnabled = (): boolean => !['off', '0', 'false'].includes(process.env.CPREC_AUTH ?? 'off');
+const authEnabled = (): boolean => !['off', '0', 'false'].includes(process.env.CPREC_AUTH ?? 'on');
 
 /** Polls describeCluster until the broker answers (KRaft brokers take 5-20 s to come up). */
 async function waitForKafka(timeoutMs: number, open = false): Promise<string> {

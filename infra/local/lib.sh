@@ -29,7 +29,7 @@ CLICKHOUSE_DB="${CPREC_CLICKHOUSE_DB:-cprec}"
 
 # Authentication (on by default): Kafka SASL/SCRAM with ACLs, ClickHouse users with passwords.
 # CPREC_AUTH=off starts both servers open to every local process, as before issue 15.
-CPREC_AUTH="${CPREC_AUTH:-off}"
+CPREC_AUTH="${CPREC_AUTH:-on}"
 SECRETS_DIR="$CPREC_STATE_DIR/secrets"
 SECRETS_FILE="$SECRETS_DIR/cprec.env"
 # Kafka principals whose SCRAM credentials the broker holds: "name sha256(password)" per line.
@@ -359,4 +359,15 @@ kafka_set_scram() {
   done
   [[ -n "$config" ]] && rm -f "$config"
   (( rc == 0 )) || die "kafka-configs failed for $principal; see $KAFKA_LOG_DIR/kafka-configs.log"
+}
+
+# Exports every principal's password (the secrets file) into the calling shell, for launchers that
+# start services (scripts/main.sh, scripts/test.sh): each service then picks its own.
+export_secrets() {
+  if auth_enabled && [[ -f "$SECRETS_FILE" ]]; then
+    set -a
+    # shellcheck disable=SC1090
+    source "$SECRETS_FILE"
+    set +a
+  fi
 }

@@ -86,3 +86,22 @@ export function credentialsFromEnv(
   }
   return null;
 }
+
+/** The variables that name one explicit identity for every client of a process. */
+export const EXPLICIT_CREDENTIAL_VARIABLES = [
+  'CPREC_KAFKA_USERNAME',
+  'CPREC_KAFKA_PASSWORD',
+  'CPREC_CLICKHOUSE_USER',
+  'CPREC_CLICKHOUSE_PASSWORD',
+] as const;
+
+/**
+ * The environment a launcher (`cprec demo`, the test harness) gives a service it starts: its own
+ * minus the explicit identity, so each service runs as its own principal (picking its line of the
+ * secrets file) rather than as whoever launched it.
+ */
+export function serviceEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const copy = { ...env };
+  for (const name of EXPLICIT_CREDENTIAL_VARIABLES) delete copy[name];
+  return copy;
+}

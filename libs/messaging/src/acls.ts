@@ -119,10 +119,45 @@ export function aclBinding(rule: AclRule): {
   };
 }
 
-/** Creates the rules' ACLs (idempotent: an existing binding is left as it is). Needs admin. */
-export async function applyAclRules(admin: Admin, rules: readonly AclRule[]): Promise<void> {
+const bindingKey = (b: {
+  resourceType: number;
+  resourceName: string;
+  resourcePatternType: number;
+  principal: string;
+  operation: number;
+}): string =>
+  [b.resourceType, b.resourcePatternType, b.resourceName, b.principal, b.operation].join('\u0000');
+
+/**
+ * Creates the rules' ACLs (idempotent: an existing binding is left as it is) and waits until the
+ * broker enforces them: in KRaft the controller commits them and the broker applies them when it
+ * replays the metadata log, a few milliseconds later; a client started in between would be
+ * refused. Needs admin.
+ */
+export async function applyAclRules(
+  admin: Admin,
+  rules: readonly AclRule[],
+  timeoutMs = 30_000,
+): Promise<void> {
   if (rules.length === 0) return;
-  await admin.createAcls({ acl: rules.map(aclBinding) });
+  const bindings = rules.map(aclBinding);
+  await admin.createAcls({ acl: bindings });
+  const wanted = new Set(bindings.map(bindingKey));
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const described = await admin.describeAcls({
+      resourceType: AclResourceTypes.ANY,
+      resourcePatternType: ResourcePatternTypes.ANY,
+      operation: AclOperationTypes.ANY,
+      permissionType: AclPermissionTypes.ALLOW,
+    });
+    const present = new Set(
+      described.resources.flatMap((r) => r.acls.map((acl) => bindingKey({ ...r, ...acl }))),
+    );
+    if ([...wanted].every((key) => present.has(key))) return;
+    if (Date.now() > deadline) throw new Error(`Kafka ACLs not in force after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 /** Deletes exactly the rules' ACLs (a test namespace's, at tear-down). Needs admin. */

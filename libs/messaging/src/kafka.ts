@@ -1,5 +1,11 @@
 import { Admin, Kafka, logLevel, Producer } from 'kafkajs';
-import { ADMIN_PRINCIPAL, credentialsFromEnv, TOPICS, type Topics } from '@cprec/contracts';
+import {
+  ADMIN_PRINCIPAL,
+  credentialsFromEnv,
+  type ServicePrincipal,
+  TOPICS,
+  type Topics,
+} from '@cprec/contracts';
 
 /** SASL/SCRAM credentials (the only mechanism cprec's brokers accept from clients). */
 export interface KafkaSasl {
@@ -99,4 +105,17 @@ export function defaultTopicSpecs(interactionPartitions = 4, topics: Topics = TO
 /** A producer configured for no loss: idempotent, acks from all in-sync replicas. */
 export function createReliableProducer(kafka: Kafka): Producer {
   return kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+}
+
+/**
+ * A service's Kafka client: its brokers (from its validated config) and its own principal's
+ * credentials from the environment (see kafkaSaslFromEnv).
+ */
+export function createServiceKafka(
+  principal: ServicePrincipal,
+  clientId: string,
+  brokers: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Kafka {
+  return createKafka({ ...kafkaSettingsFromEnv(clientId, env, principal), brokers });
 }
