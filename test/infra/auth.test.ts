@@ -1,5 +1,12 @@
 import { Kafka, logLevel } from 'kafkajs';
-import { clickHouseSettingsFromEnv, createClickHouse, sql, type ClickHouse } from '@cprec/clickhouse';
+import {
+  awaitMigrations,
+  clickHouseSettingsFromEnv,
+  createClickHouse,
+  runMigrations,
+  sql,
+  type ClickHouse,
+} from '@cprec/clickhouse';
 import {
   SERVICE_PRINCIPALS,
   serviceEnvironment,
@@ -207,6 +214,19 @@ describeAuth('ClickHouse refuses clients without valid credentials', () => {
     expect(await ns.ch.query<{ n: string }>(sql`SELECT count() AS n FROM interactions`)).toEqual([
       { n: '0' },
     ]);
+  });
+
+  it('lets the operator wait for migrations it may not run itself', async () => {
+    const settings = { ...clickHouseSettingsFromEnv(env, 'operator'), database: ns.database };
+    await expect(runMigrations(settings)).rejects.toThrow(/readonly/i);
+    await expect(awaitMigrations(settings, { timeoutMs: 5_000 })).resolves.toBeUndefined();
+    // A database nobody migrated: the operator waits, then says so.
+    await expect(
+      awaitMigrations(
+        { ...settings, database: `${ns.database}_unmigrated` },
+        { timeoutMs: 1_500, pollMs: 300 },
+      ),
+    ).rejects.toThrow(/not migrated after 1500 ms/);
   });
 
   it('lets a writing service write', async () => {
