@@ -208,6 +208,15 @@ describeAuth('ClickHouse refuses clients without valid credentials', () => {
         await refusal(() => operator.command(sql`CREATE TABLE auth_probe (x UInt8) ENGINE = Memory`)),
       ).toMatch(/readonly/i);
       expect(await refusal(() => operator.command(sql`DROP TABLE interactions`))).toMatch(/readonly/i);
+      // And it cannot lift the profile's readonly for a query.
+      expect(
+        await refusal(() =>
+          operator.client.command({
+            query: 'CREATE TABLE auth_probe (x UInt8) ENGINE = Memory',
+            clickhouse_settings: { readonly: '0' },
+          }),
+        ),
+      ).toMatch(/readonly/i);
     } finally {
       await operator.close();
     }
