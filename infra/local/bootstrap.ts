@@ -1,13 +1,23 @@
 /**
  * Node half of the infra scripts (run by lib.sh's run_bootstrap with ts-node and the project's
  * path aliases):
- *   up [--timeout-ms N]            wait for Kafka, create default topics; create the database and
- *                                  apply migrations
- *   kafka-health [--timeout-ms N]  exit 0 when the broker answers a metadata request
+ *   up [--timeout-ms N]            wait for Kafka, create default topics and (CPREC_AUTH on) the
+ *                                  services' ACLs; create the database and apply migrations
+ *   kafka-health [--timeout-ms N] [--open]  exit 0 when the broker answers a metadata request
+ *                                  (--open: without credentials, a broker started without auth)
  *   migrate [--database D] [--dir PATH]  apply migrations (used by test/infra for two processes)
  */
 import { clickHouseSettingsFromEnv, runMigrations } from '@cprec/clickhouse';
-import { createKafka, defaultTopicSpecs, ensureTopics, kafkaSettingsFromEnv } from '@cprec/messaging';
+import { TOPICS } from '@cprec/contracts';
+import {
+  applyAclRules,
+  createKafka,
+  defaultTopicSpecs,
+  ensureTopics,
+  kafkaSettingsFromEnv,
+  type KafkaSettings,
+  serviceAclRules,
+} from '@cprec/messaging';
 import { logLevel } from 'kafkajs';
 
 function option(args: string[], name: string): string | undefined {
@@ -17,9 +27,18 @@ function option(args: string[], name: string): string | undefined {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** The admin's settings; `open`: without credentials (the one-off migration start of `up`). */
+function adminSettings(open = false): KafkaSettings {
+  const settings = kafkaSettingsFromEnv('cprec-infra');
+  if (open) delete settings.sasl;
+  return settings;
+}
+
+const authEnabled = (): boolean => !['off', '0', 'false'].includes(process.env.CPREC_AUTH ?? 'on');
+
 /** Polls describeCluster until the broker answers (KRaft brokers take 5-20 s to come up). */
-async function waitForKafka(timeoutMs: number): Promise<string> {
-  const kafka = createKafka({ ...kafkaSettingsFromEnv('cprec-infra'), logLevel: logLevel.NOTHING });
+async function waitForKafka(timeoutMs: number, open = false): Promise<string> {
+  const kafka = createKafka({ ...adminSettings(open), logLevel: logLevel.NOTHING });
   const deadline = Date.now() + timeoutMs;
   let lastError = '';
   for (;;) {
@@ -38,14 +57,17 @@ async function waitForKafka(timeoutMs: number): Promise<string> {
   }
 }
 
-async function createTopics(): Promise<string[]> {
-  const kafka = createKafka({ ...kafkaSettingsFromEnv('cprec-infra'), logLevel: logLevel.ERROR });
+/** Creates the default topics and, with authentication on, the services' ACLs on them. */
+async function createTopics(): Promise<{ topics: string[]; acls: number }> {
+  const kafka = createKafka({ ...adminSettings(), logLevel: logLevel.ERROR });
   const admin = kafka.admin();
   await admin.connect();
   try {
     const specs = defaultTopicSpecs();
     await ensureTopics(admin, specs);
-    return specs.map((s) => `${s.topic}(${s.numPartitions ?? 1})`);
+    const rules = authEnabled() ? serviceAclRules(TOPICS) : [];
+    await applyAclRules(admin, rules);
+    return { topics: specs.map((s) => `${s.topic}(${s.numPartitions ?? 1})`), acls: rules.length };
   } finally {
     await admin.disconnect();
   }
@@ -63,11 +85,15 @@ async function main(): Promise<void> {
         `ClickHouse database ${settings.database}: ${result.applied.length} migration(s) applied, ${result.alreadyApplied} already applied`,
       );
       log(`Kafka healthy: ${await waitForKafka(timeoutMs)}`);
-      log(`Kafka topics: ${(await createTopics()).join(', ')}`);
+      const { topics, acls } = await createTopics();
+      log(`Kafka topics: ${topics.join(', ')}`);
+      log(
+        authEnabled() ? `Kafka ACLs: ${acls} bindings for the services` : 'Kafka ACLs: none (CPREC_AUTH=off)',
+      );
       return;
     }
     case 'kafka-health':
-      console.log(await waitForKafka(timeoutMs));
+      console.log(await waitForKafka(timeoutMs, args.includes('--open')));
       return;
     case 'migrate': {
       const base = clickHouseSettingsFromEnv();

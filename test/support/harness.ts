@@ -13,8 +13,17 @@ import {
   runMigrations,
   sql,
 } from '@cprec/clickhouse';
-import { topicsFor, type Topics } from '@cprec/contracts';
-import { createKafka, defaultTopicSpecs, ensureTopics, kafkaSettingsFromEnv } from '@cprec/messaging';
+import { SERVICE_PRINCIPALS, topicsFor, type ServicePrincipal, type Topics } from '@cprec/contracts';
+import {
+  type AclRule,
+  applyAclRules,
+  createKafka,
+  defaultTopicSpecs,
+  ensureTopics,
+  kafkaSettingsFromEnv,
+  removeAclsUnder,
+  serviceAclRules,
+} from '@cprec/messaging';
 import { requireInfra, Waiter } from './infra';
 import { RunningService, startService } from './service-process';
 
@@ -34,6 +43,15 @@ import { RunningService, startService } from './service-process';
 
 export const TEST_NAMESPACE_ROOT = 'cprec_t_';
 
+/**
+ * Whether Kafka authenticates (the admin's credentials are in the environment: the secrets file
+ * of `infra/local/up` was loaded). Then each namespace gets the services' ACL table on its own
+ * topics and groups, and the services run under their own principals — as in production.
+ */
+export function kafkaAuthOn(): boolean {
+  return kafkaSettingsFromEnv('cprec-test').sasl !== undefined;
+}
+
 function runId(): string {
   const fromEnv = process.env.CPREC_TEST_RUN;
   if (fromEnv !== undefined && /^[a-z0-9]{1,24}$/.test(fromEnv)) return fromEnv;
@@ -47,6 +65,19 @@ export interface NamespaceOptions {
   topics?: boolean;
   /** A temporary CPREC_HOME (artefacts, round folders), removed afterwards (default true). */
   home?: boolean;
+}
+
+/**
+ * The namespace's ACL table: production's (libs/messaging/src/acls.ts) on the namespace's topics,
+ * with each service's consumer groups under `<stem>.<service>` (what `ns.group('<service>')`
+ * gives; serving appends `-<instance>`, the sequencer `-split-requests`).
+ */
+export function namespaceAclRules(stem: string, topics: Topics): AclRule[] {
+  const groups = Object.fromEntries(SERVICE_PRINCIPALS.map((p) => [p, `${stem}.${p}`])) as Record<
+    ServicePrincipal,
+    string
+  >;
+  return serviceAclRules(topics, groups);
 }
 
 export class TestNamespace {
@@ -114,15 +145,23 @@ export class TestNamespace {
     await requireInfra();
     if (this.options.migrate !== false) await runMigrations(this.clickhouse);
     else await ensureDatabase(this.clickhouse);
-    if (this.options.topics !== false) {
+    if (this.options.topics !== false || kafkaAuthOn()) {
       const admin = this.kafka().admin();
       await admin.connect();
       try {
+        // Services may not create topics under authentication (infra/local/up does, as admin), so
+        // then the namespace's topics always exist before its services start.
         await ensureTopics(admin, defaultTopicSpecs(4, this.topics));
+        if (kafkaAuthOn()) await applyAclRules(admin, this.aclRules);
       } finally {
         await admin.disconnect();
       }
     }
+  }
+
+  /** The services' ACLs on this namespace (applied in set-up when Kafka authenticates). */
+  get aclRules(): AclRule[] {
+    return namespaceAclRules(this.stem, this.topics);
   }
 
   /** Starts a service process in this namespace; stopped (SIGTERM) in tear-down. */
@@ -217,6 +256,7 @@ export async function removeNamespaces(stem: string, groups: Iterable<string> = 
   const admin = kafka.admin();
   try {
     await admin.connect();
+    if (kafkaAuthOn()) await removeAclsUnder(admin, stem);
     const listed = (await admin.listGroups()).groups.map((g) => g.groupId);
     const ours = [...new Set([...groups, ...listed])].filter((g) => g.startsWith(stem));
     if (ours.length > 0) await admin.deleteGroups(ours).catch(() => undefined);

@@ -10,7 +10,8 @@ import { createKafka, kafkaSettingsFromEnv } from '@cprec/messaging';
  */
 
 const START_HINT =
-  'Start the local servers with `bash infra/local/up` (or `npm run infra:up`) and check `bash infra/local/status`.';
+  'Start the local servers with `bash infra/local/up` (or `npm run infra:up`) and check `bash infra/local/status`; ' +
+  'with authentication on (the default), load their secrets first: `set -a && . .cprec/secrets/cprec.env && set +a`.';
 
 /** A name unique to this test run, valid as a ClickHouse identifier and as a Kafka topic. */
 export function uniqueName(prefix: string): string {

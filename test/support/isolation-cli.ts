@@ -4,15 +4,21 @@
  *   snapshot FILE         writes the production fingerprint (test/support/production.ts) to FILE
  *   compare FILE          fails (exit 1, listing the changes) unless production still matches FILE
  *   cleanup RUN [--stale-hours H]
- *                         removes every database, topic and consumer group of test run RUN
+ *                         removes every database, topic, consumer group and ACL of test run RUN
  *                         (`cprec_t_<RUN>_*`: what a crashed suite left), and those of runs started
  *                         more than H hours ago (run ids begin with their start time in base 36)
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { logLevel } from 'kafkajs';
+import {
+  AclOperationTypes,
+  AclPermissionTypes,
+  AclResourceTypes,
+  logLevel,
+  ResourcePatternTypes,
+} from 'kafkajs';
 import { clickHouseSettingsFromEnv, createClickHouse, sql } from '@cprec/clickhouse';
 import { createKafka, kafkaSettingsFromEnv } from '@cprec/messaging';
-import { removeNamespaces, TEST_NAMESPACE_ROOT } from './harness';
+import { kafkaAuthOn, removeNamespaces, TEST_NAMESPACE_ROOT } from './harness';
 import { fingerprintChanges, productionFingerprint, type ProductionFingerprint } from './production';
 
 /** Run ids of test namespaces that exist now (databases and topics). */
@@ -37,6 +43,19 @@ async function existingRuns(): Promise<Set<string>> {
     for (const topic of await admin.listTopics()) {
       const id = idOf(topic);
       if (id) runs.add(id);
+    }
+    // ACLs a crashed suite left on its namespace (their topics may be gone already).
+    if (kafkaAuthOn()) {
+      const acls = await admin.describeAcls({
+        resourceType: AclResourceTypes.ANY,
+        resourcePatternType: ResourcePatternTypes.ANY,
+        operation: AclOperationTypes.ANY,
+        permissionType: AclPermissionTypes.ANY,
+      });
+      for (const resource of acls.resources) {
+        const id = idOf(resource.resourceName);
+        if (id) runs.add(id);
+      }
     }
   } finally {
     await admin.disconnect();

@@ -1,6 +1,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { serviceEnvironment } from '@cprec/contracts';
 
 export const REPO_ROOT = resolve(__dirname, '../..');
 
@@ -52,7 +53,13 @@ export async function startService(
     ],
     {
       cwd: REPO_ROOT,
-      env: { ...process.env, ...env, [portVariable]: String(port), TS_NODE_TRANSPILE_ONLY: 'true' },
+      // The service's own principal (its line of the secrets file), not the tests' admin.
+      env: {
+        ...serviceEnvironment(process.env),
+        ...env,
+        [portVariable]: String(port),
+        TS_NODE_TRANSPILE_ONLY: 'true',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );

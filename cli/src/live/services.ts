@@ -1,6 +1,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { serviceEnvironment } from '@cprec/contracts';
 
 export const REPO_ROOT = resolve(__dirname, '../../..');
 const NODE_ARGS = ['-r', 'ts-node/register/transpile-only', '-r', 'tsconfig-paths/register'];
@@ -52,7 +53,8 @@ export function spawnService(
   const port = portOf(spec, env);
   const child = spawn(process.execPath, [...NODE_ARGS, main], {
     cwd: REPO_ROOT,
-    env: { ...env, [spec.portVariable]: String(port) },
+    // Each service as its own principal (its line of the secrets file), not as the launcher.
+    env: { ...serviceEnvironment(env), [spec.portVariable]: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout?.pipe(out);

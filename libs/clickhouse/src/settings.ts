@@ -1,3 +1,4 @@
+import { ADMIN_PRINCIPAL, credentialsFromEnv } from '@cprec/contracts';
 import { isValidIdentifier } from './literal';
 
 export interface ClickHouseSettings {
@@ -18,12 +19,28 @@ export interface ClickHouseSettings {
 export const DEFAULT_CLICKHOUSE_URL = 'http://127.0.0.1:18123';
 export const DEFAULT_CLICKHOUSE_DATABASE = 'cprec';
 
-export function clickHouseSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): ClickHouseSettings {
+/**
+ * Settings from the environment. `principal` is who this process is (a service's name; `admin`
+ * for the infra scripts, the CLI and the tests): its user and password come from
+ * CPREC_CLICKHOUSE_USER/CPREC_CLICKHOUSE_PASSWORD when set, else from the principal's own
+ * CPREC_CLICKHOUSE_PASSWORD_<PRINCIPAL> (`.cprec/secrets/cprec.env`), else the passwordless
+ * `default` user of a server without authentication.
+ */
+export function clickHouseSettingsFromEnv(
+  env: NodeJS.ProcessEnv = process.env,
+  principal: string = ADMIN_PRINCIPAL,
+): ClickHouseSettings {
+  const credentials = credentialsFromEnv(
+    'clickhouse',
+    principal,
+    { username: 'CPREC_CLICKHOUSE_USER', password: 'CPREC_CLICKHOUSE_PASSWORD', implicitUsername: 'default' },
+    env,
+  ) ?? { username: 'default', password: '' };
   const settings: ClickHouseSettings = {
     url: env.CPREC_CLICKHOUSE_URL ?? DEFAULT_CLICKHOUSE_URL,
     database: env.CPREC_CLICKHOUSE_DB ?? DEFAULT_CLICKHOUSE_DATABASE,
-    username: env.CPREC_CLICKHOUSE_USER ?? 'default',
-    password: env.CPREC_CLICKHOUSE_PASSWORD ?? '',
+    username: credentials.username,
+    password: credentials.password,
     requestTimeoutMs: parsePositiveInt(
       env.CPREC_CLICKHOUSE_TIMEOUT_MS,
       'CPREC_CLICKHOUSE_TIMEOUT_MS',

@@ -8,3 +8,4 @@ export * from './control';
 export * from './commands';
 export * from './parse';
 export * from './splits';
+export * from './principals';

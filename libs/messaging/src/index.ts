@@ -4,3 +4,4 @@ export * from './dead-letters';
 export * from './consumer-liveness';
 export * from './message-processor';
 export * from './resilient-consumer';
+export * from './acls';

@@ -1,5 +1,18 @@
 import { Admin, Kafka, logLevel, Producer } from 'kafkajs';
-import { TOPICS, type Topics } from '@cprec/contracts';
+import {
+  ADMIN_PRINCIPAL,
+  credentialsFromEnv,
+  type ServicePrincipal,
+  TOPICS,
+  type Topics,
+} from '@cprec/contracts';
+
+/** SASL/SCRAM credentials (the only mechanism cprec's brokers accept from clients). */
+export interface KafkaSasl {
+  mechanism: 'scram-sha-256';
+  username: string;
+  password: string;
+}
 
 export interface KafkaSettings {
   /** Comma-separated host:port list, e.g. `127.0.0.1:19092`. */
@@ -8,12 +21,41 @@ export interface KafkaSettings {
   clientId: string;
   /** kafkajs log level; WARN keeps tests quiet but shows rebalances and retries. */
   logLevel?: logLevel;
+  /** Credentials; absent: no authentication (a broker started with CPREC_AUTH=off). */
+  sasl?: KafkaSasl;
 }
 
 export const DEFAULT_KAFKA_BROKERS = '127.0.0.1:19092';
 
-export function kafkaSettingsFromEnv(clientId: string, env: NodeJS.ProcessEnv = process.env): KafkaSettings {
-  return { brokers: env.CPREC_KAFKA_BROKERS ?? DEFAULT_KAFKA_BROKERS, clientId };
+/**
+ * The SASL credentials of `principal` from the environment: CPREC_KAFKA_USERNAME and
+ * CPREC_KAFKA_PASSWORD when set, else the principal's own CPREC_KAFKA_PASSWORD_<PRINCIPAL>
+ * (`.cprec/secrets/cprec.env`), else none.
+ */
+export function kafkaSaslFromEnv(
+  principal: string,
+  env: NodeJS.ProcessEnv = process.env,
+): KafkaSasl | undefined {
+  const credentials = credentialsFromEnv(
+    'kafka',
+    principal,
+    { username: 'CPREC_KAFKA_USERNAME', password: 'CPREC_KAFKA_PASSWORD' },
+    env,
+  );
+  return credentials === null ? undefined : { mechanism: 'scram-sha-256', ...credentials };
+}
+
+/**
+ * Settings from the environment. `principal` is who this process is: a service's name, or
+ * `admin` (the default) for the infra scripts, the CLI and the test harness.
+ */
+export function kafkaSettingsFromEnv(
+  clientId: string,
+  env: NodeJS.ProcessEnv = process.env,
+  principal: string = ADMIN_PRINCIPAL,
+): KafkaSettings {
+  const sasl = kafkaSaslFromEnv(principal, env);
+  return { brokers: env.CPREC_KAFKA_BROKERS ?? DEFAULT_KAFKA_BROKERS, clientId, ...(sasl ? { sasl } : {}) };
 }
 
 export function createKafka(settings: KafkaSettings): Kafka {
@@ -25,6 +67,7 @@ export function createKafka(settings: KafkaSettings): Kafka {
       .filter(Boolean),
     logLevel: settings.logLevel ?? logLevel.WARN,
     retry: { initialRetryTime: 200, retries: 10 },
+    ...(settings.sasl ? { sasl: { ...settings.sasl } } : {}),
   });
 }
 
@@ -62,4 +105,17 @@ export function defaultTopicSpecs(interactionPartitions = 4, topics: Topics = TO
 /** A producer configured for no loss: idempotent, acks from all in-sync replicas. */
 export function createReliableProducer(kafka: Kafka): Producer {
   return kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+}
+
+/**
+ * A service's Kafka client: its brokers (from its validated config) and its own principal's
+ * credentials from the environment (see kafkaSaslFromEnv).
+ */
+export function createServiceKafka(
+  principal: ServicePrincipal,
+  clientId: string,
+  brokers: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Kafka {
+  return createKafka({ ...kafkaSettingsFromEnv(clientId, env, principal), brokers });
 }

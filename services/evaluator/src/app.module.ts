@@ -16,7 +16,7 @@ import { CLICKHOUSE, EvaluatorService } from './evaluator.service';
     {
       provide: CLICKHOUSE,
       useFactory: async () => {
-        const settings = clickHouseSettingsFromEnv();
+        const settings = clickHouseSettingsFromEnv(process.env, 'evaluator');
         await ensureDatabase(settings);
         await runMigrations(settings);
         return createClickHouse(settings);

@@ -15,7 +15,7 @@ import {
   type Topics,
 } from '@cprec/contracts';
 import {
-  createKafka,
+  createServiceKafka,
   createReliableProducer,
   defaultTopicSpecs,
   ensureTopics,
@@ -80,7 +80,7 @@ export class EvaluatorService implements OnApplicationBootstrap, OnApplicationSh
     const c = config;
     this.topics = topicsOf(c);
     this.consumerMetrics = new ConsumerMetrics(registry);
-    this.kafka = createKafka({ brokers: c.CPREC_KAFKA_BROKERS, clientId: 'cprec-evaluator' });
+    this.kafka = createServiceKafka('evaluator', 'cprec-evaluator', c.CPREC_KAFKA_BROKERS);
     this.metrics = new EvaluatorMetrics(registry);
     this.processes = new EvaluationProcessRunner({
       timeoutMs: c.EVALUATOR_JOB_TIMEOUT_MS,

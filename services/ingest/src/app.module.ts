@@ -22,7 +22,7 @@ const CLICKHOUSE = Symbol('CLICKHOUSE');
     {
       provide: CLICKHOUSE,
       useFactory: async () => {
-        const settings = clickHouseSettingsFromEnv();
+        const settings = clickHouseSettingsFromEnv(process.env, 'ingest');
         await ensureDatabase(settings);
         await runMigrations(settings);
         return createClickHouse(settings);

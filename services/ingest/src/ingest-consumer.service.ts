@@ -4,7 +4,7 @@ import { Registry } from 'prom-client';
 import type { Topics } from '@cprec/contracts';
 import {
   ConsumerLiveness,
-  createKafka,
+  createServiceKafka,
   createReliableProducer,
   defaultTopicSpecs,
   ensureTopics,
@@ -52,7 +52,7 @@ export class IngestConsumerService implements OnApplicationBootstrap, OnApplicat
     @Inject(METRICS_REGISTRY) private readonly registry: Registry,
     @Inject(INGEST_DEPENDENCIES) private readonly dependencies: () => Promise<string | null>,
   ) {
-    this.kafka = createKafka({ brokers: config.CPREC_KAFKA_BROKERS, clientId: 'cprec-ingest' });
+    this.kafka = createServiceKafka('ingest', 'cprec-ingest', config.CPREC_KAFKA_BROKERS);
     this.topics = topicsOf(config);
     this.liveness = new ConsumerLiveness({ stalledAfterMs: config.CPREC_CONSUMER_STALLED_MS });
   }

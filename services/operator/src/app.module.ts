@@ -2,11 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { Module } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import {
+  awaitMigrations,
   ClickHouse,
   clickHouseSettingsFromEnv,
   ControlPlaneRepository,
   createClickHouse,
-  runMigrations,
 } from '@cprec/clickhouse';
 import { createKafka, kafkaSettingsFromEnv } from '@cprec/messaging';
 import { HealthRegistry, ObservabilityModule, topicsOf } from '@cprec/service-common';
@@ -35,8 +35,9 @@ const CLICKHOUSE = Symbol('CLICKHOUSE');
     {
       provide: CLICKHOUSE,
       useFactory: async () => {
-        const settings = clickHouseSettingsFromEnv();
-        await runMigrations(settings);
+        const settings = clickHouseSettingsFromEnv(process.env, 'operator');
+        // Read-only on ClickHouse: the writers (and infra/local/up) migrate, the operator waits.
+        await awaitMigrations(settings);
         return createClickHouse(settings);
       },
     },
@@ -55,7 +56,10 @@ const CLICKHOUSE = Symbol('CLICKHOUSE');
       provide: KafkaCommandPublisher,
       inject: [OPERATOR_CONFIG],
       useFactory: (config: OperatorConfig) =>
-        new KafkaCommandPublisher(createKafka(kafkaSettingsFromEnv('cprec-operator')), topicsOf(config)),
+        new KafkaCommandPublisher(
+          createKafka(kafkaSettingsFromEnv('cprec-operator', process.env, 'operator')),
+          topicsOf(config),
+        ),
     },
     { provide: COMMAND_PUBLISHER, useExisting: KafkaCommandPublisher },
     { provide: CLOCK, useValue: { now: () => Date.now() } },

@@ -9,7 +9,10 @@ import { SplitRequestsService } from './split-requests.service';
   imports: [ObservabilityModule.forService('sequencer')],
   providers: [
     { provide: SEQUENCER_CONFIG, useFactory: () => loadSequencerConfig() },
-    { provide: SEQUENCER_CLICKHOUSE_SETTINGS, useFactory: () => clickHouseSettingsFromEnv() },
+    {
+      provide: SEQUENCER_CLICKHOUSE_SETTINGS,
+      useFactory: () => clickHouseSettingsFromEnv(process.env, 'sequencer'),
+    },
     // Creating the client does not connect: the database may not exist yet (rounds create it).
     {
       provide: SEQUENCER_CLICKHOUSE,

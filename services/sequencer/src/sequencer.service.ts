@@ -9,7 +9,12 @@ import {
   SequenceStore,
 } from '@cprec/clickhouse';
 import { CorpusStats, CorpusStatsSchema } from '@cprec/contracts';
-import { createKafka, createReliableProducer, defaultTopicSpecs, ensureTopics } from '@cprec/messaging';
+import {
+  createServiceKafka,
+  createReliableProducer,
+  defaultTopicSpecs,
+  ensureTopics,
+} from '@cprec/messaging';
 import { HealthCheck, METRICS_REGISTRY, topicsOf } from '@cprec/service-common';
 import { SEQUENCER_CONFIG, SequencerConfig } from './config';
 import { SequencerMetrics } from './sequencer.metrics';
@@ -43,7 +48,7 @@ export class SequencerService implements OnApplicationBootstrap, OnApplicationSh
     @Inject(SEQUENCER_CLICKHOUSE_SETTINGS) private readonly settings: ClickHouseSettings,
     @Inject(METRICS_REGISTRY) registry: Registry,
   ) {
-    this.kafka = createKafka({ brokers: config.CPREC_KAFKA_BROKERS, clientId: config.SEQUENCER_CLIENT_ID });
+    this.kafka = createServiceKafka('sequencer', config.SEQUENCER_CLIENT_ID, config.CPREC_KAFKA_BROKERS);
     this.store = new SequenceStore(ch);
     this.metrics = new SequencerMetrics(registry);
     this.loop = new SequencerLoop(

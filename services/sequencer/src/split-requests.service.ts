@@ -18,7 +18,12 @@ import {
   SplitRequestSchema,
 } from '@cprec/contracts';
 import { NotEnoughItemsError } from '@cprec/corpus';
-import { createKafka, createReliableProducer, RejectedMessage, ResilientConsumer } from '@cprec/messaging';
+import {
+  createServiceKafka,
+  createReliableProducer,
+  RejectedMessage,
+  ResilientConsumer,
+} from '@cprec/messaging';
 import {
   classifyFailure,
   consumerLog,
@@ -117,10 +122,7 @@ export class SplitRequestsService implements OnApplicationBootstrap, OnApplicati
   onApplicationBootstrap(): void {
     const c = this.config;
     const topics = topicsOf(c);
-    const kafka = createKafka({
-      brokers: c.CPREC_KAFKA_BROKERS,
-      clientId: `${c.SEQUENCER_CLIENT_ID}-splits`,
-    });
+    const kafka = createServiceKafka('sequencer', `${c.SEQUENCER_CLIENT_ID}-splits`, c.CPREC_KAFKA_BROKERS);
     const splits = new EvalSplitRepository(this.ch);
     // Connecting can fail while Kafka starts; keep trying in the background like the rebuild loop.
     const start = async (attempt: number): Promise<void> => {

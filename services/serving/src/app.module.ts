@@ -19,7 +19,7 @@ import { ServingTokenGuard } from './serving-token.guard';
     {
       provide: CLICKHOUSE,
       useFactory: async () => {
-        const settings = clickHouseSettingsFromEnv();
+        const settings = clickHouseSettingsFromEnv(process.env, 'serving');
         await ensureDatabase(settings);
         await runMigrations(settings);
         return createClickHouse(settings);

@@ -17,7 +17,7 @@ import {
 } from '@cprec/contracts';
 import { selectBackend } from '@cprec/lm';
 import {
-  createKafka,
+  createServiceKafka,
   createReliableProducer,
   defaultTopicSpecs,
   ensureTopics,
@@ -128,7 +128,7 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
     this.ch = ch;
     this.topics = topicsOf(config);
     this.consumerMetrics = new ConsumerMetrics(registry);
-    this.kafka = createKafka({ brokers: config.CPREC_KAFKA_BROKERS, clientId: 'cprec-serving' });
+    this.kafka = createServiceKafka('serving', 'cprec-serving', config.CPREC_KAFKA_BROKERS);
     this.artefacts = new LocalArtefactStore(resolve(config.CPREC_HOME, 'artefacts'));
     this.controlPlane = new ControlPlaneRepository(ch);
     this.catalogue = new ServingCatalogue(ch, config.SERVING_TITLE_CACHE_MS);

@@ -13,7 +13,7 @@ import { CLICKHOUSE, CLICKHOUSE_SETTINGS, TrainerService } from './trainer.servi
   imports: [ObservabilityModule.forService('trainer')],
   providers: [
     { provide: TRAINER_CONFIG, useFactory: () => loadTrainerConfig() },
-    { provide: CLICKHOUSE_SETTINGS, useFactory: () => clickHouseSettingsFromEnv() },
+    { provide: CLICKHOUSE_SETTINGS, useFactory: () => clickHouseSettingsFromEnv(process.env, 'trainer') },
     {
       provide: CLICKHOUSE,
       inject: [CLICKHOUSE_SETTINGS],

@@ -25,7 +25,7 @@ import {
   type Topics,
 } from '@cprec/contracts';
 import {
-  createKafka,
+  createServiceKafka,
   createReliableProducer,
   defaultTopicSpecs,
   ensureTopics,
@@ -79,7 +79,7 @@ export class TrainerService implements OnApplicationBootstrap, OnApplicationShut
   ) {
     this.topics = topicsOf(config);
     this.consumerMetrics = new ConsumerMetrics(registry);
-    this.kafka = createKafka({ brokers: config.CPREC_KAFKA_BROKERS, clientId: 'cprec-trainer' });
+    this.kafka = createServiceKafka('trainer', 'cprec-trainer', config.CPREC_KAFKA_BROKERS);
     const artefacts = new LocalArtefactStore(resolve(config.CPREC_HOME, 'artefacts'));
     const supervisor = new RoundSupervisor({
       maxRestarts: config.TRAINER_MAX_RESTARTS,

@@ -140,3 +140,61 @@ export async function runMigrations(
     await ch.close();
   }
 }
+
+export interface AwaitMigrationsOptions {
+  directory?: string;
+  migrations?: MigrationFile[];
+  /** Give up after this long (default 120 s). */
+  timeoutMs?: number;
+  pollMs?: number;
+  log?: (line: string) => void;
+}
+
+/**
+ * For a read-only principal (the operator): waits until every migration is applied by someone
+ * who may (infra/local/up, a writing service), without writing anything itself. Refuses a
+ * database where an applied migration's file has changed, like runMigrations.
+ */
+export async function awaitMigrations(
+  settings: ClickHouseSettings,
+  options: AwaitMigrationsOptions = {},
+): Promise<void> {
+  const migrations =
+    options.migrations ?? (await loadMigrations(options.directory ?? DEFAULT_MIGRATIONS_DIR));
+  const timeoutMs = options.timeoutMs ?? 120_000;
+  const deadline = Date.now() + timeoutMs;
+  const ch = createClickHouse(settings);
+  let reported = false;
+  try {
+    for (;;) {
+      let pending: string;
+      try {
+        const applied = new Map((await listAppliedMigrations(ch)).map((m) => [m.version, m]));
+        for (const migration of migrations) {
+          const previous = applied.get(migration.version);
+          if (previous && previous.checksum !== migration.checksum)
+            throw new MigrationChecksumError(
+              `migration ${migration.fileName} in ${settings.database} differs from the file ` +
+                '(applied with another checksum); this version of the code does not match the database',
+            );
+        }
+        const missing = migrations.filter((m) => !applied.has(m.version));
+        if (missing.length === 0) return;
+        pending = missing.map((m) => m.fileName).join(', ');
+      } catch (err) {
+        if (err instanceof MigrationChecksumError) throw err;
+        pending = (err as Error).message;
+      }
+      if (Date.now() > deadline)
+        throw new Error(
+          `database ${settings.database} not migrated after ${timeoutMs} ms (${pending}); ` +
+            'run bash infra/local/up, or start a service that migrates',
+        );
+      if (!reported) options.log?.(`waiting for migrations of ${settings.database}: ${pending}`);
+      reported = true;
+      await sleep(options.pollMs ?? 1_000);
+    }
+  } finally {
+    await ch.close();
+  }
+}

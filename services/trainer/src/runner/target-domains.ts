@@ -9,7 +9,7 @@ import {
   type ClickHouseSettings,
 } from '@cprec/clickhouse';
 import { topicsFor, type SplitRequestCommand } from '@cprec/contracts';
-import { createKafka, createReliableProducer } from '@cprec/messaging';
+import { createServiceKafka, createReliableProducer } from '@cprec/messaging';
 import type { ValidationExample } from './sft-data';
 
 /** What fine-tuning reads about a target domain (ClickHouse + the sequencer's mailbox in production). */
@@ -103,7 +103,7 @@ export function openClickHouseTargetDomains(
   const request = async (command: SplitRequestCommand): Promise<void> => {
     if (!producer) {
       const created = createReliableProducer(
-        createKafka({ brokers: kafkaBrokers, clientId: 'cprec-trainer-runner' }),
+        createServiceKafka('trainer', 'cprec-trainer-runner', kafkaBrokers),
       );
       await created.connect();
       producer = created;

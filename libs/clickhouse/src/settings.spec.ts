@@ -1,0 +1,23 @@
+import { clickHouseSettingsFromEnv } from './settings';
+
+describe('clickHouseSettingsFromEnv credentials', () => {
+  it("uses the principal's own password from the secrets file", () => {
+    const env = { CPREC_CLICKHOUSE_PASSWORD_SERVING: 's', CPREC_CLICKHOUSE_PASSWORD_ADMIN: 'a' };
+    expect(clickHouseSettingsFromEnv(env, 'serving')).toMatchObject({ username: 'serving', password: 's' });
+    // admin by default (infra scripts, CLI, tests).
+    expect(clickHouseSettingsFromEnv(env)).toMatchObject({ username: 'admin', password: 'a' });
+  });
+
+  it('lets CPREC_CLICKHOUSE_USER/PASSWORD override, and keeps the open default user otherwise', () => {
+    expect(
+      clickHouseSettingsFromEnv(
+        { CPREC_CLICKHOUSE_USER: 'u', CPREC_CLICKHOUSE_PASSWORD: 'p', CPREC_CLICKHOUSE_PASSWORD_INGEST: 'i' },
+        'ingest',
+      ),
+    ).toMatchObject({ username: 'u', password: 'p' });
+    expect(clickHouseSettingsFromEnv({}, 'ingest')).toMatchObject({ username: 'default', password: '' });
+    expect(() => clickHouseSettingsFromEnv({ CPREC_CLICKHOUSE_USER: 'u' })).toThrow(
+      /CPREC_CLICKHOUSE_PASSWORD/,
+    );
+  });
+});
