@@ -5,17 +5,25 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import {
   attachLora,
+  Llama2cTokenizer,
   LlamaModel,
+  loadCheckpoint,
   readLoraManifest,
   readSafetensors,
   saveLoraAdapter,
   type LlamaConfig,
 } from '@cprec/lm';
 import { useNativeKernelsLikeProduction } from '@cprec/lm/testing/native-kernels';
+import {
+  STORIES260K_CHECKPOINT,
+  STORIES260K_TOKENIZER,
+  stories260kAvailable,
+} from '@cprec/lm/testing/stories260k';
 import type { SampleItems } from '@cprec/corpus';
 import { WordTokenizer } from '../testing/word-tokenizer';
 import { tinyBaseWeights } from '../experiment/tiny-base';
 import type { EvaluationCase } from '../eval/cases';
+import { evaluateModel } from '../eval/evaluate';
 import {
   DEFAULT_SFT_CONFIG,
   fineTune,
@@ -275,5 +283,77 @@ describe('fineTune (LLaRA-style)', () => {
       const g = micro.weights.get(name)!.data;
       t.data.forEach((x, i) => expect(g[i]).toBeCloseTo(x, 4));
     }
+  });
+});
+
+const describeStories = stories260kAvailable() ? describe : describe.skip;
+
+describeStories('fine-tuning and evaluation agree (stories260K, its own tokenizer)', () => {
+  it('what fine-tuning trains, the evaluation measures: the learnt next item is ranked first and its title generated', async () => {
+    // End to end through the production paths: fineTune's prompts and answer tokens, then
+    // evaluateModel's likelihood ranking and greedy generation on the same task (next item = the
+    // last history item's successor). A mismatch between the two (an extra token, another template,
+    // a shifted answer) leaves HR@1 near chance (1/3) however low the training loss gets.
+    const weights = loadCheckpoint(STORIES260K_CHECKPOINT);
+    const tok = Llama2cTokenizer.fromFile(STORIES260K_TOKENIZER, weights.config.vocabSize);
+    const model = new LlamaModel(weights);
+    const titles = ['The Red Ball', 'A Big Dog', 'Happy Sun', 'The Little Boat', 'Blue Bird', 'A Tall Tree'];
+    const titled = (i: number) => ({ itemId: `s${i % 6}`, title: titles[i % 6]! });
+    const cases = (n: number): EvaluationCase[] =>
+      Array.from({ length: n }, (_, k) => ({
+        domain: 'stories',
+        userId: `u${k}`,
+        historyLength: 2,
+        history: [titled(k + 5), titled(k)],
+        candidates:
+          k % 2
+            ? [titled(k + 1), titled(k + 3), titled(k + 4)]
+            : [titled(k + 3), titled(k + 1), titled(k + 4)],
+        target: titled(k + 1),
+      }));
+    const settings = {
+      tokenizer: tok,
+      budget: { maxTokens: 256, maxTitleTokens: 8 },
+      style: 'text' as const,
+    };
+    const examples = cases(12);
+    const evaluate = async () => {
+      const { cases: out } = await evaluateModel({ ...settings, model, examples, ks: [1] });
+      return {
+        likelihood: out.filter((c) => c.likelihoodRank === 1).length / out.length,
+        generations: out.map((c) => c.generations[0] ?? ''),
+      };
+    };
+    const before = await evaluate();
+    await fineTune({
+      model,
+      tokenizer: tok,
+      placeholderId: 0,
+      train: cases(24) as SampleItems[],
+      validation: cases(6),
+      embeddings: null,
+      initAdapterDir: null,
+      baseModelId: 'stories260K',
+      baseChecksum: 'c'.repeat(64),
+      config: {
+        ...DEFAULT_SFT_CONFIG,
+        batchSize: 4,
+        epochs: 8,
+        learningRates: [1e-2],
+        budget: settings.budget,
+        lora: { rank: 8, alpha: 16, dropout: 0 },
+        maxValidationExamples: 6,
+      },
+    });
+    const after = await evaluate();
+    expect(before.likelihood).toBeLessThan(0.9);
+    expect(after.likelihood).toBe(1);
+    // Greedy answers begin with the target's title. (stories260K never saw its EOS token in
+    // pre-training and 8 epochs do not teach it to stop there: what follows the title varies —
+    // the generation matcher needs a word boundary after a title for that reason.)
+    after.generations.forEach((g, i) =>
+      expect(g.trimStart().startsWith(examples[i]!.target.title)).toBe(true),
+    );
+    model.dispose();
   });
 });
