@@ -194,8 +194,10 @@ export function fullConfig(): PaperConfig {
       },
       maxEpochs: 100,
       patience: 5,
-      // A safety cap, not the stopping rule: under a load of 15–20 a Games epoch took 2–4 minutes.
-      timeBudgetMinutes: 60,
+      // A safety net, not the stopping rule (maxEpochs and patience are): under a load of 7–17 a
+      // Games SASRec epoch took 1–4 minutes and the former 60-minute cap stopped seed 1 at epoch 37
+      // (recorded as stoppedBy: 'time-budget'). Not a stage input: raising it keeps finished stages.
+      timeBudgetMinutes: 240,
     },
     eval: { scoreBatchSize: 20, batchCases: 8 },
   };

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import '@tensorflow/tfjs-backend-cpu';
@@ -157,6 +157,30 @@ describe('the paper harness on tiny data', () => {
       /completed with other settings/,
     );
     expect(existsSync(join(straightRoot, 'results', 'summary.json'))).toBe(true);
+  });
+
+  it("keeps finished stages when only the recommenders' wall-clock cap changes (also records that stored it)", async () => {
+    // Records written before the cap stopped being a stage input hold it in their inputs.
+    const stagesDir = join(straightRoot, 'state', 'stages');
+    let legacy = 0;
+    for (const f of readdirSync(stagesDir)) {
+      const record = readJson<{ inputs: Record<string, unknown> }>(join(stagesDir, f));
+      const text = JSON.stringify(record);
+      const withCap = text.replace(/"recommenders":\{/g, '"recommenders":{"timeBudgetMinutes":2,');
+      if (withCap === text) continue;
+      legacy++;
+      writeFileSync(join(stagesDir, f), withCap);
+    }
+    expect(legacy).toBeGreaterThan(0);
+    const config = tinyConfig(straightRoot);
+    const raised = {
+      ...config,
+      dataDir: join(root, 'data'),
+      recommenders: { ...config.recommenders, timeBudgetMinutes: 999 },
+    };
+    const resumed = await runPaper(raised, { ...quiet, loadLm: async () => tinyLm(titles) });
+    expect(resumed.executed).toEqual([]);
+    expect(resumed.reused).toEqual(planStages(config).map((s) => s.id));
   });
 });
 

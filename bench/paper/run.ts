@@ -72,7 +72,13 @@ function stageInputs(desc: StageDesc, c: PaperConfig): unknown {
   };
   const base = basename(c.base);
   const cpt = { dataCpt, base, budget: c.protocol.budget, cpt: { ...c.cpt, checkpointEvery: undefined } };
-  const rec = (seed: number) => ({ dataTarget, recommenders: { ...c.recommenders, seeds: undefined }, seed });
+  const rec = (seed: number) => ({
+    dataTarget,
+    // The wall-clock cap is an execution bound, not a setting: it must not bind (a fit records
+    // `stoppedBy`), and raising it must not invalidate finished stages.
+    recommenders: { ...c.recommenders, seeds: undefined, timeBudgetMinutes: undefined },
+    seed,
+  });
   const sft = (d: Extract<StageDesc, { kind: 'sft' }>) => ({
     dataTarget,
     base,
@@ -107,6 +113,16 @@ function stageInputs(desc: StageDesc, c: PaperConfig): unknown {
         seed: desc.seed,
       };
   }
+}
+
+/**
+ * Stored stage inputs without the fields that stopped being inputs: stages finished before
+ * `recommenders.timeBudgetMinutes` was dropped from the inputs (2026-12-02) stored it.
+ */
+function withoutExecutionBounds(stored: unknown): unknown {
+  return JSON.parse(JSON.stringify(stored), (key, value: unknown) =>
+    key === 'timeBudgetMinutes' ? undefined : value,
+  );
 }
 
 /** The SASRec whose item table a seed's hybrid prompts use: its own seed when trained, else the first. */
@@ -360,6 +376,8 @@ export async function runPaper(config: PaperConfig, deps: RunDeps): Promise<RunR
         kind: desc.kind,
         estimateSeconds: estimates[i]!,
         inputs: stageInputs(desc, config),
+        sameInputs: (stored) =>
+          JSON.stringify(withoutExecutionBounds(stored)) === JSON.stringify(stageInputs(desc, config)),
         run: (ctx) => execute(desc, ctx),
       });
       refreshResults();

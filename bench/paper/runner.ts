@@ -15,6 +15,12 @@ export interface StageDef<T> {
    * clear message instead of mixing two experiments' outputs.
    */
   readonly inputs: unknown;
+  /**
+   * Whether a finished stage's stored inputs match `inputs` (default: equal as JSON). Lets a
+   * harness drop a field from its inputs (e.g. an execution bound) without refusing stages
+   * finished before the change.
+   */
+  readonly sameInputs?: (stored: unknown) => boolean;
   readonly run: (ctx: StageContext) => Promise<T>;
 }
 
@@ -95,8 +101,10 @@ export class StageRunner {
     this.index++;
     const done = this.completed<T>(def.id);
     if (done) {
-      if (JSON.stringify(done.inputs) !== JSON.stringify(def.inputs))
-        throw new StageInputsChangedError(def.id, done.inputs, def.inputs);
+      const same = def.sameInputs
+        ? def.sameInputs(done.inputs)
+        : JSON.stringify(done.inputs) === JSON.stringify(def.inputs);
+      if (!same) throw new StageInputsChangedError(def.id, done.inputs, def.inputs);
       this.reused.push(def.id);
       this.sink.stageFinished(def as StageDef<unknown>, done.seconds, true);
       return done.output;
