@@ -5,6 +5,8 @@ import {
   baseModelChecksum,
   loadBaseModel,
   randomWeights,
+  selectBackend,
+  type BackendReport,
   type BaseModelSource,
   type LlamaConfig,
 } from '@cprec/lm';
@@ -68,6 +70,16 @@ export async function loadServingBase(config: ServingConfig, artefacts: Artefact
     baseModelId: 'tiny-random',
     baseChecksum: record.sha256,
   };
+}
+
+/**
+ * Makes SERVING_BACKEND active; for `auto`, the backend measured fastest for this base model when
+ * ranking (a decision holds for a model and workload: the trainer's would be for training).
+ */
+export async function selectServingBackend(config: ServingConfig): Promise<BackendReport> {
+  if (config.SERVING_MODEL === 'tiny-random')
+    return selectBackend(config.SERVING_BACKEND, { workload: 'infer' });
+  return selectBackend(config.SERVING_BACKEND, { model: checkedSource(config).model, workload: 'infer' });
 }
 
 /** SERVING_BASE_MODEL / SERVING_TOKENIZER, else the installation's CPREC_BASE_MODEL, checked to exist. */

@@ -15,7 +15,6 @@ import {
   ServingCommandSchema,
   type Topics,
 } from '@cprec/contracts';
-import { selectBackend } from '@cprec/lm';
 import {
   createServiceKafka,
   createReliableProducer,
@@ -43,7 +42,7 @@ import {
   type AdapterRef,
   type SwitchOutcome,
 } from './adapter-manager';
-import { loadServingBase, servingBaseChecksum } from './base-model';
+import { loadServingBase, selectServingBackend, servingBaseChecksum } from './base-model';
 import { rankByDomain } from './domain-routing';
 import { ServingCatalogue } from './catalogue';
 import { SERVING_CONFIG, ServingConfig } from './config';
@@ -194,7 +193,7 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
       this.pool = await ScoringPool.start(c, c.SERVING_WORKERS);
       this.logger.log(`${c.SERVING_WORKERS} scoring worker(s) ready`);
     } else {
-      const backend = await selectBackend(c.SERVING_BACKEND);
+      const backend = await selectServingBackend(c);
       this.logger.log(`tfjs backend ${backend.backend}, scoring on the serving thread`);
       const base = await loadServingBase(c, this.artefacts);
       this.baseChecksum = base.baseChecksum;

@@ -1,9 +1,8 @@
 import { resolve } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { LocalArtefactStore } from '@cprec/artefacts';
-import { selectBackend } from '@cprec/lm';
 import type { LoadedRecommender, RecommenderRuntime } from '@cprec/training';
-import { loadServingBase } from '../base-model';
+import { loadServingBase, selectServingBackend } from '../base-model';
 import type { FromWorker, ScoringWorkerData, ToWorker } from './scoring-protocol';
 import { loadSmokeTested, servingRuntime } from './serving-runtime';
 
@@ -19,7 +18,7 @@ async function main(): Promise<void> {
   const post = (m: FromWorker): void => port.postMessage(m);
   let runtime: RecommenderRuntime;
   try {
-    const backend = await selectBackend(config.SERVING_BACKEND);
+    const backend = await selectServingBackend(config);
     const base = await loadServingBase(
       config,
       new LocalArtefactStore(resolve(config.CPREC_HOME, 'artefacts')),
