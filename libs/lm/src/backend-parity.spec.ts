@@ -80,6 +80,7 @@ const describeStories = stories260kAvailable() ? describe : describe.skip;
 if (!stories260kAvailable()) console.warn(STORIES260K_MISSING);
 
 describeStories('stories260K golden test per backend', () => {
+  const storiesSteps = new Map<BackendPreference, { loss: number; steps: Map<string, Float32Array> }>();
   let weights: LlamaWeights;
   let tok: Llama2cTokenizer;
   beforeAll(() => {
@@ -129,6 +130,52 @@ describeStories('stories260K golden test per backend', () => {
       expect(tf.memory().numTensors).toBe(before);
       expect(Buffer.from(bytes).toString('utf8')).toBe(GOLDEN_TEXT);
     }, 60_000);
+
+    it('LoRA: one training step (loss over some rows only) runs, and is recorded for the comparison', () => {
+      // Loss on part of each row: the classifier runs only at counted rows (logitsAt), whose row
+      // pick needs a gradient every backend has (wasm has no UnsortedSegmentSum).
+      attachLora(model, { rank: 4, alpha: 8, dropout: 0 }, 11);
+      try {
+        const before = new Map([...model.loraVariables()].map(([k, v]) => [k, v.dataSync().slice()]));
+        const trainer = new Trainer(model, { weightDecay: 0, epsilon: 1 });
+        const row = Array.from({ length: 48 }, (_, i) => 1 + ((i * 37) % 500));
+        const mask = row.map((_, i) => (i >= 32 ? 1 : 0));
+        const loss = trainer.trainStep({ inputIds: [row, row.slice().reverse()], lossMask: [mask, mask] }, 1);
+        trainer.dispose();
+        expect(Number.isFinite(loss)).toBe(true);
+        const steps = new Map(
+          [...model.loraVariables()].map(([k, v]) => {
+            const was = before.get(k) as Float32Array;
+            return [k, (v.dataSync() as Float32Array).map((x, i) => x - was[i])];
+          }),
+        );
+        storiesSteps.set(backend, { loss, steps });
+      } finally {
+        detachLora(model);
+      }
+    }, 60_000);
+  });
+
+  it('every backend takes the same LoRA step as the native cpu backend', () => {
+    const cpu = storiesSteps.get('cpu');
+    expect(cpu).toBeDefined();
+    for (const b of BACKENDS.filter((x) => x !== 'cpu')) {
+      const step = storiesSteps.get(b);
+      expect({ b, ran: step !== undefined }).toEqual({ b, ran: true });
+      if (!step || !cpu) continue;
+      expect(Math.abs(step.loss - cpu.loss)).toBeLessThan(1e-4 * Math.max(1, Math.abs(cpu.loss)));
+      let diff2 = 0;
+      let norm2 = 0;
+      for (const [k, d] of cpu.steps) {
+        const o = step.steps.get(k) as Float32Array;
+        for (let i = 0; i < d.length; i++) {
+          diff2 += (o[i] - d[i]) ** 2;
+          norm2 += d[i] ** 2;
+        }
+      }
+      const relative = Math.sqrt(diff2 / norm2);
+      expect({ b, close: relative < 1e-3 }).toEqual({ b, close: true });
+    }
   });
 });
 

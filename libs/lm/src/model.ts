@@ -500,7 +500,7 @@ export class LlamaModel {
         for (const r of select)
           if (!Number.isInteger(r) || r < 0 || r >= B * T)
             throw new Error(`logit row ${r} outside the batch's ${B * T} positions`);
-        const picked = tf.gather(x, tf.tensor1d(Int32Array.from(select), 'int32')) as tf.Tensor2D;
+        const picked = selectRows(x, select);
         const normed = this.rmsNorm(picked, this.finalNorm) as tf.Tensor2D;
         return tf.matMul(normed, (this.classifier ?? this.tokEmbedding) as tf.Tensor2D, false, true);
       }
@@ -616,4 +616,16 @@ export class LlamaModel {
     release(this.ropeSin);
     release(this.ropeRot);
   }
+}
+
+/**
+ * Rows `rows` of `x`. tf.gather's gradient is UnsortedSegmentSum, which tfjs-backend-wasm does not
+ * have, so there the rows are picked by a one-hot product instead (its gradient is a product too;
+ * exact for finite values: every output is one x value times 1 plus zeros). Other backends gather.
+ */
+function selectRows(x: tf.Tensor2D, rows: readonly number[]): tf.Tensor2D {
+  const index = tf.tensor1d(Int32Array.from(rows), 'int32');
+  if (tf.getKernel('UnsortedSegmentSum', tf.getBackend()) !== undefined)
+    return tf.gather(x, index) as tf.Tensor2D;
+  return tf.matMul(tf.cast(tf.oneHot(index, x.shape[0]), 'float32'), x);
 }
