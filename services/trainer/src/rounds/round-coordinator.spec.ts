@@ -265,6 +265,28 @@ describe('RoundCoordinator', () => {
     expect(events.adapters.map((e) => e.kind)).toEqual(['published']);
   });
 
+  it('plans a round once ClickHouse is back instead of failing it', async () => {
+    const base = planner();
+    let failures = 2;
+    const flaky: RoundPlannerPort = {
+      resume: base.resume,
+      plan: async (roundId, targetDomains) => {
+        if (failures-- > 0) throw new Error('connect ECONNREFUSED 127.0.0.1:18123');
+        return base.plan(roundId, targetDomains);
+      },
+    };
+    build(undefined, flaky, (err) =>
+      /ECONNREFUSED/.test((err as Error).message) ? 'unavailable' : 'transient',
+    );
+    const id = await coordinator.trigger('cmd-pl', 'alice', 'manual');
+    await until(() => executor.started.length === 1);
+    expect(executor.started).toHaveLength(1);
+    expect(store.statesOf(id)).not.toContain('failed');
+    expect(store.states.map((r) => r.message)).toContainEqual(
+      expect.stringMatching(/^planning waits for an unreachable dependency \(attempt 2\)/),
+    );
+  });
+
   it('fails a trained round whose publishing fails for another reason', async () => {
     build(undefined, planner(), () => 'transient');
     store.insertAdapter.mockImplementationOnce(async () => {

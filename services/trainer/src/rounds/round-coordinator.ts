@@ -290,8 +290,14 @@ export class RoundCoordinator {
     let outcome: RoundOutcome;
     let plan: PlannedRound | null = null;
     try {
-      plan =
-        (await this.planner.resume(round.id)) ?? (await this.planner.plan(round.id, round.targetDomains));
+      // Planning reads ClickHouse (watermarks, the previous trunk): an outage delays the round.
+      plan = await this.whenReachable(
+        round,
+        'planning',
+        async () =>
+          (await this.planner.resume(round.id)) ?? (await this.planner.plan(round.id, round.targetDomains)),
+        () => current.cancelRequested,
+      );
       this.policy.roundStarted(round.createdMs, plan.job.watermark);
       if (current.cancelRequested) {
         outcome = { kind: 'stopped' };
@@ -345,19 +351,32 @@ export class RoundCoordinator {
   /**
    * Publishes the round's adapters, waiting out a ClickHouse or Kafka outage instead of failing a
    * round whose training is done (publishing again is harmless: artefacts are content-addressed,
-   * adapter rows are snapshots and adapter events idempotent). Other errors, and any error while
-   * the trainer shuts down, fail the round as before.
+   * adapter rows are snapshots and adapter events idempotent).
    */
-  private async publishWhenReachable(round: Round, plan: PlannedRound, result: RunnerResult): Promise<void> {
+  private publishWhenReachable(round: Round, plan: PlannedRound, result: RunnerResult): Promise<void> {
+    return this.whenReachable(round, 'publishing', () => this.publish(round, plan, result));
+  }
+
+  /**
+   * Runs `work` again (with the write backoff) while it fails because a dependency is unreachable
+   * (`classify` → unavailable), reporting the wait in the round's status; other errors, and any
+   * error while the trainer shuts down or the round is being cancelled, are thrown as before.
+   */
+  private async whenReachable<T>(
+    round: Round,
+    what: string,
+    work: () => Promise<T>,
+    cancelled: () => boolean = () => false,
+  ): Promise<T> {
     const retry = this.config.writeRetry ?? DEFAULT_WRITE_RETRY;
     for (let n = 1; ; n++) {
       try {
-        return await this.publish(round, plan, result);
+        return await work();
       } catch (err) {
-        if (this.shuttingDown || this.config.classify?.(err) !== 'unavailable') throw err;
+        if (this.shuttingDown || cancelled() || this.config.classify?.(err) !== 'unavailable') throw err;
         this.persistProgress(
           round,
-          `publishing waits for an unreachable dependency (attempt ${n}): ${(err as Error).message}`,
+          `${what} waits for an unreachable dependency (attempt ${n}): ${(err as Error).message}`,
         );
         await new Promise((r) => setTimeout(r, Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (n - 1))));
       }
