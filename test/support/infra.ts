@@ -1,4 +1,6 @@
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import { ClickHouseSettings, clickHouseSettingsFromEnv, createClickHouse } from '@cprec/clickhouse';
 import { createKafka, kafkaSettingsFromEnv } from '@cprec/messaging';
@@ -112,4 +114,38 @@ export async function pollUntil<T>(
       );
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+const REPO = join(__dirname, '..', '..');
+
+/**
+ * SIGKILLs the local ClickHouse server and waits until it is gone: a real outage for fault tests.
+ * Pair it with `restartClickHouse` in a `finally`, so later suites never find the server down.
+ */
+export async function killClickHouse(): Promise<void> {
+  const out = execFileSync('bash', ['-c', `source ${join(REPO, 'infra/local/lib.sh')}; clickhouse_pid`]);
+  const pid = Number(out.toString().trim());
+  if (!Number.isInteger(pid) || pid <= 0) throw new Error(`no ClickHouse server pid (${out.toString()})`);
+  process.kill(pid, 'SIGKILL');
+  await pollUntil(
+    async () => {
+      try {
+        process.kill(pid, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    },
+    Boolean,
+    'ClickHouse to stop',
+    30_000,
+  );
+}
+
+/** Starts the stopped server again (`infra/local/up`, migrations of `database` only). */
+export function restartClickHouse(database: string): void {
+  execFileSync('bash', [join(REPO, 'infra', 'local', 'up')], {
+    stdio: 'ignore',
+    env: { ...process.env, CPREC_CLICKHOUSE_DB: database },
+  });
 }
