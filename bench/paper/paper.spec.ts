@@ -329,11 +329,11 @@ describe('the plan keeps what matters most first', () => {
       'rec/steam/popularity/seed1',
       'rec/food/popularity/seed1',
       'rec/game/sasrec/seed1',
+      'sft/game/llara/n6/seed1',
+      'eval/game/llara/n6/seed1',
       'cpt/cprec',
       'eval/game/base-zero-shot',
       'eval/game/cprec-zero-shot',
-      'sft/game/llara/n6/seed1',
-      'eval/game/llara/n6/seed1',
       'sft/game/cprec/n6/seed1',
       'eval/game/cprec/n6/seed1',
     ]);

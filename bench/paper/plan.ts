@@ -96,7 +96,10 @@ export function planStages(config: PaperConfig): StageDesc[] {
 /**
  * Moves the stages of the headline comparison to the front, keeping every other stage's relative
  * order: the data, popularity on every target, then on the first target with the first seed
- * SASRec, the CPRec CPT run, both zero-shot rows, LLaRA and CPRec fine-tuned and evaluated. Why:
+ * SASRec, LLaRA fine-tuned and evaluated, the CPRec CPT run, both zero-shot rows, CPRec fine-tuned
+ * and evaluated. LLaRA comes before CPT because it needs no CPT and says soonest whether
+ * fine-tuning alone lifts the LM above chance at this scale (the pilot's 256-sample LLaRA did
+ * not: it picked candidates by list position). Why the headline first:
  * the whole plan is ~46 CPU-hours and a session can stop at any time; the question the experiment
  * exists for (does CPT + SFT beat SFT alone and SASRec?) is answered for one seed after ~6 hours
  * instead of after the other recommenders' seeds. Dependencies stay satisfied: every moved stage's
@@ -113,11 +116,11 @@ function headlineFirst(stages: StageDesc[], config: PaperConfig): StageDesc[] {
     ...config.targets.map((t) => `data/${t}`),
     ...config.targets.map((t) => `rec/${t}/popularity/seed${recSeed}`),
     `rec/${target}/sasrec/seed${recSeed}`,
+    `sft/${target}/llara/n${n}/seed${seed}`,
+    `eval/${target}/llara/n${n}/seed${seed}`,
     'cpt/cprec',
     `eval/${target}/base-zero-shot`,
     `eval/${target}/cprec-zero-shot`,
-    `sft/${target}/llara/n${n}/seed${seed}`,
-    `eval/${target}/llara/n${n}/seed${seed}`,
     `sft/${target}/cprec/n${n}/seed${seed}`,
     `eval/${target}/cprec/n${n}/seed${seed}`,
   ];
