@@ -226,6 +226,29 @@ describe('runCptRound', () => {
     }
   });
 
+  it('sees a stop requested by a timer or signal handler during the round (it yields between steps)', async () => {
+    let stop = false;
+    const steps: StepReport[] = [];
+    // Set from a macrotask, as a SIGINT handler would: seen only if the loop lets timers run.
+    setImmediate(() => {
+      stop = true;
+    });
+    await expect(
+      round(
+        'signalled',
+        newModel(),
+        new ArraySampleSource(samples('beauty', 12)),
+        new ArraySampleSource(samples('mixed', 4)),
+        null,
+        {
+          steps,
+          shouldStop: () => stop,
+        },
+      ),
+    ).rejects.toBeInstanceOf(RoundStoppedError);
+    expect(steps.length).toBeLessThan(2);
+  });
+
   it('DS+Mix(S) trains mixed data in the stable phase and does not anneal', async () => {
     const domain = new RecordingSource(new ArraySampleSource(samples('beauty', 6)), 'ds');
     const mixed = new RecordingSource(new ArraySampleSource(samples('mixed', 2)), 'mix');

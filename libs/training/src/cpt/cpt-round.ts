@@ -224,6 +224,10 @@ export async function runCptRound(input: CptRoundInput): Promise<CptRoundResult>
       const it = source[Symbol.asyncIterator]();
       let exhausted = false;
       while (state.globalStep < lastStep && !exhausted) {
+        // One macrotask turn per step: a step is synchronous tensor work and in-memory sources
+        // resolve as microtasks, so without it a signal handler (Ctrl-C → stop flag) or a timer
+        // would never run until the round ended and `shouldStop` would never turn true.
+        await new Promise((resolve) => setImmediate(resolve));
         if (input.shouldStop?.()) throw new RoundStoppedError(roundId);
         const batch: EncodedSample[] = [];
         let consumed = 0;

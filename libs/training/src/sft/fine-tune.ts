@@ -472,7 +472,9 @@ async function trainOnce(
         input.onStep?.(report);
         step++;
         if (step % every === 0) checkpoint();
-        if (step % 8 === 0) await new Promise((resolve) => setImmediate(resolve));
+        // Every step: a real LLM's step takes seconds to minutes, and a stop requested by a
+        // signal handler is only seen once timers and signals get a turn.
+        await new Promise((resolve) => setImmediate(resolve));
       }
     }
     // The finished weights too: a kill during validation or saving does not train again.
