@@ -49,7 +49,16 @@ describe('the paper harness on tiny data', () => {
     const summary = readJson<ReturnType<typeof summarise>>(join(straightRoot, 'results', 'summary.json'));
     const methods = summary.rows.map((r) => r.method).sort();
     expect(methods).toEqual(
-      ['base-zero-shot', 'cprec', 'cprec-zero-shot', 'gru4rec', 'llara', 'popularity', 'sasrec'].sort(),
+      [
+        'base-zero-shot',
+        'cprec',
+        'cprec-zero-shot',
+        'gru4rec',
+        'llara',
+        'popularity',
+        'sasrec',
+        'title-similarity',
+      ].sort(),
     );
     for (const r of summary.rows) {
       expect(r.target).toBe('steam');
@@ -320,7 +329,7 @@ describe('the plan keeps what matters most first', () => {
     };
     expect(at('data/cpt')).toBe(0);
     // The headline comparison (first target, first seed) comes before every other model stage.
-    expect(ids.slice(0, 15)).toEqual([
+    expect(ids.slice(0, 18)).toEqual([
       'data/cpt',
       'data/game',
       'data/steam',
@@ -328,6 +337,9 @@ describe('the plan keeps what matters most first', () => {
       'rec/game/popularity/seed1',
       'rec/steam/popularity/seed1',
       'rec/food/popularity/seed1',
+      'rec/game/title-similarity/seed1',
+      'rec/steam/title-similarity/seed1',
+      'rec/food/title-similarity/seed1',
       'rec/game/sasrec/seed1',
       'sft/game/llara/n6/seed1',
       'eval/game/llara/n6/seed1',

@@ -1,6 +1,6 @@
 import { ABLATION_VARIANTS, type CptVariant, type PaperConfig, type TargetKey } from './config';
 import type { MeasuredCosts } from './costs';
-import { RECOMMENDERS, type RecommenderMethod } from './recommenders';
+import { DETERMINISTIC_RECOMMENDERS, RECOMMENDERS, type RecommenderMethod } from './recommenders';
 
 /** LM rows: zero-shot, fine-tuned from fresh LoRA (LLaRA), from the CPT adapter (CPRec), from an ablation's. */
 export type LmMethod =
@@ -48,7 +48,7 @@ export function planStages(config: PaperConfig): StageDesc[] {
   for (const t of config.targets) out.push({ kind: 'data-target', id: `data/${t}`, target: t });
   for (const t of config.targets)
     for (const method of RECOMMENDERS)
-      for (const seed of method === 'popularity'
+      for (const seed of DETERMINISTIC_RECOMMENDERS.includes(method)
         ? [config.recommenders.seeds[0]!]
         : config.recommenders.seeds)
         out.push({ kind: 'recommender', id: `rec/${t}/${method}/seed${seed}`, target: t, method, seed });
@@ -115,6 +115,7 @@ function headlineFirst(stages: StageDesc[], config: PaperConfig): StageDesc[] {
     'data/cpt',
     ...config.targets.map((t) => `data/${t}`),
     ...config.targets.map((t) => `rec/${t}/popularity/seed${recSeed}`),
+    ...config.targets.map((t) => `rec/${t}/title-similarity/seed${recSeed}`),
     `rec/${target}/sasrec/seed${recSeed}`,
     `sft/${target}/llara/n${n}/seed${seed}`,
     `eval/${target}/llara/n${n}/seed${seed}`,
@@ -177,7 +178,8 @@ export function stageUnits(
     case 'data-target':
       return { units: 1, unit: 'stage', cpuPerUnit: null, wallPerUnit: 60 };
     case 'recommender': {
-      if (desc.method === 'popularity') return { units: 1, unit: 'stage', cpuPerUnit: null, wallPerUnit: 5 };
+      if (DETERMINISTIC_RECOMMENDERS.includes(desc.method))
+        return { units: 1, unit: 'stage', cpuPerUnit: null, wallPerUnit: 5 };
       const scale = TARGET_USERS[desc.target] / costs.recommenderEpoch.users;
       const r = costs.recommenderEpoch;
       const perEpoch = (desc.method === 'sasrec' ? r.sasrec : r.gru4rec) * scale;

@@ -6,6 +6,7 @@ import {
   Popularity,
   rankSplits,
   SasRec,
+  TitleSimilarity,
   type CandidateSplit,
   type EarlyStoppingEpoch,
 } from '@cprec/sasrec';
@@ -15,8 +16,30 @@ import type { PaperConfig } from './config';
 import { candidateKey, type TargetData } from './data';
 import type { StageContext } from './runner';
 
-export type RecommenderMethod = 'popularity' | 'gru4rec' | 'sasrec';
-export const RECOMMENDERS: readonly RecommenderMethod[] = ['popularity', 'gru4rec', 'sasrec'];
+export type RecommenderMethod = 'popularity' | 'title-similarity' | 'gru4rec' | 'sasrec';
+export const RECOMMENDERS: readonly RecommenderMethod[] = [
+  'popularity',
+  'title-similarity',
+  'gru4rec',
+  'sasrec',
+];
+/** Recommenders that learn nothing random: one run stands for every seed. */
+export const DETERMINISTIC_RECOMMENDERS: readonly RecommenderMethod[] = ['popularity', 'title-similarity'];
+
+/**
+ * The title of every dense index, from the items the target's cases show (histories and
+ * candidates of the fine-tuning, validation and test cases: the catalogue's metadata, not which
+ * item was the answer). Items no case shows have no title.
+ */
+export function titlesByIndex(index: ItemIndex<string>, target: TargetData): (string | undefined)[] {
+  const titles: (string | undefined)[] = new Array<string | undefined>(index.size + 1).fill(undefined);
+  for (const c of [...target.sft, ...target.validation, ...target.test])
+    for (const item of [...c.history, ...c.candidates]) {
+      const i = index.has(item.itemId) ? index.encode([item.itemId])[0]! : 0;
+      if (i > 0) titles[i] = item.title;
+    }
+  return titles;
+}
 
 /** One user's outcome in a row: the rank of the target among the 20 candidates, 1 = hit. */
 export interface UserOutcome {
@@ -85,6 +108,10 @@ export async function runRecommender(
   if (method === 'popularity') {
     const model = new Popularity({ numItems: index.size });
     await model.fit(train);
+    ranks = rankSplits(model, test);
+    model.dispose();
+  } else if (method === 'title-similarity') {
+    const model = new TitleSimilarity({ numItems: index.size, titles: titlesByIndex(index, target) });
     ranks = rankSplits(model, test);
     model.dispose();
   } else {

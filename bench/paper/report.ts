@@ -11,6 +11,7 @@ import type { Summary, SummaryRow } from './summary';
 
 const METHOD_NAMES: Record<string, string> = {
   popularity: 'Popularity',
+  'title-similarity': 'Title similarity (TF-IDF, no training)',
   gru4rec: 'GRU4Rec',
   sasrec: 'SASRec',
   'base-zero-shot': 'base LM zero-shot',
@@ -145,7 +146,7 @@ export function writeReport(resultsDir: string, outFile: string, log: (m: string
       '| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |',
     );
     for (const r of summary.rows.filter((x) => x.target === t)) {
-      const rec = ['popularity', 'gru4rec', 'sasrec'].includes(r.method);
+      const rec = ['popularity', 'title-similarity', 'gru4rec', 'sasrec'].includes(r.method);
       push(
         `| ${METHOD_NAMES[r.method] ?? r.method} | ${f3(r.hr1)} | ${ci(r)} | ${rec ? '1 (ranks)' : f3(r.valid_ratio)} | ${r.seeds} | ` +
           `${f3(r.ranking_hr1)} | ${f3(r.ranking_hr5)} | ${f3(r.ranking_ndcg5)} |`,

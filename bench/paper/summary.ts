@@ -120,6 +120,7 @@ export interface Summary {
 
 export const MAIN_METHODS: readonly Method[] = [
   'popularity',
+  'title-similarity',
   'gru4rec',
   'sasrec',
   'base-zero-shot',

@@ -13,3 +13,4 @@ export * from './evaluation';
 export * from './popularity';
 export * from './synthetic';
 export * from './early-stopping';
+export * from './title-similarity';
