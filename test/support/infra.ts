@@ -118,14 +118,11 @@ export async function pollUntil<T>(
 
 const REPO = join(__dirname, '..', '..');
 
-/**
- * SIGKILLs the local ClickHouse server and waits until it is gone: a real outage for fault tests.
- * Pair it with `restartClickHouse` in a `finally`, so later suites never find the server down.
- */
-export async function killClickHouse(): Promise<void> {
-  const out = execFileSync('bash', ['-c', `source ${join(REPO, 'infra/local/lib.sh')}; clickhouse_pid`]);
+/** SIGKILLs the local server whose pid `lib.sh`'s `pidFunction` prints, and waits until it is gone. */
+async function killServer(pidFunction: 'clickhouse_pid' | 'kafka_pid', what: string): Promise<void> {
+  const out = execFileSync('bash', ['-c', `source ${join(REPO, 'infra/local/lib.sh')}; ${pidFunction}`]);
   const pid = Number(out.toString().trim());
-  if (!Number.isInteger(pid) || pid <= 0) throw new Error(`no ClickHouse server pid (${out.toString()})`);
+  if (!Number.isInteger(pid) || pid <= 0) throw new Error(`no ${what} server pid (${out.toString()})`);
   process.kill(pid, 'SIGKILL');
   await pollUntil(
     async () => {
@@ -137,15 +134,41 @@ export async function killClickHouse(): Promise<void> {
       }
     },
     Boolean,
-    'ClickHouse to stop',
+    `${what} to stop`,
     30_000,
   );
 }
 
-/** Starts the stopped server again (`infra/local/up`, migrations of `database` only). */
-export function restartClickHouse(database: string): void {
+/** Starts whichever local server is stopped (`infra/local/up`, migrations of `database` only). */
+function infraUp(database: string): void {
   execFileSync('bash', [join(REPO, 'infra', 'local', 'up')], {
     stdio: 'ignore',
     env: { ...process.env, CPREC_CLICKHOUSE_DB: database },
   });
+}
+
+/**
+ * SIGKILLs the local ClickHouse server and waits until it is gone: a real outage for fault tests.
+ * Pair it with `restartClickHouse` in a `finally`, so later suites never find the server down.
+ */
+export function killClickHouse(): Promise<void> {
+  return killServer('clickhouse_pid', 'ClickHouse');
+}
+
+/** Starts the stopped server again (`infra/local/up`, migrations of `database` only). */
+export function restartClickHouse(database: string): void {
+  infraUp(database);
+}
+
+/**
+ * SIGKILLs the local Kafka broker (KRaft, one node: the whole cluster) and waits until it is gone.
+ * Pair it with `restartKafka` in a `finally`, so later suites never find the broker down.
+ */
+export function killKafka(): Promise<void> {
+  return killServer('kafka_pid', 'Kafka');
+}
+
+/** Starts the stopped broker again (`infra/local/up`; it recovers its log, topics and offsets). */
+export function restartKafka(database: string): void {
+  infraUp(database);
 }
