@@ -101,14 +101,13 @@ function stream(prefix: string, perTick = 10) {
       await sleep(100);
     }
   })();
-  return {
-    sent,
-    failures: () => failures,
-    stop: async () => {
-      stopped = true;
-      await done;
-    },
+  const stop = async () => {
+    stopped = true;
+    await done;
   };
+  // Stopped in tear-down too, should the test fail before it stops the stream.
+  ns.onTearDown(stop);
+  return { sent, failures: () => failures, stop };
 }
 
 const stored = (prefix: string) =>
@@ -262,11 +261,10 @@ describe('fault suite: Kafka and ClickHouse fail under work', () => {
       // Waiting is visible: ingest's /health says what for.
       const down = await eventually(
         () => health(ingest),
-        (h) => h.status === 503,
-        'ingest /health to report the outage',
+        (h) => h.status === 503 && /waiting for ClickHouse/.test(h.text),
+        'ingest /health to report that it waits for ClickHouse',
         30_000,
       );
-      expect(down.text).toMatch(/waiting for ClickHouse/);
       during = down.text.trim();
       // The outage's length is the fault being injected, not a condition polled for.
       await sleep(Math.max(0, OUTAGE_MS - (Date.now() - start)));
