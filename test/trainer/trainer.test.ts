@@ -20,14 +20,14 @@ import {
 } from '@cprec/contracts';
 import { roundIdFor } from '../../services/trainer/src/rounds/round-coordinator';
 import { useNamespace } from '../support/harness';
-import { killClickHouse, restartClickHouse } from '../support/infra';
 import { eventually, RunningService } from '../support/service-process';
 
 /**
  * The trainer actor against real Kafka and ClickHouse, with a tiny random model over the test
  * catalogue: rounds go through their states in ClickHouse, publish verifiable adapters, chain
  * trunks, survive a killed runner (resumed from the checkpoint at the same data position) and
- * can be cancelled.
+ * can be cancelled. Faults outside the runner — the trainer itself SIGKILLed, ClickHouse down for
+ * 60 s, Kafka restarted mid-round — are in test/faults.
  */
 
 const ns = useNamespace('trainer');
@@ -168,7 +168,6 @@ describe('trainer actor', () => {
   const r1 = `it-r1-${Date.now()}`;
   const r2 = `it-r2-${Date.now()}`;
   const r3 = `it-r3-${Date.now()}`;
-  const r4 = `it-r4-${Date.now()}`;
 
   it('runs a triggered round through its states and publishes an adapter with a verifiable sha256', async () => {
     const id = roundIdFor(r1);
@@ -258,29 +257,6 @@ describe('trainer actor', () => {
     expect(stateHistory(id)).toEqual(['queued', 'stable', 'annealing', 'published']);
     const event = adapterEvents.find((e) => e.kind === 'published' && e.lineage.round_id === id);
     expect(event?.kind === 'published' && event.lineage.trunk_id).toBe(`trunks/${id}`);
-  });
-
-  it('a round rides out a ClickHouse outage in the middle of training and publishes', async () => {
-    const id = roundIdFor(r4);
-    await addInteractions(10, 4, 16, 4_000_000);
-    await trigger(r4);
-    await waitForState(id, (s) => s === 'stable', 'round 4 training');
-    await killClickHouse();
-    try {
-      // Down for several of the runner's steps and the coordinator's state writes.
-      await new Promise((r) => setTimeout(r, 8_000));
-    } finally {
-      restartClickHouse(ns.database);
-    }
-    await waitForState(id, (s) => s === 'published', 'round 4 published after the outage');
-    await eventually(
-      async () => stateHistory(id),
-      (h) => h.at(-1) === 'published',
-      'round 4 published event',
-    );
-    // Every state change made during the outage arrived, in order, and nothing failed.
-    expect(stateHistory(id)).toEqual(['queued', 'stable', 'annealing', 'published']);
-    expect(adapterEvents.some((e) => e.kind === 'published' && e.lineage.round_id === id)).toBe(true);
   });
 
   it('cancels a running round on command', async () => {
