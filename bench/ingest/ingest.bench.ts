@@ -8,10 +8,11 @@
  * INGEST_* variables in the environment are passed to the ingest process (e.g.
  * INGEST_MAX_BATCH_ROWS=50000), so the service's knobs can be tuned per run.
  *
- * Isolation: the ingest service always reads TOPICS.interactions (there is no topic override),
- * so the run uses a fresh consumer group whose offsets are set to the topic's high watermarks
- * taken just before producing, a fresh ClickHouse database, and event ids with a run prefix;
- * only this run's ids are counted.
+ * Isolation: the run has a namespace of its own, like a test suite's — topics under the prefix
+ * `cprec_bench_<run>.` (the ingest process gets it through CPREC_TOPIC_PREFIX), the consumer group
+ * `cprec_bench_<run>.ingest`, a fresh ClickHouse database — with production's ACL table applied to
+ * it when Kafka authenticates, and removed afterwards: nothing a benchmark produces ever reaches
+ * the installation's own topics, where a running `npm start` would ingest it.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -20,7 +21,15 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { Kafka, logLevel, Message, Producer } from 'kafkajs';
-import { DEFAULT_LIMITS, InteractionEvent, parseInteraction, TOPICS } from '@cprec/contracts';
+import {
+  DEFAULT_LIMITS,
+  InteractionEvent,
+  parseInteraction,
+  SERVICE_PRINCIPALS,
+  topicsFor,
+  type ServicePrincipal,
+  type Topics,
+} from '@cprec/contracts';
 import {
   clickHouseSettingsFromEnv,
   ClickHouse,
@@ -31,7 +40,15 @@ import {
   runMigrations,
   sql,
 } from '@cprec/clickhouse';
-import { createKafka, defaultTopicSpecs, ensureTopics, kafkaSettingsFromEnv } from '@cprec/messaging';
+import {
+  applyAclRules,
+  createKafka,
+  defaultTopicSpecs,
+  ensureTopics,
+  kafkaSettingsFromEnv,
+  removeAclsUnder,
+  serviceAclRules,
+} from '@cprec/messaging';
 import { syntheticDataset } from '@cprec/datasets';
 import {
   counterTotal,
@@ -122,40 +139,41 @@ function generateEvents(n: number, runTag: string): Promise<InteractionEvent[]> 
   })();
 }
 
-type Watermarks = Map<string, { partition: number; offset: string }[]>;
-
-async function highWatermarks(kafka: Kafka, topics: readonly string[]): Promise<Watermarks> {
+/**
+ * Creates the run's topics and, when Kafka authenticates, production's ACL table on them (each
+ * service's groups under `<stem>.<service>`); returns the clean-up that removes both.
+ */
+async function createNamespace(kafka: Kafka, stem: string, topics: Topics): Promise<() => Promise<void>> {
   const admin = kafka.admin();
   await admin.connect();
   try {
-    await ensureTopics(admin, defaultTopicSpecs());
-    const result: Watermarks = new Map();
-    for (const topic of topics) {
-      const offsets = await admin.fetchTopicOffsets(topic);
-      result.set(
-        topic,
-        offsets.map((o) => ({ partition: o.partition, offset: o.high })),
-      );
+    await ensureTopics(admin, defaultTopicSpecs(4, topics));
+    if (kafkaSettingsFromEnv('cprec-bench-ingest').sasl !== undefined) {
+      const groups = Object.fromEntries(SERVICE_PRINCIPALS.map((p) => [p, `${stem}.${p}`])) as Record<
+        ServicePrincipal,
+        string
+      >;
+      await applyAclRules(admin, serviceAclRules(topics, groups));
     }
-    return result;
   } finally {
     await admin.disconnect();
   }
-}
-
-/** Starts the fresh group at the watermarks so it skips every earlier run's messages. */
-async function positionGroup(kafka: Kafka, groupId: string, marks: Watermarks): Promise<void> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    for (const [topic, partitions] of marks) await admin.setOffsets({ groupId, topic, partitions });
-  } finally {
-    await admin.disconnect();
-  }
+  return async () => {
+    const cleanup = kafka.admin();
+    await cleanup.connect();
+    try {
+      await cleanup.deleteGroups([`${stem}.ingest`]).catch(() => undefined);
+      await cleanup.deleteTopics({ topics: [...new Set(Object.values(topics))] });
+      if (kafkaSettingsFromEnv('cprec-bench-ingest').sasl !== undefined) await removeAclsUnder(cleanup, stem);
+    } finally {
+      await cleanup.disconnect();
+    }
+  };
 }
 
 async function produceAll(
   producer: Producer,
+  topic: string,
   events: readonly InteractionEvent[],
   o: Options,
 ): Promise<number> {
@@ -170,7 +188,7 @@ async function produceAll(
         const e = events[i]!;
         messages.push({ key: e.user_id, value: JSON.stringify(e) });
       }
-      await producer.send({ topic: TOPICS.interactions, acks: -1, messages });
+      await producer.send({ topic, acks: -1, messages });
     }
   };
   await Promise.all(Array.from({ length: o.produceInFlight }, worker));
@@ -265,7 +283,10 @@ async function main(): Promise<void> {
   const runTag = `bi${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
   const database = `bench_ingest_${runTag}`;
   const directDatabase = `${database}_direct`;
-  const groupId = `bench-ingest-${runTag}`;
+  const stem = `cprec_bench_${runTag}`;
+  const topicPrefix = `${stem}.`;
+  const topics = topicsFor(topicPrefix);
+  const groupId = `${stem}.ingest`;
   const port = 20000 + Math.floor(Math.random() * 20000);
   const chSettings = { ...clickHouseSettingsFromEnv(), database };
   const kafka = createKafka({ ...kafkaSettingsFromEnv('cprec-bench-ingest'), logLevel: logLevel.ERROR });
@@ -280,23 +301,23 @@ async function main(): Promise<void> {
         await admin.close();
       }
     });
-  log(`run ${runTag}: ${o.events} events, database ${database}, group ${groupId}`);
+  log(`run ${runTag}: ${o.events} events, database ${database}, topics ${topicPrefix}*, group ${groupId}`);
 
   // 1. Generate, then produce everything before ingest starts (producer rate measured alone).
   let t = performance.now();
   const events = await generateEvents(o.events, runTag);
   log(`generated ${events.length} events in ${((performance.now() - t) / 1000).toFixed(1)} s`);
-  const marks = await highWatermarks(kafka, [TOPICS.interactions, TOPICS.items]);
+  const removeNamespace = await createNamespace(kafka, stem, topics);
+  if (!o.keep) cleanups.push(removeNamespace);
   const producer = kafka.producer({ allowAutoTopicCreation: false });
   await producer.connect();
   const produceCpu = new CpuMeter({ kafka: servers.kafka });
   produceCpu.begin();
-  const produceSeconds = await produceAll(producer, events, o);
+  const produceSeconds = await produceAll(producer, topics.interactions, events, o);
   const produceCores = produceCpu.end();
   await producer.disconnect();
   const producerRate = events.length / produceSeconds;
   log(`produced in ${produceSeconds.toFixed(1)} s → ${Math.round(producerRate)} events/s`);
-  await positionGroup(kafka, groupId, marks);
 
   // 2. Ingest service as its own process; time from its first consumed message to all N stored.
   const profileDir = join(REPO_ROOT, '.cprec', 'profiles');
@@ -307,6 +328,7 @@ async function main(): Promise<void> {
   const ingestEnv: Record<string, string> = {
     CPREC_CLICKHOUSE_DB: database,
     INGEST_GROUP_ID: groupId,
+    CPREC_TOPIC_PREFIX: topicPrefix,
     INGEST_RECENT_IDS: process.env.INGEST_RECENT_IDS ?? '0',
   };
   const proc = startIngestProcess({

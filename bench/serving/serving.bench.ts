@@ -169,7 +169,8 @@ async function main(opts: Options): Promise<void> {
     const servingEnv: Record<string, string> = {
       CPREC_CLICKHOUSE_DB: database,
       CPREC_HOME: home,
-      SERVING_GROUP_ID: `bench-serving-${Date.now().toString(36)}`,
+      // Under serving's own group prefix: its ACL lets the serving principal use only those groups.
+      SERVING_GROUP_ID: `cprec-serving-bench-${Date.now().toString(36)}`,
       SERVING_MODEL: 'llama2c',
       SERVING_BASE_MODEL: MODEL,
       SERVING_TOKENIZER: TOKENIZER,
