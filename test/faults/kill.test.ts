@@ -299,12 +299,7 @@ describe('fault suite: SIGKILL of each service mid-work', () => {
 
   it('the evaluator mid-evaluation: after the restart every adapter gets exactly one decision', async () => {
     const start = Date.now();
-    // Serving reads adapter events from the end of the topic (what served before comes from
-    // serving_events): it starts before the evaluator decides, so it hot-swaps to the promotion.
-    [evaluator, serving] = await Promise.all([
-      ns.startService('evaluator', 'EVALUATOR_PORT', env, { timeoutMs: 180_000 }),
-      ns.startService('serving', 'SERVING_PORT', env, { port: ports.serving, timeoutMs: 180_000 }),
-    ]);
+    evaluator = await ns.startService('evaluator', 'EVALUATOR_PORT', env, { timeoutMs: 180_000 });
     const log = logOf(evaluator);
     await eventually(
       async () => (existsSync(log) ? readFileSync(log, 'utf8') : ''),
@@ -340,6 +335,12 @@ describe('fault suite: SIGKILL of each service mid-work', () => {
     const start = Date.now();
     const promotedIds = new Set(decisions.filter((r) => r.decision === 'promoted').map((r) => r.adapter_id));
     expect(promotedIds.size).toBeGreaterThan(0);
+    // Started after the promotion, which it reads from no topic (it consumes adapter events from
+    // their end, and no replica has served the domain): it resumes it from the promotions.
+    serving = await ns.startService('serving', 'SERVING_PORT', env, {
+      port: ports.serving,
+      timeoutMs: 180_000,
+    });
     const url = `http://127.0.0.1:${ports.serving}`;
     const [user] = await ns.ch.query<{ user_id: string }>(
       sql`SELECT user_id FROM domain_sequences FINAL WHERE domain = ${target} ORDER BY user_id LIMIT 1`,
@@ -412,7 +413,7 @@ describe('fault suite: SIGKILL of each service mid-work', () => {
     expect(after.status).toBe(200);
     expect(after.body.adapter_id).toBe(before.body.adapter_id);
     expect(after.body.items.map((i) => i.item_id)).toEqual(before.body.items.map((i) => i.item_id));
-    // The restart resumed what served; it did not switch again.
+    // Neither start switched (resuming is not a switch): what serves came from the promotion.
     expect(await count(sql`SELECT count() AS n FROM serving_events FINAL WHERE event = 'switch'`)).toBe(
       switchesBefore,
     );

@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { Registry } from 'prom-client';
 import { LocalArtefactStore } from '@cprec/artefacts';
 import { ClickHouse, clickHouseProblem, ControlPlaneRepository, servingOf } from '@cprec/clickhouse';
+import { resumePlan } from './resume-plan';
 import {
   AdapterEventSchema,
   commandAgeProblem,
@@ -234,9 +235,10 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
 
   /**
    * The base model (loaded once, shared by every domain), then per domain the adapter that served
-   * it before a restart (serving_events). A legacy row (domain '', from when one adapter served
-   * every domain) is resumed for the domains its adapter was trained for. A domain whose adapter
-   * cannot be resumed is answered by the base model.
+   * it before a restart (serving_events), or the domain's promotion when that is newer (resumePlan:
+   * a replica starting after a promotion would not hear of it). A legacy row (domain '', from when
+   * one adapter served every domain) is resumed for the domains its adapter was trained for. A
+   * domain whose adapter cannot be resumed is answered by the base model.
    */
   private async startServing(): Promise<void> {
     const manager = this.manager!;
@@ -247,29 +249,36 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
       );
       return [];
     });
-    const domains = new Set(assignments.map((a) => a.domain).filter((d) => d !== ''));
+    // Promotions made before this replica started (it reads adapter events from the end).
+    const promotions = await this.controlPlane.listPromotions({ limit: 1000 }).catch((err: unknown) => {
+      this.logger.error(`could not read the promotions: ${(err as Error).message}`);
+      return [];
+    });
+    const domains = new Set<string>();
     const legacy = servingOf(assignments, '');
     if (legacy && legacy.domain === '' && legacy.adapter_id !== BASE_REF.adapterId) {
       const adapter = await this.controlPlane.getAdapter(legacy.adapter_id).catch(() => null);
       for (const d of adapter?.target_domains ?? []) domains.add(d);
     }
-    for (const domain of [...domains].sort()) {
-      const last = servingOf(assignments, domain);
-      if (!last || last.adapter_id === BASE_REF.adapterId) continue;
-      const ref = await this.resolveAdapter(last.adapter_id);
-      if (!ref) {
-        this.logger.error(
-          `adapter ${last.adapter_id} of ${domain} is unknown; ${domain} is served by the base model`,
-        );
-        continue;
-      }
-      try {
-        await manager.resume(domain, ref);
-        this.logger.log(`resumed adapter ${ref.adapterId} for ${domain}`);
-      } catch (err) {
-        this.logger.error(
-          `could not resume adapter ${ref.adapterId} for ${domain}: ${(err as Error).message}; serving the base model there`,
-        );
+    for (const step of resumePlan(assignments, promotions, domains)) {
+      const candidates = [step.adapterId, ...(step.fallbackAdapterId ? [step.fallbackAdapterId] : [])];
+      for (const adapterId of candidates) {
+        const ref = await this.resolveAdapter(adapterId);
+        if (!ref) {
+          this.logger.error(`adapter ${adapterId} of ${step.domain} is unknown; not resumed`);
+          continue;
+        }
+        try {
+          await manager.resume(step.domain, ref);
+          this.logger.log(
+            `resumed adapter ${ref.adapterId} for ${step.domain} (${adapterId === step.adapterId ? step.source : 'served before'})`,
+          );
+          break;
+        } catch (err) {
+          this.logger.error(
+            `could not resume adapter ${ref.adapterId} for ${step.domain}: ${(err as Error).message}`,
+          );
+        }
       }
     }
     this.afterSwitch();
