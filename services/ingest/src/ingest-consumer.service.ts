@@ -20,6 +20,7 @@ import { INGEST_CONFIG, IngestConfig } from './config';
 import { PrometheusIngestMetrics } from './ingest.metrics';
 import { IngestPipeline } from './pipeline/ingest-pipeline';
 import { IngestStore } from './pipeline/ports';
+import { setPaused } from './consumer-flow';
 
 export const INGEST_STORE = Symbol('INGEST_STORE');
 /** Null when the store's server answers, else what is down (a bounded ping). */
@@ -125,14 +126,19 @@ export class IngestConsumerService implements OnApplicationBootstrap, OnApplicat
         const consumer = this.consumer;
         if (!consumer || pipeline.flushInFlight || !pipeline.shouldFlush()) return;
         const topics = [{ topic: this.topics.interactions }, { topic: this.topics.items }];
-        consumer.pause(topics);
+        // Never throws: a consumer kafkajs is restarting (Kafka down) refuses pause/resume.
+        const toggle = (paused: boolean) =>
+          setPaused(consumer, paused, topics, (err) =>
+            this.logger.warn(`could not ${paused ? 'pause' : 'resume'} fetching: ${err.message}`),
+          );
+        toggle(true);
         this.liveness.busy(true);
         pipeline
           .flush()
           .catch((err: Error) => this.logger.error(`flush failed: ${err.message}`))
           .finally(() => {
             this.liveness.busy(false);
-            consumer.resume(topics);
+            toggle(false);
           });
       },
       Math.max(50, Math.floor(this.config.INGEST_FLUSH_INTERVAL_MS / 4)),
@@ -244,9 +250,10 @@ export class IngestConsumerService implements OnApplicationBootstrap, OnApplicat
     const consumer = this.consumer;
     const pipeline = this.pipeline;
     this.liveness.stop();
-    if (consumer) {
-      consumer.pause([{ topic: this.topics.interactions }, { topic: this.topics.items }]);
-    }
+    if (consumer)
+      setPaused(consumer, true, [{ topic: this.topics.interactions }, { topic: this.topics.items }], (err) =>
+        this.logger.warn(`could not pause fetching: ${err.message}`),
+      );
     if (pipeline && (pipeline.buffered > 0 || pipeline.flushInFlight)) {
       const deadline = setTimeout(() => pipeline.stop(), 10_000);
       await pipeline.flush().catch((err: Error) => this.logger.warn(`final flush abandoned: ${err.message}`));
