@@ -74,6 +74,24 @@ export function createKafka(settings: KafkaSettings): Kafka {
 export interface TopicSpec {
   topic: string;
   numPartitions?: number;
+  /** Copies of each partition; default kafkaReplicationFactorFromEnv(). */
+  replicationFactor?: number;
+}
+
+/**
+ * How many brokers hold each partition of the topics cprec creates: CPREC_KAFKA_REPLICATION_FACTOR
+ * (3 in the cluster profile, whose brokers also require two in-sync copies for an acks=all write),
+ * default 1 (the single broker).
+ */
+export function kafkaReplicationFactorFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.CPREC_KAFKA_REPLICATION_FACTOR;
+  if (raw === undefined || raw === '') return 1;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1 || value > 32)
+    throw new Error(
+      `CPREC_KAFKA_REPLICATION_FACTOR must be an integer from 1 to 32, got ${JSON.stringify(raw)}`,
+    );
+  return value;
 }
 
 /**
@@ -89,7 +107,7 @@ export async function ensureTopics(admin: Admin, specs: readonly TopicSpec[]): P
     topics: missing.map((s) => ({
       topic: s.topic,
       numPartitions: s.numPartitions ?? 1,
-      replicationFactor: 1,
+      replicationFactor: s.replicationFactor ?? kafkaReplicationFactorFromEnv(),
     })),
   });
 }
