@@ -63,7 +63,7 @@ const CREATE_TABLE =
   /^CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?((?:`[^`]+`|[A-Za-z_][A-Za-z0-9_]*)(?:\.(?:`[^`]+`|[A-Za-z_][A-Za-z0-9_]*))?)/i;
 // The engine clause of a MergeTree-family table; engine arguments of that family are column
 // names or simple expressions without parentheses in cprec's files (checked: else refused).
-const ENGINE = /\bENGINE\s*=\s*([A-Za-z]*MergeTree)\b(\s*\(([^()]*)\))?/i;
+const ENGINE = /\bENGINE\s*=\s*([A-Za-z]*MergeTree)\b(\s*\(([^()]*)\))?(?!\s*\()/i;
 
 /**
  * A statement as it runs on a replicated shard: CREATE TABLE of a MergeTree-family engine gets its
