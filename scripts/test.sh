@@ -49,8 +49,7 @@ echo "==> production untouched by the tests"
 isolation compare .cprec/test-results/production-before.json || status=1
 
 # The failover tests on the cluster profile (three brokers, two ClickHouse replicas, ZooKeeper on
-# ports of their own; ~1.5 min plus ~45 s to start it the first time, stopped afterwards unless it
-# was running). CPREC_SKIP_CLUSTER_TESTS=1 leaves them out.
+# ports of their own; ~2 min with its start and stop, stopped afterwards unless it was running). CPREC_SKIP_CLUSTER_TESTS=1 leaves them out.
 cluster_tier=0
 if [[ "${CPREC_SKIP_CLUSTER_TESTS:-0}" != 1 ]]; then
   cluster_tier=1
