@@ -10,7 +10,9 @@ cd "$ROOT"
 
 bash infra/local/install --cluster
 was_running=0
-bash infra/local/status --cluster >/dev/null 2>&1 && was_running=1
+# Any of its servers running (even with another down) counts: someone else is using the cluster.
+cluster_status="$(bash infra/local/status --cluster 2>/dev/null || true)"
+grep -qE ' (healthy|listening) ' <<< "$cluster_status" && was_running=1
 started=$SECONDS
 bash infra/local/up --cluster
 echo "==> cluster profile up in $((SECONDS - started))s"
