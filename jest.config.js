@@ -55,6 +55,15 @@ module.exports = {
       displayName: 'integration',
       roots: ['<rootDir>/test'],
       testMatch: ['**/*.test.ts'],
+      // The failover tests need the cluster profile: their own project (npm run test:cluster).
+      testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/cluster/'],
+      setupFilesAfterEnv: ['<rootDir>/test/support/jest.setup.ts'],
+    },
+    {
+      ...common,
+      displayName: 'cluster',
+      roots: ['<rootDir>/test/cluster'],
+      testMatch: ['**/*.test.ts'],
       setupFilesAfterEnv: ['<rootDir>/test/support/jest.setup.ts'],
     },
   ],

@@ -48,11 +48,22 @@ isolation cleanup "$CPREC_TEST_RUN" --stale-hours 24 || status=1
 echo "==> production untouched by the tests"
 isolation compare .cprec/test-results/production-before.json || status=1
 
+# The failover tests on the cluster profile (three brokers, two ClickHouse replicas, ZooKeeper on
+# ports of their own; ~2 min with its start and stop, stopped afterwards unless it was running). CPREC_SKIP_CLUSTER_TESTS=1 leaves them out.
+cluster_tier=0
+if [[ "${CPREC_SKIP_CLUSTER_TESTS:-0}" != 1 ]]; then
+  cluster_tier=1
+  echo "==> cluster failover tests (npm run test:cluster)"
+  bash scripts/test-cluster.sh --json --outputFile=.cprec/test-results/cluster.json || status=1
+fi
+
 # Jest's own summary is per run; print one closing line over both tiers.
-node -e '
+CLUSTER_TIER="$cluster_tier" node -e '
 const fs = require("fs");
 let passed = 0, failed = 0, skipped = 0;
-for (const f of ["unit", "integration"]) {
+const tiers = ["unit", "integration"];
+if (process.env.CLUSTER_TIER === "1") tiers.push("cluster");
+for (const f of tiers) {
   const p = `.cprec/test-results/${f}.json`;
   if (!fs.existsSync(p)) { failed += 1; continue; }
   const r = JSON.parse(fs.readFileSync(p, "utf8"));

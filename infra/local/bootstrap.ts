@@ -1,8 +1,9 @@
 /**
  * Node half of the infra scripts (run by lib.sh's run_bootstrap with ts-node and the project's
  * path aliases):
- *   up [--timeout-ms N]            wait for Kafka, create default topics and (CPREC_AUTH on) the
- *                                  services' ACLs; create the database and apply migrations
+ *   up [--timeout-ms N] [--brokers N]  wait for Kafka (N brokers, default 1), create default topics
+ *                                  and (CPREC_AUTH on) the services' ACLs; create the database and
+ *                                  apply migrations (on every replica of CPREC_CLICKHOUSE_REPLICAS)
  *   kafka-health [--timeout-ms N] [--open]  exit 0 when the broker answers a metadata request
  *                                  (--open: without credentials, a broker started without auth)
  *   migrate [--database D] [--dir PATH]  apply migrations (used by test/infra for two processes)
@@ -14,6 +15,7 @@ import {
   createKafka,
   defaultTopicSpecs,
   ensureTopics,
+  kafkaReplicationFactorFromEnv,
   kafkaSettingsFromEnv,
   type KafkaSettings,
   serviceAclRules,
@@ -36,8 +38,11 @@ function adminSettings(open = false): KafkaSettings {
 
 const authEnabled = (): boolean => !['off', '0', 'false'].includes(process.env.CPREC_AUTH ?? 'on');
 
-/** Polls describeCluster until the broker answers (KRaft brokers take 5-20 s to come up). */
-async function waitForKafka(timeoutMs: number, open = false): Promise<string> {
+/**
+ * Polls describeCluster until the broker answers (KRaft brokers take 5-20 s to come up) and, with
+ * `brokers`, until that many brokers are registered (topics with replication factor 3 need them).
+ */
+async function waitForKafka(timeoutMs: number, open = false, brokers = 1): Promise<string> {
   const kafka = createKafka({ ...adminSettings(open), logLevel: logLevel.NOTHING });
   const deadline = Date.now() + timeoutMs;
   let lastError = '';
@@ -46,6 +51,8 @@ async function waitForKafka(timeoutMs: number, open = false): Promise<string> {
     try {
       await admin.connect();
       const cluster = await admin.describeCluster();
+      if (cluster.brokers.length < brokers)
+        throw new Error(`${cluster.brokers.length} of ${brokers} brokers registered`);
       return `cluster ${cluster.clusterId}, controller ${cluster.controller ?? 'none'}, ${cluster.brokers.length} broker(s)`;
     } catch (err) {
       lastError = (err as Error).message;
@@ -67,7 +74,11 @@ async function createTopics(): Promise<{ topics: string[]; acls: number }> {
     await ensureTopics(admin, specs);
     const rules = authEnabled() ? serviceAclRules(TOPICS) : [];
     await applyAclRules(admin, rules);
-    return { topics: specs.map((s) => `${s.topic}(${s.numPartitions ?? 1})`), acls: rules.length };
+    const rf = kafkaReplicationFactorFromEnv();
+    return {
+      topics: specs.map((s) => `${s.topic}(${s.numPartitions ?? 1}${rf > 1 ? `×${rf}` : ''})`),
+      acls: rules.length,
+    };
   } finally {
     await admin.disconnect();
   }
@@ -81,10 +92,12 @@ async function main(): Promise<void> {
     case 'up': {
       const settings = clickHouseSettingsFromEnv();
       const result = await runMigrations(settings, { log });
+      const where = settings.replicas ? ` (replicated on ${settings.replicas.join(', ')})` : '';
       log(
-        `ClickHouse database ${settings.database}: ${result.applied.length} migration(s) applied, ${result.alreadyApplied} already applied`,
+        `ClickHouse database ${settings.database}${where}: ${result.applied.length} migration(s) applied, ${result.alreadyApplied} already applied`,
       );
-      log(`Kafka healthy: ${await waitForKafka(timeoutMs)}`);
+      const brokers = Number(option(args, '--brokers') ?? 1);
+      log(`Kafka healthy: ${await waitForKafka(timeoutMs, false, brokers)}`);
       const { topics, acls } = await createTopics();
       log(`Kafka topics: ${topics.join(', ')}`);
       log(

@@ -5,6 +5,19 @@ CPREC_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 CPREC_STATE_DIR="${CPREC_STATE_DIR:-$CPREC_ROOT/.cprec}"
 CPREC_LOG_DIR="$CPREC_STATE_DIR/logs"
 
+# Which layout the scripts manage: "single" (one Kafka broker, one ClickHouse; the default) or
+# "cluster" (three brokers, two ClickHouse replicas and ZooKeeper on ports of their own:
+# infra/local/cluster.sh). `--cluster` among a script's arguments is the same as
+# CPREC_INFRA_PROFILE=cluster (lib.sh sees the sourcing script's arguments).
+CPREC_INFRA_PROFILE="${CPREC_INFRA_PROFILE:-single}"
+for _arg in "$@"; do [[ "$_arg" == --cluster ]] && CPREC_INFRA_PROFILE=cluster; done
+unset _arg
+case "$CPREC_INFRA_PROFILE" in
+  single | cluster) ;;
+  *) printf '[infra] ERROR: CPREC_INFRA_PROFILE must be single or cluster, got %s\n' "$CPREC_INFRA_PROFILE" >&2; exit 1 ;;
+esac
+cluster_profile() { [[ "$CPREC_INFRA_PROFILE" == cluster ]]; }
+
 KAFKA_PORT="${CPREC_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${CPREC_KAFKA_CONTROLLER_PORT:-19093}"
 KAFKA_HEAP="${CPREC_KAFKA_HEAP:-512m}"

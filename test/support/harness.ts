@@ -265,13 +265,17 @@ export async function removeNamespaces(stem: string, groups: Iterable<string> = 
   } finally {
     await admin.disconnect().catch(() => undefined);
   }
-  const ch = createClickHouse({ ...clickHouseSettingsFromEnv(), database: 'default', valueMode: 'inline' });
-  try {
-    const rows = await ch.query<{ name: string }>(sql`SELECT name FROM system.databases`);
-    for (const { name } of rows)
-      if (name.startsWith(stem)) await ch.command(sql`DROP DATABASE IF EXISTS ${ident(name)}`);
-  } finally {
-    await ch.close();
+  // Every replica's catalogue (the cluster profile: CPREC_CLICKHOUSE_REPLICAS), else the one server.
+  const settings = clickHouseSettingsFromEnv();
+  for (const url of settings.replicas ?? [settings.url]) {
+    const ch = createClickHouse({ ...settings, url, database: 'default', valueMode: 'inline' });
+    try {
+      const rows = await ch.query<{ name: string }>(sql`SELECT name FROM system.databases`);
+      for (const { name } of rows)
+        if (name.startsWith(stem)) await ch.command(sql`DROP DATABASE IF EXISTS ${ident(name)}`);
+    } finally {
+      await ch.close();
+    }
   }
 }
 

@@ -7,6 +7,7 @@ export * from './in-list';
 export * from './migrations/files';
 export * from './migrations/lock';
 export * from './migrations/runner';
+export * from './migrations/replicated';
 export * from './repositories/interactions';
 export * from './repositories/items';
 export * from './repositories/control-plane';

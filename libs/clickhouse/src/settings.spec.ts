@@ -21,3 +21,20 @@ describe('clickHouseSettingsFromEnv credentials', () => {
     );
   });
 });
+
+describe('clickHouseSettingsFromEnv replicas', () => {
+  it('has no replicas on one server, every listed replica in the cluster profile', () => {
+    expect(clickHouseSettingsFromEnv({}).replicas).toBeUndefined();
+    expect(
+      clickHouseSettingsFromEnv({
+        CPREC_CLICKHOUSE_REPLICAS: ' http://127.0.0.1:28123, http://127.0.0.1:28124 ,',
+      }).replicas,
+    ).toEqual(['http://127.0.0.1:28123', 'http://127.0.0.1:28124']);
+  });
+
+  it('refuses a replica that is not an http(s) URL', () => {
+    expect(() => clickHouseSettingsFromEnv({ CPREC_CLICKHOUSE_REPLICAS: 'ftp://x' })).toThrow(
+      /http or https/,
+    );
+  });
+});

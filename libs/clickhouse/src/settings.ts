@@ -14,6 +14,13 @@ export interface ClickHouseSettings {
    * parameters only where they exist (ClickHouse ≥ 19.15); `inline` always splices literals.
    */
   valueMode: 'auto' | 'inline';
+  /**
+   * Every replica of the (one) shard, when the tables are replicated (the cluster profile:
+   * CPREC_CLICKHOUSE_REPLICAS). Then the migration runner writes Replicated*MergeTree engines,
+   * creates tables on each replica and coordinates through the first; queries still go to `url`.
+   * Absent: one server, plain MergeTree engines.
+   */
+  replicas?: readonly string[];
 }
 
 export const DEFAULT_CLICKHOUSE_URL = 'http://127.0.0.1:18123';
@@ -48,20 +55,30 @@ export function clickHouseSettingsFromEnv(
     ),
     valueMode: env.CPREC_CLICKHOUSE_VALUE_MODE === 'inline' ? 'inline' : 'auto',
   };
+  const replicas = (env.CPREC_CLICKHOUSE_REPLICAS ?? '')
+    .split(',')
+    .map((u) => u.trim())
+    .filter(Boolean);
+  if (replicas.length > 0) settings.replicas = replicas;
   validateSettings(settings);
   return settings;
 }
 
-export function validateSettings(settings: ClickHouseSettings): void {
+function validateUrl(text: string): void {
   let url: URL;
   try {
-    url = new URL(settings.url);
+    url = new URL(text);
   } catch {
-    throw new Error(`ClickHouse URL ${JSON.stringify(settings.url)} is not a valid URL`);
+    throw new Error(`ClickHouse URL ${JSON.stringify(text)} is not a valid URL`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new Error(`ClickHouse URL ${JSON.stringify(settings.url)} must use http or https`);
+    throw new Error(`ClickHouse URL ${JSON.stringify(text)} must use http or https`);
   }
+}
+
+export function validateSettings(settings: ClickHouseSettings): void {
+  validateUrl(settings.url);
+  for (const replica of settings.replicas ?? []) validateUrl(replica);
   if (!isValidIdentifier(settings.database)) {
     throw new Error(
       `ClickHouse database ${JSON.stringify(settings.database)} must match [A-Za-z_][A-Za-z0-9_]*`,

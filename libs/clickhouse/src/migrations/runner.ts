@@ -1,9 +1,10 @@
 import { hostname } from 'node:os';
 import { ClickHouse, createClickHouse, ensureDatabase } from '../client';
 import { ClickHouseSettings } from '../settings';
-import { ident, rawSql, sql, SqlFragment } from '../sql';
+import { ident, rawSql, renderSql, sql, SqlFragment } from '../sql';
 import { DEFAULT_MIGRATIONS_DIR, loadMigrations, MigrationFile } from './files';
 import { BakeryLock, lockTableDdl, LockOptions } from './lock';
+import { replicatedStatement, statementScope } from './replicated';
 
 export const MIGRATIONS_TABLE = 'schema_migrations';
 export const MIGRATIONS_LOCK_TABLE = 'schema_migrations_lock';
@@ -87,9 +88,11 @@ export async function runMigrations(
   settings: ClickHouseSettings,
   options: MigrateOptions = {},
 ): Promise<MigrateResult> {
-  const log = options.log ?? (() => undefined);
   const migrations =
     options.migrations ?? (await loadMigrations(options.directory ?? DEFAULT_MIGRATIONS_DIR));
+  if (settings.replicas !== undefined && settings.replicas.length > 0)
+    return runReplicatedMigrations(settings, settings.replicas, migrations, options);
+  const log = options.log ?? (() => undefined);
   await idempotentDdl(() => ensureDatabase(settings));
   const ch = createClickHouse(settings);
   const database = settings.database;
@@ -196,5 +199,113 @@ export async function awaitMigrations(
     }
   } finally {
     await ch.close();
+  }
+}
+
+function assertUnchanged(
+  applied: ReadonlyMap<number, AppliedMigration>,
+  migrations: readonly MigrationFile[],
+  database: string,
+): void {
+  for (const migration of migrations) {
+    const previous = applied.get(migration.version);
+    if (previous && previous.checksum !== migration.checksum)
+      throw new MigrationChecksumError(
+        `migration ${migration.fileName} changed after it was applied to ${database} ` +
+          `(recorded checksum ${previous.checksum.slice(0, 12)}…, file ${migration.checksum.slice(0, 12)}…); ` +
+          'add a new migration instead of editing an applied one',
+      );
+  }
+}
+
+/**
+ * runMigrations on a replicated shard (settings.replicas; libs/clickhouse/src/migrations/
+ * replicated.ts says what is rewritten and what runs where). The first replica coordinates:
+ * the lock (a plain table there, so every runner's INSERT is seen by every later read, as the
+ * bakery algorithm needs) and the record of what was applied (replicated, so any replica can
+ * answer awaitMigrations). When this process's own replica already lists every migration, nothing
+ * else is touched — a service starting while another replica is down still starts. Applying a
+ * migration needs every replica up (its tables are created on each).
+ */
+async function runReplicatedMigrations(
+  settings: ClickHouseSettings,
+  replicas: readonly string[],
+  migrations: readonly MigrationFile[],
+  options: MigrateOptions,
+): Promise<MigrateResult> {
+  const log = options.log ?? (() => undefined);
+  const database = settings.database;
+  const own = createClickHouse({ ...settings, database: 'default' });
+  try {
+    const recorded = await own.query<{ n: string }>(
+      sql`SELECT count() AS n FROM system.tables WHERE database = ${database} AND name = ${MIGRATIONS_TABLE}`,
+    );
+    if (Number(recorded[0]?.n ?? 0) === 0) throw new Error('not migrated yet');
+    const applied = new Map((await listAppliedMigrations(own, database)).map((m) => [m.version, m]));
+    assertUnchanged(applied, migrations, database);
+    if (migrations.every((m) => applied.has(m.version)))
+      return { applied: [], alreadyApplied: migrations.length };
+  } catch (err) {
+    if (err instanceof MigrationChecksumError) throw err;
+    // Not migrated yet (no database or no schema_migrations here): the full path below.
+  } finally {
+    await own.close();
+  }
+
+  const handles = replicas.map((url) => ({ url, settings: { ...settings, url } }));
+  const recordDdl = replicatedStatement(renderSql(migrationsTableDdl(database)).query, database);
+  for (const replica of handles) {
+    await idempotentDdl(() => ensureDatabase(replica.settings));
+    const ch = createClickHouse(replica.settings);
+    try {
+      await idempotentDdl(() => ch.command(rawSql(recordDdl)));
+    } finally {
+      await ch.close();
+    }
+  }
+  const opened = handles.map((replica) => createClickHouse(replica.settings));
+  const coordinator = opened[0];
+  try {
+    await idempotentDdl(() => coordinator.command(lockTableDdl(database, MIGRATIONS_LOCK_TABLE)));
+    const lock = new BakeryLock(coordinator, database, MIGRATIONS_LOCK_TABLE, options.lock);
+    await lock.acquire();
+    try {
+      const applied = new Map(
+        (await listAppliedMigrations(coordinator, database)).map((m) => [m.version, m]),
+      );
+      assertUnchanged(applied, migrations, database);
+      const pending = migrations.filter((m) => !applied.has(m.version));
+      for (const migration of pending) {
+        const started = Date.now();
+        log(`applying ${migration.fileName} to ${database} (${replicas.length} replicas)`);
+        for (const statement of migration.statements) {
+          const text = replicatedStatement(statement, database);
+          if (statementScope(statement) === 'every-replica') {
+            for (const ch of opened) await ch.command(rawSql(text));
+          } else {
+            await coordinator.command(rawSql(text));
+          }
+        }
+        await coordinator.insertJsonEachRow(
+          MIGRATIONS_TABLE,
+          [
+            {
+              version: migration.version,
+              name: migration.name,
+              checksum: migration.checksum,
+              applied_at: Math.floor(Date.now() / 1000),
+              applied_by: `${hostname()}:${process.pid}`,
+              duration_ms: Date.now() - started,
+            },
+          ],
+          database,
+        );
+      }
+      return { applied: pending, alreadyApplied: migrations.length - pending.length };
+    } finally {
+      await lock.release();
+    }
+  } finally {
+    await Promise.all(opened.map((ch) => ch.close()));
   }
 }

@@ -1,5 +1,6 @@
 import type { Message, Producer, TopicMessages } from 'kafkajs';
 import { TOPICS } from '@cprec/contracts';
+import { sendBatchAcknowledged } from '@cprec/messaging';
 import type { ReplayRecord, ReplaySink } from './model';
 
 export interface ReplayTopics {
@@ -8,7 +9,8 @@ export interface ReplayTopics {
 }
 
 /**
- * Sends replay batches with one `sendBatch` request per batch, acks from all in-sync replicas.
+ * Sends replay batches with one `sendBatch` request per batch, acks from all in-sync replicas,
+ * checked for messages kafkajs dropped when a broker died mid-request (sendBatchAcknowledged).
  * Interactions are keyed by user_id so one user's events land in one partition in order; items
  * by domain/item_id so updates of one item stay ordered. Use a producer from
  * `createReliableProducer` (idempotent, one request in flight) to keep that order across retries.
@@ -35,6 +37,6 @@ export class KafkaReplaySink implements ReplaySink {
     if (items.length > 0) topicMessages.push({ topic: this.topics.items, messages: items });
     if (interactions.length > 0)
       topicMessages.push({ topic: this.topics.interactions, messages: interactions });
-    if (topicMessages.length > 0) await this.producer.sendBatch({ acks: -1, topicMessages });
+    if (topicMessages.length > 0) await sendBatchAcknowledged(this.producer, topicMessages);
   }
 }
