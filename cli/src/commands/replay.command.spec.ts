@@ -19,6 +19,22 @@ async function parse(args: string[]): Promise<ReplayCommandOptions> {
 }
 
 describe('cprec replay arguments', () => {
+  it("defaults to the installation's topics: CPREC_TOPIC_PREFIX as the services read it", async () => {
+    let captured: ReplayCommandOptions | null = null;
+    const command = replayCommand(
+      async (options) => {
+        captured = options;
+      },
+      { CPREC_TOPIC_PREFIX: 'acme.' },
+    ).exitOverride();
+    await command.parseAsync([], { from: 'user' });
+    expect(captured!.interactionsTopic).toBe(`acme.${TOPICS.interactions}`);
+    expect(captured!.itemsTopic).toBe(`acme.${TOPICS.items}`);
+    expect(() => replayCommand(async () => undefined, { CPREC_TOPIC_PREFIX: 'no spaces' })).toThrow(
+      /topic prefix/,
+    );
+  });
+
   it('registers the replay sub-command on the program', () => {
     const program = new Command('cprec');
     register(program);

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { Presets, SingleBar } from 'cli-progress';
-import { TOPICS } from '@cprec/contracts';
+import { topicsFor } from '@cprec/contracts';
 import {
   Dataset,
   datasetReplaySource,
@@ -81,7 +81,13 @@ function describeSummary(summary: ReplaySummary, progressFile: string): string {
 }
 
 /** `cprec replay`: streams datasets or the synthetic generator into Kafka in event-time order. */
-export function replayCommand(action: (options: ReplayCommandOptions) => Promise<void> = replay): Command {
+export function replayCommand(
+  action: (options: ReplayCommandOptions) => Promise<void> = replay,
+  env: NodeJS.ProcessEnv = process.env,
+): Command {
+  // The installation's topics, as the services name them (CPREC_TOPIC_PREFIX): a prefixed
+  // installation's ingest never reads the base topics.
+  const topics = topicsFor(env.CPREC_TOPIC_PREFIX ?? '');
   return new Command('replay')
     .description('stream a dataset (or the synthetic generator) into Kafka in event-time order')
     .option('--dataset <path>', 'dataset folder, repeatable (format detected from its files)', collect, [])
@@ -114,8 +120,12 @@ export function replayCommand(action: (options: ReplayCommandOptions) => Promise
     .option('--resume', 'continue after the records an interrupted run with the same arguments had delivered')
     .option('--brokers <list>', 'Kafka bootstrap servers (default: $CPREC_KAFKA_BROKERS or 127.0.0.1:19092)')
     .option('--batch-size <n>', 'messages per Kafka request', positiveInt, 1000)
-    .option('--interactions-topic <topic>', 'topic for interaction events', TOPICS.interactions)
-    .option('--items-topic <topic>', 'topic for item events', TOPICS.items)
+    .option(
+      '--interactions-topic <topic>',
+      "topic for interaction events (default: the installation's, after $CPREC_TOPIC_PREFIX)",
+      topics.interactions,
+    )
+    .option('--items-topic <topic>', "topic for item events (default: the installation's)", topics.items)
     .option('--no-progress', 'no progress bar (log lines instead)')
     .action(async (options: ReplayCommandOptions) => {
       await action(options);
@@ -169,8 +179,10 @@ async function replay(options: ReplayCommandOptions): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
   try {
-    const specs = defaultTopicSpecs();
-    const interactionPartitions = specs.find((s) => s.topic === TOPICS.interactions)?.numPartitions ?? 1;
+    const installation = topicsFor(process.env.CPREC_TOPIC_PREFIX ?? '');
+    const specs = defaultTopicSpecs(undefined, installation);
+    const interactionPartitions =
+      specs.find((s) => s.topic === installation.interactions)?.numPartitions ?? 1;
     await ensureTopics(admin, [
       ...specs,
       { topic: options.interactionsTopic, numPartitions: interactionPartitions },
