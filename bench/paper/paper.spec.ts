@@ -8,6 +8,7 @@ import { ItemIndex } from '@cprec/sasrec';
 import { candidateKey, testFingerprint, type TargetData } from './data';
 import { readJson, readJsonLines } from './io';
 import { readCurve } from './lm';
+import { fullConfig, SFT_POOL, validateConfig } from './config';
 import { planStages } from './plan';
 import { casesToSplits } from './recommenders';
 import { runPaper, type RunResult } from './run';
@@ -357,5 +358,16 @@ describe('the plan keeps what matters most first', () => {
     expect(at('eval/game/cprec/n2/seed1')).toBeLessThan(at('sft/food/llara/n6/seed1'));
     expect(at('eval/food/cprec/n6/seed3')).toBeLessThan(at('sft/game/cprec-ds-only/n6/seed2'));
     expect(new Set(ids).size).toBe(ids.length);
+  });
+});
+
+describe('the data curve', () => {
+  it('takes few-shot points below and above the main size, never the main size itself or beyond the pool', () => {
+    const base = fullConfig();
+    const withPoints = (fewShot: number[]) => ({ ...base, sft: { ...base.sft, fewShot } });
+    expect(() => validateConfig(withPoints([128, 512, SFT_POOL]))).not.toThrow();
+    expect(() => validateConfig(withPoints([base.sft.samples]))).toThrow(/main rows' point/);
+    expect(() => validateConfig(withPoints([SFT_POOL + 1]))).toThrow(/at most 4096/);
+    expect(() => validateConfig(withPoints([0]))).toThrow(/sft\.fewShot/);
   });
 });
