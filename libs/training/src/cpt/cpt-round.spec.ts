@@ -226,6 +226,27 @@ describe('runCptRound', () => {
     }
   });
 
+  it('checkpoints the steps since the last periodic checkpoint when stopped, and resumes to the same adapter', async () => {
+    const data = () => new RecordingSource(new ArraySampleSource(samples('beauty', 12)), 'ds');
+    const mix = () => new ArraySampleSource(samples('mixed', 4));
+    const straight = await round('straight-odd', newModel(), data(), mix(), null);
+    const expected = readSafetensors(join(straight.adapterDir, 'adapter.safetensors')).tensors;
+
+    let n = 0;
+    // Stopped after 3 steps; periodic checkpoints come every 2.
+    await expect(
+      round('stopped-odd', newModel(), data(), mix(), null, { shouldStop: () => n++ >= 3 }),
+    ).rejects.toBeInstanceOf(RoundStoppedError);
+    const second = data();
+    const resumed = await round('stopped-odd', newModel(), second, mix(), null);
+    expect(resumed.resumedFrom).toEqual({ phase: 'stable', dataPosition: 6 });
+    const got = readSafetensors(join(resumed.adapterDir, 'adapter.safetensors')).tensors;
+    for (const [name, t] of expected) {
+      const g = got.get(name)!.data;
+      t.data.forEach((x, i) => expect(g[i]).toBeCloseTo(x, 6));
+    }
+  });
+
   it('sees a stop requested by a timer or signal handler during the round (it yields between steps)', async () => {
     let stop = false;
     const steps: StepReport[] = [];

@@ -228,7 +228,12 @@ export async function runCptRound(input: CptRoundInput): Promise<CptRoundResult>
         // resolve as microtasks, so without it a signal handler (Ctrl-C → stop flag) or a timer
         // would never run until the round ended and `shouldStop` would never turn true.
         await new Promise((resolve) => setImmediate(resolve));
-        if (input.shouldStop?.()) throw new RoundStoppedError(roundId);
+        if (input.shouldStop?.()) {
+          // Keep the steps since the last periodic checkpoint: on a real LLM they are minutes.
+          if (state.phaseStep > 0 && state.phaseStep % config.checkpointEvery !== 0)
+            checkpoint('progress', progressDir);
+          throw new RoundStoppedError(roundId);
+        }
         const batch: EncodedSample[] = [];
         let consumed = 0;
         while (batch.length < config.batchSize) {
