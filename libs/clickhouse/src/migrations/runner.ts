@@ -103,16 +103,7 @@ export async function runMigrations(
     await lock.acquire();
     try {
       const applied = new Map((await listAppliedMigrations(ch, database)).map((m) => [m.version, m]));
-      for (const migration of migrations) {
-        const previous = applied.get(migration.version);
-        if (previous && previous.checksum !== migration.checksum) {
-          throw new MigrationChecksumError(
-            `migration ${migration.fileName} changed after it was applied to ${database} ` +
-              `(recorded checksum ${previous.checksum.slice(0, 12)}…, file ${migration.checksum.slice(0, 12)}…); ` +
-              'add a new migration instead of editing an applied one',
-          );
-        }
-      }
+      assertUnchanged(applied, migrations, database);
       const pending = migrations.filter((m) => !applied.has(m.version));
       for (const migration of pending) {
         const started = Date.now();
@@ -120,20 +111,7 @@ export async function runMigrations(
         for (const statement of migration.statements) {
           await ch.command(rawSql(statement));
         }
-        await ch.insertJsonEachRow(
-          MIGRATIONS_TABLE,
-          [
-            {
-              version: migration.version,
-              name: migration.name,
-              checksum: migration.checksum,
-              applied_at: Math.floor(Date.now() / 1000),
-              applied_by: `${hostname()}:${process.pid}`,
-              duration_ms: Date.now() - started,
-            },
-          ],
-          database,
-        );
+        await recordApplied(ch, database, migration, started);
       }
       return { applied: pending, alreadyApplied: migrations.length - pending.length };
     } finally {
@@ -200,6 +178,29 @@ export async function awaitMigrations(
   } finally {
     await ch.close();
   }
+}
+
+/** Records a migration as applied (schema_migrations), with how long it took since `started`. */
+async function recordApplied(
+  ch: ClickHouse,
+  database: string,
+  migration: MigrationFile,
+  started: number,
+): Promise<void> {
+  await ch.insertJsonEachRow(
+    MIGRATIONS_TABLE,
+    [
+      {
+        version: migration.version,
+        name: migration.name,
+        checksum: migration.checksum,
+        applied_at: Math.floor(Date.now() / 1000),
+        applied_by: `${hostname()}:${process.pid}`,
+        duration_ms: Date.now() - started,
+      },
+    ],
+    database,
+  );
 }
 
 function assertUnchanged(
@@ -286,20 +287,7 @@ async function runReplicatedMigrations(
             await coordinator.command(rawSql(text));
           }
         }
-        await coordinator.insertJsonEachRow(
-          MIGRATIONS_TABLE,
-          [
-            {
-              version: migration.version,
-              name: migration.name,
-              checksum: migration.checksum,
-              applied_at: Math.floor(Date.now() / 1000),
-              applied_by: `${hostname()}:${process.pid}`,
-              duration_ms: Date.now() - started,
-            },
-          ],
-          database,
-        );
+        await recordApplied(coordinator, database, migration, started);
       }
       return { applied: pending, alreadyApplied: migrations.length - pending.length };
     } finally {
