@@ -21,15 +21,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { Kafka, logLevel, Message, Producer } from 'kafkajs';
-import {
-  DEFAULT_LIMITS,
-  InteractionEvent,
-  parseInteraction,
-  SERVICE_PRINCIPALS,
-  topicsFor,
-  type ServicePrincipal,
-  type Topics,
-} from '@cprec/contracts';
+import { DEFAULT_LIMITS, InteractionEvent, parseInteraction, topicsFor, type Topics } from '@cprec/contracts';
 import {
   clickHouseSettingsFromEnv,
   ClickHouse,
@@ -46,8 +38,8 @@ import {
   defaultTopicSpecs,
   ensureTopics,
   kafkaSettingsFromEnv,
+  namespaceAclRules,
   removeAclsUnder,
-  serviceAclRules,
 } from '@cprec/messaging';
 import { syntheticDataset } from '@cprec/datasets';
 import {
@@ -149,11 +141,7 @@ async function createNamespace(kafka: Kafka, stem: string, topics: Topics): Prom
   try {
     await ensureTopics(admin, defaultTopicSpecs(4, topics));
     if (kafkaSettingsFromEnv('cprec-bench-ingest').sasl !== undefined) {
-      const groups = Object.fromEntries(SERVICE_PRINCIPALS.map((p) => [p, `${stem}.${p}`])) as Record<
-        ServicePrincipal,
-        string
-      >;
-      await applyAclRules(admin, serviceAclRules(topics, groups));
+      await applyAclRules(admin, namespaceAclRules(stem, topics));
     }
   } finally {
     await admin.disconnect();

@@ -13,7 +13,7 @@ import {
   runMigrations,
   sql,
 } from '@cprec/clickhouse';
-import { SERVICE_PRINCIPALS, topicsFor, type ServicePrincipal, type Topics } from '@cprec/contracts';
+import { topicsFor, type Topics } from '@cprec/contracts';
 import {
   type AclRule,
   applyAclRules,
@@ -21,8 +21,8 @@ import {
   defaultTopicSpecs,
   ensureTopics,
   kafkaSettingsFromEnv,
+  namespaceAclRules,
   removeAclsUnder,
-  serviceAclRules,
 } from '@cprec/messaging';
 import { requireInfra, Waiter } from './infra';
 import { RunningService, startService } from './service-process';
@@ -65,19 +65,6 @@ export interface NamespaceOptions {
   topics?: boolean;
   /** A temporary CPREC_HOME (artefacts, round folders), removed afterwards (default true). */
   home?: boolean;
-}
-
-/**
- * The namespace's ACL table: production's (libs/messaging/src/acls.ts) on the namespace's topics,
- * with each service's consumer groups under `<stem>.<service>` (what `ns.group('<service>')`
- * gives; serving appends `-<instance>`, the sequencer `-split-requests`).
- */
-export function namespaceAclRules(stem: string, topics: Topics): AclRule[] {
-  const groups = Object.fromEntries(SERVICE_PRINCIPALS.map((p) => [p, `${stem}.${p}`])) as Record<
-    ServicePrincipal,
-    string
-  >;
-  return serviceAclRules(topics, groups);
 }
 
 export class TestNamespace {

@@ -90,6 +90,19 @@ export function serviceAclRules(
   return rules;
 }
 
+/**
+ * The ACL table of a namespace (a test suite's or a benchmark run's): production's on the
+ * namespace's topics, with each service's consumer groups under `<stem>.<service>` (serving
+ * appends `-<instance>`, the sequencer `-split-requests`); `removeAclsUnder(admin, stem)` removes it.
+ */
+export function namespaceAclRules(stem: string, topics: Topics): AclRule[] {
+  const groups = Object.fromEntries(SERVICE_PRINCIPALS.map((p) => [p, `${stem}.${p}`])) as Record<
+    ServicePrincipal,
+    string
+  >;
+  return serviceAclRules(topics, groups);
+}
+
 const OPERATIONS: Record<AclOperation, AclOperationTypes> = {
   read: AclOperationTypes.READ,
   write: AclOperationTypes.WRITE,
