@@ -117,6 +117,19 @@ const stored = (prefix: string) =>
     )
     .then(([r]) => ({ rows: Number(r?.rows ?? 0), distinct: Number(r?.distinct ?? 0) }));
 
+/** Ends the stream, waits until every event it sent is stored, and checks each is stored once. */
+async function stopAndExpectEveryEventStoredOnce(live: ReturnType<typeof stream>, prefix: string) {
+  await live.stop();
+  const c = await eventually(
+    () => stored(prefix),
+    (v) => v.distinct >= live.sent.length,
+    'every event sent stored',
+    120_000,
+  );
+  expect(c).toEqual({ rows: live.sent.length, distinct: live.sent.length });
+  return c;
+}
+
 const health = async (service: RunningService) => {
   const res = await fetch(`http://127.0.0.1:${service.port}/health`);
   return { status: res.status, text: await res.text() };
@@ -284,14 +297,7 @@ describe('fault suite: Kafka and ClickHouse fail under work', () => {
       'ingest /health to recover',
       120_000,
     );
-    await live.stop();
-    const c = await eventually(
-      () => stored('ch'),
-      (v) => v.distinct >= live.sent.length,
-      'every event sent stored',
-      120_000,
-    );
-    expect(c).toEqual({ rows: live.sent.length, distinct: live.sent.length });
+    const c = await stopAndExpectEveryEventStoredOnce(live, 'ch');
     const round = await expectPublished(roundId);
     expect((await health(trainer)).status).toBe(200);
     const said = round.messages.filter((m) => /wait|unreachable|unavailable|resum/i.test(m));
@@ -345,14 +351,7 @@ describe('fault suite: Kafka and ClickHouse fail under work', () => {
       'events sent after the restart stored',
       120_000,
     );
-    await live.stop();
-    const c = await eventually(
-      () => stored('kafka'),
-      (v) => v.distinct >= live.sent.length,
-      'every event sent stored',
-      120_000,
-    );
-    expect(c).toEqual({ rows: live.sent.length, distinct: live.sent.length });
+    const c = await stopAndExpectEveryEventStoredOnce(live, 'kafka');
     measured.push(
       `Kafka SIGKILLed at stable step ${stepAtKill}, restarted after ${downFor}: round published with every state change in order, ` +
         `${round.steps} steps each once; ${live.sent.length} events accepted by Kafka (${live.failures()} batches refused while down) = ` +
