@@ -242,6 +242,8 @@ export async function runSft(
     seed: number;
     embeddingsFile: string | null;
     outDir: string;
+    /** Progress checkpoints (removed when the fine-tuning finishes); default `<outDir>.progress`. */
+    checkpointDir?: string;
   },
   ctx: StageContext,
   log: (m: string) => void,
@@ -260,7 +262,7 @@ export async function runSft(
     baseModelId: lm.baseModelId,
     baseChecksum: lm.baseChecksum,
     outDir: opts.outDir,
-    checkpointDir: `${opts.outDir}.progress`,
+    checkpointDir: opts.checkpointDir ?? `${opts.outDir}.progress`,
     checkpointEvery: config.sft.checkpointEvery,
     sasrecRef: opts.embeddingsFile ?? undefined,
     config: {

@@ -103,14 +103,14 @@ describe('the paper harness on tiny data', () => {
 
   it('runs CPT under WSA: warm-up ≥ 1 step from η_l, plateau at η_h, last step at exactly η_l', () => {
     const config = tinyConfig(straightRoot);
-    const curve = readCurve(join(straightRoot, 'state', 'cpt', 'cprec', 'curve.jsonl'));
+    const curve = readCurve(join(straightRoot, 'results', 'state', 'cpt', 'cprec', 'curve.jsonl'));
     expect(curve).toHaveLength(config.cpt.stableSteps + config.cpt.annealSteps);
     expect(curve[0]!.lr).toBe(config.cpt.etaLow);
     expect(curve[0]!.phase).toBe('warmup');
     expect(curve.some((p) => p.lr === config.cpt.etaHigh)).toBe(true);
     expect(curve[curve.length - 1]!.lr).toBe(config.cpt.etaLow);
     expect(curve[curve.length - 1]!.phase).toBe('annealing');
-    const cosine = readCurve(join(straightRoot, 'state', 'cpt', 'cosine', 'curve.jsonl'));
+    const cosine = readCurve(join(straightRoot, 'results', 'state', 'cpt', 'cosine', 'curve.jsonl'));
     expect(cosine[cosine.length - 1]!.lr).toBe(config.cpt.etaLow);
     expect(cosine.filter((p) => p.lr === config.cpt.etaHigh).length).toBeLessThanOrEqual(1);
   });
@@ -152,13 +152,48 @@ describe('the paper harness on tiny data', () => {
       );
     });
     // No progress checkpoints left behind by finished fine-tunings.
-    const sft = join(killedRoot, 'state', 'sft');
+    const sft = join(killedRoot, 'results', 'state', 'sft');
     expect(readdirSync(sft).filter((f) => f.endsWith('.progress'))).toEqual([]);
     // The evaluation logs hold each case once after the re-runs (a resumed row skipped logged cases).
-    for (const f of readdirSync(join(killedRoot, 'state', 'eval'))) {
-      const users = readJsonLines<{ u: string }>(join(killedRoot, 'state', 'eval', f)).map((x) => x.u);
+    for (const f of readdirSync(join(killedRoot, 'results', 'state', 'eval'))) {
+      const users = readJsonLines<{ u: string }>(join(killedRoot, 'results', 'state', 'eval', f)).map(
+        (x) => x.u,
+      );
       expect(new Set(users).size).toBe(users.length);
     }
+  });
+
+  it('continues on a fresh machine from the results folder alone (the state folder lost), with the results of a straight run', async () => {
+    const freshRoot = join(root, 'fresh');
+    const config = { ...tinyConfig(freshRoot), dataDir: join(root, 'data') };
+    let count = 0;
+    // Past the CPT run and into the fine-tuned rows: some SFT adapters and rows finished.
+    const at = Math.floor(0.6 * polls);
+    await expect(
+      runPaper(config, { ...quiet, loadLm: async () => tinyLm(titles), shouldStop: () => ++count >= at }),
+    ).rejects.toBeInstanceOf(RunStoppedError);
+    const stagesDir = join(freshRoot, 'results', 'state', 'stages');
+    const finished = readdirSync(stagesDir).map((f) => readJson<{ id: string }>(join(stagesDir, f)).id);
+    const finishedRows = finished.filter((id) => id.startsWith('eval/') || id.startsWith('rec/'));
+    expect(finished).toContain('cpt/cprec');
+    expect(finishedRows.some((id) => id.startsWith('eval/') && id.includes('/n'))).toBe(true);
+
+    // The new machine has the commit: the results folder, not the state folder.
+    rmSync(join(freshRoot, 'state'), { recursive: true, force: true });
+    const resumed = await runPaper(config, { ...quiet, loadLm: async () => tinyLm(titles) });
+    // The data the pending stages read is rebuilt; the CPT run (its adapter is in the results
+    // folder) and every finished row are not run again.
+    expect(resumed.executed).toContain('data/steam');
+    expect(resumed.executed).not.toContain('cpt/cprec');
+    for (const id of finishedRows) expect(resumed.reused).toContain(id);
+    const a = readRows(join(straightRoot, 'results', 'rows'));
+    const b = readRows(join(freshRoot, 'results', 'rows'));
+    expect(b.map((r) => r.id)).toEqual(a.map((r) => r.id));
+    a.forEach((r, i) => {
+      expect(b[i]!.users.map((u) => [u.u, u.hit, u.valid, u.rank])).toEqual(
+        r.users.map((u) => [u.u, u.hit, u.valid, u.rank]),
+      );
+    });
   });
 
   it('refuses to resume a stage with other settings instead of mixing two experiments', async () => {
@@ -171,7 +206,7 @@ describe('the paper harness on tiny data', () => {
 
   it("keeps finished stages when only the recommenders' wall-clock cap changes (also records that stored it)", async () => {
     // Records written before the cap stopped being a stage input hold it in their inputs.
-    const stagesDir = join(straightRoot, 'state', 'stages');
+    const stagesDir = join(straightRoot, 'results', 'state', 'stages');
     let legacy = 0;
     for (const f of readdirSync(stagesDir)) {
       const record = readJson<{ inputs: Record<string, unknown> }>(join(stagesDir, f));

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { basename, join } from 'node:path';
 import { SFT_POOL, validateConfig, type CptVariant, type PaperConfig, type TargetKey } from './config';
@@ -125,6 +125,92 @@ function withoutExecutionBounds(stored: unknown): unknown {
   );
 }
 
+/**
+ * Where the state that is slow to recompute lives: stage records, SASRec item tables, CPT rounds,
+ * fine-tuning checkpoints and evaluation logs. It sits in the results folder, so the full run's
+ * copy is committed with its results, and a run continues from the last commit on a fresh machine.
+ * A working session's machine does not outlive the session: in the third sitting, a CPT round at
+ * step 247 of 300, the SASRec table and the fine-tuned rows' state were lost with it. Prepared data
+ * and finished fine-tuned adapters stay in `stateDir`. They are quick to rebuild and bulky, and they
+ * are rebuilt when a stage that still has to run needs them (`rebuildMissingInputs`).
+ */
+export function durableStateDir(config: PaperConfig): string {
+  return join(config.resultsDir, 'state');
+}
+
+/** The finished stages whose files a stage reads. */
+export function stageNeeds(desc: StageDesc, c: PaperConfig): string[] {
+  switch (desc.kind) {
+    case 'data-cpt':
+    case 'data-target':
+      return [];
+    case 'recommender':
+      return [`data/${desc.target}`];
+    case 'cpt':
+      return ['data/cpt'];
+    case 'sft':
+      return [
+        `data/${desc.target}`,
+        ...(desc.variant ? [`cpt/${desc.variant}`] : []),
+        ...(c.sft.hybrid ? [`rec/${desc.target}/sasrec/seed${sasrecSeed(c, desc.seed)}`] : []),
+      ];
+    case 'eval':
+      return [
+        `data/${desc.target}`,
+        ...(desc.method === 'cprec-zero-shot' ? ['cpt/cprec'] : []),
+        ...(desc.sft ? [desc.sft] : []),
+      ];
+  }
+}
+
+/** The files a finished stage's output points to (what a later stage reads). */
+function outputFiles(kind: StageDesc['kind'], output: unknown): string[] {
+  const o = output as Partial<DataOutput & RecStageOutput & CptOutput & SftOutput>;
+  switch (kind) {
+    case 'data-cpt':
+    case 'data-target':
+      return [o.file!];
+    case 'recommender':
+      return o.embeddingsFile ? [o.embeddingsFile] : [];
+    case 'cpt':
+      return [o.adapterDir!];
+    case 'sft':
+      return [o.outDir!];
+    case 'eval':
+      return [];
+  }
+}
+
+/**
+ * Before a run: every stage that still has to run needs its inputs' files. A finished stage whose
+ * files are gone (a fresh machine: they were in `stateDir`) and that such a stage needs is
+ * forgotten, so it runs again. Stages nothing pending needs stay finished: a row whose fine-tuned
+ * adapter is gone is not fine-tuned again. Returns the forgotten stages with their old outputs,
+ * to check a rebuilt data stage against (`sameTestCases`).
+ */
+export function rebuildMissingInputs(
+  stages: StageDesc[],
+  config: PaperConfig,
+  runner: StageRunner,
+): Map<string, unknown> {
+  const byId = new Map(stages.map((s) => [s.id, s]));
+  const pending = new Set(stages.filter((s) => !runner.completed(s.id)).map((s) => s.id));
+  const forgotten = new Map<string, unknown>();
+  // Reverse plan order: a stage's inputs come before it, so each is visited after its users.
+  for (const desc of [...stages].reverse()) {
+    if (!pending.has(desc.id)) continue;
+    for (const need of stageNeeds(desc, config)) {
+      const record = runner.completed<unknown>(need);
+      if (!record) continue;
+      if (outputFiles(byId.get(need)!.kind, record.output).every((f) => existsSync(f))) continue;
+      forgotten.set(need, record.output);
+      runner.forget(need);
+      pending.add(need);
+    }
+  }
+  return forgotten;
+}
+
 /** The SASRec whose item table a seed's hybrid prompts use: its own seed when trained, else the first. */
 function sasrecSeed(c: PaperConfig, seed: number): number {
   return c.recommenders.seeds.includes(seed) ? seed : c.recommenders.seeds[0]!;
@@ -147,11 +233,15 @@ export async function runPaper(config: PaperConfig, deps: RunDeps): Promise<RunR
   const costs = deps.costs ?? FALLBACK_COSTS;
   const estimates = stages.map((d) => estimateSeconds(d, config, costs));
   const progress = new ProgressLine(estimates, deps.progressWriter);
-  const runner = new StageRunner(stateDir, stages.length, progress, deps.shouldStop);
+  const durable = durableStateDir(config);
+  const runner = new StageRunner(durable, stages.length, progress, deps.shouldStop);
+  const rebuilt = rebuildMissingInputs(stages, config, runner);
+  if (rebuilt.size > 0)
+    deps.log(`rebuilding what pending stages need and this machine lacks: ${[...rebuilt.keys()].join(', ')}`);
   const rowsPlanned = stages.filter((s) => s.kind === 'eval' || s.kind === 'recommender').length;
   const log = deps.log;
 
-  const loadFile = join(stateDir, 'load.jsonl');
+  const loadFile = join(durable, 'load.jsonl');
   const sampleLoad = () => appendJsonLine(loadFile, { t: new Date().toISOString(), load1: loadavg()[0] });
   sampleLoad();
   const every = deps.loadSampleSeconds ?? 60;
@@ -220,6 +310,14 @@ export async function runPaper(config: PaperConfig, deps: RunDeps): Promise<RunR
       }
       case 'data-target': {
         const data = await buildTargetData(config, desc.target, log);
+        // Rebuilt on a fresh machine for the stages still to run: the rows already finished were
+        // scored on the old test cases, so the new ones must be the same.
+        const before = rebuilt.get(desc.id) as DataOutput | undefined;
+        if (before?.testFingerprint !== undefined && before.testFingerprint !== data.testFingerprint)
+          throw new Error(
+            `${desc.id} rebuilt with other test cases (fingerprint ${data.testFingerprint}, the finished rows used ` +
+              `${before.testFingerprint}): the data or the code that samples it changed; use another --name`,
+          );
         const file = join(stateDir, 'data', `${desc.target}.json`);
         atomicWriteJson(file, data);
         memo.set(desc.id, data);
@@ -232,7 +330,7 @@ export async function runPaper(config: PaperConfig, deps: RunDeps): Promise<RunR
       }
       case 'recommender': {
         const target = targetData(desc.target);
-        const dir = join(stateDir, 'rec', desc.target);
+        const dir = join(durable, 'rec', desc.target);
         mkdirSync(dir, { recursive: true });
         const started = Date.now();
         const out: RecommenderOutput = await runRecommender(
@@ -285,7 +383,7 @@ export async function runPaper(config: PaperConfig, deps: RunDeps): Promise<RunR
           config,
           desc.variant,
           cptData(),
-          join(stateDir, 'cpt', desc.variant),
+          join(durable, 'cpt', desc.variant),
           ctx,
           log,
         );
@@ -313,6 +411,7 @@ export async function runPaper(config: PaperConfig, deps: RunDeps): Promise<RunR
             seed: desc.seed,
             embeddingsFile,
             outDir: join(stateDir, 'sft', fileSafe(desc.id.slice('sft/'.length))),
+            checkpointDir: join(durable, 'sft', `${fileSafe(desc.id.slice('sft/'.length))}.progress`),
           },
           ctx,
           log,
@@ -334,7 +433,7 @@ export async function runPaper(config: PaperConfig, deps: RunDeps): Promise<RunR
           config,
           target,
           model,
-          join(stateDir, 'eval', `${fileSafe(desc.id.slice('eval/'.length))}.jsonl`),
+          join(durable, 'eval', `${fileSafe(desc.id.slice('eval/'.length))}.jsonl`),
           ctx,
         );
         const row: RowResult = {

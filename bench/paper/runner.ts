@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { RoundStoppedError, SftStoppedError } from '@cprec/training';
@@ -91,6 +92,11 @@ export class StageRunner {
 
   recordPath(id: string): string {
     return join(this.stateDir, 'stages', `${fileSafe(id)}.json`);
+  }
+
+  /** Drops a finished stage's record so the stage runs again (its files are gone). */
+  forget(id: string): void {
+    rmSync(this.recordPath(id), { force: true });
   }
 
   completed<T>(id: string): StageRecord<T> | null {

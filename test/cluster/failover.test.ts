@@ -142,7 +142,15 @@ describe('cluster profile failover', () => {
     await killed;
 
     // Two brokers left: the partitions the victim led have new leaders from the in-sync replicas.
-    const during = await partitionReplicas(admin, ns.topics.interactions);
+    // Read through `eventually`: kafkajs's admin gives up a metadata request at the first refused
+    // connection (cluster.metadata bails on KafkaJSConnectionError) when the broker it asks is the
+    // one just killed; the next request goes to a live one. CI failed once on exactly that.
+    const during = await eventually(
+      () => partitionReplicas(admin, ns.topics.interactions),
+      (ps) => ps.every((p) => p.leader !== victim),
+      `new leaders for the partitions Kafka node ${victim} led`,
+      30_000,
+    );
     expect(during.every((p) => p.leader !== victim)).toBe(true);
 
     // Every acknowledged event is in the topic (read back by a group of its own) ...
