@@ -5,3 +5,4 @@ export * from './consumer-liveness';
 export * from './message-processor';
 export * from './resilient-consumer';
 export * from './acls';
+export * from './group-lease';

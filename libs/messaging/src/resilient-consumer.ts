@@ -13,6 +13,8 @@ export interface ResilientConsumerOptions extends Omit<MessageProcessorOptions, 
   /** Not busy and no fetch for this long: /health reports the consumer as stalled. */
   stalledAfterMs?: number;
   log: ProcessorLog & { info(line: string): void };
+  /** Sees each new kafkajs consumer before it connects (a GroupLease attaches to it). */
+  onConsumer?: (consumer: Consumer) => void;
 }
 
 const RESTART_MIN_MS = 1_000;
@@ -64,6 +66,7 @@ export class ResilientConsumer {
     });
     this.consumer = consumer;
     this.liveness.attach(consumer);
+    o.onConsumer?.(consumer);
     consumer.on(consumer.events.GROUP_JOIN, () => (this.restartDelay = RESTART_MIN_MS));
     consumer.on(consumer.events.CRASH, (e) => {
       o.log.error(`${o.consumer}: consumer crashed: ${e.payload.error.message}`);

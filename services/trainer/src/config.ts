@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { DEFAULT_SPLIT_EPOCH, DEFAULT_SPLIT_SEED, SPLIT_EPOCH_PATTERN } from '@cprec/contracts';
-import { CommonEnvSchema, envInt, envList, envNumber, loadConfig } from '@cprec/service-common';
+import { CommonEnvSchema, envBool, envInt, envList, envNumber, loadConfig } from '@cprec/service-common';
 
 export const TrainerEnvSchema = CommonEnvSchema.extend({
   TRAINER_PORT: envInt(8103, 1),
@@ -100,9 +100,33 @@ export const TrainerEnvSchema = CommonEnvSchema.extend({
   TRAINER_SASREC_TIME_BUDGET_MS: envInt(60_000, 1),
   /** Commands older than this are ignored (a new consumer group replays the topic). */
   TRAINER_COMMAND_MAX_AGE_MS: envInt(3_600_000, 1),
+  /**
+   * One active trainer per consumer group (docs/scaling.md, "Leases"): the replica that Kafka's
+   * group assignment gives the round-command partition runs rounds; the others are standbys that
+   * take over, resuming a round from its checkpoint, when it dies. Off: every replica acts (only
+   * for a single trainer that must not wait for a group join before resuming).
+   */
+  TRAINER_LEASE: envBool(true),
+  /** Group session timeout: how long a dead active trainer keeps the lease (broker minimum 6 s). */
+  TRAINER_LEASE_SESSION_MS: envInt(30_000, 1_000),
+  TRAINER_LEASE_HEARTBEAT_MS: envInt(3_000, 100),
+  /** How long the lease counts as held after a confirmation (0 = half the session timeout). */
+  TRAINER_LEASE_VALIDITY_MS: envInt(0, 0),
 });
 export type TrainerConfig = z.infer<typeof TrainerEnvSchema>;
 
 export const TRAINER_CONFIG = Symbol('TRAINER_CONFIG');
 export const loadTrainerConfig = (env: NodeJS.ProcessEnv = process.env): TrainerConfig =>
   loadConfig(TrainerEnvSchema, env);
+
+/** The lease's validity: set, or half the session timeout; always shorter than the session. */
+export function leaseValidityMs(
+  c: Pick<TrainerConfig, 'TRAINER_LEASE_SESSION_MS' | 'TRAINER_LEASE_VALIDITY_MS'>,
+): number {
+  const validity = c.TRAINER_LEASE_VALIDITY_MS || Math.floor(c.TRAINER_LEASE_SESSION_MS / 2);
+  if (validity >= c.TRAINER_LEASE_SESSION_MS)
+    throw new Error(
+      `TRAINER_LEASE_VALIDITY_MS (${validity}) must be shorter than TRAINER_LEASE_SESSION_MS (${c.TRAINER_LEASE_SESSION_MS}): a dead trainer's lease must run out before the group hands it on`,
+    );
+  return validity;
+}

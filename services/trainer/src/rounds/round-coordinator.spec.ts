@@ -44,7 +44,7 @@ class FakeExecutor implements RoundExecutor {
     const outcome = new Promise<RoundOutcome>((r) => (finish = r));
     const stop = jest.fn(() => finish({ kind: 'stopped' }));
     this.started.push({ job, listener, finish, stop });
-    return { outcome, stop, pid: 42 };
+    return { outcome, stop, abandon: stop, pid: 42 };
   }
 }
 
@@ -114,6 +114,7 @@ function build(
   policyConfig: RoundPolicyConfig = { intervalMs: 0, minNewInteractions: 0 },
   plannerPort = planner(),
   classify?: (err: unknown) => 'permanent' | 'unavailable' | 'transient',
+  mayWrite?: () => boolean,
 ) {
   policy = new RoundPolicy(policyConfig);
   coordinator = new RoundCoordinator(
@@ -132,6 +133,7 @@ function build(
       stepFlushMs: 1000,
       writeRetry: { attempts: 3, baseDelayMs: 1, maxDelayMs: 2 },
       ...(classify ? { classify } : {}),
+      ...(mayWrite ? { mayWrite } : {}),
     },
     { now: () => now },
   );
@@ -159,6 +161,43 @@ const step = (phase: 'warmup' | 'stable' | 'annealing', n: number) => ({
 });
 
 describe('RoundCoordinator', () => {
+  it('lease lost mid-round: the runner is abandoned (no stop), nothing more is written, the round stays resumable', async () => {
+    let leased = true;
+    build(undefined, undefined, undefined, () => leased);
+    const id = await coordinator.trigger('cmd-lease', 'alice', 'manual');
+    await flush();
+    const run = executor.started[0]!;
+    run.listener.onPhase('stable', 10);
+    run.listener.onStep(step('stable', 1));
+    await until(() => store.statesOf(id).length >= 3);
+    const written = store.states.length;
+    const stepsWritten = store.steps.length;
+
+    leased = false;
+    run.listener.onStep(step('stable', 2));
+    now += 2_000;
+    run.listener.onStep(step('stable', 3));
+    coordinator.abandon();
+    expect(run.stop).toHaveBeenCalledTimes(1); // abandon() is the fake's stop: called once, by abandon
+    await until(() => coordinator.status().current === null);
+    await flush();
+    expect(coordinator.status().current).toBeNull();
+    // Neither the steps after the loss nor a 'cancelled' state reached storage or Kafka.
+    expect(store.states).toHaveLength(written);
+    expect(store.steps).toHaveLength(stepsWritten);
+    expect(store.statesOf(id).at(-1)).toBe('stable');
+    expect(events.rounds.map((e) => e.state)).not.toContain('cancelled');
+    expect(coordinator.status().lastError).toMatch(/not the active trainer/);
+  });
+
+  it('a replica that does not hold the lease persists nothing for a trigger', async () => {
+    build(undefined, undefined, undefined, () => false);
+    await coordinator.trigger('cmd-standby', 'alice', 'manual');
+    await flush();
+    expect(store.states).toEqual([]);
+    expect(events.rounds).toEqual([]);
+  });
+
   it('takes a round through queued → warmup → stable → annealing → published, with artefacts, adapter rows and events', async () => {
     const id = await coordinator.trigger('cmd-1', 'alice', 'manual');
     expect(id).toBe(roundIdFor('cmd-1'));

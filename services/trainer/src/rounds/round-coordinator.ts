@@ -37,6 +37,20 @@ export interface CoordinatorConfig {
   writeRetry?: { attempts: number; baseDelayMs: number; maxDelayMs: number };
   /** What a failed write means (default: retry whatever it is). */
   classify?: (err: unknown) => 'permanent' | 'unavailable' | 'transient';
+  /**
+   * Whether this trainer may write now (its lease: docs/scaling.md). Checked before every write
+   * to the trainer's tables and topics; a write it refuses is dropped, not retried — the active
+   * trainer redoes the work from the round's checkpoint. Default: always.
+   */
+  mayWrite?: () => boolean;
+}
+
+/** A write refused because this trainer is not (or no longer) the active one. */
+export class NotActiveError extends Error {
+  constructor() {
+    super('not the active trainer (lease not held): write dropped');
+    this.name = 'NotActiveError';
+  }
 }
 
 const DEFAULT_WRITE_RETRY = { attempts: 10, baseDelayMs: 250, maxDelayMs: 10_000 };
@@ -257,6 +271,18 @@ export class RoundCoordinator {
 
   private shuttingDown = false;
 
+  /**
+   * The lease was lost: the running round's runner is SIGKILLed (no stop, no checkpoint, no
+   * state change) and nothing more is written — the new active trainer resumes the round from
+   * its last checkpoint. This coordinator is not used again; an actor that becomes active later
+   * builds a new one and recovers from ClickHouse.
+   */
+  abandon(): void {
+    this.shuttingDown = true;
+    this.queue.length = 0;
+    this.current?.running?.abandon();
+  }
+
   /** Marks shutdown so that the stop above is not recorded as a cancellation. */
   beginShutdown(): void {
     this.shuttingDown = true;
@@ -383,8 +409,13 @@ export class RoundCoordinator {
     }
   }
 
+  private assertMayWrite(): void {
+    if (this.config.mayWrite && !this.config.mayWrite()) throw new NotActiveError();
+  }
+
   private async publish(round: Round, plan: PlannedRound, result: RunnerResult): Promise<void> {
     const { job } = plan;
+    this.assertMayWrite();
     const trunk = await this.artefacts.put(trunkKey(round.id), result.trunkDir, {
       metadata: {
         round_id: round.id,
@@ -425,6 +456,7 @@ export class RoundCoordinator {
         cpt_adapter_id: p.kind === 'sft' ? cptId : null,
         data_watermark: job.watermark,
       };
+      this.assertMayWrite();
       await this.store.insertAdapter({
         adapter_id: p.adapterId,
         adapter_kind: p.kind,
@@ -435,6 +467,7 @@ export class RoundCoordinator {
         lineage: { ...lineage, previous_trunk_id: plan.previousTrunkId },
         created_ms: now,
       });
+      this.assertMayWrite();
       await this.events.adapterEvent({
         kind: 'published',
         adapter_id: p.adapterId,
@@ -560,6 +593,10 @@ export class RoundCoordinator {
     const retry = this.config.writeRetry ?? DEFAULT_WRITE_RETRY;
     const attempt = async (): Promise<void> => {
       for (let n = 1; ; n++) {
+        if (this.config.mayWrite && !this.config.mayWrite()) {
+          this.lastError = new NotActiveError().message;
+          return;
+        }
         try {
           await write();
           // A retry that got through clears its report; a write given up stays reported.

@@ -155,8 +155,19 @@ export interface RunnerResult {
   fineTuningNote: string | null;
 }
 
-/** Parent → runner. */
-export type ToRunner = { type: 'start'; job: RoundJob } | { type: 'stop' };
+/**
+ * Parent → runner. With `leaseUntil` the runner is fenced: it trains only while the parent's
+ * lease is valid (renewed by `lease` messages) and exits at the first step boundary after it
+ * expires, before that step's checkpoint — so the runner of a paused or partitioned trainer stops
+ * before a standby can take the round over (runner/fence.ts).
+ */
+export type ToRunner =
+  | { type: 'start'; job: RoundJob; leaseUntil?: number }
+  | { type: 'stop' }
+  | { type: 'lease'; validUntil: number };
+
+/** Exit code of a runner that stopped because its parent's lease expired. */
+export const FENCED_EXIT_CODE = 4;
 
 /** Runner → parent. */
 export type FromRunner =

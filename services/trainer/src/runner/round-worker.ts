@@ -1,7 +1,8 @@
 import { isClickHouseUnavailable } from '@cprec/clickhouse';
 import { RoundStoppedError } from '@cprec/training';
+import { RunnerFence } from './fence';
 import { fineTuningFor } from './llara-fine-tuning';
-import type { FromRunner, ToRunner } from './protocol';
+import { FENCED_EXIT_CODE, type FromRunner, type ToRunner } from './protocol';
 import { runRoundJob } from './round-job';
 
 /**
@@ -20,14 +21,29 @@ const send = (message: FromRunner): Promise<void> =>
 
 let stopRequested = false;
 let started = false;
+let fence: RunnerFence | null = null;
+
+/**
+ * At a step boundary, before the step's checkpoint: a runner whose parent lost its lease leaves
+ * at once, writing nothing more (a graceful stop would checkpoint into a round folder the new
+ * active trainer may already be using).
+ */
+function exitIfFenced(): void {
+  if (fence?.expired()) process.exit(FENCED_EXIT_CODE);
+}
 
 process.on('message', (raw: ToRunner) => {
   if (raw.type === 'stop') {
     stopRequested = true;
     return;
   }
+  if (raw.type === 'lease') {
+    fence?.renew(raw.validUntil);
+    return;
+  }
   if (raw.type !== 'start' || started) return;
   started = true;
+  if (raw.leaseUntil !== undefined) fence = new RunnerFence(raw.leaseUntil);
   // Steps are sent immediately, but a step message in flight when the process is killed is lost
   // with it; the parent treats step messages as progress reports, never as the source of truth.
   void runRoundJob(
@@ -36,6 +52,7 @@ process.on('message', (raw: ToRunner) => {
       onStarted: (resumedFrom) => void send({ type: 'started', resumedFrom }),
       onPhase: (phase, steps) => void send({ type: 'phase', phase, steps }),
       onStep: async (step) => {
+        exitIfFenced();
         await send({ type: 'step', step });
         const delay =
           raw.job.stepDelayMs ?? (raw.job.data.kind === 'synthetic' ? (raw.job.data.stepDelayMs ?? 0) : 0);

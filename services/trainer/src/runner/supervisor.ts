@@ -1,7 +1,15 @@
 import { ChildProcess, fork } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { FromRunner, RoundJob, RunnerPhase, RunnerResult, RunnerStep, ToRunner } from './protocol';
+import {
+  FENCED_EXIT_CODE,
+  type FromRunner,
+  type RoundJob,
+  type RunnerPhase,
+  type RunnerResult,
+  type RunnerStep,
+  type ToRunner,
+} from './protocol';
 
 /** What a running round reports to its owner. */
 export interface RoundListener {
@@ -30,6 +38,11 @@ export interface RunningRound {
   readonly outcome: Promise<RoundOutcome>;
   /** Asks the round to stop after its current step; kills it after the grace period. */
   stop(): void;
+  /**
+   * SIGKILLs the runner now, without a stop message or a checkpoint: the lease was lost and
+   * another trainer may be running the round from its checkpoint. The outcome is `stopped`.
+   */
+  abandon(): void;
   /** PID of the current runner process (tests kill it to simulate a crash). */
   readonly pid: number | null;
 }
@@ -51,6 +64,11 @@ export interface SupervisorOptions {
    * such a failure fails the round like any reported error.
    */
   outage?: { maxMs: number; pollMs: number; dependenciesUp: () => Promise<boolean> };
+  /**
+   * Fences runners with the actor's lease: the runner gets the lease's expiry at start and every
+   * `pingMs`, and exits by itself once it passes (runner/fence.ts). Absent: not fenced.
+   */
+  lease?: { validUntil(): number | null; pingMs: number };
   /** The runner program (default `runnerEntry()`); tests substitute a scripted one. */
   runner?: { script: string; execArgv: string[] };
 }
@@ -97,7 +115,7 @@ export class RoundSupervisor implements RoundExecutor {
     let child: ChildProcess | null = null;
     let stopping = false;
     let killTimer: NodeJS.Timeout | null = null;
-    const { maxRestarts, stopGraceMs } = this.options;
+    const { maxRestarts, stopGraceMs, lease } = this.options;
 
     const attemptOnce = (attempt: number): Promise<AttemptResult> =>
       new Promise((resolveAttempt) => {
@@ -118,13 +136,24 @@ export class RoundSupervisor implements RoundExecutor {
         // The child has its own copy of the log descriptor.
         if (logFd !== null) closeSync(logFd);
         child = proc;
+        const renewal = lease
+          ? setInterval(() => {
+              const validUntil = lease.validUntil();
+              if (validUntil !== null && proc.connected)
+                proc.send({ type: 'lease', validUntil } satisfies ToRunner);
+            }, lease.pingMs)
+          : null;
         let result: RunnerResult | null = null;
         let error: { message: string; stopped: boolean; unavailable?: boolean } | null = null;
         let progressed = false;
         proc.on('message', (m: FromRunner) => {
           switch (m.type) {
             case 'ready':
-              proc.send({ type: 'start', job } satisfies ToRunner);
+              proc.send({
+                type: 'start',
+                job,
+                ...(lease ? { leaseUntil: lease.validUntil() ?? 0 } : {}),
+              } satisfies ToRunner);
               if (stopping) proc.send({ type: 'stop' } satisfies ToRunner);
               break;
             case 'started':
@@ -151,6 +180,7 @@ export class RoundSupervisor implements RoundExecutor {
         });
         proc.on('exit', (code, signal) => {
           child = null;
+          if (renewal) clearInterval(renewal);
           if (result) return resolveAttempt({ kind: 'done', result });
           if (stopping) return resolveAttempt({ kind: 'stopped' });
           // A reported training error (bad data, bad config) is deterministic: re-running it
@@ -164,7 +194,11 @@ export class RoundSupervisor implements RoundExecutor {
             );
           resolveAttempt({
             kind: 'crashed',
-            reason: signal ? `killed by ${signal}` : `exited with code ${code}`,
+            reason: signal
+              ? `killed by ${signal}`
+              : code === FENCED_EXIT_CODE
+                ? 'stopped itself: the lease expired'
+                : `exited with code ${code}`,
           });
         });
       });
@@ -208,6 +242,10 @@ export class RoundSupervisor implements RoundExecutor {
         const proc = child as ChildProcess | null;
         if (proc?.connected) proc.send({ type: 'stop' } satisfies ToRunner);
         killTimer = setTimeout(() => (child as ChildProcess | null)?.kill('SIGKILL'), stopGraceMs);
+      },
+      abandon: () => {
+        stopping = true;
+        (child as ChildProcess | null)?.kill('SIGKILL');
       },
       get pid() {
         return (child as ChildProcess | null)?.pid ?? null;
