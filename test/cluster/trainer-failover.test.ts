@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { Producer } from 'kafkajs';
 import {
   ControlPlaneRepository,
@@ -148,7 +148,7 @@ function runnersOf(pid: number): number[] {
 const alive = (pid: number) => existsSync(`/proc/${pid}`) && !/State:\s+Z/.test(procStatus(pid));
 function procStatus(pid: number): string {
   try {
-    return execFileSync('cat', [`/proc/${pid}/status`]).toString();
+    return readFileSync(`/proc/${pid}/status`, 'utf8');
   } catch {
     return '';
   }
@@ -166,7 +166,7 @@ async function startTrainer(): Promise<RunningService> {
 }
 
 /**
- * The round finished (published) once, with one set of adapters and no step recorded twice; with
+ * The round finished (published) once, with one set of adapters; with
  * `contiguous`, every step recorded (a paused replica's runner trains on until its lease runs out,
  * and those steps — in the checkpoint the round resumes from — are never recorded: its parent,
  * paused, could not, and woken, must not).
