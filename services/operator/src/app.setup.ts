@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { useJsonBodyChecks } from '@cprec/service-common';
 import type { OperatorConfig } from './config';
 
 /**
@@ -24,8 +25,9 @@ export function uplotDir(): string {
   return dirname(require.resolve('uplot/dist/uPlot.iife.min.js'));
 }
 
-/** OpenAPI at /docs (UI) and /docs-json, and the dashboard at /. */
+/** The shared JSON body checks, OpenAPI at /docs (UI) and /docs-json, and the dashboard at /. */
 export function configureOperatorApp(app: NestExpressApplication, config: OperatorConfig): void {
+  useJsonBodyChecks(app);
   const document = SwaggerModule.createDocument(
     app,
     new DocumentBuilder()
