@@ -4,6 +4,7 @@ import {
   chooseActive,
   decodeHolding,
   GroupLease,
+  leaseValidityFor,
   type LeaseRole,
   ONE_ACTIVE_ASSIGNER,
 } from './group-lease';
@@ -145,5 +146,11 @@ describe('GroupLease', () => {
 
   it('refuses a non-positive validity', () => {
     expect(() => new GroupLease({ validityMs: 0 })).toThrow(RangeError);
+  });
+
+  it('validity: half the session by default, and always shorter than the session', () => {
+    expect(leaseValidityFor(30_000)).toBe(15_000);
+    expect(leaseValidityFor(8_000, 4_000)).toBe(4_000);
+    expect(() => leaseValidityFor(8_000, 8_000)).toThrow(/shorter than the group session/);
   });
 });

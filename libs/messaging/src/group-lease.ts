@@ -96,6 +96,20 @@ export function oneActiveAssigner(holding: () => boolean): PartitionAssigner {
 
 export type LeaseRole = 'active' | 'standby';
 
+/**
+ * The lease's validity for a group session timeout: `validityMs` when set (> 0), else half the
+ * session; refused unless shorter than the session (a dead holder's lease must run out before the
+ * group can hand the partitions on).
+ */
+export function leaseValidityFor(sessionMs: number, validityMs = 0): number {
+  const validity = validityMs > 0 ? validityMs : Math.floor(sessionMs / 2);
+  if (validity >= sessionMs)
+    throw new RangeError(
+      `lease validity (${validity} ms) must be shorter than the group session timeout (${sessionMs} ms)`,
+    );
+  return validity;
+}
+
 export interface LeaseStatus {
   role: LeaseRole;
   /** When the role last changed (ms). */

@@ -1,7 +1,13 @@
 import { Module } from '@nestjs/common';
 import { clickHouseSettingsFromEnv, createClickHouse } from '@cprec/clickhouse';
 import { HealthRegistry, ObservabilityModule } from '@cprec/service-common';
-import { loadSequencerConfig, SEQUENCER_CONFIG } from './config';
+import {
+  loadSequencerConfig,
+  SEQUENCER_CONFIG,
+  SEQUENCER_LEASE,
+  sequencerLease,
+  type SequencerConfig,
+} from './config';
 import { SEQUENCER_CLICKHOUSE, SEQUENCER_CLICKHOUSE_SETTINGS, SequencerService } from './sequencer.service';
 import { SplitRequestsService } from './split-requests.service';
 
@@ -9,6 +15,11 @@ import { SplitRequestsService } from './split-requests.service';
   imports: [ObservabilityModule.forService('sequencer')],
   providers: [
     { provide: SEQUENCER_CONFIG, useFactory: () => loadSequencerConfig() },
+    {
+      provide: SEQUENCER_LEASE,
+      inject: [SEQUENCER_CONFIG],
+      useFactory: (c: SequencerConfig) => sequencerLease(c),
+    },
     {
       provide: SEQUENCER_CLICKHOUSE_SETTINGS,
       useFactory: () => clickHouseSettingsFromEnv(process.env, 'sequencer'),

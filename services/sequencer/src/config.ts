@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { GroupLease, leaseValidityFor } from '@cprec/messaging';
 import { CommonEnvSchema, envBool, envInt, loadConfig } from '@cprec/service-common';
 
 export const SequencerEnvSchema = CommonEnvSchema.extend({
@@ -22,9 +23,34 @@ export const SequencerEnvSchema = CommonEnvSchema.extend({
    * requester still waiting re-sends its request every few polls).
    */
   SEQUENCER_COMMAND_MAX_AGE_MS: envInt(3_600_000, 1),
+  /**
+   * One active sequencer (docs/scaling.md, "Leases"): the replica Kafka's group assignment gives
+   * the split-request partition rebuilds, publishes and freezes splits; the others wait and take
+   * over when it dies. Off: every replica acts (a single sequencer only).
+   */
+  SEQUENCER_LEASE: envBool(true),
+  /** Group session timeout: how long a dead active sequencer keeps the lease. */
+  SEQUENCER_LEASE_SESSION_MS: envInt(30_000, 1_000),
+  SEQUENCER_LEASE_HEARTBEAT_MS: envInt(3_000, 100),
+  /** How long the lease counts as held after a confirmation (0 = half the session timeout). */
+  SEQUENCER_LEASE_VALIDITY_MS: envInt(0, 0),
 });
 export type SequencerConfig = z.infer<typeof SequencerEnvSchema>;
 
 export const SEQUENCER_CONFIG = Symbol('SEQUENCER_CONFIG');
 export const loadSequencerConfig = (env: NodeJS.ProcessEnv = process.env): SequencerConfig =>
   loadConfig(SequencerEnvSchema, env);
+
+/** The replica's lease (null with SEQUENCER_LEASE off), shared by the loop and the mailbox. */
+export interface SequencerLeaseHolder {
+  lease: GroupLease | null;
+}
+export const SEQUENCER_LEASE = Symbol('SEQUENCER_LEASE');
+
+export const sequencerLease = (c: SequencerConfig): SequencerLeaseHolder => ({
+  lease: c.SEQUENCER_LEASE
+    ? new GroupLease({
+        validityMs: leaseValidityFor(c.SEQUENCER_LEASE_SESSION_MS, c.SEQUENCER_LEASE_VALIDITY_MS),
+      })
+    : null,
+});

@@ -34,7 +34,7 @@ import {
   retryPolicyOf,
   topicsOf,
 } from '@cprec/service-common';
-import { SEQUENCER_CONFIG, SequencerConfig } from './config';
+import { SEQUENCER_CONFIG, SEQUENCER_LEASE, SequencerConfig, type SequencerLeaseHolder } from './config';
 import { SEQUENCER_CLICKHOUSE } from './sequencer.service';
 
 /**
@@ -91,6 +91,12 @@ export async function handleSplitRequest(
   }
 }
 
+class NotActiveSequencerError extends Error {
+  constructor() {
+    super('not the active sequencer (lease not held)');
+  }
+}
+
 /**
  * The sequencer's mailbox for evaluation splits: it is their one writer, so trainers and the
  * evaluator ask here and then read the split table once the split row appears. Consumed by a
@@ -111,6 +117,7 @@ export class SplitRequestsService implements OnApplicationBootstrap, OnApplicati
     @Inject(SEQUENCER_CONFIG) private readonly config: SequencerConfig,
     @Inject(SEQUENCER_CLICKHOUSE) private readonly ch: ClickHouse,
     @Inject(METRICS_REGISTRY) registry: Registry,
+    @Inject(SEQUENCER_LEASE) private readonly leaseHolder: SequencerLeaseHolder,
   ) {
     this.metrics = new ConsumerMetrics(registry);
   }
@@ -124,6 +131,7 @@ export class SplitRequestsService implements OnApplicationBootstrap, OnApplicati
     const topics = topicsOf(c);
     const kafka = createServiceKafka('sequencer', `${c.SEQUENCER_CLIENT_ID}-splits`, c.CPREC_KAFKA_BROKERS);
     const splits = new EvalSplitRepository(this.ch);
+    const lease = this.leaseHolder.lease;
     // Connecting can fail while Kafka starts; keep trying in the background like the rebuild loop.
     const start = async (attempt: number): Promise<void> => {
       if (this.stopping) return;
@@ -138,6 +146,8 @@ export class SplitRequestsService implements OnApplicationBootstrap, OnApplicati
           topics: [topics.sequencerCommands],
           fromBeginning: c.SEQUENCER_FROM_BEGINNING,
           handle: async (message) => {
+            // Only the active sequencer writes splits; anything else leaves the message uncommitted.
+            if (lease && !lease.held()) throw new NotActiveSequencerError();
             const outcome = await handleSplitRequest(message.value, splits, (line) => this.logger.log(line), {
               maxAgeMs: c.SEQUENCER_COMMAND_MAX_AGE_MS,
               now: () => Date.now(),
@@ -151,6 +161,19 @@ export class SplitRequestsService implements OnApplicationBootstrap, OnApplicati
           stalledAfterMs: c.CPREC_CONSUMER_STALLED_MS,
           log: consumerLog(this.logger),
           observer: this.metrics.observer('sequencer'),
+          isAbort: (err) => err instanceof NotActiveSequencerError,
+          // The split-request partition is the sequencer's lease (docs/scaling.md, "Leases").
+          ...(lease
+            ? {
+                consumerConfig: {
+                  partitionAssigners: [lease.assigner],
+                  sessionTimeout: c.SEQUENCER_LEASE_SESSION_MS,
+                  heartbeatInterval: c.SEQUENCER_LEASE_HEARTBEAT_MS,
+                  maxWaitTimeInMs: c.SEQUENCER_LEASE_HEARTBEAT_MS,
+                },
+                onConsumer: (consumer) => lease.attach(consumer),
+              }
+            : {}),
         });
         await consumer.start();
         this.consumer = consumer;

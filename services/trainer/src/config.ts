@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { leaseValidityFor } from '@cprec/messaging';
 import { DEFAULT_SPLIT_EPOCH, DEFAULT_SPLIT_SEED, SPLIT_EPOCH_PATTERN } from '@cprec/contracts';
 import { CommonEnvSchema, envBool, envInt, envList, envNumber, loadConfig } from '@cprec/service-common';
 
@@ -120,13 +121,6 @@ export const loadTrainerConfig = (env: NodeJS.ProcessEnv = process.env): Trainer
   loadConfig(TrainerEnvSchema, env);
 
 /** The lease's validity: set, or half the session timeout; always shorter than the session. */
-export function leaseValidityMs(
+export const leaseValidityMs = (
   c: Pick<TrainerConfig, 'TRAINER_LEASE_SESSION_MS' | 'TRAINER_LEASE_VALIDITY_MS'>,
-): number {
-  const validity = c.TRAINER_LEASE_VALIDITY_MS || Math.floor(c.TRAINER_LEASE_SESSION_MS / 2);
-  if (validity >= c.TRAINER_LEASE_SESSION_MS)
-    throw new Error(
-      `TRAINER_LEASE_VALIDITY_MS (${validity}) must be shorter than TRAINER_LEASE_SESSION_MS (${c.TRAINER_LEASE_SESSION_MS}): a dead trainer's lease must run out before the group hands it on`,
-    );
-  return validity;
-}
+): number => leaseValidityFor(c.TRAINER_LEASE_SESSION_MS, c.TRAINER_LEASE_VALIDITY_MS);
