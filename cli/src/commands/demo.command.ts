@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import {
   portOf,
+  parseReplicas,
   REPO_ROOT,
   RunningService,
   SERVICES,
@@ -48,6 +49,7 @@ export interface DemoOptions {
   restartStream?: boolean;
   timeoutMin: number;
   model?: string;
+  replicas?: string;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -262,6 +264,11 @@ export function register(program: Command): void {
     )
     .option('--timeout-min <m>', 'with --exit: give up after this many minutes', positive, 90)
     .option(
+      '--replicas <list>',
+      'processes per service, e.g. ingest=2,serving=2,trainer=2 (default CPREC_REPLICAS, else 1 each); ' +
+        'replica n listens on the port + 100·(n−1); a second sequencer or trainer is a standby',
+    )
+    .option(
       '--model <path>',
       'base LM of every service (.gguf, llama2.c .bin or HF folder; default CPREC_BASE_MODEL or stories260K)',
     )
@@ -274,6 +281,13 @@ export async function runLive(options: DemoOptions): Promise<number> {
   process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= '1';
   const startedAt = Date.now();
   const token = process.env.OPERATOR_TOKEN ?? randomBytes(16).toString('hex');
+  let replicas: ReturnType<typeof parseReplicas>;
+  try {
+    replicas = parseReplicas(options.replicas ?? process.env.CPREC_REPLICAS);
+  } catch (err) {
+    say((err as Error).message);
+    return 2;
+  }
   const { spec, targets, note } = liveStreamSpec(options);
   if (note) say(note);
   const env = liveEnvironment(options, targets, process.env, token);
@@ -305,19 +319,26 @@ export async function runLive(options: DemoOptions): Promise<number> {
   const start = async (names: ReadonlyArray<(typeof SERVICES)[number]['name']>) => {
     const started: RunningService[] = [];
     for (const name of names) {
-      const s = spawnService(
-        SERVICES.find((x) => x.name === name)!,
-        env,
-        logDir,
-      );
-      if (s === null) say(`${name}: not built in this version, skipped`);
-      else {
+      for (let replica = 1; replica <= (replicas.get(name) ?? 1); replica++) {
+        const s = spawnService(
+          SERVICES.find((x) => x.name === name)!,
+          env,
+          logDir,
+          replica,
+        );
+        if (s === null) {
+          say(`${name}: not built in this version, skipped`);
+          break;
+        }
         services.push(s);
         started.push(s);
       }
     }
     await Promise.all(started.map((s) => waitHealthy(s, 240_000)));
-    for (const s of started) say(`${s.spec.name} healthy on http://127.0.0.1:${s.port}  (log ${s.logFile})`);
+    for (const s of started)
+      say(
+        `${s.spec.name}${s.replica > 1 ? ` #${s.replica}` : ''} healthy on http://127.0.0.1:${s.port}  (log ${s.logFile})`,
+      );
   };
 
   try {
