@@ -1,6 +1,13 @@
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  decodeWeights,
+  encodeWeights,
   fitWithEarlyStopping,
+  readWeightsDir,
+  writeWeightsDir,
+  type EarlyStoppingState,
+  type NamedWeight,
   Gru4Rec,
   ItemIndex,
   Popularity,
@@ -14,6 +21,7 @@ import { ItemEmbeddingTable } from '@cprec/training';
 import type { EvaluationCase } from '@cprec/training';
 import type { PaperConfig } from './config';
 import { candidateKey, type TargetData } from './data';
+import { atomicWriteJson, readJson } from './io';
 import type { StageContext } from './runner';
 
 export type RecommenderMethod = 'popularity' | 'title-similarity' | 'gru4rec' | 'sasrec';
@@ -39,6 +47,65 @@ export function titlesByIndex(index: ItemIndex<string>, target: TargetData): (st
       if (i > 0) titles[i] = item.title;
     }
   return titles;
+}
+
+/** `state.json` of a fit checkpoint: everything but the tensors (in the three weight folders). */
+interface FitCheckpointMeta {
+  epochsDone: number;
+  rng: number[];
+  best: { score: number; epoch: number };
+  epochs: EarlyStoppingEpoch[];
+  elapsedMs: number;
+}
+
+const CHECKPOINT_PARTS = ['weights', 'best', 'optimizer'] as const;
+
+/**
+ * Writes a fit's state after an epoch: into `<dir>.next`, then swapped in, so a kill at any
+ * moment leaves a whole checkpoint (the old one or the new one; `loadFitCheckpoint` takes the
+ * `.next` one when the swap did not finish). A Games SASRec fit is 30–60 epochs of 0.5–4 minutes:
+ * without this, a stop redid the whole stage (the third sitting lost one at epoch 33).
+ */
+async function saveFitCheckpoint(dir: string, state: EarlyStoppingState): Promise<void> {
+  const next = `${dir}.next`;
+  rmSync(next, { recursive: true, force: true });
+  const parts: Record<(typeof CHECKPOINT_PARTS)[number], readonly NamedWeight[]> = {
+    weights: state.weights,
+    best: state.best.weights,
+    optimizer: state.training.optimizer,
+  };
+  for (const part of CHECKPOINT_PARTS)
+    await writeWeightsDir(join(next, part), encodeWeights(part, {}, parts[part]));
+  const meta: FitCheckpointMeta = {
+    epochsDone: state.training.epochsDone,
+    rng: state.training.rng,
+    best: { score: state.best.score, epoch: state.best.epoch },
+    epochs: state.epochs,
+    elapsedMs: state.elapsedMs,
+  };
+  // Last: a `.next` folder with state.json is complete.
+  atomicWriteJson(join(next, 'state.json'), meta);
+  rmSync(dir, { recursive: true, force: true });
+  renameSync(next, dir);
+}
+
+async function loadFitCheckpoint(dir: string): Promise<EarlyStoppingState | null> {
+  const from = existsSync(join(dir, 'state.json'))
+    ? dir
+    : existsSync(join(`${dir}.next`, 'state.json'))
+      ? `${dir}.next`
+      : null;
+  if (from === null) return null;
+  const meta = readJson<FitCheckpointMeta>(join(from, 'state.json'));
+  const part = async (name: (typeof CHECKPOINT_PARTS)[number]) =>
+    decodeWeights(await readWeightsDir(join(from, name)));
+  return {
+    training: { epochsDone: meta.epochsDone, rng: meta.rng, optimizer: await part('optimizer') },
+    weights: await part('weights'),
+    best: { ...meta.best, weights: await part('best') },
+    epochs: meta.epochs,
+    elapsedMs: meta.elapsedMs,
+  };
 }
 
 /** One user's outcome in a row: the rank of the target among the 20 candidates, 1 = hit. */
@@ -116,6 +183,13 @@ export async function runRecommender(
     model.dispose();
   } else {
     const { maxEpochs, patience, timeBudgetMinutes } = config.recommenders;
+    const checkpointDir = join(outDir, `${method}-seed${seed}.progress`);
+    mkdirSync(outDir, { recursive: true });
+    const resumeFrom = await loadFitCheckpoint(checkpointDir);
+    if (resumeFrom)
+      log(
+        `  ${target.key} ${method} seed ${seed}: resuming after epoch ${resumeFrom.training.epochsDone - 1}`,
+      );
     const model =
       method === 'sasrec'
         ? new SasRec({ ...config.recommenders.sasrec, numItems: index.size, seed })
@@ -126,6 +200,12 @@ export async function runRecommender(
         patience,
         validation,
         timeBudgetMs: timeBudgetMinutes * 60_000,
+        ...(resumeFrom ? { resumeFrom } : {}),
+        onCheckpoint: async (state) => {
+          await saveFitCheckpoint(checkpointDir, state);
+          // After the checkpoint: a stop here loses no finished epoch.
+          ctx.checkStop();
+        },
         onEpoch: (e) => {
           ctx.progress(
             Math.min(0.99, (e.epoch + 1) / maxEpochs),
@@ -134,7 +214,6 @@ export async function runRecommender(
           log(
             `  ${target.key} ${method} seed ${seed}: epoch ${e.epoch} loss ${e.loss.toFixed(4)} validation NDCG@10 ${e.score.toFixed(4)} (best ${e.bestScore.toFixed(4)} @ ${e.bestEpoch}) ${(e.elapsedMs / 1000).toFixed(0)} s`,
           );
-          ctx.checkStop();
         },
       });
       epochs = fit.epochs;
@@ -149,6 +228,7 @@ export async function runRecommender(
         });
         table.dispose();
       }
+      rmSync(checkpointDir, { recursive: true, force: true });
     } finally {
       model.dispose();
     }

@@ -1,9 +1,10 @@
 import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import { useNativeKernelsLikeProduction } from '@cprec/lm/testing/native-kernels';
-import { fitWithEarlyStopping } from './early-stopping';
+import { fitWithEarlyStopping, type EarlyStoppingState } from './early-stopping';
 import { evaluateOnSplits, leaveOneOutSplits } from './evaluation';
 import { Gru4Rec } from './gru4rec';
+import { SasRec } from './sasrec';
 import { transitionPatternSequences } from './synthetic';
 
 useNativeKernelsLikeProduction();
@@ -74,6 +75,61 @@ describe('fitWithEarlyStopping', () => {
       ).rejects.toThrow(/validation/);
     } finally {
       model.dispose();
+    }
+  });
+
+  it('continues from a checkpoint to exactly what an uninterrupted fit gives (SASRec with dropout, GRU4Rec)', async () => {
+    const makers = [
+      gru,
+      () =>
+        new SasRec({
+          numItems: NUM_ITEMS,
+          maxLen: 10,
+          hiddenDim: 16,
+          numBlocks: 1,
+          numHeads: 1,
+          // Dropout draws from the random stream: the resumed fit must continue the same stream.
+          dropout: 0.3,
+          learningRate: 1e-2,
+          batchSize: 50,
+          seed: 9,
+        }),
+    ];
+    for (const make of makers) {
+      const options = { maxEpochs: 6, patience: 10, validation };
+      const straight = make();
+      const checkpoints: EarlyStoppingState[] = [];
+      const whole = await fitWithEarlyStopping(straight, train, {
+        ...options,
+        onCheckpoint: async (state) => {
+          checkpoints.push(state);
+        },
+      });
+      // One checkpoint per epoch training went on after (not after the last).
+      expect(checkpoints.map((c) => c.training.epochsDone)).toEqual([1, 2, 3, 4, 5]);
+
+      // A new process: a fresh model (same seed), stopped after epoch 3, continued.
+      const resumed = make();
+      let stopAt = 3;
+      const stopped = await fitWithEarlyStopping(resumed, train, {
+        ...options,
+        onCheckpoint: async (state) => {
+          if (state.training.epochsDone === stopAt) throw new Error('killed');
+        },
+      }).catch((e: Error) => e);
+      expect(stopped).toBeInstanceOf(Error);
+      stopAt = -1;
+      const fresh = make();
+      const rest = await fitWithEarlyStopping(fresh, train, { ...options, resumeFrom: checkpoints[2]! });
+      expect(rest.epochs.map((e) => [e.epoch, e.loss, e.score])).toEqual(
+        whole.epochs.map((e) => [e.epoch, e.loss, e.score]),
+      );
+      expect(rest.bestEpoch).toBe(whole.bestEpoch);
+      const a = straight.weights();
+      const b = fresh.weights();
+      expect(b.map((w) => w.name)).toEqual(a.map((w) => w.name));
+      a.forEach((w, i) => expect(Array.from(b[i]!.values)).toEqual(Array.from(w.values)));
+      for (const m of [straight, resumed, fresh]) m.dispose();
     }
   });
 });

@@ -1,6 +1,7 @@
 import { metricsFromRanks, rankSplits } from './evaluation';
 import type { NeuralSequenceModel } from './sequence-model';
-import type { CandidateSplit, EpochReport } from './types';
+import type { NamedWeight } from './params';
+import type { CandidateSplit, EpochReport, TrainingState } from './types';
 
 export interface EarlyStoppingOptions {
   /** Upper bound on epochs. */
@@ -17,6 +18,24 @@ export interface EarlyStoppingOptions {
   /** Wall-clock budget for the whole fit (the best epoch so far is kept when it runs out). */
   timeBudgetMs?: number;
   onEpoch?: (report: EarlyStoppingEpoch) => void;
+  /**
+   * After every epoch training continues past: the whole state to continue from (written by the
+   * caller wherever it keeps checkpoints); awaited before the next epoch.
+   */
+  onCheckpoint?: (state: EarlyStoppingState) => Promise<void>;
+  /** Continues the fit a checkpoint was taken of: same epochs, best so far, and budget spent. */
+  resumeFrom?: EarlyStoppingState;
+}
+
+/** A fit with early stopping, stopped between two epochs. */
+export interface EarlyStoppingState {
+  training: TrainingState;
+  /** The model's weights after the last finished epoch. */
+  weights: NamedWeight[];
+  best: { score: number; epoch: number; weights: NamedWeight[] };
+  epochs: EarlyStoppingEpoch[];
+  /** Training time spent before the checkpoint (counts against `timeBudgetMs`). */
+  elapsedMs: number;
 }
 
 export interface EarlyStoppingEpoch extends EpochReport {
@@ -53,13 +72,32 @@ export async function fitWithEarlyStopping(
     throw new RangeError(`patience must be a positive integer, got ${options.patience}`);
   if (options.validation.length === 0) throw new Error('early stopping needs validation cases');
   const score = options.score ?? ndcgAt10;
-  const epochs: EarlyStoppingEpoch[] = [];
-  let best = { score: -Infinity, epoch: -1, weights: model.weights() };
+  const resume = options.resumeFrom;
+  if (resume) model.setWeights(resume.weights);
+  const epochs: EarlyStoppingEpoch[] = resume ? [...resume.epochs] : [];
+  let best = resume ? { ...resume.best } : { score: -Infinity, epoch: -1, weights: model.weights() };
   let stoppedBy: EarlyStoppingResult['stoppedBy'] = 'max-epochs';
+  const spentBefore = resume?.elapsedMs ?? 0;
   const started = Date.now();
-  const report = await model.fit(trainSequences, {
+  const onCheckpoint = options.onCheckpoint;
+  await model.fit(trainSequences, {
     epochs: options.maxEpochs,
-    ...(options.timeBudgetMs !== undefined ? { timeBudgetMs: options.timeBudgetMs } : {}),
+    ...(options.timeBudgetMs !== undefined
+      ? { timeBudgetMs: Math.max(0, options.timeBudgetMs - spentBefore) }
+      : {}),
+    ...(resume ? { resumeFrom: resume.training } : {}),
+    ...(onCheckpoint
+      ? {
+          afterEpoch: async (_: EpochReport, capture: () => Promise<TrainingState>) =>
+            onCheckpoint({
+              training: await capture(),
+              weights: model.weights(),
+              best,
+              epochs: [...epochs],
+              elapsedMs: spentBefore + Date.now() - started,
+            }),
+        }
+      : {}),
     onEpochEnd: (epoch) => {
       const value = score(rankSplits(model, options.validation));
       if (value > best.score) best = { score: value, epoch: epoch.epoch, weights: model.weights() };
@@ -73,13 +111,13 @@ export async function fitWithEarlyStopping(
       return undefined;
     },
   });
-  if (stoppedBy === 'max-epochs' && report.epochs.length < options.maxEpochs) stoppedBy = 'time-budget';
+  if (stoppedBy === 'max-epochs' && epochs.length < options.maxEpochs) stoppedBy = 'time-budget';
   if (best.epoch >= 0) model.setWeights(best.weights);
   return {
     epochs,
     bestEpoch: best.epoch,
     bestScore: best.score,
     stoppedBy,
-    elapsedMs: Date.now() - started,
+    elapsedMs: spentBefore + Date.now() - started,
   };
 }

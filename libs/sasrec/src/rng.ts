@@ -6,10 +6,20 @@ import { RandomGenerator, unsafeUniformIntDistribution, xoroshiro128plus } from 
  * depend on the tfjs backend's own generator.
  */
 export class SeededRandom {
-  private readonly generator: RandomGenerator;
+  private generator: RandomGenerator;
 
   constructor(seed: number) {
     this.generator = xoroshiro128plus(seed | 0);
+  }
+
+  /** The generator's state, to continue the same stream after a restart (`restore`). */
+  state(): number[] {
+    return [...this.generator.getState!()];
+  }
+
+  /** Continues the stream a `state()` was taken from. */
+  restore(state: readonly number[]): void {
+    this.generator = xoroshiro128plus.fromState(state);
   }
 
   /** Uniform integer in [min, max] (both inclusive). */

@@ -6,7 +6,7 @@ import { WindowBatch, windowBatch } from './layers';
 import { NamedWeight, ParameterStore } from './params';
 import { SequentialRecommender, topNFromScores } from './recommender';
 import { SeededRandom } from './rng';
-import { EpochReport, FitOptions, FitReport, PairwiseLoss, RankedItems } from './types';
+import { EpochReport, FitOptions, FitReport, PairwiseLoss, RankedItems, TrainingState } from './types';
 import { decodeWeights, EncodedWeights, encodeWeights, writeWeightsDir } from './weights-io';
 
 /** Histories scored per forward pass at inference time. */
@@ -109,8 +109,21 @@ export abstract class NeuralSequenceModel implements SequentialRecommender {
     const started = Date.now();
     const outOfTime = (): boolean =>
       options.timeBudgetMs !== undefined && Date.now() - started >= options.timeBudgetMs;
+    const resume = options.resumeFrom;
     try {
-      for (let epoch = 0; epoch < epochs; epoch++) {
+      if (resume) {
+        if (resume.optimizer.length > 0) {
+          const tensors = resume.optimizer.map((w) => ({
+            name: w.name,
+            tensor: tf.tensor(w.values, w.shape),
+          }));
+          // Adam copies them into variables of its own.
+          await optimizer.setWeights(tensors);
+          tensors.forEach((t) => t.tensor.dispose());
+        }
+        this.rng.restore(resume.rng);
+      }
+      for (let epoch = resume?.epochsDone ?? 0; epoch < epochs; epoch++) {
         const epochStarted = Date.now();
         const order = this.rng.shuffle(usable.map((_, i) => i));
         let lossSum = 0;
@@ -151,6 +164,8 @@ export abstract class NeuralSequenceModel implements SequentialRecommender {
         reports.push(report);
         if (options.onEpochEnd?.(report) === 'stop') break;
         if (outOfTime()) break;
+        if (options.afterEpoch && epoch + 1 < epochs)
+          await options.afterEpoch(report, () => this.trainingState(optimizer, epoch + 1));
       }
     } finally {
       optimizer.dispose();
@@ -160,6 +175,21 @@ export abstract class NeuralSequenceModel implements SequentialRecommender {
       sequences: reports.reduce((n, r) => n + r.sequences, 0),
       elapsedMs: Date.now() - started,
     };
+  }
+
+  private async trainingState(optimizer: tf.Optimizer, epochsDone: number): Promise<TrainingState> {
+    const named = await optimizer.getWeights();
+    const state: TrainingState = { epochsDone, optimizer: [], rng: this.rng.state() };
+    for (const [i, w] of named.entries()) {
+      state.optimizer.push({
+        name: w.name,
+        shape: [...w.tensor.shape],
+        values: Float32Array.from(await w.tensor.data()),
+      });
+      // The first is a fresh scalar of the iteration count; the others are Adam's own variables.
+      if (i === 0) w.tensor.dispose();
+    }
+    return state;
   }
 
   /** Hidden state after the last item of each history: [histories, width]. */

@@ -84,6 +84,28 @@ export interface FitOptions {
    * one `fit` call per epoch would reset).
    */
   onEpochEnd?: (report: EpochReport) => void | 'stop';
+  /**
+   * Called after each epoch that training continues past, with a way to capture the training
+   * state (optimizer moments, random stream, epochs done); awaited before the next epoch, so a
+   * checkpoint written here is complete before training moves on.
+   */
+  afterEpoch?: (report: EpochReport, capture: () => Promise<TrainingState>) => Promise<void>;
+  /**
+   * Continues a fit a `TrainingState` was captured from (the caller restores the model's weights
+   * first): the same optimizer moments, random stream and epoch count, so the result is the one
+   * an uninterrupted fit gives.
+   */
+  resumeFrom?: TrainingState;
+}
+
+/** What a fit needs besides the model's weights to continue as if it had never stopped. */
+export interface TrainingState {
+  /** Epochs finished; training continues with this (0-based) epoch. */
+  epochsDone: number;
+  /** The optimizer's state: its iteration count ('iter') and per-variable moments, in its order. */
+  optimizer: { name: string; shape: number[]; values: Float32Array }[];
+  /** The model's random stream (shuffling, negatives, dropout seeds). */
+  rng: number[];
 }
 
 /** What one training epoch did. */
