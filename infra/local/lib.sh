@@ -48,8 +48,8 @@ SECRETS_FILE="$SECRETS_DIR/cprec.env"
 # Kafka principals whose SCRAM credentials the broker holds: "name sha256(password)" per line.
 KAFKA_SCRAM_STATE="$KAFKA_STATE_DIR/scram-users"
 # Keep in step with libs/contracts/src/principals.ts.
-PRINCIPALS=(admin ingest sequencer trainer evaluator serving operator)
-CLICKHOUSE_READONLY_PRINCIPALS=(operator)
+PRINCIPALS=(admin ingest sequencer trainer evaluator serving operator platform)
+CLICKHOUSE_READONLY_PRINCIPALS=(operator platform)
 
 log() { printf '[infra] %s\n' "$*" >&2; }
 die() { printf '[infra] ERROR: %s\n' "$*" >&2; exit 1; }

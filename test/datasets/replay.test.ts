@@ -13,7 +13,7 @@ import {
   ReplayProgress,
 } from '@cprec/datasets';
 import { createKafka, createReliableProducer, ensureTopics, kafkaSettingsFromEnv } from '@cprec/messaging';
-import { useNamespace } from '../support/harness';
+import { kafkaAuthOn, useNamespace } from '../support/harness';
 import {
   planReplay,
   replayCommand,
@@ -193,9 +193,15 @@ describe('replay into Kafka', () => {
     const readProgress = (): ReplayProgress | null =>
       existsSync(progressFile) ? (JSON.parse(readFileSync(progressFile, 'utf8')) as ReplayProgress) : null;
 
+    // The command runs as the `platform` principal, which writes the installation's interaction
+    // and item topics only; these ad-hoc topics need admin, named in the environment.
+    const asAdmin: Record<string, string> = kafkaAuthOn()
+      ? { CPREC_KAFKA_USERNAME: 'admin', CPREC_KAFKA_PASSWORD: process.env.CPREC_KAFKA_PASSWORD_ADMIN ?? '' }
+      : {};
     const runCli = (
       extra: string[],
       interruptAfter: number | null,
+      env: Record<string, string> = asAdmin,
     ): Promise<{ code: number | null; stdout: string; stderr: string }> =>
       new Promise((resolvePromise, reject) => {
         const child = spawn(
@@ -212,7 +218,7 @@ describe('replay into Kafka', () => {
           ],
           {
             cwd: ROOT,
-            env: { ...process.env, KAFKAJS_NO_PARTITIONER_WARNING: '1' },
+            env: { ...process.env, KAFKAJS_NO_PARTITIONER_WARNING: '1', ...env },
             stdio: ['ignore', 'pipe', 'pipe'],
           },
         );
@@ -246,6 +252,13 @@ describe('replay into Kafka', () => {
       });
       const total = expected.items + expected.interactions.length;
 
+      if (kafkaAuthOn()) {
+        // As the platform it may not create topics (nor write any but the installation's input).
+        const refused = await runCli([], null, {});
+        expect(refused.code).not.toBe(0);
+        expect(refused.stderr).toMatch(/do not exist and this principal may not create them/);
+        expect(readProgress()).toBeNull();
+      }
       const first = await runCli([], 1500);
       expect(first.stdout).toMatch(/replay interrupted/);
       expect(first.code).toBe(130);

@@ -134,6 +134,17 @@ describeAuth('Kafka ACLs: each service reads what it consumes and writes what it
     expect(refusedAs.filter((line) => !line.endsWith(': TOPIC_AUTHORIZATION_FAILED'))).toEqual([]);
   });
 
+  it('lets the platform principal feed events and nothing else (no command, no reading, no group)', async () => {
+    expect(await produceAs('platform', ns.topics.interactions)).toBe('ok');
+    expect(await produceAs('platform', ns.topics.items)).toBe('ok');
+    expect(await produceAs('platform', ns.topics.roundCommands)).toBe('TOPIC_AUTHORIZATION_FAILED');
+    expect(await produceAs('platform', ns.topics.adapters)).toBe('TOPIC_AUTHORIZATION_FAILED');
+    // It consumes nothing: no consumer group of its own, not even on the topic it writes.
+    expect(await fetchOffsetsAs('platform', `${ns.stem}.platform`, ns.topics.interactions)).toMatch(
+      /GROUP_AUTHORIZATION_FAILED|Group authorization failed|Failed to find group coordinator/,
+    );
+  });
+
   it("refuses serving another service's topic and consumer group", async () => {
     // ingest's input: serving may see that it exists (describe) but not read it.
     const producer = await ns.producer();

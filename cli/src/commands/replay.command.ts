@@ -173,7 +173,9 @@ export function planReplay(options: ReplayCommandOptions, env: NodeJS.ProcessEnv
 
 async function replay(options: ReplayCommandOptions): Promise<void> {
   const { datasets, brokers, key } = planReplay(options);
-  const settings = { ...kafkaSettingsFromEnv('cprec-replay'), brokers };
+  // As a platform feeding events: write interactions and items, nothing else (admin only if the
+  // environment names it, CPREC_KAFKA_USERNAME).
+  const settings = { ...kafkaSettingsFromEnv('cprec-replay', process.env, 'platform'), brokers };
   const progressFile = replayProgressPath(key);
   const kafka = createKafka(settings);
   const admin = kafka.admin();

@@ -167,7 +167,11 @@ export async function startStream(
   options: { speedDaysPerSecond: number; topicPrefix: string; home: string; restart: boolean },
 ): Promise<RunningStream> {
   const topics = topicsFor(options.topicPrefix);
-  const kafka = createKafka({ ...kafkaSettingsFromEnv('cprec-live-stream'), logLevel: logLevel.ERROR });
+  // A platform feeding events (principal `platform`: writes interactions and items only).
+  const kafka = createKafka({
+    ...kafkaSettingsFromEnv('cprec-live-stream', process.env, 'platform'),
+    logLevel: logLevel.ERROR,
+  });
   const admin = kafka.admin();
   await admin.connect();
   try {

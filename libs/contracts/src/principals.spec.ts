@@ -1,4 +1,12 @@
-import { credentialsFromEnv, principalPasswordVariable, PRINCIPALS, serviceEnvironment } from './principals';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import {
+  CLICKHOUSE_READONLY_PRINCIPALS,
+  credentialsFromEnv,
+  principalPasswordVariable,
+  PRINCIPALS,
+  serviceEnvironment,
+} from './principals';
 
 const KAFKA_VARS = { username: 'CPREC_KAFKA_USERNAME', password: 'CPREC_KAFKA_PASSWORD' };
 const CLICKHOUSE_VARS = {
@@ -19,8 +27,17 @@ describe('principals', () => {
       'evaluator',
       'serving',
       'operator',
+      'platform',
     ]);
     expect(() => principalPasswordVariable('kafka', 'In gest')).toThrow(/principal/);
+  });
+
+  it('names the same principals and read-only ClickHouse users as the infra scripts that create them', () => {
+    const script = readFileSync(resolve(__dirname, '../../../infra/local/lib.sh'), 'utf8');
+    const list = (name: string) =>
+      new RegExp(`^${name}=\\((.*)\\)$`, 'm').exec(script)?.[1]?.split(/\s+/).filter(Boolean);
+    expect(list('PRINCIPALS')).toEqual([...PRINCIPALS]);
+    expect(list('CLICKHOUSE_READONLY_PRINCIPALS')).toEqual([...CLICKHOUSE_READONLY_PRINCIPALS]);
   });
 
   it("picks the process's own principal from the secrets file's variables", () => {

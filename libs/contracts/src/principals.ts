@@ -18,6 +18,10 @@ export const SERVICE_PRINCIPALS = [
   'evaluator',
   'serving',
   'operator',
+  // The platforms that feed events (`cprec replay`, the live stream of `npm start`, a platform's
+  // own producer): they may write interactions and items and nothing else, so feeding cprec no
+  // longer takes the admin super user's password.
+  'platform',
 ] as const;
 export type ServicePrincipal = (typeof SERVICE_PRINCIPALS)[number];
 
@@ -27,7 +31,7 @@ export type Principal = ServicePrincipal | typeof ADMIN_PRINCIPAL;
 export const PRINCIPALS: readonly Principal[] = [ADMIN_PRINCIPAL, ...SERVICE_PRINCIPALS];
 
 /** Principals that only read ClickHouse (a `readonly` profile: no INSERT, no DDL). */
-export const CLICKHOUSE_READONLY_PRINCIPALS: readonly Principal[] = ['operator'];
+export const CLICKHOUSE_READONLY_PRINCIPALS: readonly Principal[] = ['operator', 'platform'];
 
 export type SecretSystem = 'kafka' | 'clickhouse';
 

@@ -30,6 +30,7 @@ export const SERVICE_TOPIC_ACCESS: Readonly<
   },
   serving: { consumes: ['adapters', 'servingCommands'], produces: ['deadLetter'] },
   operator: { consumes: [], produces: ['roundCommands', 'evaluatorCommands', 'servingCommands'] },
+  platform: { consumes: [], produces: ['interactions', 'items'] },
 };
 
 /**
@@ -44,6 +45,7 @@ export const DEFAULT_GROUP_PREFIXES: Readonly<Record<ServicePrincipal, string | 
   evaluator: 'cprec-evaluator',
   serving: 'cprec-serving',
   operator: null,
+  platform: null,
 };
 
 export type AclOperation = 'read' | 'write' | 'describe' | 'describe_configs';

@@ -122,10 +122,21 @@ export async function ensureTopics(admin: Admin, specs: readonly TopicSpec[]): P
       })),
     });
   } catch (err) {
+    const type = (err as { type?: string }).type;
+    // Under authentication only admin creates topics (infra/local/up does, for an installation).
+    // kafkajs reports refused creations as an aggregate ("Topic creation errors"), one per topic.
+    const refusals = [err, ...((err as { errors?: unknown[] }).errors ?? [])]
+      .map((e) => (e as { type?: string }).type)
+      .filter((t) => t === 'TOPIC_AUTHORIZATION_FAILED' || t === 'CLUSTER_AUTHORIZATION_FAILED');
+    if (refusals.length > 0)
+      throw new Error(
+        `topics ${missing.map((s) => s.topic).join(', ')} do not exist and this principal may not create them ` +
+          `(${refusals[0]}): infra/local/up creates an installation's topics as admin`,
+      );
     // With several brokers, the one asked for metadata right after the creation may not know the
     // new topics yet (kafkajs waits out LEADER_NOT_AVAILABLE only): they exist, wait until every
     // broker answers for them.
-    if ((err as { type?: string }).type !== 'UNKNOWN_TOPIC_OR_PARTITION') throw err;
+    if (type !== 'UNKNOWN_TOPIC_OR_PARTITION') throw err;
     await waitForTopicMetadata(
       admin,
       missing.map((s) => s.topic),
