@@ -100,7 +100,11 @@ function badBodies(route: Route, random: () => number): Array<[string, Buffer, s
   const bodies: Array<[string, Buffer, string]> = [
     ['truncated JSON', Buffer.from('{"reason": "fu'), ct],
     ['not JSON', Buffer.from('reason=fuzz'), ct],
-    ['invalid UTF-8', Buffer.concat([Buffer.from('{"reason":"'), Buffer.from([0xc3, 0x28, 0xff]), Buffer.from('"}')]), ct],
+    [
+      'invalid UTF-8',
+      Buffer.concat([Buffer.from('{"reason":"'), Buffer.from([0xc3, 0x28, 0xff]), Buffer.from('"}')]),
+      ct,
+    ],
     ['a JSON array', json([base]), ct],
     ['a JSON string', json('fuzz'), ct],
     ['JSON null', Buffer.from('null'), ct],
@@ -113,7 +117,11 @@ function badBodies(route: Route, random: () => number): Array<[string, Buffer, s
     ['over the body limit (200 kB)', json({ ...base, pad: 'x'.repeat(200_000) }), ct],
     ['text/plain', json(base), 'text/plain'],
     ['form-encoded', Buffer.from(`${field}=fuzz`), 'application/x-www-form-urlencoded'],
-    ['multipart', Buffer.from('--b\r\nContent-Disposition: form-data; name="x"\r\n\r\ny\r\n--b--'), 'multipart/form-data; boundary=b'],
+    [
+      'multipart',
+      Buffer.from('--b\r\nContent-Disposition: form-data; name="x"\r\n\r\ny\r\n--b--'),
+      'multipart/form-data; boundary=b',
+    ],
     ['JSON with a charset nobody speaks', json(base), 'application/json; charset=ebcdic'],
     ['a long random string field', json({ ...base, [field]: randomText(random, 20_000) }), ct],
   ];
@@ -131,7 +139,9 @@ function fuzzRequests(): RawRequest[] {
   const random = rng(SEED);
   const out: RawRequest[] = [];
   const auth = (r: Route): Record<string, string> =>
-    r.mutating ? { authorization: `Bearer ${r.service === 'operator' ? OPERATOR_TOKEN : SERVING_TOKEN}` } : {};
+    r.mutating
+      ? { authorization: `Bearer ${r.service === 'operator' ? OPERATOR_TOKEN : SERVING_TOKEN}` }
+      : {};
   for (const route of ROUTES) {
     const add = (label: string, extra: Partial<RawRequest>) =>
       out.push({
@@ -158,7 +168,10 @@ function fuzzRequests(): RawRequest[] {
             authorization: `Bearer ${route.service === 'operator' ? SERVING_TOKEN : OPERATOR_TOKEN}`,
           },
         });
-        add('Basic scheme', { body, headers: { ...ct, authorization: `Basic ${Buffer.from('a:b').toString('base64')}` } });
+        add('Basic scheme', {
+          body,
+          headers: { ...ct, authorization: `Basic ${Buffer.from('a:b').toString('base64')}` },
+        });
         add('token with a prefix of the right one', {
           body,
           headers: {
@@ -217,7 +230,11 @@ function send(port: number, r: RawRequest): Promise<Answer> {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () =>
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }),
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: Buffer.concat(chunks).toString('utf8'),
+          }),
         );
         res.on('error', reject);
       },
@@ -281,9 +298,11 @@ describe('HTTP fuzz on the operator and serving APIs', () => {
     const statuses = new Map<number, number>();
     for (const r of requests) {
       const port = r.route.service === 'operator' ? operator.port : serving.port;
-      const answer = await send(port, r).catch(
-        (err: unknown): Answer => ({ status: 0, headers: {}, body: (err as Error).message }),
-      );
+      const answer = await send(port, r).catch((err: unknown): Answer => ({
+        status: 0,
+        headers: {},
+        body: (err as Error).message,
+      }));
       statuses.set(answer.status, (statuses.get(answer.status) ?? 0) + 1);
       const problems: string[] = [];
       // A malformed POST is always refused; a read may ignore a query parameter it does not take
@@ -301,7 +320,8 @@ describe('HTTP fuzz on the operator and serving APIs', () => {
           if (typeof message !== 'string' && !Array.isArray(message)) problems.push('no message');
         }
       }
-      if (problems.length > 0) failures.push(`${r.label} → ${problems.join(', ')}: ${answer.body.slice(0, 160)}`);
+      if (problems.length > 0)
+        failures.push(`${r.label} → ${problems.join(', ')}: ${answer.body.slice(0, 160)}`);
     }
     console.log(
       `[http-fuzz] seed ${SEED}: ${requests.length} requests in ${seconds(started)}; statuses ${JSON.stringify(Object.fromEntries(statuses))}`,
