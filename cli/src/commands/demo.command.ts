@@ -319,10 +319,16 @@ export async function runLive(options: DemoOptions): Promise<number> {
   const start = async (names: ReadonlyArray<(typeof SERVICES)[number]['name']>) => {
     const started: RunningService[] = [];
     for (const name of names) {
-      for (let replica = 1; replica <= (replicas.get(name) ?? 1); replica++) {
+      const count = replicas.get(name) ?? 1;
+      // Several trainers or sequencers: one active, the others standbys (their leases).
+      const leased =
+        count > 1 && (name === 'trainer' || name === 'sequencer')
+          ? { ...env, [name === 'trainer' ? 'TRAINER_LEASE' : 'SEQUENCER_LEASE']: 'true' }
+          : env;
+      for (let replica = 1; replica <= count; replica++) {
         const s = spawnService(
           SERVICES.find((x) => x.name === name)!,
-          env,
+          leased,
           logDir,
           replica,
         );

@@ -26,9 +26,11 @@ export const SequencerEnvSchema = CommonEnvSchema.extend({
   /**
    * One active sequencer (docs/scaling.md, "Leases"): the replica Kafka's group assignment gives
    * the split-request partition rebuilds, publishes and freezes splits; the others wait and take
-   * over when it dies. Off: every replica acts (a single sequencer only).
+   * over when it dies. Off (the default for a single sequencer; `npm start --replicas
+   * sequencer=N` and the cluster tests turn it on): every replica acts, and a start needs no
+   * group join before the first rebuild.
    */
-  SEQUENCER_LEASE: envBool(true),
+  SEQUENCER_LEASE: envBool(false),
   /** Group session timeout: how long a dead active sequencer keeps the lease. */
   SEQUENCER_LEASE_SESSION_MS: envInt(30_000, 1_000),
   SEQUENCER_LEASE_HEARTBEAT_MS: envInt(3_000, 100),

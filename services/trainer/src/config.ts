@@ -104,10 +104,13 @@ export const TrainerEnvSchema = CommonEnvSchema.extend({
   /**
    * One active trainer per consumer group (docs/scaling.md, "Leases"): the replica that Kafka's
    * group assignment gives the round-command partition runs rounds; the others are standbys that
-   * take over, resuming a round from its checkpoint, when it dies. Off: every replica acts (only
-   * for a single trainer that must not wait for a group join before resuming).
+   * take over, resuming a round from its checkpoint, when it dies. Off (the default for a single
+   * trainer; `npm start --replicas trainer=N` and the cluster tests turn it on): every replica
+   * acts. Not on by default because a lone trainer gains nothing from it and loses the lease in a
+   * Kafka outage — the fault suite's Kafka restart then killed the round's runner mid-publish and
+   * the resumed round failed on the artefact it had already written.
    */
-  TRAINER_LEASE: envBool(true),
+  TRAINER_LEASE: envBool(false),
   /** Group session timeout: how long a dead active trainer keeps the lease (broker minimum 6 s). */
   TRAINER_LEASE_SESSION_MS: envInt(30_000, 1_000),
   TRAINER_LEASE_HEARTBEAT_MS: envInt(3_000, 100),
