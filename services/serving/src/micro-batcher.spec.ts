@@ -18,18 +18,31 @@ describe('MicroBatcher', () => {
     ]);
   });
 
-  it('collects requests arriving within the window', async () => {
-    const sizes: number[] = [];
-    const batcher = new MicroBatcher<string, string>((xs) => xs.map((x) => x.toUpperCase()), {
-      maxBatch: 8,
-      windowMs: 20,
-      onBatch: (n) => sizes.push(n),
-    });
-    const first = batcher.submit('a');
-    await new Promise((r) => setTimeout(r, 2));
-    const second = batcher.submit('b');
-    expect(await Promise.all([first, second])).toEqual(['A', 'B']);
-    expect(sizes).toEqual([2]);
+  it('collects requests arriving within the window, and starts a new batch after it', async () => {
+    // Fake clock: with real timers a loaded machine can delay the 2 ms step past the 20 ms window.
+    jest.useFakeTimers({ doNotFake: ['performance', 'setImmediate', 'nextTick', 'queueMicrotask'] });
+    try {
+      const sizes: number[] = [];
+      const batcher = new MicroBatcher<string, string>((xs) => xs.map((x) => x.toUpperCase()), {
+        maxBatch: 8,
+        windowMs: 20,
+        onBatch: (n) => sizes.push(n),
+      });
+      const first = batcher.submit('a');
+      await jest.advanceTimersByTimeAsync(2);
+      const second = batcher.submit('b');
+      await jest.advanceTimersByTimeAsync(19);
+      expect(await Promise.all([first, second])).toEqual(['A', 'B']);
+      expect(sizes).toEqual([2]);
+      const third = batcher.submit('c');
+      await jest.advanceTimersByTimeAsync(19);
+      expect(sizes).toEqual([2]);
+      await jest.advanceTimersByTimeAsync(1);
+      expect(await third).toBe('C');
+      expect(sizes).toEqual([2, 1]);
+    } finally {
+      jest.useRealTimers();
+    }
   });
 
   it('a batch that fails is retried one by one, so only the bad request fails', async () => {
@@ -50,22 +63,27 @@ describe('MicroBatcher', () => {
   });
 
   it('sheds requests that waited longer than maxQueueMs instead of scoring them', async () => {
-    const scored: number[] = [];
-    const batcher = new MicroBatcher<number, number>(
-      (xs) => {
-        // A slow synchronous batch: everything queued behind it waits past the deadline.
-        const until = performance.now() + 30;
-        while (performance.now() < until);
-        scored.push(...xs);
-        return [...xs];
-      },
-      { maxBatch: 1, maxQueueMs: 10, shed: (ms) => new Error(`shed after ${Math.round(ms)} ms`) },
-    );
-    const outcomes = await Promise.allSettled([1, 2, 3].map((x) => batcher.submit(x)));
-    expect(outcomes[0]).toEqual({ status: 'fulfilled', value: 1 });
-    expect(outcomes.slice(1).every((o) => o.status === 'rejected')).toBe(true);
-    expect(String((outcomes[1] as PromiseRejectedResult).reason)).toMatch(/shed after \d+ ms/);
-    expect(scored).toEqual([1]);
+    // Only the clock is fake, so a loaded machine cannot make request 1 late on its own.
+    jest.useFakeTimers({ doNotFake: ['setImmediate', 'setTimeout', 'nextTick', 'queueMicrotask'] });
+    try {
+      const scored: number[] = [];
+      const batcher = new MicroBatcher<number, number>(
+        (xs) => {
+          // A slow synchronous batch: everything queued behind it waits past the deadline.
+          jest.advanceTimersByTime(30);
+          scored.push(...xs);
+          return [...xs];
+        },
+        { maxBatch: 1, maxQueueMs: 10, shed: (ms) => new Error(`shed after ${Math.round(ms)} ms`) },
+      );
+      const outcomes = await Promise.allSettled([1, 2, 3].map((x) => batcher.submit(x)));
+      expect(outcomes[0]).toEqual({ status: 'fulfilled', value: 1 });
+      expect(outcomes.slice(1).every((o) => o.status === 'rejected')).toBe(true);
+      expect(String((outcomes[1] as PromiseRejectedResult).reason)).toMatch(/shed after 30 ms/);
+      expect(scored).toEqual([1]);
+    } finally {
+      jest.useRealTimers();
+    }
   });
 
   it('with async processing, keeps at most maxConcurrent batches in flight and lets the queue grow the next', async () => {
