@@ -29,7 +29,7 @@ export const SEQUENCER_CLICKHOUSE_SETTINGS = Symbol('SEQUENCER_CLICKHOUSE_SETTIN
  * later only makes rounds fail and back off — the process never exits because a server is down;
  * /health reports the last failure until a round succeeds again.
  *
- * With the lease (SEQUENCER_LEASE, on by default) rounds run only while this replica holds it
+ * With the lease (SEQUENCER_LEASE; off for a lone sequencer, on for replicas) rounds run only while this replica holds it
  * (SplitRequestsService's consumer group decides); a standby checks twice a second and starts
  * with a fresh loop when it becomes active.
  */

@@ -61,7 +61,7 @@ export const CLICKHOUSE_SETTINGS = Symbol('CLICKHOUSE_SETTINGS');
  * command is handled — and its queued state persisted — before its offset is committed.
  * Training runs in runner processes, so this event loop (and the heartbeats) never stalls.
  *
- * With the lease (TRAINER_LEASE, on by default) any number of replicas may run: the one the
+ * With the lease (TRAINER_LEASE; off for a lone trainer, on for replicas) any number of replicas may run: the one the
  * group assigns its partitions to is active — it recovers the rounds from ClickHouse and runs
  * them — and the others wait. Losing the lease (its session expired: it was paused or cut off)
  * abandons the coordinator: the runner is killed, nothing more is written, and the new active

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createClickHouse, SequenceRepository } from '@cprec/clickhouse';
 import type { Tokenizer } from '@cprec/corpus';
@@ -27,6 +27,34 @@ import type { ModelSpec, RoundJob, RunnerPhase, RunnerResult, RunnerStep, TinyMo
 import { CandidateMaker, catalogue, ClickHouseSampleSource, syntheticSamples } from './sample-sources';
 
 export const TINY_MODEL_FILE = 'tiny-model.json';
+/** Written once every output of the round is on disk: a re-run returns it instead of training. */
+export const RESULT_FILE = 'result.json';
+const RESULT_FORMAT = 'cprec-round-result/1';
+
+/**
+ * The finished round's result, or null when the round has not finished (or its record is unusable:
+ * a missing output directory means training must run again).
+ */
+export function readFinishedRound(roundDir: string): RunnerResult | null {
+  const file = join(roundDir, RESULT_FILE);
+  if (!existsSync(file)) return null;
+  let record: { format?: string; result?: RunnerResult };
+  try {
+    record = JSON.parse(readFileSync(file, 'utf8')) as typeof record;
+  } catch {
+    return null;
+  }
+  const result = record.result;
+  if (record.format !== RESULT_FORMAT || !result) return null;
+  const dirs = [result.trunkDir, ...result.adapters.map((a) => a.dir)];
+  return dirs.every((d) => existsSync(d)) ? result : null;
+}
+
+function recordFinishedRound(roundDir: string, result: RunnerResult): void {
+  const file = join(roundDir, RESULT_FILE);
+  writeFileSync(`${file}.tmp`, JSON.stringify({ format: RESULT_FORMAT, result }, null, 2) + '\n');
+  renameSync(`${file}.tmp`, file);
+}
 
 export interface RoundJobHooks {
   onStarted?(resumedFrom: { phase: string; dataPosition: number } | null): void;
@@ -136,6 +164,15 @@ export async function runRoundJob(
   hooks: RoundJobHooks = {},
   fineTuning: FineTuningPort = noFineTuning,
 ): Promise<RunnerResult> {
+  // Publishing puts the outputs into the immutable artefact store. A runner re-spawned after that
+  // began (the trainer died or lost its lease mid-publish) must hand back the same bytes — training
+  // again would write new adapters (new timestamps; fine-tuning from scratch) under the same keys
+  // and the round would fail on the store's conflict check.
+  const finished = readFinishedRound(job.roundDir);
+  if (finished) {
+    hooks.onStarted?.({ phase: 'done', dataPosition: 0 });
+    return { ...finished, resumedFrom: { phase: 'done', dataPosition: 0 } };
+  }
   await selectRoundBackend(job);
   const { model, tokenizer } = loadRoundModel(job.model);
   const sources = await openSources(job);
@@ -187,7 +224,7 @@ export async function runRoundJob(
       fineTuningNote = sft.note;
       for (const a of sft.adapters) adapters.push({ kind: 'sft', dir: a.dir, targetDomains: [a.domain] });
     }
-    return {
+    const result: RunnerResult = {
       trunkDir: cpt.trunkDir,
       trunkGlobalStep: readCheckpointState(cpt.trunkDir).globalStep,
       adapters,
@@ -197,6 +234,8 @@ export async function runRoundJob(
       resumedFrom: cpt.resumedFrom,
       fineTuningNote,
     };
+    recordFinishedRound(job.roundDir, result);
+    return result;
   } finally {
     await sources.close();
   }
