@@ -150,6 +150,27 @@ export const ServingCommandSchema = z.strictObject({
 });
 export type ServingCommand = z.infer<typeof ServingCommandSchema>;
 
+/**
+ * One serving event (`cprec.serving-events.v1`): the record of `serving_events` plus the replica
+ * that published it (the message key too, so one replica's events stay in order). Serving
+ * publishes it, the evaluator stores it (the table's one writer; a redelivery is the same row:
+ * the table's sorting key is the event's identity and readers use FINAL).
+ */
+export const ServingEventSchema = z.strictObject({
+  /** An adapter switched in (promotion), rolled back to, or refused at load. */
+  event: z.enum(['switch', 'rollback', 'load_failed']),
+  /** The target domain whose adapter changed (or failed to). */
+  domain: DomainSchema,
+  adapter_id: z.string().min(1),
+  /** '' when nothing served the domain before. */
+  previous_adapter_id: z.string(),
+  detail: z.string().max(4_000),
+  ts_ms: EpochMs,
+  /** The serving replica (SERVING_INSTANCE_ID, default host-port). */
+  instance: z.string().regex(/^[A-Za-z0-9._-]{1,256}$/),
+});
+export type ServingEventMessage = z.infer<typeof ServingEventSchema>;
+
 export const DriftEventSchema = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('observation'),

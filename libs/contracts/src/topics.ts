@@ -30,6 +30,12 @@ export const TOPICS = {
   servingCommands: 'cprec.serving-commands.v1',
   /** Drift alerts and HR@1 observations from the evaluator. */
   drift: 'cprec.drift.v1',
+  /**
+   * What serving did (switch, rollback, refused load, per domain), keyed by the serving replica so
+   * one replica's events stay in order. Published by serving (read-only on ClickHouse), stored in
+   * `serving_events` by the evaluator, read back by serving at start for what is not stored yet.
+   */
+  servingEvents: 'cprec.serving-events.v1',
 } as const;
 
 export type TopicName = (typeof TOPICS)[keyof typeof TOPICS];

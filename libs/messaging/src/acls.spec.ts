@@ -20,6 +20,14 @@ describe('the services’ Kafka ACL table', () => {
       'group:prefixed:cprec-serving',
       'topic:literal:cprec.adapters.v1',
       'topic:literal:cprec.serving-commands.v1',
+      // Its own events, read back at start (what the evaluator has not stored yet).
+      'topic:literal:cprec.serving-events.v1',
+    ]);
+    expect(rulesOf('evaluator', 'read')).toEqual([
+      'group:prefixed:cprec-evaluator',
+      'topic:literal:cprec.adapters.v1',
+      'topic:literal:cprec.evaluator-commands.v1',
+      'topic:literal:cprec.serving-events.v1',
     ]);
     expect(rulesOf('sequencer', 'read')).toEqual([
       'group:prefixed:cprec-sequencer',
@@ -30,7 +38,10 @@ describe('the services’ Kafka ACL table', () => {
   });
 
   it('lets each service write what it produces', () => {
-    expect(rulesOf('serving', 'write')).toEqual(['topic:literal:cprec.dead-letter.v1']);
+    expect(rulesOf('serving', 'write')).toEqual([
+      'topic:literal:cprec.dead-letter.v1',
+      'topic:literal:cprec.serving-events.v1',
+    ]);
     expect(rulesOf('operator', 'write')).toEqual([
       'topic:literal:cprec.evaluator-commands.v1',
       'topic:literal:cprec.round-commands.v1',
@@ -48,6 +59,11 @@ describe('the services’ Kafka ACL table', () => {
     expect(writers.map((r) => r.principal).sort()).toEqual(['evaluator', 'trainer']);
     const readers = all.filter((r) => r.operation === 'read' && r.name === TOPICS.interactions);
     expect(readers.map((r) => r.principal)).toEqual(['ingest']);
+    // serving_events has one writer: serving publishes the events, only the evaluator stores them.
+    const servingEventWriters = all.filter((r) => r.operation === 'write' && r.name === TOPICS.servingEvents);
+    expect(servingEventWriters.map((r) => r.principal)).toEqual(['serving']);
+    const servingEventReaders = all.filter((r) => r.operation === 'read' && r.name === TOPICS.servingEvents);
+    expect(servingEventReaders.map((r) => r.principal).sort()).toEqual(['evaluator', 'serving']);
   });
 
   it('grants describe (metadata) on every topic of the installation, and no create, alter or delete', () => {

@@ -24,11 +24,17 @@ export const SERVICE_TOPIC_ACCESS: Readonly<
     produces: ['roundEvents', 'adapters', 'sequencerCommands', 'deadLetter'],
   },
   evaluator: {
-    consumes: ['adapters', 'evaluatorCommands'],
+    // servingEvents: the evaluator stores them in serving_events (the table's one writer).
+    consumes: ['adapters', 'evaluatorCommands', 'servingEvents'],
     // adapters: promoted/rejected; roundCommands: a refresh round on drift; sequencerCommands: splits.
     produces: ['adapters', 'drift', 'roundCommands', 'sequencerCommands', 'deadLetter'],
   },
-  serving: { consumes: ['adapters', 'servingCommands'], produces: ['deadLetter'] },
+  serving: {
+    // servingEvents: read back at start, for what the evaluator has not stored yet (its restart state).
+    consumes: ['adapters', 'servingCommands', 'servingEvents'],
+    // servingEvents: what it switched, rolled back or refused (read-only on ClickHouse).
+    produces: ['servingEvents', 'deadLetter'],
+  },
   operator: { consumes: [], produces: ['roundCommands', 'evaluatorCommands', 'servingCommands'] },
   platform: { consumes: [], produces: ['interactions', 'items'] },
 };
@@ -36,7 +42,8 @@ export const SERVICE_TOPIC_ACCESS: Readonly<
 /**
  * The consumer-group id prefix of each consuming service in a default installation (each
  * `*_GROUP_ID`/`SEQUENCER_CLIENT_ID` default; serving appends `-<instance>`, the sequencer
- * `-split-requests`). A service configured with another group id needs an ACL for it.
+ * `-split-requests`, the evaluator's serving-events writer `-serving-events`, serving's read-back
+ * `-<instance>-readback`). A service configured with another group id needs an ACL for it.
  */
 export const DEFAULT_GROUP_PREFIXES: Readonly<Record<ServicePrincipal, string | null>> = {
   ingest: 'cprec-ingest',
