@@ -375,7 +375,7 @@ describe('evaluator actor', () => {
   }, 120_000);
 
   it('gates each domain against the adapter serving that domain: books has none yet, games has good (rolled back to)', async () => {
-    // What serving records (it is the one writer of serving_events; here the test plays it): games
+    // What serving records (it publishes, the evaluator stores; here the test writes the rows): games
     // got worse (the manual promotion), then an operator rolled games back to good.
     const servingEvent = (event: 'switch' | 'rollback', domain: string, adapterId: string, ts_ms: number) =>
       control.insertServingEvent({

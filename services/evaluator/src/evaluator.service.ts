@@ -44,6 +44,7 @@ import { ArtefactGateway } from './infra/artefact-gateway';
 import { ClickHouseGateway } from './infra/clickhouse-gateway';
 import { EvaluationAbortedError, type EvaluationRunner, type EventsPort, type JobSettings } from './ports';
 import { EvaluationProcessRunner } from './runner/evaluation-process';
+import { storeServingEvent } from './serving-events/serving-events-writer';
 
 export const CLICKHOUSE = Symbol('CLICKHOUSE');
 
@@ -54,6 +55,11 @@ export const CLICKHOUSE = Symbol('CLICKHOUSE');
  * dead-lettered when they cannot be: invalid, unstorable, refused), with heartbeats sent while an
  * evaluation process runs (minutes), so the group never evicts us.
  * Adapter evaluations and drift ticks share one queue: one evaluation process at a time.
+ *
+ * It is also the one writer of `serving_events`: serving (read-only on ClickHouse) publishes what
+ * it switched, rolled back or refused on `cprec.serving-events.v1`, and a second consumer — a group
+ * of its own (`<EVALUATOR_GROUP_ID>-serving-events`), so an evaluation of minutes never holds the
+ * record back — stores each event (idempotently) and dead-letters what cannot be stored.
  */
 @Injectable()
 export class EvaluatorService implements OnApplicationBootstrap, OnApplicationShutdown, HealthCheck {
@@ -63,6 +69,8 @@ export class EvaluatorService implements OnApplicationBootstrap, OnApplicationSh
   private readonly metrics: EvaluatorMetrics;
   private readonly processes: EvaluationProcessRunner;
   private consumer: ResilientConsumer | null = null;
+  private servingEvents: ResilientConsumer | null = null;
+  private readonly control: ControlPlaneRepository;
   private producer: Producer | null = null;
   private driftTimer: NodeJS.Timeout | null = null;
   private driftBusy = false;
@@ -99,6 +107,7 @@ export class EvaluatorService implements OnApplicationBootstrap, OnApplicationSh
       },
     });
     const control = new ControlPlaneRepository(ch);
+    this.control = control;
     const gateway = new ClickHouseGateway(ch, {
       request: async (command) => {
         await this.send(this.topics.sequencerCommands, command.split_id, command);
@@ -164,7 +173,12 @@ export class EvaluatorService implements OnApplicationBootstrap, OnApplicationSh
   }
 
   async check(): Promise<string | null> {
-    return this.consumer ? this.consumer.problem() : 'consumer not started';
+    if (!this.consumer) return 'consumer not started';
+    const problem = this.consumer.problem();
+    if (problem) return problem;
+    if (!this.servingEvents) return 'serving-events consumer not started';
+    const recording = this.servingEvents.problem();
+    return recording ? `serving events: ${recording}` : null;
   }
 
   private async send(topic: string, key: string, value: object): Promise<void> {
@@ -211,6 +225,23 @@ export class EvaluatorService implements OnApplicationBootstrap, OnApplicationSh
       },
     });
     await this.consumer.start();
+    this.servingEvents = new ResilientConsumer({
+      consumer: 'evaluator',
+      kafka: this.kafka,
+      groupId: `${c.EVALUATOR_GROUP_ID}-serving-events`,
+      topics: [this.topics.servingEvents],
+      // Every retained event: storing one again is harmless (idempotent), missing one is not.
+      fromBeginning: true,
+      handle: async (message) => void (await storeServingEvent(message, this.control)),
+      classify: classifyFailure,
+      dependencies: () => clickHouseProblem(() => this.ch.ping()),
+      deadLetters: await createDeadLetterPublisher(this.kafka, this.producer, this.topics),
+      policy: retryPolicyOf(c),
+      stalledAfterMs: c.CPREC_CONSUMER_STALLED_MS,
+      log: consumerLog(this.logger),
+      observer: this.consumerMetrics.observer('evaluator'),
+    });
+    await this.servingEvents.start();
     if (this.drift) {
       this.driftTimer = setInterval(() => void this.driftTick(), this.config.EVALUATOR_DRIFT_INTERVAL_MS);
       void this.driftTick();
@@ -284,7 +315,7 @@ export class EvaluatorService implements OnApplicationBootstrap, OnApplicationSh
   async onApplicationShutdown(): Promise<void> {
     if (this.driftTimer) clearInterval(this.driftTimer);
     this.processes.stopAll();
-    await this.consumer?.stop();
+    await Promise.all([this.consumer?.stop(), this.servingEvents?.stop()]);
     await this.queue.catch(() => undefined);
     await this.producer?.disconnect().catch(() => undefined);
   }

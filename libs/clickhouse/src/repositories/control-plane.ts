@@ -8,8 +8,9 @@ import { ident, joinSql, rawSql, sql, SqlFragment } from '../sql';
  *
  * One writer per table (DEVELOPERS.md):
  *   - trainer   → insertRoundState, insertRoundSteps, insertAdapter
- *   - evaluator → insertEvaluations, insertPromotion, insertDriftObservations, insertDriftAlert
- *   - serving   → insertServingEvent
+ *   - evaluator → insertEvaluations, insertPromotion, insertDriftObservations, insertDriftAlert,
+ *                 insertServingEvent (what serving publishes on cprec.serving-events.v1; serving is
+ *                 read-only on ClickHouse)
  * Everybody (chiefly the operator) reads.
  *
  * Conventions: every timestamp is epoch milliseconds (`*_ms`); the DateTime column next to it is
@@ -192,7 +193,10 @@ export interface DriftAlertRecord {
 }
 
 /**
- * What serving did (table `serving_events`, written by serving):
+ * What serving did (table `serving_events`: serving publishes each event on
+ * `cprec.serving-events.v1`, the evaluator stores it). The sorting key (ts_ms, event, adapter_id,
+ * domain) is an event's identity: a redelivered message is the same row, collapsed by FINAL, which
+ * every read here uses.
  *   - `switch`: `adapter_id` started serving in place of `previous_adapter_id` (hot swap);
  *   - `rollback`: the same, requested by an operator;
  *   - `load_failed`: `adapter_id` was refused at load (detail says why), the old one kept serving.
@@ -409,6 +413,7 @@ export class ControlPlaneRepository {
 
   // ----- serving ------------------------------------------------------------------------------
 
+  /** Idempotent for what reads see: the same record again collapses under FINAL (same sorting key). */
   async insertServingEvent(record: ServingEventRecord): Promise<void> {
     await this.ch.insertJsonEachRow(CONTROL_PLANE_TABLES.servingEvents, [
       { ...record, ts_ms: checkMs(record.ts_ms, 'serving event ts_ms'), ts: seconds(record.ts_ms) },
