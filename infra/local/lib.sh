@@ -49,7 +49,9 @@ SECRETS_FILE="$SECRETS_DIR/cprec.env"
 KAFKA_SCRAM_STATE="$KAFKA_STATE_DIR/scram-users"
 # Keep in step with libs/contracts/src/principals.ts.
 PRINCIPALS=(admin ingest sequencer trainer evaluator serving operator platform)
-CLICKHOUSE_READONLY_PRINCIPALS=(operator platform)
+# Read-only ClickHouse users (readonly profile). Serving publishes what it does on a Kafka topic the
+# evaluator stores (serving_events), so it writes no table.
+CLICKHOUSE_READONLY_PRINCIPALS=(serving operator platform)
 
 log() { printf '[infra] %s\n' "$*" >&2; }
 die() { printf '[infra] ERROR: %s\n' "$*" >&2; exit 1; }

@@ -112,9 +112,17 @@ describeAuth('Kafka refuses clients without valid credentials', () => {
 });
 
 describeAuth('Kafka ACLs: each service reads what it consumes and writes what it produces', () => {
-  it('refuses serving a topic it only consumes (adapters), allows its dead letters', async () => {
+  it('refuses serving a topic it only consumes (adapters), allows its dead letters and its events', async () => {
     expect(await produceAs('serving', ns.topics.adapters)).toBe('TOPIC_AUTHORIZATION_FAILED');
     expect(await produceAs('serving', ns.topics.deadLetter)).toBe('ok');
+    // What it switched and rolled back (the evaluator stores it in serving_events); nobody else.
+    expect(await produceAs('serving', ns.topics.servingEvents)).toBe('ok');
+    expect(await produceAs('evaluator', ns.topics.servingEvents)).toBe('TOPIC_AUTHORIZATION_FAILED');
+    expect(await produceAs('operator', ns.topics.servingEvents)).toBe('TOPIC_AUTHORIZATION_FAILED');
+    // The evaluator stores them, reading with a group of its own.
+    expect(
+      await fetchOffsetsAs('evaluator', `${ns.stem}.evaluator-serving-events`, ns.topics.servingEvents),
+    ).toBe('ok');
   });
 
   it('refuses every service every topic it does not produce', async () => {
@@ -233,6 +241,55 @@ describeAuth('ClickHouse refuses clients without valid credentials', () => {
     }
     expect(await ns.ch.query<{ n: string }>(sql`SELECT count() AS n FROM interactions`)).toEqual([
       { n: '0' },
+    ]);
+  });
+
+  it('lets serving read but not write: it publishes its events, the evaluator stores them', async () => {
+    const serving = clickHouseAs('serving');
+    try {
+      expect(await serving.query<{ n: string }>(sql`SELECT count() AS n FROM serving_events`)).toEqual([
+        { n: '0' },
+      ]);
+      const row = {
+        event: 'switch',
+        domain: 'games',
+        adapter_id: 'a1',
+        previous_adapter_id: '',
+        detail: '',
+        ts_ms: 1,
+        ts: 0,
+      };
+      expect(await refusal(() => serving.insertJsonEachRow('serving_events', [row]))).toMatch(/readonly/i);
+      expect(
+        await refusal(() => serving.command(sql`CREATE TABLE auth_probe (x UInt8) ENGINE = Memory`)),
+      ).toMatch(/readonly/i);
+      expect(await refusal(() => serving.command(sql`DROP TABLE serving_events`))).toMatch(/readonly/i);
+      expect(
+        await refusal(() =>
+          serving.client.command({
+            query: 'INSERT INTO serving_events (event) VALUES (1)',
+            clickhouse_settings: { readonly: '0' },
+          }),
+        ),
+      ).toMatch(/readonly/i);
+      // It waits for migrations instead of running them (as the operator does).
+      const settings = { ...clickHouseSettingsFromEnv(env, 'serving'), database: ns.database };
+      await expect(runMigrations(settings)).rejects.toThrow(/readonly/i);
+      await expect(awaitMigrations(settings, { timeoutMs: 5_000 })).resolves.toBeUndefined();
+    } finally {
+      await serving.close();
+    }
+    // The evaluator, the table's writer, may.
+    const evaluator = clickHouseAs('evaluator');
+    try {
+      await evaluator.command(
+        sql`INSERT INTO serving_events (event, domain, adapter_id) VALUES ('switch', 'games', 'a1')`,
+      );
+    } finally {
+      await evaluator.close();
+    }
+    expect(await ns.ch.query<{ n: string }>(sql`SELECT count() AS n FROM serving_events`)).toEqual([
+      { n: '1' },
     ]);
   });
 

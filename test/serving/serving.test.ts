@@ -29,7 +29,9 @@ import { uniqueName } from '../support/infra';
  * over Kafka (HTTP rollback only with the token and a JSON body), request validation,
  * serving_events and metrics — and one adapter per domain: X promoted for books and Y for films
  * answer their own domain's requests, a rollback of books leaves films alone, and a restart
- * resumes each domain's adapter.
+ * resumes each domain's adapter. Serving is read-only on ClickHouse: it publishes its events on
+ * the serving-events topic and the evaluator (started here as the table's writer) stores them in
+ * serving_events; a restart before the evaluator stored the last event resumes it from the topic.
  */
 
 const ns = useNamespace('serving');
@@ -76,6 +78,7 @@ let ch: ClickHouse;
 let control: ControlPlaneRepository;
 let producer: Producer;
 let serving: RunningService;
+let evaluator: RunningService;
 let url: string;
 let adapterA: ArtefactRecord;
 let adapterBad: ArtefactRecord;
@@ -207,8 +210,17 @@ beforeAll(async () => {
   appendFileSync(join(fileURLToPath(adapterBad.uri), 'adapter.safetensors'), Buffer.from([0]));
 
   producer = await ns.producer();
-  await startServing();
+  await Promise.all([startEvaluator(), startServing()]);
 });
+
+/** The writer of serving_events (it stores what serving publishes; nothing here is evaluated). */
+const startEvaluator = async () => {
+  evaluator = await ns.startService('evaluator', 'EVALUATOR_PORT', {
+    EVALUATOR_GROUP_ID: ns.group('evaluator'),
+    EVALUATOR_MODEL: 'tiny-random',
+    EVALUATOR_BACKEND: 'cpu',
+  });
+};
 
 const startServing = async () => {
   serving = await ns.startService('serving', 'SERVING_PORT', {
@@ -344,7 +356,12 @@ describe('serving actor', () => {
       'rollback to it-a1 over Kafka',
     );
 
-    const events = await control.listServingEvents();
+    // Stored by the evaluator, asynchronously.
+    const events = await eventually(
+      () => control.listServingEvents(),
+      (rows) => rows.some((e) => e.event === 'rollback' && e.adapter_id === 'it-a1'),
+      'rollback to it-a1 stored',
+    );
     const kinds = events.map((e) => `${e.event}:${e.adapter_id}`);
     expect(kinds).toEqual(
       expect.arrayContaining(['switch:it-a1', 'load_failed:it-bad', 'rollback:base', 'rollback:it-a1']),
@@ -419,7 +436,11 @@ describe('serving actor', () => {
     expect((await recommend(films)).adapter_id).toBe('it-f1');
     const one = (await (await fetch(`${url}/v1/adapter?domain=${OTHER}`)).json()) as Record<string, unknown>;
     expect(one).toMatchObject({ domain: OTHER, adapter_id: 'it-f1', rollback_history: ['base'] });
-    const assignments = await control.servingByDomain();
+    const assignments = await eventually(
+      () => control.servingByDomain(),
+      (rows) => servingOf(rows, DOMAIN)?.adapter_id === 'base',
+      'rollback of books to base stored',
+    );
     expect(servingOf(assignments, DOMAIN)?.adapter_id).toBe('base');
     expect(servingOf(assignments, OTHER)?.adapter_id).toBe('it-f1');
 
@@ -428,5 +449,40 @@ describe('serving actor', () => {
     await startServing();
     expect((await recommend(films)).adapter_id).toBe('it-f1');
     expect((await recommend(explicit)).adapter_id).toBe('base');
+  });
+
+  it('resumes a rollback published just before a restart that the evaluator had not stored yet (read back from the topic)', async () => {
+    // The window: serving rolls films back and publishes the event, the writer has not stored it
+    // (here: it is down), serving restarts. The table still says films → it-f1.
+    await evaluator.stop();
+    const tap = await ns.tap([ns.topics.servingEvents]);
+    const rolled = await rollback({ domain: OTHER, to_adapter_id: 'base' });
+    expect(rolled.json).toMatchObject({ domain: OTHER, adapter_id: 'base', previous_adapter_id: 'it-f1' });
+    const published = await tap.waitFor<{ event: string; domain: string; adapter_id: string; ts_ms: number }>(
+      ns.topics.servingEvents,
+      (e) => e.event === 'rollback' && e.domain === OTHER && e.adapter_id === 'base',
+      'the rollback of films on the serving-events topic',
+    );
+    expect(servingOf(await control.servingByDomain(), OTHER)?.adapter_id).toBe('it-f1');
+
+    await serving.stop();
+    await startServing();
+    const films = { history: ['films-0'], domain: OTHER, candidate_ids: ['films-2', 'films-3'], k: 2 };
+    expect((await recommend(films)).adapter_id).toBe('base');
+    expect((await recommend(explicit)).adapter_id).toBe('base');
+    // Still not in the table: what served came from the topic.
+    expect(servingOf(await control.servingByDomain(), OTHER)?.adapter_id).toBe('it-f1');
+
+    // The writer back: it stores the event (it had not committed past it), once.
+    await startEvaluator();
+    await eventually(
+      () => control.servingByDomain(),
+      (rows) => servingOf(rows, OTHER)?.adapter_id === 'base',
+      'the rollback of films stored',
+    );
+    const rows = (await control.listServingEvents({ limit: 1000 })).filter(
+      (e) => e.event === 'rollback' && e.domain === OTHER && e.ts_ms === published.ts_ms,
+    );
+    expect(rows).toHaveLength(1);
   });
 });

@@ -30,8 +30,11 @@ export const ADMIN_PRINCIPAL = 'admin';
 export type Principal = ServicePrincipal | typeof ADMIN_PRINCIPAL;
 export const PRINCIPALS: readonly Principal[] = [ADMIN_PRINCIPAL, ...SERVICE_PRINCIPALS];
 
-/** Principals that only read ClickHouse (a `readonly` profile: no INSERT, no DDL). */
-export const CLICKHOUSE_READONLY_PRINCIPALS: readonly Principal[] = ['operator', 'platform'];
+/**
+ * Principals that only read ClickHouse (a `readonly` profile: no INSERT, no DDL). Serving publishes
+ * what it does on `cprec.serving-events.v1` (stored by the evaluator) instead of writing a table.
+ */
+export const CLICKHOUSE_READONLY_PRINCIPALS: readonly Principal[] = ['serving', 'operator', 'platform'];
 
 export type SecretSystem = 'kafka' | 'clickhouse';
 

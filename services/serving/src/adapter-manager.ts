@@ -34,7 +34,10 @@ export interface AdapterManagerPorts<T extends Disposable> {
    * ready to serve; throws with the reason when it must not serve.
    */
   load(ref: AdapterRef): Promise<T>;
-  /** Records a switch / rollback / refused load (serving_events). A failure here is logged, not fatal. */
+  /**
+   * Records a switch / rollback / refused load (published on the serving-events topic, stored in
+   * serving_events by the evaluator). A failure here is logged, not fatal.
+   */
   record(event: ServingEvent): Promise<void>;
   /** Looks up an adapter by id for a named rollback to one not in the history (e.g. the adapters table). */
   resolve?(adapterId: string): Promise<AdapterRef | null>;

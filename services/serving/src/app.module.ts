@@ -1,10 +1,5 @@
 import { Module } from '@nestjs/common';
-import {
-  clickHouseSettingsFromEnv,
-  createClickHouse,
-  ensureDatabase,
-  runMigrations,
-} from '@cprec/clickhouse';
+import { awaitMigrations, clickHouseSettingsFromEnv, createClickHouse } from '@cprec/clickhouse';
 import { HealthRegistry, ObservabilityModule } from '@cprec/service-common';
 import { loadServingConfig, SERVING_CONFIG } from './config';
 import { ServingController } from './serving.controller';
@@ -20,8 +15,8 @@ import { ServingTokenGuard } from './serving-token.guard';
       provide: CLICKHOUSE,
       useFactory: async () => {
         const settings = clickHouseSettingsFromEnv(process.env, 'serving');
-        await ensureDatabase(settings);
-        await runMigrations(settings);
+        // Read-only on ClickHouse: the writers (and infra/local/up) migrate, serving waits.
+        await awaitMigrations(settings);
         return createClickHouse(settings);
       },
     },

@@ -49,6 +49,16 @@ export const ServingEnvSchema = CommonEnvSchema.extend({
   /** Commands older than this are ignored (a new consumer group replays the topic). */
   SERVING_COMMAND_MAX_AGE_MS: envInt(3_600_000, 1),
   /**
+   * At start, the serving-events topic is read back (the events the evaluator may not have stored
+   * in serving_events yet) for at most this long; 0 = resume from serving_events alone.
+   */
+  SERVING_EVENTS_READBACK_MS: envInt(30_000, 0),
+  /**
+   * How long a switch or rollback waits for Kafka to acknowledge its event before it returns (the
+   * event is retried in order until it is sent either way).
+   */
+  SERVING_EVENT_PUBLISH_WAIT_MS: envInt(10_000, 0),
+  /**
    * This replica's name: its consumer group for adapter events and serving commands is
    * `${SERVING_GROUP_ID}-${instance}`, one per replica, so every replica hot-swaps and rolls back
    * (replicas sharing a group would split the events between them). Default: host name and port,

@@ -1,5 +1,26 @@
 import { servingOf, type PromotionRecord, type ServingEventRecord } from '@cprec/clickhouse';
 
+/**
+ * What served each domain, from the table and from the topic: `serving_events` rows
+ * (`servingByDomain`: per domain its latest switch or rollback, newest first) merged with the
+ * switches and rollbacks read back from `cprec.serving-events.v1` (`readServingEvents`, topic
+ * order), which the evaluator stores asynchronously — an event published just before a restart
+ * may not be in the table yet. Per domain the newest wins (on equal times the later on the topic:
+ * the same event, or one published after it); the result has servingByDomain's shape.
+ */
+export function mergeAssignments(
+  stored: readonly ServingEventRecord[],
+  published: readonly ServingEventRecord[],
+): ServingEventRecord[] {
+  const latest = new Map<string, ServingEventRecord>();
+  for (const e of [...stored, ...published]) {
+    if (e.event === 'load_failed') continue;
+    const seen = latest.get(e.domain);
+    if (!seen || e.ts_ms >= seen.ts_ms) latest.set(e.domain, e);
+  }
+  return [...latest.values()].sort((a, b) => b.ts_ms - a.ts_ms || a.domain.localeCompare(b.domain));
+}
+
 /** What a domain resumes at start, and from which record. */
 export interface ResumeStep {
   domain: string;

@@ -4,8 +4,15 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { Registry } from 'prom-client';
 import { LocalArtefactStore } from '@cprec/artefacts';
-import { ClickHouse, clickHouseProblem, ControlPlaneRepository, servingOf } from '@cprec/clickhouse';
-import { resumePlan } from './resume-plan';
+import {
+  ClickHouse,
+  clickHouseProblem,
+  ControlPlaneRepository,
+  servingOf,
+  type ServingEventRecord,
+} from '@cprec/clickhouse';
+import { mergeAssignments, resumePlan } from './resume-plan';
+import { readServingEvents, ServingEventOutbox } from './serving-event-log';
 import {
   AdapterEventSchema,
   commandAgeProblem,
@@ -93,7 +100,9 @@ export interface DomainServing {
  * The serving actor: `/v1/recommend` (first stage → LM re-ranking through a micro-batcher, with
  * the adapter of the request's domain), the adapters' life cycle per target domain (hot swap on
  * AdapterEvent 'promoted' for each of its target domains, rollback of one domain on
- * ServingCommand or HTTP) and the one writer of serving_events.
+ * ServingCommand or HTTP). Read-only on ClickHouse: every switch / rollback / refused load is
+ * published on `cprec.serving-events.v1` (in order, retried until Kafka has it), which the evaluator
+ * stores in `serving_events`; at start the topic is read back for what is not stored yet.
  */
 @Injectable()
 export class ServingService implements OnApplicationBootstrap, OnApplicationShutdown, HealthCheck {
@@ -115,6 +124,7 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
   private batcher: MicroBatcher<RankRequest, Scored> | null = null;
   private consumer: ResilientConsumer | null = null;
   private producer: Producer | null = null;
+  private outbox: ServingEventOutbox | null = null;
   private problem: string | null = 'starting';
   private readonly topics: Topics;
   private readonly consumerMetrics: ConsumerMetrics;
@@ -188,6 +198,7 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
 
   async onApplicationBootstrap(): Promise<void> {
     const c = this.config;
+    await this.connectKafka();
     if (c.SERVING_WORKERS > 0) {
       // The workers load the model; this thread only needs the base's identity.
       this.baseChecksum = await servingBaseChecksum(c, this.artefacts);
@@ -207,7 +218,7 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
         if (e.event === 'load_failed') this.logger.error(`adapter ${e.adapter_id} refused: ${e.detail}`);
         else
           this.logger.log(`${e.event}: ${e.previous_adapter_id || '(none)'} → ${e.adapter_id} (${e.detail})`);
-        await this.controlPlane.insertServingEvent(e);
+        await this.publishEvent(e);
       },
       resolve: (id) => this.resolveAdapter(id),
       onError: (m) => this.logger.error(m),
@@ -234,8 +245,30 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
   }
 
   /**
+   * Publishes a serving event (the outbox keeps this replica's order and retries until Kafka has
+   * it). Waits for the acknowledgement — so a rollback answered 200 is on the topic, and read back
+   * by a restart — but at most SERVING_EVENT_PUBLISH_WAIT_MS: during a Kafka outage the switch
+   * itself is not held up, the event follows when the broker is back.
+   */
+  private async publishEvent(e: ServingEventRecord): Promise<void> {
+    const sent = this.outbox!.publish(e);
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<'waiting'>((resolve) => {
+      timer = setTimeout(() => resolve('waiting'), this.config.SERVING_EVENT_PUBLISH_WAIT_MS);
+    });
+    const outcome = await Promise.race([sent, waited]);
+    clearTimeout(timer);
+    if (outcome === 'waiting')
+      this.logger.warn(
+        `${e.event} of ${e.adapter_id} for ${e.domain} not acknowledged by Kafka yet; still retrying`,
+      );
+    else if (!outcome) this.logger.error(`${e.event} of ${e.adapter_id} for ${e.domain} not published`);
+  }
+
+  /**
    * The base model (loaded once, shared by every domain), then per domain the adapter that served
-   * it before a restart (serving_events), or the domain's promotion when that is newer (resumePlan:
+   * it before a restart (serving_events, plus the events on serving's topic the evaluator has not
+   * stored yet), or the domain's promotion when that is newer (resumePlan:
    * a replica starting after a promotion would not hear of it). A legacy row (domain '', from when
    * one adapter served every domain) is resumed for the domains its adapter was trained for. A
    * domain whose adapter cannot be resumed is answered by the base model.
@@ -243,12 +276,11 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
   private async startServing(): Promise<void> {
     const manager = this.manager!;
     await manager.start(BASE_REF);
-    const assignments = await this.controlPlane.servingByDomain().catch((err: unknown) => {
-      this.logger.error(
-        `could not read what served before: ${(err as Error).message}; serving the base model`,
-      );
+    const stored = await this.controlPlane.servingByDomain().catch((err: unknown) => {
+      this.logger.error(`could not read what served before: ${(err as Error).message}`);
       return [];
     });
+    const assignments = mergeAssignments(stored, await this.readBack());
     // Promotions made before this replica started (it reads adapter events from the end).
     const promotions = await this.controlPlane.listPromotions({ limit: 1000 }).catch((err: unknown) => {
       this.logger.error(`could not read the promotions: ${(err as Error).message}`);
@@ -284,6 +316,36 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
     this.afterSwitch();
   }
 
+  /**
+   * The switches and rollbacks on serving's topic: the evaluator stores them asynchronously, so an
+   * event published just before a restart (or while the evaluator is down) may not be in
+   * serving_events yet. Without them a restart in that window would undo a rollback.
+   */
+  private async readBack(): Promise<ServingEventRecord[]> {
+    const timeoutMs = this.config.SERVING_EVENTS_READBACK_MS;
+    if (timeoutMs === 0) return [];
+    try {
+      const read = await readServingEvents(
+        this.kafka,
+        this.topics.servingEvents,
+        `${this.groupId}-readback`,
+        {
+          timeoutMs,
+        },
+      );
+      this.logger.log(
+        `read back ${read.events.length} switch(es) and rollback(s) from ${this.topics.servingEvents}` +
+          (read.skipped > 0 ? ` (${read.skipped} message(s) that are not serving events skipped)` : ''),
+      );
+      return read.events;
+    } catch (err) {
+      this.logger.error(
+        `could not read back ${this.topics.servingEvents}: ${(err as Error).message}; resuming from serving_events alone`,
+      );
+      return [];
+    }
+  }
+
   private async resolveAdapter(adapterId: string): Promise<AdapterRef | null> {
     const seen = this.known.get(adapterId);
     if (seen) return seen;
@@ -314,17 +376,23 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
     return new InProcessScorer(loadSmokeTested(this.runtime!, adapterId, dir));
   }
 
-  /** This replica's consumer group: one per replica, so every replica hot-swaps (see SERVING_INSTANCE_ID). */
-  get groupId(): string {
-    const instance =
+  /** This replica's name (SERVING_INSTANCE_ID, default host-port): its events' key. */
+  get instanceId(): string {
+    return (
       this.config.SERVING_INSTANCE_ID ??
       `${hostname()
         .replace(/[^A-Za-z0-9._-]/g, '_')
-        .slice(0, 100)}-${this.config.SERVING_PORT}`;
-    return `${this.config.SERVING_GROUP_ID}-${instance}`;
+        .slice(0, 100)}-${this.config.SERVING_PORT}`
+    );
   }
 
-  private async startConsumer(): Promise<void> {
+  /** This replica's consumer group: one per replica, so every replica hot-swaps (see SERVING_INSTANCE_ID). */
+  get groupId(): string {
+    return `${this.config.SERVING_GROUP_ID}-${this.instanceId}`;
+  }
+
+  /** Finds the topics and connects the producer (serving events, dead letters) before anything is served. */
+  private async connectKafka(): Promise<void> {
     const admin = this.kafka.admin();
     await admin.connect();
     try {
@@ -335,14 +403,23 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
     const producer = createReliableProducer(this.kafka);
     await producer.connect();
     this.producer = producer;
+    const topic = this.topics.servingEvents;
+    this.outbox = new ServingEventOutbox(this.instanceId, {
+      send: async (key, value) => void (await producer.send({ topic, acks: -1, messages: [{ key, value }] })),
+      onError: (m) => this.logger.warn(m),
+    });
+  }
+
+  private async startConsumer(): Promise<void> {
+    const producer = this.producer!;
     const c = this.config;
     this.consumer = new ResilientConsumer({
       consumer: 'serving',
       kafka: this.kafka,
       groupId: this.groupId,
       topics: [this.topics.adapters, this.topics.servingCommands],
-      // Not from the beginning: what serves after a restart comes from serving_events, and replaying
-      // old promotions would undo later rollbacks.
+      // Not from the beginning: what serves after a restart comes from serving_events (and serving's
+      // events topic), and replaying old promotions would undo later rollbacks.
       fromBeginning: false,
       handle: (message) => this.handle(message),
       classify: classifyFailure,
@@ -499,6 +576,9 @@ export class ServingService implements OnApplicationBootstrap, OnApplicationShut
   async onApplicationShutdown(): Promise<void> {
     this.problem = 'shutting down';
     await this.consumer?.stop();
+    const unsent = (await this.outbox?.close(5_000)) ?? [];
+    for (const e of unsent)
+      this.logger.error(`${e.event} of ${e.adapter_id} for ${e.domain} not published before shutdown`);
     await this.producer?.disconnect().catch(() => undefined);
     this.firstStage.dispose();
     await this.manager?.close();
