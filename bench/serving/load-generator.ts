@@ -3,6 +3,8 @@
  * competes with the server's event loop): open-loop arrivals at a fixed rate — request i is sent
  * at start + i/rate whether or not earlier ones have answered, so a slow server shows up as
  * latency, not as a lower offered rate — for a bounded time and count. Prints one JSON line.
+ * With several serving replicas (`urls`), request i goes to replica i mod N (round robin, as a
+ * client-side balancer would spread them), and the result is broken down per replica too.
  *
  *   node -r ts-node/register/transpile-only bench/serving/load-generator.ts <config.json>
  */
@@ -10,7 +12,8 @@ import { readFileSync } from 'node:fs';
 import { request as httpRequest, Agent } from 'node:http';
 
 export interface LoadConfig {
-  url: string;
+  /** One base URL per serving replica; requests go round robin. */
+  urls: string[];
   rate: number;
   durationS: number;
   maxRequests: number;
@@ -29,6 +32,16 @@ export interface LoadResult {
   durationS: number;
   latenciesMs: number[];
   adapterIds: Record<string, number>;
+  /** The same per replica (in `urls` order). */
+  perUrl: Array<{
+    url: string;
+    sent: number;
+    ok: number;
+    errors: number;
+    errorsByStatus: Record<string, number>;
+    latenciesMs: number[];
+    adapterIds: Record<string, number>;
+  }>;
 }
 
 function post(
@@ -60,7 +73,16 @@ function post(
 }
 
 async function run(config: LoadConfig): Promise<LoadResult> {
-  const url = new URL('/v1/recommend', config.url);
+  const urls = config.urls.map((u) => new URL('/v1/recommend', u));
+  const perUrl: LoadResult['perUrl'] = config.urls.map((url) => ({
+    url,
+    sent: 0,
+    ok: 0,
+    errors: 0,
+    errorsByStatus: {},
+    latenciesMs: [],
+    adapterIds: {},
+  }));
   const agent = new Agent({ keepAlive: true, maxSockets: 256 });
   const bodies = config.bodies.map((b) => JSON.stringify(b));
   const total = Math.min(config.maxRequests, Math.floor(config.rate * config.durationS));
@@ -74,16 +96,24 @@ async function run(config: LoadConfig): Promise<LoadResult> {
     const wait = due - performance.now();
     if (wait > 1) await new Promise((r) => setTimeout(r, wait));
     const sentAt = performance.now();
+    const target = i % urls.length;
+    const mine = perUrl[target]!;
+    mine.sent++;
     inflight.push(
-      post(agent, url, bodies[i % bodies.length], config.timeoutMs).then(({ status, text }) => {
+      post(agent, urls[target]!, bodies[i % bodies.length], config.timeoutMs).then(({ status, text }) => {
         const ms = performance.now() - sentAt;
         if (status === 200) {
           latencies.push(ms);
+          mine.latenciesMs.push(ms);
+          mine.ok++;
           const id = (JSON.parse(text) as { adapter_id?: string }).adapter_id ?? '?';
           adapterIds[id] = (adapterIds[id] ?? 0) + 1;
+          mine.adapterIds[id] = (mine.adapterIds[id] ?? 0) + 1;
         } else {
           const key = status === -1 ? 'timeout' : status === 0 ? 'connection' : String(status);
           errorsByStatus[key] = (errorsByStatus[key] ?? 0) + 1;
+          mine.errorsByStatus[key] = (mine.errorsByStatus[key] ?? 0) + 1;
+          mine.errors++;
         }
       }),
     );
@@ -100,6 +130,7 @@ async function run(config: LoadConfig): Promise<LoadResult> {
     durationS: (performance.now() - started) / 1000,
     latenciesMs: latencies,
     adapterIds,
+    perUrl,
   };
 }
 

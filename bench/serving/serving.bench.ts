@@ -3,7 +3,7 @@
  * on stories260K + a LoRA r=8 adapter, driven from a separate load-generating process on loopback.
  *
  *   npm run bench:serving -- [--rate 50] [--duration 30] [--high-rate 100] [--high-duration 15]
- *                            [--out bench/results/serving.json]
+ *                            [--out bench/results/serving.json] [--profile single|cluster] [--replicas N]
  *
  * Set-up: a fresh ClickHouse database with a 200-item catalogue, an artefact store in a temp
  * CPREC_HOME, a freshly attached LoRA (rank 8, random non-zero B so it changes the scores) saved
@@ -11,6 +11,16 @@
  * AdapterEvent 'promoted' on Kafka. Then: sequential warm-up requests (one at a time: the model
  * time without queueing), a step at `--rate` for `--duration` s, a step at `--high-rate`.
  * SERVING_* variables in the environment are passed to the serving process (tuning knobs).
+ *
+ * Scaling (issue 16): `--replicas N` starts N serving processes, each with its own
+ * SERVING_INSTANCE_ID (so its own consumer group for adapter events, as `npm start --replicas
+ * serving=N` does); the one promoted event must switch every replica, checked before the load
+ * and again in every response's adapter_id. The load generator sends request i to replica
+ * i mod N (round robin); the result has total and per-replica throughput, latency percentiles
+ * and CPU. `--profile cluster` runs against `bash infra/local/up --cluster` (endpoints from
+ * `.cprec/cluster/cluster.env`, bench/infra-profile.ts): replicated catalogue, serving replica i
+ * reading ClickHouse replica ((i − 1) mod replicas). Defaults (`single`, 1) are the original run.
+ * The result records profile, replicas and the load average before and after.
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -39,6 +49,7 @@ import {
 } from '@cprec/lm';
 import { createKafka, kafkaSettingsFromEnv } from '@cprec/messaging';
 import { randomPort, startService, type RunningService } from '../../test/support/service-process';
+import { parseProfile, parseReplicaCount, useInfraProfile, type InfraProfile } from '../infra-profile';
 import type { LoadConfig, LoadResult } from './load-generator';
 
 const REPO_ROOT = resolve(__dirname, '../..');
@@ -56,6 +67,8 @@ interface Options {
   highDuration: number;
   maxRequests: number;
   out: string;
+  profile: InfraProfile;
+  replicas: number;
 }
 
 /** A catalogue of short story titles in TinyStories' vocabulary. */
@@ -74,7 +87,13 @@ function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
 }
 
-function summarise(result: LoadResult, cpuSeconds: number) {
+function summarise(
+  result: Pick<LoadResult, 'sent' | 'ok' | 'errors' | 'errorsByStatus' | 'latenciesMs' | 'adapterIds'> & {
+    rate: number;
+    durationS: number;
+  },
+  cpuSeconds: number,
+) {
   const sorted = [...result.latenciesMs].sort((a, b) => a - b);
   return {
     offered_rps: result.rate,
@@ -99,6 +118,12 @@ function summarise(result: LoadResult, cpuSeconds: number) {
 function cpuSecondsOf(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** The adapter a replica serves for the bench's domain (its GET /v1/adapter). */
+async function currentAdapter(url: string): Promise<string> {
+  return ((await (await fetch(`${url}/v1/adapter?domain=${DOMAIN}`)).json()) as { adapter_id: string })
+    .adapter_id;
 }
 
 function runLoad(config: LoadConfig): Promise<LoadResult> {
@@ -127,8 +152,16 @@ async function main(opts: Options): Promise<void> {
     log(`stories260K not found at ${MODEL}: skipping the serving benchmark`);
     return;
   }
-  const database = `cprec_bench_serving_${Date.now().toString(36)}`;
+  // Before anything reads the environment: the cluster profile's endpoints replace the defaults.
+  const infra = useInfraProfile(opts.profile);
+  const loadBefore = loadavg().map((x) => round(x, 2));
+  const stamp = Date.now().toString(36);
+  const database = `cprec_bench_serving_${stamp}`;
   const settings = { ...clickHouseSettingsFromEnv(), database };
+  const chUrls = infra.profile === 'cluster' ? infra.clickHouseUrls : [settings.url];
+  log(
+    `profile ${opts.profile}, ${opts.replicas} serving replica(s), database ${database} (load average ${loadBefore.join(' ')})`,
+  );
   const home = mkdtempSync(join(tmpdir(), 'cprec-bench-serving-'));
   const store = new LocalArtefactStore(join(home, 'artefacts'));
   await runMigrations(settings);
@@ -137,6 +170,20 @@ async function main(opts: Options): Promise<void> {
   await new ItemRepository(ch).upsertBatch(
     items.map((i) => ({ ...i, domain: DOMAIN, attributes: {}, updated_at_ms: 1_000 })),
   );
+  // Every replica a serving process reads holds the catalogue before the processes start.
+  for (const url of chUrls.slice(1)) {
+    const replica = createClickHouse({ ...settings, url });
+    try {
+      for (let i = 0; ; i++) {
+        const rows = await replica.query<{ n: string }>(sql`SELECT count() AS n FROM items`);
+        if (Number(rows[0]?.n ?? 0) >= items.length) break;
+        if (i > 600) throw new Error(`catalogue not replicated to ${url} after 60 s`);
+        await sleep(100);
+      }
+    } finally {
+      await replica.close();
+    }
+  }
 
   log('attaching and saving a LoRA r=8 adapter on stories260K');
   const model = new LlamaModel(loadLlama2cCheckpoint(MODEL));
@@ -162,22 +209,39 @@ async function main(opts: Options): Promise<void> {
   const kafka = createKafka(kafkaSettingsFromEnv('cprec-bench-serving'));
   const producer = kafka.producer();
   await producer.connect();
-  let serving: RunningService | null = null;
+  const servings: RunningService[] = [];
   try {
-    const port = randomPort();
-    const url = `http://127.0.0.1:${port}`;
     const servingEnv: Record<string, string> = {
       CPREC_CLICKHOUSE_DB: database,
       CPREC_HOME: home,
       // Under serving's own group prefix: its ACL lets the serving principal use only those groups.
-      SERVING_GROUP_ID: `cprec-serving-bench-${Date.now().toString(36)}`,
+      SERVING_GROUP_ID: `cprec-serving-bench-${stamp}`,
       SERVING_MODEL: 'llama2c',
       SERVING_BASE_MODEL: MODEL,
       SERVING_TOKENIZER: TOKENIZER,
     };
     for (const [k, v] of Object.entries(process.env))
       if (k.startsWith('SERVING_') && v !== undefined) servingEnv[k] = v;
-    serving = await startService('serving', port, servingEnv, 'SERVING_PORT', 180_000);
+    // Each replica its own instance id, so its own consumer group: each sees the promotion.
+    const started = await Promise.allSettled(
+      Array.from({ length: opts.replicas }, (_, i) =>
+        startService(
+          'serving',
+          randomPort() + i,
+          {
+            ...servingEnv,
+            ...(opts.replicas > 1 ? { SERVING_INSTANCE_ID: `bench-${stamp}-${i + 1}` } : {}),
+            ...(infra.profile === 'cluster' ? { CPREC_CLICKHOUSE_URL: chUrls[i % chUrls.length]! } : {}),
+          },
+          'SERVING_PORT',
+          240_000,
+        ),
+      ),
+    );
+    for (const s of started) if (s.status === 'fulfilled') servings.push(s.value);
+    const failed = started.find((s) => s.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    const urls = servings.map((s) => `http://127.0.0.1:${s.port}`);
     const event: AdapterEvent = {
       kind: 'promoted',
       adapter_id: 'bench-lora-r8',
@@ -188,19 +252,22 @@ async function main(opts: Options): Promise<void> {
       reasons: ['bench'],
       ts: Date.now(),
     };
+    const sentAt = performance.now();
     await producer.send({
       topic: TOPICS.adapters,
       messages: [{ key: event.adapter_id, value: JSON.stringify(event) }],
     });
-    for (let i = 0; ; i++) {
-      const current = (await (await fetch(`${url}/v1/adapter?domain=${DOMAIN}`)).json()) as {
-        adapter_id: string;
-      };
-      if (current.adapter_id === 'bench-lora-r8') break;
-      if (i > 120) throw new Error(`serving did not switch to the adapter (serving ${current.adapter_id})`);
-      await sleep(500);
+    const swapSeconds: number[] = [];
+    for (const url of urls) {
+      for (let i = 0; ; i++) {
+        const current = await currentAdapter(url);
+        if (current === 'bench-lora-r8') break;
+        if (i > 120) throw new Error(`serving ${url} did not switch to the adapter (serving ${current})`);
+        await sleep(500);
+      }
+      swapSeconds.push(round((performance.now() - sentAt) / 1000, 1));
     }
-    log('serving switched to bench-lora-r8');
+    log(`every serving replica switched to bench-lora-r8 (after ${swapSeconds.join(', ')} s)`);
 
     // 20 candidates, 5 history items, k = 10; 100 distinct bodies cycled.
     const pick = mulberry32(7);
@@ -211,56 +278,96 @@ async function main(opts: Options): Promise<void> {
       return { history: all.slice(0, 5), domain: DOMAIN, candidate_ids: all.slice(5), k: 10 };
     });
 
+    // One at a time, 40 per replica (round robin), the first 10 per replica as warm-up.
     const sequential: number[] = [];
-    for (let i = 0; i < 40; i++) {
+    for (let i = 0; i < 40 * urls.length; i++) {
       const t = performance.now();
-      const res = await fetch(`${url}/v1/recommend`, {
+      const res = await fetch(`${urls[i % urls.length]}/v1/recommend`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify(bodies[i % bodies.length]),
       });
       if (res.status !== 200) throw new Error(`warm-up request failed: ${res.status} ${await res.text()}`);
       await res.text();
-      if (i >= 10) sequential.push(performance.now() - t);
+      if (i >= 10 * urls.length) sequential.push(performance.now() - t);
     }
     sequential.sort((a, b) => a - b);
     log(
       `sequential (one at a time): p50 ${round(percentile(sequential, 50))} ms, p99 ${round(percentile(sequential, 99))} ms`,
     );
 
-    const steps = [];
+    const pids = servings.map((s) => s.child.pid!);
+    type Step = ReturnType<typeof summarise> & {
+      load_average_1m: number;
+      per_replica?: Array<{ url: string } & ReturnType<typeof summarise>>;
+    };
+    const steps: Array<{ step: Step; perUrl: LoadResult['perUrl'] }> = [];
     for (const [rate, durationS] of [
       [opts.rate, opts.duration],
       [opts.highRate, opts.highDuration],
     ]) {
       if (rate <= 0 || durationS <= 0) continue;
       const load = avgLoad();
-      const cpuBefore = cpuSecondsOf(serving.child.pid!);
-      log(`step: ${rate} req/s for ${durationS} s (load average ${load})`);
+      const cpuBefore = pids.map(cpuSecondsOf);
+      log(`step: ${rate} req/s for ${durationS} s over ${urls.length} replica(s) (load average ${load})`);
       const result = await runLoad({
-        url,
+        urls,
         rate,
         durationS,
         maxRequests: opts.maxRequests,
         bodies,
         timeoutMs: 10_000,
       });
-      const step = {
-        ...summarise(result, cpuSecondsOf(serving.child.pid!) - cpuBefore),
+      const cpuUsed = pids.map((p, i) => cpuSecondsOf(p) - cpuBefore[i]!);
+      const step: Step = {
+        ...summarise(
+          result,
+          cpuUsed.reduce((a, b) => a + b, 0),
+        ),
         load_average_1m: load,
+        ...(urls.length > 1
+          ? {
+              per_replica: result.perUrl.map((r, i) => ({
+                url: r.url,
+                ...summarise({ ...r, rate: rate / urls.length, durationS: result.durationS }, cpuUsed[i]!),
+              })),
+            }
+          : {}),
       };
       log(
         `  ${step.rps} req/s answered, p50 ${step.p50_ms} ms, p95 ${step.p95_ms} ms, p99 ${step.p99_ms} ms, errors ${step.errors}, serving CPU ${step.serving_cpu_ms_per_request} ms/request`,
       );
-      steps.push(step);
+      for (const r of step.per_replica ?? [])
+        log(`    ${r.url}: ${r.rps} req/s, p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms, errors ${r.errors}`);
+      steps.push({ step, perUrl: result.perUrl });
       await sleep(1_000);
     }
-    const metrics = await (await fetch(`${url}/metrics`)).text();
-    const batchCount = Number(/cprec_serving_batch_size_count(?:\{[^}]*\})? (\d+)/.exec(metrics)?.[1] ?? 0);
-    const batchSum = Number(/cprec_serving_batch_size_sum(?:\{[^}]*\})? ([\d.]+)/.exec(metrics)?.[1] ?? 0);
-    const main = steps[0];
+    // Hot swap: every replica answered every request with the promoted adapter.
+    const everyReplicaPromoted = urls.every((url) =>
+      steps.every(({ perUrl }) => {
+        const mine = perUrl.find((r) => r.url === url);
+        return (
+          mine !== undefined &&
+          mine.ok > 0 &&
+          Object.keys(mine.adapterIds).every((id) => id === 'bench-lora-r8')
+        );
+      }),
+    );
+    if (!everyReplicaPromoted) log('HOT SWAP: not every replica answered with bench-lora-r8');
+    let batchCount = 0;
+    let batchSum = 0;
+    for (const url of urls) {
+      const metrics = await (await fetch(`${url}/metrics`)).text();
+      batchCount += Number(/cprec_serving_batch_size_count(?:\{[^}]*\})? (\d+)/.exec(metrics)?.[1] ?? 0);
+      batchSum += Number(/cprec_serving_batch_size_sum(?:\{[^}]*\})? ([\d.]+)/.exec(metrics)?.[1] ?? 0);
+    }
+    const main = steps[0]?.step;
     const result = {
       benchmark: 'serving',
+      profile: opts.profile,
+      replicas: opts.replicas,
+      load_average_before: loadBefore,
+      load_average_after: loadavg().map((x) => round(x, 2)),
       model: 'stories260K + LoRA r=8 (merged)',
       candidates: 20,
       history: 5,
@@ -269,17 +376,28 @@ async function main(opts: Options): Promise<void> {
       p50_ms: main?.p50_ms ?? null,
       p95_ms: main?.p95_ms ?? null,
       p99_ms: main?.p99_ms ?? null,
-      errors: steps.reduce((n, s) => n + s.errors, 0),
+      errors: steps.reduce((n, s) => n + s.step.errors, 0),
       target: {
         rps: 50,
         p99_ms: 50,
         met: main ? main.p99_ms <= 50 && main.errors === 0 && main.offered_rps >= 50 : false,
       },
+      hot_swap: {
+        adapter_id: 'bench-lora-r8',
+        every_replica_promoted: everyReplicaPromoted,
+        switched_after_s: swapSeconds,
+        per_replica: urls.map((url) => ({
+          url,
+          adapter_ids: steps.map(({ perUrl }) => perUrl.find((r) => r.url === url)?.adapterIds ?? {}),
+        })),
+      },
       sequential_p50_ms: round(percentile(sequential, 50)),
       sequential_p99_ms: round(percentile(sequential, 99)),
       mean_batch_size: batchCount > 0 ? round(batchSum / batchCount, 2) : null,
-      steps,
+      steps: steps.map((s) => s.step),
       machine: { cpus: cpus().length, load_average_1m_end: avgLoad(), node: process.version },
+      clickhouse_urls: chUrls,
+      kafka_brokers: infra.kafkaBrokers,
       serving_env: Object.fromEntries(
         Object.entries(servingEnv).filter(([k]) => k.startsWith('SERVING_') && k !== 'SERVING_GROUP_ID'),
       ),
@@ -288,8 +406,12 @@ async function main(opts: Options): Promise<void> {
     mkdirSync(dirname(resolve(opts.out)), { recursive: true });
     writeFileSync(resolve(opts.out), JSON.stringify(result, null, 2) + '\n');
     log(`wrote ${opts.out}`);
+    if (!everyReplicaPromoted) process.exitCode = 1;
     process.stdout.write(
       JSON.stringify({
+        profile: result.profile,
+        replicas: result.replicas,
+        every_replica_promoted: everyReplicaPromoted,
         rps: result.rps,
         p50_ms: result.p50_ms,
         p95_ms: result.p95_ms,
@@ -298,9 +420,16 @@ async function main(opts: Options): Promise<void> {
       }) + '\n',
     );
   } finally {
-    await serving?.stop();
+    await Promise.all(servings.map((s) => s.stop()));
     await producer.disconnect();
-    await ch.command(sql`DROP DATABASE IF EXISTS ${ident(database)}`);
+    // On the cluster the database exists on every replica (migrations create it on each).
+    for (const url of chUrls) {
+      const admin = url === settings.url ? ch : createClickHouse({ ...settings, url });
+      await admin.command(sql`DROP DATABASE IF EXISTS ${ident(database)}`).catch((err: Error) => {
+        log(`drop ${database} on ${url}: ${err.message}`);
+      });
+      if (admin !== ch) await admin.close();
+    }
     await ch.close();
     rmSync(home, { recursive: true, force: true });
   }
@@ -309,14 +438,21 @@ async function main(opts: Options): Promise<void> {
 const avgLoad = (): number => round(loadavg()[0], 2);
 
 const program = new Command('serving.bench')
-  .option('--rate <n>', 'requests per second of the main step', '50')
+  .option('--rate <n>', 'requests per second of the main step (over all replicas)', '50')
   .option('--duration <s>', 'seconds of the main step', '30')
   .option('--high-rate <n>', 'requests per second of the higher step (0 = skip)', '100')
   .option('--high-duration <s>', 'seconds of the higher step', '15')
   .option('--max-requests <n>', 'upper bound on requests per step', '5000')
   .option('--out <file>', 'result file', 'bench/results/serving.json')
+  .option(
+    '--profile <name>',
+    'servers: single (infra/local/up) or cluster (up --cluster)',
+    parseProfile,
+    'single',
+  )
+  .option('--replicas <n>', 'serving processes; requests go round robin', parseReplicaCount, 1)
   .parse(process.argv);
-const o = program.opts<Record<string, string>>();
+const o = program.opts<Record<string, string> & { profile: InfraProfile; replicas: number }>();
 main({
   rate: Number(o.rate),
   duration: Number(o.duration),
@@ -324,6 +460,8 @@ main({
   highDuration: Number(o.highDuration),
   maxRequests: Number(o.maxRequests),
   out: o.out,
+  profile: o.profile,
+  replicas: o.replicas,
 }).catch((err: unknown) => {
   log(`failed: ${err instanceof Error ? err.stack : String(err)}`);
   process.exit(1);
