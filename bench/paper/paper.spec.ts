@@ -186,6 +186,13 @@ describe('the paper harness on tiny data', () => {
     expect(resumed.executed).toContain('data/steam');
     expect(resumed.executed).not.toContain('cpt/cprec');
     for (const id of finishedRows) expect(resumed.reused).toContain(id);
+    // Nor a finished fine-tuning, even one whose rows were still to be scored: its adapter is kept
+    // in the results folder until they are, then deleted.
+    const finishedSft = finished.filter((id) => id.startsWith('sft/'));
+    expect(finishedSft.length).toBeGreaterThan(0);
+    for (const id of finishedSft) expect(resumed.reused).toContain(id);
+    const durableSft = join(freshRoot, 'results', 'state', 'sft');
+    expect(existsSync(durableSft) ? readdirSync(durableSft) : []).toEqual([]);
     const a = readRows(join(straightRoot, 'results', 'rows'));
     const b = readRows(join(freshRoot, 'results', 'rows'));
     expect(b.map((r) => r.id)).toEqual(a.map((r) => r.id));

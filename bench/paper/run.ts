@@ -1,6 +1,6 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, join, sep } from 'node:path';
 import { SFT_POOL, validateConfig, type CptVariant, type PaperConfig, type TargetKey } from './config';
 import type { MeasuredCosts } from './costs';
 import { buildCptData, buildTargetData, type CptData, type CptDataStats, type TargetData } from './data';
@@ -127,12 +127,13 @@ function withoutExecutionBounds(stored: unknown): unknown {
 
 /**
  * Where the state that is slow to recompute lives: stage records, SASRec item tables, CPT rounds,
- * fine-tuning checkpoints and evaluation logs. It sits in the results folder, so the full run's
- * copy is committed with its results, and a run continues from the last commit on a fresh machine.
- * A working session's machine does not outlive the session: in the third sitting, a CPT round at
- * step 247 of 300, the SASRec table and the fine-tuned rows' state were lost with it. Prepared data
- * and finished fine-tuned adapters stay in `stateDir`. They are quick to rebuild and bulky, and they
- * are rebuilt when a stage that still has to run needs them (`rebuildMissingInputs`).
+ * fine-tuning checkpoints, fine-tuned adapters until their rows are scored, and evaluation logs.
+ * It sits in the results folder, so the full run's copy is committed with its results, and a run
+ * continues from the last commit on a fresh machine. A working session's machine does not outlive
+ * the session: in the third sitting, a CPT round at step 247 of 300, the SASRec table and the
+ * fine-tuned rows' state were lost with it. Prepared data stays in `stateDir`: it is quick to
+ * rebuild and bulky, and it is rebuilt when a stage that still has to run needs it
+ * (`rebuildMissingInputs`).
  */
 export function durableStateDir(config: PaperConfig): string {
   return join(config.resultsDir, 'state');
@@ -211,6 +212,21 @@ export function rebuildMissingInputs(
   return forgotten;
 }
 
+/**
+ * Deletes the fine-tuned adapters kept in the durable folder once every row scored with them is
+ * finished: nothing pending reads them any more, and each is ~16 MB of the committed results.
+ * (Should a later stage need one again, `rebuildMissingInputs` fine-tunes it again.)
+ */
+export function pruneScoredAdapters(stages: StageDesc[], runner: StageRunner, durable: string): void {
+  for (const desc of stages) {
+    if (desc.kind !== 'sft') continue;
+    const outDir = runner.completed<SftOutput>(desc.id)?.output.outDir;
+    if (!outDir || !outDir.startsWith(durable + sep) || !existsSync(outDir)) continue;
+    const users = stages.filter((s) => s.kind === 'eval' && s.sft === desc.id);
+    if (users.every((s) => runner.completed(s.id))) rmSync(outDir, { recursive: true, force: true });
+  }
+}
+
 /** The SASRec whose item table a seed's hybrid prompts use: its own seed when trained, else the first. */
 function sasrecSeed(c: PaperConfig, seed: number): number {
   return c.recommenders.seeds.includes(seed) ? seed : c.recommenders.seeds[0]!;
@@ -238,6 +254,7 @@ export async function runPaper(config: PaperConfig, deps: RunDeps): Promise<RunR
   const rebuilt = rebuildMissingInputs(stages, config, runner);
   if (rebuilt.size > 0)
     deps.log(`rebuilding what pending stages need and this machine lacks: ${[...rebuilt.keys()].join(', ')}`);
+  pruneScoredAdapters(stages, runner, durable);
   const rowsPlanned = stages.filter((s) => s.kind === 'eval' || s.kind === 'recommender').length;
   const log = deps.log;
 
@@ -410,7 +427,9 @@ export async function runPaper(config: PaperConfig, deps: RunDeps): Promise<RunR
             samples: desc.samples,
             seed: desc.seed,
             embeddingsFile,
-            outDir: join(stateDir, 'sft', fileSafe(desc.id.slice('sft/'.length))),
+            // In the durable folder until its rows are scored (pruneScoredAdapters): an SFT stage
+            // is ~47 min, a sitting's machine may not outlive the row's evaluation.
+            outDir: join(durable, 'sft', fileSafe(desc.id.slice('sft/'.length))),
             checkpointDir: join(durable, 'sft', `${fileSafe(desc.id.slice('sft/'.length))}.progress`),
           },
           ctx,
@@ -479,6 +498,7 @@ export async function runPaper(config: PaperConfig, deps: RunDeps): Promise<RunR
           JSON.stringify(withoutExecutionBounds(stored)) === JSON.stringify(stageInputs(desc, config)),
         run: (ctx) => execute(desc, ctx),
       });
+      pruneScoredAdapters(stages, runner, durable);
       refreshResults();
     }
   } finally {
