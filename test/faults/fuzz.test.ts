@@ -116,6 +116,23 @@ const TEMPLATES: Record<string, TopicTemplate> = {
     tsField: 'ts',
     padField: 'reason',
   },
+  servingEvents: {
+    // What a serving replica reports; the evaluator stores it. A domain nothing else uses, so the
+    // stored switches never become an incumbent that matters to this suite.
+    make: (i) => ({
+      event: 'switch',
+      domain: 'fzevents',
+      adapter_id: `fz-adapter-${i}`,
+      previous_adapter_id: '',
+      detail: 'fuzz',
+      ts_ms: NOW + i,
+      instance: 'fuzz-replica',
+    }),
+    required: ['event', 'domain', 'adapter_id', 'previous_adapter_id', 'detail', 'ts_ms', 'instance'],
+    strings: ['detail', 'adapter_id', 'domain', 'instance'],
+    tsField: 'ts_ms',
+    padField: 'detail',
+  },
   servingCommands: {
     make: (i) => ({
       kind: 'rollback',
@@ -167,6 +184,15 @@ const CLEAN: Record<string, (tag: string) => Record<string, unknown>> = {
     requested_by: 'clean',
     ts: Date.now(),
   }),
+  servingEvents: (tag) => ({
+    event: 'rollback',
+    domain: 'fzevents',
+    adapter_id: `clean-${tag}`,
+    previous_adapter_id: '',
+    detail: 'clean',
+    ts_ms: Date.now(),
+    instance: 'clean-replica',
+  }),
   servingCommands: (tag) => ({
     kind: 'rollback',
     command_id: `clean-rollback-${tag}`,
@@ -188,6 +214,7 @@ const CONSUMERS: Record<string, readonly string[]> = {
   adapters: ['evaluator', 'serving'],
   evaluatorCommands: ['evaluator'],
   servingCommands: ['serving'],
+  servingEvents: ['evaluator'],
 };
 const COMMAND_TOPICS = ['sequencerCommands', 'roundCommands', 'evaluatorCommands', 'servingCommands'];
 const topicKeys = Object.keys(TEMPLATES) as TopicKey[];
