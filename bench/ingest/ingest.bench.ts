@@ -39,7 +39,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { Kafka, logLevel, Message, Producer } from 'kafkajs';
-import { DEFAULT_LIMITS, InteractionEvent, parseInteraction, topicsFor, type Topics } from '@cprec/contracts';
+import { DEFAULT_LIMITS, InteractionEvent, parseInteraction, topicsFor } from '@cprec/contracts';
 import {
   clickHouseSettingsFromEnv,
   ClickHouse,
@@ -50,16 +50,9 @@ import {
   runMigrations,
   sql,
 } from '@cprec/clickhouse';
-import {
-  applyAclRules,
-  createKafka,
-  defaultTopicSpecs,
-  ensureTopics,
-  kafkaSettingsFromEnv,
-  namespaceAclRules,
-  removeAclsUnder,
-} from '@cprec/messaging';
+import { createKafka, kafkaSettingsFromEnv } from '@cprec/messaging';
 import { syntheticDataset } from '@cprec/datasets';
+import { createBenchNamespace } from '../kafka-namespace';
 import {
   counterTotal,
   readCpuSeconds,
@@ -178,34 +171,6 @@ function generateEvents(n: number, runTag: string): Promise<InteractionEvent[]> 
     if (events.length < n) throw new Error(`generator produced only ${events.length} of ${n} events`);
     return events;
   })();
-}
-
-/**
- * Creates the run's topics and, when Kafka authenticates, production's ACL table on them (each
- * service's groups under `<stem>.<service>`); returns the clean-up that removes both.
- */
-async function createNamespace(kafka: Kafka, stem: string, topics: Topics): Promise<() => Promise<void>> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    await ensureTopics(admin, defaultTopicSpecs(4, topics));
-    if (kafkaSettingsFromEnv('cprec-bench-ingest').sasl !== undefined) {
-      await applyAclRules(admin, namespaceAclRules(stem, topics));
-    }
-  } finally {
-    await admin.disconnect();
-  }
-  return async () => {
-    const cleanup = kafka.admin();
-    await cleanup.connect();
-    try {
-      await cleanup.deleteGroups([`${stem}.ingest`]).catch(() => undefined);
-      await cleanup.deleteTopics({ topics: [...new Set(Object.values(topics))] });
-      if (kafkaSettingsFromEnv('cprec-bench-ingest').sasl !== undefined) await removeAclsUnder(cleanup, stem);
-    } finally {
-      await cleanup.disconnect();
-    }
-  };
 }
 
 async function produceAll(
@@ -409,7 +374,7 @@ async function main(): Promise<void> {
   let t = performance.now();
   const events = await generateEvents(o.events, runTag);
   log(`generated ${events.length} events in ${((performance.now() - t) / 1000).toFixed(1)} s`);
-  const removeNamespace = await createNamespace(kafka, stem, topics);
+  const removeNamespace = await createBenchNamespace(kafka, stem, topics);
   if (!o.keep) cleanups.push(removeNamespace);
 
   const profileDir = join(REPO_ROOT, '.cprec', 'profiles');

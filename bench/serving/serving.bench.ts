@@ -8,7 +8,8 @@
  * Set-up: a fresh ClickHouse database with a 200-item catalogue, an artefact store in a temp
  * CPREC_HOME, a freshly attached LoRA (rank 8, random non-zero B so it changes the scores) saved
  * and stored, the serving process started on stories260K and switched to the adapter by a real
- * AdapterEvent 'promoted' on Kafka. Then: sequential warm-up requests (one at a time: the model
+ * AdapterEvent 'promoted' on the run's own topics (`cprec_bench_serving_<stamp>.*`, removed at the
+ * end: a promotion on the installation's topics would switch `npm start`'s serving). Then: sequential warm-up requests (one at a time: the model
  * time without queueing), a step at `--rate` for `--duration` s, a step at `--high-rate`.
  * SERVING_* variables in the environment are passed to the serving process (tuning knobs).
  *
@@ -38,7 +39,7 @@ import {
   runMigrations,
   sql,
 } from '@cprec/clickhouse';
-import { TOPICS, type AdapterEvent } from '@cprec/contracts';
+import { topicsFor, type AdapterEvent } from '@cprec/contracts';
 import {
   attachLora,
   LlamaModel,
@@ -50,6 +51,7 @@ import {
 import { createKafka, kafkaSettingsFromEnv } from '@cprec/messaging';
 import { randomPort, startService, type RunningService } from '../../test/support/service-process';
 import { parseProfile, parseReplicaCount, useInfraProfile, type InfraProfile } from '../infra-profile';
+import { createBenchNamespace } from '../kafka-namespace';
 import type { LoadConfig, LoadResult } from './load-generator';
 
 const REPO_ROOT = resolve(__dirname, '../..');
@@ -207,6 +209,12 @@ async function main(opts: Options): Promise<void> {
   const record = await store.put('adapters/bench-lora-r8', adapterDir);
 
   const kafka = createKafka(kafkaSettingsFromEnv('cprec-bench-serving'));
+  // The run's own topics: a promotion on the installation's would switch `npm start`'s serving.
+  const stem = `cprec_bench_serving_${stamp}`;
+  const topics = topicsFor(`${stem}.`);
+  const groupId = `${stem}.serving`;
+  const instances = Array.from({ length: opts.replicas }, (_, i) => `bench-${stamp}-${i + 1}`);
+  const removeNamespace = await createBenchNamespace(kafka, stem, topics);
   const producer = kafka.producer();
   await producer.connect();
   const servings: RunningService[] = [];
@@ -214,8 +222,9 @@ async function main(opts: Options): Promise<void> {
     const servingEnv: Record<string, string> = {
       CPREC_CLICKHOUSE_DB: database,
       CPREC_HOME: home,
-      // Under serving's own group prefix: its ACL lets the serving principal use only those groups.
-      SERVING_GROUP_ID: `cprec-serving-bench-${stamp}`,
+      CPREC_TOPIC_PREFIX: `${stem}.`,
+      // Under the namespace's serving group prefix: its ACL lets the serving principal use only those.
+      SERVING_GROUP_ID: groupId,
       SERVING_MODEL: 'llama2c',
       SERVING_BASE_MODEL: MODEL,
       SERVING_TOKENIZER: TOKENIZER,
@@ -230,7 +239,7 @@ async function main(opts: Options): Promise<void> {
           randomPort() + i,
           {
             ...servingEnv,
-            ...(opts.replicas > 1 ? { SERVING_INSTANCE_ID: `bench-${stamp}-${i + 1}` } : {}),
+            ...(opts.replicas > 1 ? { SERVING_INSTANCE_ID: instances[i]! } : {}),
             ...(infra.profile === 'cluster' ? { CPREC_CLICKHOUSE_URL: chUrls[i % chUrls.length]! } : {}),
           },
           'SERVING_PORT',
@@ -254,7 +263,7 @@ async function main(opts: Options): Promise<void> {
     };
     const sentAt = performance.now();
     await producer.send({
-      topic: TOPICS.adapters,
+      topic: topics.adapters,
       messages: [{ key: event.adapter_id, value: JSON.stringify(event) }],
     });
     const swapSeconds: number[] = [];
@@ -422,6 +431,7 @@ async function main(opts: Options): Promise<void> {
   } finally {
     await Promise.all(servings.map((s) => s.stop()));
     await producer.disconnect();
+    await removeNamespace().catch((err: Error) => log(`removing the run's topics: ${err.message}`));
     // On the cluster the database exists on every replica (migrations create it on each).
     for (const url of chUrls) {
       const admin = url === settings.url ? ch : createClickHouse({ ...settings, url });
