@@ -77,9 +77,11 @@ zookeeper_pid() {
     || find_pid_by_cmdline org.apache.zookeeper "$ZOOKEEPER_CONFIG"
 }
 
-# ZooKeeper's four-letter word: "imok" when it serves.
-zookeeper_ruok() {
-  [[ "$(timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$ZOOKEEPER_PORT; printf ruok >&3; cat <&3" 2>/dev/null)" == imok ]]
+# ZooKeeper serves requests: `srvr` names its mode. Not `ruok`: that answers "imok" as soon as the
+# port is bound, while the server may still be loading its data ("ZooKeeperServer not running"), and
+# a ClickHouse 18.16 that connects then cannot attach its replicated tables and exits at start.
+zookeeper_serving() {
+  [[ "$(timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$ZOOKEEPER_PORT; printf srvr >&3; cat <&3" 2>/dev/null)" == *"Mode: "* ]]
 }
 
 # The secrets of the cluster's own links (ZooKeeper digest identity of ClickHouse, replica to
@@ -122,7 +124,7 @@ set CPREC_CLUSTER_ZOOKEEPER_PORT to a free port"
     echo $! > "$ZOOKEEPER_PID_FILE"
   fi
   local deadline=$((SECONDS + 60))
-  until zookeeper_ruok; do
+  until zookeeper_serving; do
     zookeeper_pid >/dev/null || { tail -n 20 "$ZOOKEEPER_LOG_DIR/zookeeper.log" >&2; die "ZooKeeper exited during start-up"; }
     (( SECONDS < deadline )) || die "ZooKeeper not serving after 60s; see $ZOOKEEPER_LOG_DIR/"
     sleep 0.3
@@ -295,7 +297,7 @@ cluster_down() {
 
 cluster_status() {
   local n pid healthy=1 listening=0
-  if pid="$(zookeeper_pid)" && zookeeper_ruok; then
+  if pid="$(zookeeper_pid)" && zookeeper_serving; then
     echo "ZooKeeper     healthy    127.0.0.1:$ZOOKEEPER_PORT  (pid $pid)"
   else
     echo "ZooKeeper     DOWN       127.0.0.1:$ZOOKEEPER_PORT"
