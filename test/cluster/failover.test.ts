@@ -180,7 +180,18 @@ describe('cluster profile failover', () => {
     });
     expect(all).toEqual({ rows: expected.length, distinct: expected.length });
     expect(await storedIds(ch, prefix)).toEqual(expected.map((e) => e.event_id).sort());
-    expect(await healthStatus(ingest)).toBe(200);
+    // Healthy with a broker down. A consumer that kafkajs restarted after the kill may report red
+    // until its next fetch (docs/reliability.md): wait for that, and say what it reported.
+    const health = await eventually(
+      async () => {
+        const res = await fetch(`http://127.0.0.1:${ingest.port}/health`);
+        return { status: res.status, body: await res.text() };
+      },
+      (h) => h.status === 200,
+      'ingest healthy with one broker down',
+      30_000,
+    );
+    expect(health.status).toBe(200);
 
     // The broker returns and catches up: back in every partition's in-sync set.
     const restartMs = upCluster(ns.database);

@@ -188,18 +188,33 @@ export class TestNamespace {
   /**
    * Runs `handle` on every message of some namespace topics, from their beginning (they are the
    * suite's own), with a consumer group of its own; resolves once the group is joined.
+   *
+   * A refused connection while connecting or subscribing is tried again with a new consumer (for
+   * up to 30 s): kafkajs gives up a metadata request at the first refused connection when the
+   * broker it asks is one a failover test just killed (the cluster tier failed on exactly that).
    */
   async consume(
     topics: readonly string[],
     handle: (payload: EachMessagePayload) => Promise<void>,
   ): Promise<void> {
-    const consumer = this.kafka().consumer({ groupId: this.group(`consumer-${this.groups.size}`) });
-    this.closers.push(() => consumer.disconnect());
-    const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()));
-    await consumer.connect();
-    await consumer.subscribe({ topics: [...topics], fromBeginning: true });
-    await consumer.run({ eachMessage: handle });
-    await joined;
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const consumer = this.kafka().consumer({ groupId: this.group(`consumer-${this.groups.size}`) });
+      this.closers.push(() => consumer.disconnect());
+      const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()));
+      try {
+        await consumer.connect();
+        await consumer.subscribe({ topics: [...topics], fromBeginning: true });
+      } catch (err) {
+        await consumer.disconnect().catch(() => undefined);
+        if (!isRefusedConnection(err) || Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 500));
+        continue;
+      }
+      await consumer.run({ eachMessage: handle });
+      await joined;
+      return;
+    }
   }
 
   /** Registers something to close in tear-down (before the namespace is deleted). */
@@ -314,4 +329,16 @@ export class Tap {
   async stop(): Promise<void> {
     await this.consumer?.disconnect();
   }
+}
+
+/** A kafkajs error caused, at any depth, by a refused or reset connection to a broker. */
+function isRefusedConnection(err: unknown): boolean {
+  for (
+    let e = err as { name?: string; message?: string; cause?: unknown } | undefined;
+    e;
+    e = e.cause as typeof e
+  ) {
+    if (e.name === 'KafkaJSConnectionError' || /ECONNREFUSED|ECONNRESET/.test(e.message ?? '')) return true;
+  }
+  return false;
 }
