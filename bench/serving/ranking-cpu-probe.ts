@@ -20,10 +20,11 @@ import {
   selectBackend,
   type BackendPreference,
 } from '@cprec/lm';
-import { encodePrompt, type RankRequest } from '@cprec/training';
+import { encodePrompt } from '@cprec/training';
 import { loadNativeAddon } from '../../libs/lm/src/kernels/native-addon';
 import type { ServingConfig } from '../../services/serving/src/config';
 import { loadSmokeTested, servingRuntime } from '../../services/serving/src/scoring/serving-runtime';
+import { storyItem, storyRequest } from './story-requests';
 
 process.env.OPENBLAS_NUM_THREADS ??= '1'; // as services/serving/src/main.ts
 const MODEL = resolve(__dirname, '../../../shared/models/stories260K/stories260K.bin');
@@ -72,29 +73,17 @@ async function main(): Promise<void> {
   const baseRec = loadSmokeTested(runtime, 'base', null); // serving holds the base too
   const rec = loadSmokeTested(runtime, 'probe-lora-r8', dir);
 
-  const adjectives = ['little', 'big', 'happy', 'red', 'shiny', 'brave', 'sleepy', 'funny', 'tiny', 'kind'];
-  const nouns = ['cat', 'dog', 'boat', 'bird', 'tree', 'ball', 'girl', 'boy', 'fish', 'cake', 'park', 'sun'];
-  const places = ['in the park', 'at home', 'by the sea', 'in the sky', 'at school'];
-  const item = (i: number) => ({
-    itemId: `s${i}`,
-    title: `The ${adjectives[i % 10]} ${nouns[(i * 7) % 12]} ${places[(i * 3) % 5]}`,
-  });
-  const req = (o: number): RankRequest => ({
-    domain: 'd',
-    history: [0, 1, 2, 3, 4].map((i) => item(i + o)),
-    candidates: Array.from({ length: 20 }, (_, i) => item(i + 5 + o)),
-  });
-  const e = encodePrompt({ ...req(0), target: item(5) }, rec.settings);
+  const e = encodePrompt({ ...storyRequest(0), target: storyItem(5) }, rec.settings);
   console.log(
     `prompt tokens ${e.inputIds.length}, history kept ${e.historyItemIds.length}, title tokens ${e.titleTokens}`,
   );
-  for (let i = 0; i < 5; i++) rec.rank(req(i));
+  for (let i = 0; i < 5; i++) rec.rank(storyRequest(i));
   const n = Number(process.env.N ?? 60);
   const measure = (label: string, r: typeof rec) => {
     fusedCalls = 0;
     const t = performance.now();
     const cpu = process.cpuUsage();
-    for (let i = 0; i < n; i++) r.rank(req(i));
+    for (let i = 0; i < n; i++) r.rank(storyRequest(i));
     const used = process.cpuUsage(cpu);
     console.log(
       `${label}: ${((used.user + used.system) / 1000 / n).toFixed(1)} ms CPU/ranking, ` +

@@ -8,6 +8,7 @@ import { resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend } from '@cprec/lm';
 import { RecommenderRuntime } from '@cprec/training';
+import { storyItem, storyRequest } from './story-requests';
 const MODEL = resolve(__dirname, '../../../shared/models/stories260K/stories260K.bin');
 const TOK = resolve(__dirname, '../../../shared/models/stories260K/tok512.bin');
 async function main() {
@@ -18,20 +19,8 @@ async function main() {
     budget: { maxTokens, maxTitleTokens: Number(process.env.TITLE ?? 12) },
   });
   const rec = rt.loadBase();
-  const adjectives = ['little', 'big', 'happy', 'red', 'shiny', 'brave', 'sleepy', 'funny', 'tiny', 'kind'];
-  const nouns = ['cat', 'dog', 'boat', 'bird', 'tree', 'ball', 'girl', 'boy', 'fish', 'cake', 'park', 'sun'];
-  const places = ['in the park', 'at home', 'by the sea', 'in the sky', 'at school'];
-  const item = (i: number) => ({
-    itemId: `s${i}`,
-    title: `The ${adjectives[i % 10]} ${nouns[(i * 7) % 12]} ${places[(i * 3) % 5]}`,
-  });
-  const req = (o: number) => ({
-    domain: 'd',
-    history: [0, 1, 2, 3, 4].map((i) => item(i + o)),
-    candidates: Array.from({ length: 20 }, (_, i) => item(i + 5 + o)),
-  });
   const { encodePrompt } = await import('@cprec/training');
-  const e = encodePrompt({ ...req(0), target: item(5) }, rec.settings);
+  const e = encodePrompt({ ...storyRequest(0), target: storyItem(5) }, rec.settings);
   console.log(
     'prompt tokens',
     e.inputIds.length,
@@ -40,12 +29,12 @@ async function main() {
     'title tokens',
     e.titleTokens,
   );
-  for (let i = 0; i < 5; i++) rec.rank(req(i));
+  for (let i = 0; i < 5; i++) rec.rank(storyRequest(i));
   for (const bs of [1, 4, 8]) {
     const n = 24 / bs;
     const t = performance.now();
     const cpu = process.cpuUsage();
-    for (let i = 0; i < n; i++) rec.rankBatch(Array.from({ length: bs }, (_, j) => req(i + j)));
+    for (let i = 0; i < n; i++) rec.rankBatch(Array.from({ length: bs }, (_, j) => storyRequest(i + j)));
     const used = process.cpuUsage(cpu);
     console.log(
       `batch ${bs}: ${((performance.now() - t) / 24).toFixed(1)} ms/request wall, ${((used.user + used.system) / 1000 / 24).toFixed(1)} ms/request CPU`,
@@ -53,7 +42,7 @@ async function main() {
   }
   if (process.env.PROFILE) {
     const p = await tf.profile(() => {
-      rec.rank(req(0));
+      rec.rank(storyRequest(0));
     });
     const agg = new Map<string, number>();
     for (const k of p.kernels) agg.set(k.name, (agg.get(k.name) ?? 0) + (k.kernelTimeMs as number));

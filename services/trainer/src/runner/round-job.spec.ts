@@ -32,6 +32,26 @@ function job(model: RoundJob['model']): RoundJob {
   };
 }
 
+/** A one-layer random LLaMA over a word vocabulary of `titles`. */
+function tinySpec(titles: string[], maxSeqLen: number): TinyModelSpec {
+  return {
+    format: 'cprec-tiny-random/1',
+    config: {
+      dim: 16,
+      hiddenDim: 32,
+      nLayers: 1,
+      nHeads: 2,
+      nKvHeads: 1,
+      maxSeqLen,
+      normEps: 1e-5,
+      ropeTheta: 10000,
+      tiedClassifier: true,
+    },
+    seed: 3,
+    titles,
+  };
+}
+
 describe('the round chooses its backend for its own base model', () => {
   const saved = process.env.CPREC_BACKEND;
   let dir: string;
@@ -55,22 +75,7 @@ describe('the round chooses its backend for its own base model', () => {
 
   it("gives `auto` the tiny random base's config, vocabulary included", () => {
     const titles = ['red fast game', 'blue slow game'];
-    const tiny: TinyModelSpec = {
-      format: 'cprec-tiny-random/1',
-      config: {
-        dim: 16,
-        hiddenDim: 32,
-        nLayers: 1,
-        nHeads: 2,
-        nKvHeads: 1,
-        maxSeqLen: 64,
-        normEps: 1e-5,
-        ropeTheta: 10000,
-        tiedClassifier: true,
-      },
-      seed: 3,
-      titles,
-    };
+    const tiny = tinySpec(titles, 64);
     writeFileSync(join(dir, TINY_MODEL_FILE), JSON.stringify(tiny));
     const model = backendModelOf({ kind: 'tiny-random', dir, baseModelId: 'tiny', sha256: SHA });
     expect(model).toEqual({ ...tiny.config, vocabSize: WordTokenizer.forTitles(titles).vocabSize });
@@ -90,23 +95,7 @@ describe('a finished round hands back the same outputs when its runner runs agai
   let dir: string;
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'cprec-round-finished-'));
-    const tiny: TinyModelSpec = {
-      format: 'cprec-tiny-random/1',
-      config: {
-        dim: 16,
-        hiddenDim: 32,
-        nLayers: 1,
-        nHeads: 2,
-        nKvHeads: 1,
-        maxSeqLen: 128,
-        normEps: 1e-5,
-        ropeTheta: 10000,
-        tiedClassifier: true,
-      },
-      seed: 3,
-      titles: ['beauty item', 'games item'],
-    };
-    writeFileSync(join(dir, TINY_MODEL_FILE), JSON.stringify(tiny));
+    writeFileSync(join(dir, TINY_MODEL_FILE), JSON.stringify(tinySpec(['beauty item', 'games item'], 128)));
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
